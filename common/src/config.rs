@@ -1,0 +1,573 @@
+//! Configuration from environment variables, with the reference app's names where they exist.
+//!
+//! [`Env`] collects every problem instead of stopping at the first, so a bad deployment is
+//! fixed in one round: start-up prints all of them and exits non-zero. Each function reads
+//! the sections it needs; [`Env::finish`] also returns the names it read, which the
+//! Terraform cross-check and the README's table are kept honest against.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use crate::justification::JustificationPolicy;
+
+/// Looks a variable up: the process environment, or a map in tests.
+type Lookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
+
+/// Reads variables through a lookup function, collecting problems.
+pub struct Env<'a> {
+    lookup: Lookup<'a>,
+    problems: Vec<String>,
+    read: BTreeSet<&'static str>,
+}
+
+/// Every problem found, one per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid configuration ({} problems):",
+            self.problems.len()
+        )?;
+        for problem in &self.problems {
+            write!(f, "\n  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Env<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Env")
+            .field("problems", &self.problems)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Env<'a> {
+    pub fn from_process() -> Env<'static> {
+        Env::new(|name| std::env::var(name).ok())
+    }
+
+    pub fn new(lookup: impl Fn(&str) -> Option<String> + 'a) -> Env<'a> {
+        Env {
+            lookup: Box::new(lookup),
+            problems: Vec::new(),
+            read: BTreeSet::new(),
+        }
+    }
+
+    /// Trimmed; an empty value counts as unset, as in the reference app.
+    pub fn optional(&mut self, name: &'static str) -> Option<String> {
+        self.read.insert(name);
+        (self.lookup)(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn text(&mut self, name: &'static str, default: &str) -> String {
+        self.optional(name).unwrap_or_else(|| default.to_string())
+    }
+
+    /// Records a problem when unset; returns an empty string so reading can go on.
+    pub fn required(&mut self, name: &'static str, what: &str) -> String {
+        self.optional(name).unwrap_or_else(|| {
+            self.problem(format!("{name} is required: {what}"));
+            String::new()
+        })
+    }
+
+    pub fn number(&mut self, name: &'static str, default: u64, range: RangeInclusive<u64>) -> u64 {
+        let Some(text) = self.optional(name) else {
+            return default;
+        };
+        match text.parse::<u64>() {
+            Ok(value) if range.contains(&value) => value,
+            _ => {
+                self.problem(format!(
+                    "{name} must be a whole number from {} to {}, not '{text}'",
+                    range.start(),
+                    range.end()
+                ));
+                default
+            }
+        }
+    }
+
+    pub fn seconds(
+        &mut self,
+        name: &'static str,
+        default: u64,
+        range: RangeInclusive<u64>,
+    ) -> Duration {
+        Duration::from_secs(self.number(name, default, range))
+    }
+
+    pub fn problem(&mut self, problem: String) {
+        self.problems.push(problem);
+    }
+
+    /// The names read, or every problem found.
+    pub fn finish(self) -> Result<BTreeSet<&'static str>, ConfigError> {
+        if self.problems.is_empty() {
+            Ok(self.read)
+        } else {
+            Err(ConfigError {
+                problems: self.problems,
+            })
+        }
+    }
+}
+
+/// Limits on activations and requests, shared by the functions that decide them.
+#[derive(Debug, Clone)]
+pub struct ActivationSettings {
+    /// `ACTIVATION_TIMEOUT` (alias `ELEVATION_DURATION`): the longest activation, minutes.
+    pub max_activation_minutes: u64,
+    /// min(60, max), as in the reference app.
+    pub default_activation_minutes: u64,
+    /// `ACTIVATION_REQUEST_TIMEOUT`, capped at `ACTIVATION_TIMEOUT`: how long a peer-approval
+    /// request may be approved, minutes.
+    pub request_timeout_minutes: u64,
+    pub min_reviewers: u64,
+    pub max_reviewers: u64,
+    pub max_roles: u64,
+    pub justification: JustificationPolicy,
+}
+
+/// One week: longer looks like a unit mistake (seconds for minutes).
+const MAX_MINUTES: u64 = 7 * 24 * 60;
+
+impl ActivationSettings {
+    pub fn read(env: &mut Env<'_>) -> ActivationSettings {
+        let deprecated = env.optional("ELEVATION_DURATION");
+        let max_activation_minutes = match env.optional("ACTIVATION_TIMEOUT") {
+            Some(_) => env.number("ACTIVATION_TIMEOUT", 120, 1..=MAX_MINUTES),
+            None if deprecated.is_some() => env.number("ELEVATION_DURATION", 120, 1..=MAX_MINUTES),
+            None => 120,
+        };
+        // signJwt refuses tokens that expire more than 12 hours ahead.
+        let request_timeout = env.number("ACTIVATION_REQUEST_TIMEOUT", 60, 1..=720);
+        let min_reviewers = env.number("ACTIVATION_REQUEST_MIN_REVIEWERS", 1, 1..=100);
+        let max_reviewers = env.number("ACTIVATION_REQUEST_MAX_REVIEWERS", 10, 1..=100);
+        if min_reviewers > max_reviewers {
+            env.problem(format!(
+                "ACTIVATION_REQUEST_MIN_REVIEWERS ({min_reviewers}) must not exceed ACTIVATION_REQUEST_MAX_REVIEWERS ({max_reviewers})"
+            ));
+        }
+        let max_roles = env.number("ACTIVATION_REQUEST_MAX_ROLES", 10, 1..=100);
+        let pattern = env.text("JUSTIFICATION_PATTERN", ".*");
+        let hint = env.text("JUSTIFICATION_HINT", "Bug or case number");
+        let justification = JustificationPolicy::new(&pattern, &hint).unwrap_or_else(|e| {
+            env.problem(e.to_string());
+            JustificationPolicy::new(".*", &hint).expect("the fallback pattern is valid")
+        });
+        ActivationSettings {
+            max_activation_minutes,
+            default_activation_minutes: max_activation_minutes.min(60),
+            request_timeout_minutes: request_timeout.min(max_activation_minutes),
+            min_reviewers,
+            max_reviewers,
+            max_roles,
+            justification,
+        }
+    }
+}
+
+/// Where eligibility is looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeSettings {
+    /// `RESOURCE_SCOPE`: `organizations/ID`, `folders/ID` or `projects/ID`.
+    pub resource_scope: String,
+    /// `AVAILABLE_PROJECTS_QUERY`: list projects with Resource Manager search instead.
+    pub available_projects_query: Option<String>,
+}
+
+impl ScopeSettings {
+    pub fn read(env: &mut Env<'_>) -> ScopeSettings {
+        let project = env.optional("GOOGLE_CLOUD_PROJECT");
+        let resource_scope = match (env.optional("RESOURCE_SCOPE"), project) {
+            (Some(scope), _) => scope,
+            (None, Some(project)) => format!("projects/{project}"),
+            (None, None) => {
+                env.problem(
+                    "RESOURCE_SCOPE is required (organizations/ID, folders/ID or projects/ID) unless GOOGLE_CLOUD_PROJECT is set".into(),
+                );
+                String::new()
+            }
+        };
+        if !resource_scope.is_empty() && !valid_scope(&resource_scope) {
+            env.problem(format!(
+                "RESOURCE_SCOPE must be organizations/NUMBER, folders/NUMBER or projects/ID, not '{resource_scope}'"
+            ));
+        }
+        ScopeSettings {
+            resource_scope,
+            available_projects_query: env.optional("AVAILABLE_PROJECTS_QUERY"),
+        }
+    }
+}
+
+fn valid_scope(scope: &str) -> bool {
+    match scope.split_once('/') {
+        Some(("organizations" | "folders", number)) => {
+            !number.is_empty() && number.chars().all(|c| c.is_ascii_digit())
+        }
+        Some(("projects", id)) => crate::entitlement::ProjectId::parse(id).is_ok(),
+        _ => false,
+    }
+}
+
+/// What IAP assertions must be addressed to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IapSettings {
+    pub audience: String,
+}
+
+impl IapSettings {
+    /// `IAP_AUDIENCE` in full, or the reference app's `IAP_BACKEND_SERVICE_ID` with
+    /// `PROJECT_NUMBER`. There is deliberately no way to turn the audience check off: without
+    /// it, an assertion minted for any other IAP-protected app would be accepted here.
+    pub fn read(env: &mut Env<'_>) -> IapSettings {
+        let audience = match env.optional("IAP_AUDIENCE") {
+            Some(audience) => audience,
+            None => match (
+                env.optional("IAP_BACKEND_SERVICE_ID"),
+                env.optional("PROJECT_NUMBER"),
+            ) {
+                (Some(backend), Some(number)) => {
+                    format!("/projects/{number}/global/backendServices/{backend}")
+                }
+                (Some(_), None) => {
+                    env.problem(
+                        "IAP_BACKEND_SERVICE_ID needs PROJECT_NUMBER to form the IAP audience"
+                            .into(),
+                    );
+                    String::new()
+                }
+                (None, _) => {
+                    env.problem(
+                        "IAP_AUDIENCE is required (/projects/NUMBER/global/backendServices/ID, /projects/NUMBER/apps/PROJECT_ID or /projects/NUMBER/locations/REGION/services/NAME), or IAP_BACKEND_SERVICE_ID with PROJECT_NUMBER".into(),
+                    );
+                    String::new()
+                }
+            },
+        };
+        if !audience.is_empty() && !audience.starts_with("/projects/") {
+            env.problem(format!(
+                "IAP_AUDIENCE must start with /projects/, not '{audience}'"
+            ));
+        }
+        IapSettings { audience }
+    }
+}
+
+/// The service account that signs activation tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSettings {
+    /// `SIGNING_SERVICE_ACCOUNT`: issuer and audience of activation tokens.
+    pub service_account: String,
+}
+
+impl TokenSettings {
+    pub fn read(env: &mut Env<'_>) -> TokenSettings {
+        let service_account = env.required(
+            "SIGNING_SERVICE_ACCOUNT",
+            "the email of the service account that signs activation tokens",
+        );
+        if !service_account.is_empty() && crate::email::Email::parse(&service_account).is_err() {
+            env.problem(format!(
+                "SIGNING_SERVICE_ACCOUNT must be an email, not '{service_account}'"
+            ));
+        }
+        TokenSettings { service_account }
+    }
+}
+
+/// Google API endpoints and timeouts. Every endpoint can be pointed elsewhere (the emulator).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendSettings {
+    pub cloud_asset_endpoint: String,
+    pub resource_manager_endpoint: String,
+    pub iam_credentials_endpoint: String,
+    pub pubsub_endpoint: String,
+    /// With `{email}` standing for the signing service account.
+    pub service_account_jwks_url: String,
+    pub iap_jwks_url: String,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+}
+
+impl BackendSettings {
+    pub fn read(env: &mut Env<'_>) -> BackendSettings {
+        let url = |env: &mut Env<'_>, name: &'static str, default: &str| {
+            let value = env.text(name, default);
+            if !(value.starts_with("https://") || value.starts_with("http://")) {
+                env.problem(format!("{name} must be an http(s) URL, not '{value}'"));
+            }
+            value
+        };
+        let pubsub_default = match env.optional("PUBSUB_EMULATOR_HOST") {
+            Some(host) => format!("http://{host}"),
+            None => "https://pubsub.googleapis.com".to_string(),
+        };
+        BackendSettings {
+            cloud_asset_endpoint: url(
+                env,
+                "CLOUD_ASSET_ENDPOINT",
+                "https://cloudasset.googleapis.com",
+            ),
+            resource_manager_endpoint: url(
+                env,
+                "RESOURCE_MANAGER_ENDPOINT",
+                "https://cloudresourcemanager.googleapis.com",
+            ),
+            iam_credentials_endpoint: url(
+                env,
+                "IAM_CREDENTIALS_ENDPOINT",
+                "https://iamcredentials.googleapis.com",
+            ),
+            pubsub_endpoint: url(env, "PUBSUB_ENDPOINT", &pubsub_default),
+            service_account_jwks_url: url(
+                env,
+                "SERVICE_ACCOUNT_JWKS_URL",
+                "https://www.googleapis.com/service_accounts/v1/metadata/jwk/{email}",
+            ),
+            iap_jwks_url: url(
+                env,
+                "IAP_JWKS_URL",
+                "https://www.gstatic.com/iap/verify/public_key-jwk",
+            ),
+            connect_timeout: env.seconds("BACKEND_CONNECT_TIMEOUT", 5, 1..=300),
+            read_timeout: env.seconds("BACKEND_READ_TIMEOUT", 20, 1..=300),
+            write_timeout: env.seconds("BACKEND_WRITE_TIMEOUT", 5, 1..=300),
+        }
+    }
+}
+
+/// Where events go and what links point at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationSettings {
+    /// `NOTIFICATION_TOPIC` as `projects/P/topics/T`; a bare name is taken to be in
+    /// `GOOGLE_CLOUD_PROJECT`. Unset: no events are published.
+    pub topic: Option<String>,
+    /// `BASE_URL`: the address users open, for links in events and mail.
+    pub base_url: String,
+}
+
+impl NotificationSettings {
+    pub fn read(env: &mut Env<'_>) -> NotificationSettings {
+        let topic = match env.optional("NOTIFICATION_TOPIC") {
+            None => None,
+            Some(topic) if topic.starts_with("projects/") => Some(topic),
+            Some(name) => match env.optional("GOOGLE_CLOUD_PROJECT") {
+                Some(project) => Some(format!("projects/{project}/topics/{name}")),
+                None => {
+                    env.problem(format!(
+                        "NOTIFICATION_TOPIC '{name}' is a bare name: set GOOGLE_CLOUD_PROJECT or give projects/P/topics/{name}"
+                    ));
+                    None
+                }
+            },
+        };
+        let base_url = env.required(
+            "BASE_URL",
+            "the https address users open, for links in mail",
+        );
+        let looks_like_url = base_url.starts_with("https://") || base_url.starts_with("http://");
+        if !base_url.is_empty() && !looks_like_url {
+            env.problem(format!("BASE_URL must be an http(s) URL, not '{base_url}'"));
+        }
+        NotificationSettings {
+            topic,
+            base_url: base_url.trim_end_matches('/').to_string(),
+        }
+    }
+}
+
+/// Every section, as the HTTP functions and the local run use them.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub activation: ActivationSettings,
+    pub scope: ScopeSettings,
+    pub iap: IapSettings,
+    pub token: TokenSettings,
+    pub backend: BackendSettings,
+    pub notification: NotificationSettings,
+}
+
+impl Config {
+    pub fn read(env: &mut Env<'_>) -> Config {
+        Config {
+            activation: ActivationSettings::read(env),
+            scope: ScopeSettings::read(env),
+            iap: IapSettings::read(env),
+            token: TokenSettings::read(env),
+            backend: BackendSettings::read(env),
+            notification: NotificationSettings::read(env),
+        }
+    }
+
+    /// Reads the process environment; on any problem, returns them all.
+    pub fn from_process_env() -> Result<Config, ConfigError> {
+        let mut env = Env::from_process();
+        let config = Config::read(&mut env);
+        env.finish().map(|_| config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const MINIMAL: &[(&str, &str)] = &[
+        ("RESOURCE_SCOPE", "organizations/123"),
+        ("IAP_AUDIENCE", "/projects/1/global/backendServices/2"),
+        ("SIGNING_SERVICE_ACCOUNT", "jit@p.iam.gserviceaccount.com"),
+        ("BASE_URL", "https://jit.example.com/"),
+    ];
+
+    fn read(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars = env_of(pairs);
+        let mut env = Env::new(|name| vars.get(name).cloned());
+        let config = Config::read(&mut env);
+        env.finish().map(|_| config)
+    }
+
+    #[test]
+    fn defaults_match_the_reference_app() {
+        let config = read(MINIMAL).expect("valid");
+        let activation = &config.activation;
+        assert_eq!(activation.max_activation_minutes, 120);
+        assert_eq!(activation.default_activation_minutes, 60);
+        assert_eq!(activation.request_timeout_minutes, 60);
+        assert_eq!(
+            (activation.min_reviewers, activation.max_reviewers),
+            (1, 10)
+        );
+        assert_eq!(activation.max_roles, 10);
+        assert_eq!(activation.justification.pattern(), ".*");
+        assert_eq!(activation.justification.hint(), "Bug or case number");
+        assert_eq!(config.scope.available_projects_query, None);
+        assert_eq!(config.notification.topic, None);
+        assert_eq!(config.notification.base_url, "https://jit.example.com");
+        assert_eq!(config.backend.read_timeout, Duration::from_secs(20));
+        assert_eq!(
+            config.backend.iap_jwks_url,
+            "https://www.gstatic.com/iap/verify/public_key-jwk"
+        );
+        assert_eq!(
+            config.backend.pubsub_endpoint,
+            "https://pubsub.googleapis.com"
+        );
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let error = read(&[
+            ("ACTIVATION_TIMEOUT", "ten"),
+            ("ACTIVATION_REQUEST_MIN_REVIEWERS", "5"),
+            ("ACTIVATION_REQUEST_MAX_REVIEWERS", "2"),
+            ("JUSTIFICATION_PATTERN", "(unclosed"),
+            ("RESOURCE_SCOPE", "folder/1"),
+            ("CLOUD_ASSET_ENDPOINT", "localhost:1"),
+        ])
+        .expect_err("invalid");
+        let text = error.to_string();
+        for needle in [
+            "ACTIVATION_TIMEOUT",
+            "ACTIVATION_REQUEST_MIN_REVIEWERS (5)",
+            "JUSTIFICATION_PATTERN",
+            "RESOURCE_SCOPE must be",
+            "IAP_AUDIENCE is required",
+            "SIGNING_SERVICE_ACCOUNT is required",
+            "BASE_URL is required",
+            "CLOUD_ASSET_ENDPOINT must be",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        assert_eq!(error.problems.len(), 8, "{text}");
+    }
+
+    #[test]
+    fn request_timeout_is_capped_by_activation_timeout() {
+        let mut pairs = MINIMAL.to_vec();
+        pairs.extend([
+            ("ACTIVATION_TIMEOUT", "30"),
+            ("ACTIVATION_REQUEST_TIMEOUT", "90"),
+        ]);
+        let config = read(&pairs).expect("valid");
+        assert_eq!(config.activation.request_timeout_minutes, 30);
+        assert_eq!(config.activation.default_activation_minutes, 30);
+    }
+
+    #[test]
+    fn deprecated_and_composed_names_still_work() {
+        let pairs = [
+            ("GOOGLE_CLOUD_PROJECT", "jit-project"),
+            ("ELEVATION_DURATION", "45"),
+            ("IAP_BACKEND_SERVICE_ID", "456"),
+            ("PROJECT_NUMBER", "123"),
+            (
+                "SIGNING_SERVICE_ACCOUNT",
+                "jit@jit-project.iam.gserviceaccount.com",
+            ),
+            ("BASE_URL", "https://jit.example.com"),
+            ("NOTIFICATION_TOPIC", "jit-events"),
+            ("PUBSUB_EMULATOR_HOST", "127.0.0.1:8085"),
+        ];
+        let config = read(&pairs).expect("valid");
+        assert_eq!(config.activation.max_activation_minutes, 45);
+        assert_eq!(config.scope.resource_scope, "projects/jit-project");
+        assert_eq!(
+            config.iap.audience,
+            "/projects/123/global/backendServices/456"
+        );
+        assert_eq!(
+            config.notification.topic.as_deref(),
+            Some("projects/jit-project/topics/jit-events")
+        );
+        assert_eq!(config.backend.pubsub_endpoint, "http://127.0.0.1:8085");
+    }
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        let mut pairs = MINIMAL.to_vec();
+        pairs.extend([("ACTIVATION_TIMEOUT", "  "), ("JUSTIFICATION_HINT", "")]);
+        let config = read(&pairs).expect("valid");
+        assert_eq!(config.activation.max_activation_minutes, 120);
+        assert_eq!(config.activation.justification.hint(), "Bug or case number");
+    }
+
+    #[test]
+    fn finish_lists_the_names_read() {
+        let vars = env_of(MINIMAL);
+        let mut env = Env::new(|name| vars.get(name).cloned());
+        let _ = Config::read(&mut env);
+        let names = env.finish().expect("valid");
+        for name in [
+            "RESOURCE_SCOPE",
+            "ACTIVATION_TIMEOUT",
+            "IAP_AUDIENCE",
+            "BACKEND_READ_TIMEOUT",
+            "NOTIFICATION_TOPIC",
+        ] {
+            assert!(names.contains(name), "{name} not listed");
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! Entitlements: a role a user may activate on a project, under an optional resource
+//! condition, and the stable ID that names it in the API, links and tokens.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::condition::{ActivationType, ConditionError, ResourceCondition};
+
+/// A Google Cloud project ID (`my-project-123`, or domain-scoped `example.com:my-project`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProjectId(String);
+
+/// An IAM role: `roles/NAME`, `projects/ID/roles/NAME` or `organizations/NUMBER/roles/NAME`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RoleName(String);
+
+/// Names one entitlement: project, role and resource condition. Its text form is the
+/// reference app's `project:role[:condition]`, with the condition in URL-safe Base64, so IDs
+/// from either system look alike and fit in a query string.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EntitlementId {
+    project: ProjectId,
+    role: RoleName,
+    resource_condition: Option<ResourceCondition>,
+}
+
+/// An entitlement a user holds, with how it is activated.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Entitlement {
+    pub id: EntitlementId,
+    pub activation_type: ActivationType,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntitlementError {
+    #[error("'{0}' is not a valid project ID")]
+    Project(String),
+    #[error("'{0}' is not a valid role name")]
+    Role(String),
+    #[error("'{0}' is not a valid entitlement ID")]
+    Id(String),
+    #[error("the entitlement ID's resource condition is not valid: {0}")]
+    Condition(#[from] ConditionError),
+}
+
+impl ProjectId {
+    pub fn parse(text: &str) -> Result<ProjectId, EntitlementError> {
+        // Project IDs are 6 to 30 lowercase letters, digits and hyphens; domain-scoped ones
+        // add `domain:`. The check is loose on length (tests use short IDs) but strict on
+        // characters, since the ID goes into resource names and URLs.
+        let (domain, id) = match text.rsplit_once(':') {
+            Some((domain, id)) => (Some(domain), id),
+            None => (None, text),
+        };
+        let id_ok = !id.is_empty()
+            && id.len() <= 30
+            && id.starts_with(|c: char| c.is_ascii_lowercase())
+            && id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !id.ends_with('-');
+        let domain_ok = domain.is_none_or(|d| {
+            !d.is_empty()
+                && d.len() <= 63
+                && d.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        });
+        if id_ok && domain_ok {
+            Ok(ProjectId(text.to_string()))
+        } else {
+            Err(EntitlementError::Project(text.chars().take(100).collect()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `projects/ID`, as Resource Manager names it.
+    pub fn resource_name(&self) -> String {
+        format!("projects/{}", self.0)
+    }
+
+    /// `//cloudresourcemanager.googleapis.com/projects/ID`, as Cloud Asset names it.
+    pub fn full_resource_name(&self) -> String {
+        format!("//cloudresourcemanager.googleapis.com/projects/{}", self.0)
+    }
+}
+
+impl RoleName {
+    pub fn parse(text: &str) -> Result<RoleName, EntitlementError> {
+        let refuse = || EntitlementError::Role(text.chars().take(100).collect());
+        let name_ok = |name: &str| {
+            !name.is_empty()
+                && name.len() <= 128
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_')
+        };
+        let parent_ok = |parent: &str| {
+            !parent.is_empty()
+                && parent
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == ':')
+        };
+        let parts: Vec<&str> = text.split('/').collect();
+        let valid = match parts.as_slice() {
+            ["roles", name] => name_ok(name),
+            ["projects" | "organizations", parent, "roles", name] => {
+                parent_ok(parent) && name_ok(name)
+            }
+            _ => false,
+        };
+        if valid {
+            Ok(RoleName(text.to_string()))
+        } else {
+            Err(refuse())
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl EntitlementId {
+    pub fn new(
+        project: ProjectId,
+        role: RoleName,
+        resource_condition: Option<ResourceCondition>,
+    ) -> EntitlementId {
+        EntitlementId {
+            project,
+            role,
+            resource_condition,
+        }
+    }
+
+    /// Parses `project:role` or `project:role:base64url(condition)`.
+    ///
+    /// A role always holds a `/` and Base64 never does, which tells the two forms apart even
+    /// for domain-scoped project IDs that hold a `:` of their own. The condition that comes
+    /// back is only a claim: callers match the ID against the user's real entitlements
+    /// before anything is granted.
+    pub fn parse(text: &str) -> Result<EntitlementId, EntitlementError> {
+        let refuse = || EntitlementError::Id(text.chars().take(200).collect());
+        let (rest, last) = text.rsplit_once(':').ok_or_else(refuse)?;
+        let (project, role, condition) = if last.contains('/') {
+            (rest, last, None)
+        } else {
+            let (project, role) = rest.rsplit_once(':').ok_or_else(refuse)?;
+            (project, role, Some(last))
+        };
+        let resource_condition = match condition {
+            None => None,
+            Some(encoded) => {
+                let bytes = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| refuse())?;
+                let text = String::from_utf8(bytes).map_err(|_| refuse())?;
+                Some(ResourceCondition::parse(&text)?)
+            }
+        };
+        Ok(EntitlementId {
+            project: ProjectId::parse(project)?,
+            role: RoleName::parse(role)?,
+            resource_condition,
+        })
+    }
+
+    pub fn project(&self) -> &ProjectId {
+        &self.project
+    }
+
+    pub fn role(&self) -> &RoleName {
+        &self.role
+    }
+
+    pub fn resource_condition(&self) -> Option<&ResourceCondition> {
+        self.resource_condition.as_ref()
+    }
+}
+
+impl fmt::Display for ProjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for RoleName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for EntitlementId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.project, self.role)?;
+        if let Some(condition) = &self.resource_condition {
+            write!(f, ":{}", URL_SAFE_NO_PAD.encode(condition.as_str()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Merges entitlements found in several bindings: one per ID, and where a role is both
+/// self-approvable and peer-approved, self-approval wins (as in the reference app).
+/// The result is sorted by ID.
+pub fn merge_entitlements(entitlements: impl IntoIterator<Item = Entitlement>) -> Vec<Entitlement> {
+    let mut by_id: std::collections::BTreeMap<EntitlementId, ActivationType> = Default::default();
+    for entitlement in entitlements {
+        by_id
+            .entry(entitlement.id)
+            .and_modify(|existing| *existing = (*existing).min(entitlement.activation_type))
+            .or_insert(entitlement.activation_type);
+    }
+    by_id
+        .into_iter()
+        .map(|(id, activation_type)| Entitlement {
+            id,
+            activation_type,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(project: &str, role: &str, condition: Option<&str>) -> EntitlementId {
+        EntitlementId::new(
+            ProjectId::parse(project).expect("project"),
+            RoleName::parse(role).expect("role"),
+            condition.map(|c| ResourceCondition::parse(c).expect("condition")),
+        )
+    }
+
+    #[test]
+    fn ids_round_trip_and_are_url_safe() {
+        for entitlement in [
+            id("project-1", "roles/compute.admin", None),
+            id("example.com:project-1", "roles/compute.admin", None),
+            id("project-1", "projects/project-1/roles/customRole", None),
+            id("project-1", "organizations/123/roles/custom.role_1", None),
+            id(
+                "project-1",
+                "roles/storage.admin",
+                Some("resource.name.startsWith('projects/_/buckets/a?b=c&d')"),
+            ),
+            id("example.com:p-2", "roles/storage.admin", Some("(a) && (b)")),
+        ] {
+            let text = entitlement.to_string();
+            assert!(
+                !text.contains(['+', '=', '?', '&', '#', ' ', '%']),
+                "not URL-safe: {text}"
+            );
+            assert_eq!(
+                EntitlementId::parse(&text),
+                Ok(entitlement.clone()),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            id("project-1", "roles/compute.admin", None).to_string(),
+            "project-1:roles/compute.admin"
+        );
+    }
+
+    #[test]
+    fn refuses_malformed_ids() {
+        for text in [
+            "",
+            "project-1",
+            "project-1:",
+            ":roles/compute.admin",
+            "project-1:compute.admin",
+            "Project-1:roles/compute.admin",
+            "project-1:roles/compute.admin:!!notbase64",
+            "project-1:roles/compute.admin:dHJ1ZSkgfHwgKHRydWU", // "true) || (true"
+            "project-1:roles/compute.admin:x:y",
+            "project 1:roles/compute.admin",
+            "project-1:roles/../../x",
+        ] {
+            assert!(EntitlementId::parse(text).is_err(), "accepted {text:?}");
+        }
+    }
+
+    #[test]
+    fn project_and_role_names() {
+        for good in ["project-1", "my-project-123", "example.com:my-project"] {
+            assert!(ProjectId::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "1project",
+            "project_1",
+            "project-",
+            "PROJECT",
+            "p/1",
+            "a:b:c:",
+        ] {
+            assert!(ProjectId::parse(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "roles/owner",
+            "roles/compute.admin",
+            "projects/p-1/roles/my_role",
+            "organizations/1/roles/x.y",
+        ] {
+            assert!(RoleName::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "owner",
+            "roles/",
+            "roles/a/b",
+            "folders/1/roles/x",
+            "roles/a b",
+            "roles/a\"b",
+        ] {
+            assert!(RoleName::parse(bad).is_err(), "{bad}");
+        }
+        let project = ProjectId::parse("project-1").expect("valid");
+        assert_eq!(project.resource_name(), "projects/project-1");
+        assert_eq!(
+            project.full_resource_name(),
+            "//cloudresourcemanager.googleapis.com/projects/project-1"
+        );
+    }
+
+    #[test]
+    fn merging_keeps_one_per_id_and_jit_wins() {
+        let admin = id("project-1", "roles/compute.admin", None);
+        let viewer = id("project-1", "roles/compute.viewer", None);
+        let merged = merge_entitlements([
+            Entitlement {
+                id: admin.clone(),
+                activation_type: ActivationType::Mpa,
+            },
+            Entitlement {
+                id: viewer.clone(),
+                activation_type: ActivationType::Mpa,
+            },
+            Entitlement {
+                id: admin.clone(),
+                activation_type: ActivationType::Jit,
+            },
+            Entitlement {
+                id: viewer.clone(),
+                activation_type: ActivationType::Mpa,
+            },
+        ]);
+        assert_eq!(
+            merged,
+            vec![
+                Entitlement {
+                    id: admin,
+                    activation_type: ActivationType::Jit
+                },
+                Entitlement {
+                    id: viewer,
+                    activation_type: ActivationType::Mpa
+                },
+            ]
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! One error type for every function, mapped to a status and a stable JSON body:
+//!
+//! ```json
+//! {"error": {"code": "justification_invalid", "message": "…", "status": 400}, "message": "…"}
+//! ```
+//!
+//! `code` names the refusal, so clients and security tests can tell refusals apart; the
+//! top-level `message` keeps the reference app's `{"message"}` shape for existing scripts.
+//! A 5xx says only that a backend failed; its cause is logged once, never sent.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::email::EmailError;
+use crate::entitlement::EntitlementError;
+use crate::iap::IapError;
+use crate::justification::JustificationError;
+use crate::jwt::JwtError;
+use crate::token::TokenError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    /// For the log only.
+    cause: Option<String>,
+}
+
+impl ApiError {
+    /// 400: the request is malformed or breaks a rule the caller can fix.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 401: no verifiable identity.
+    pub fn unauthenticated(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, code, message)
+    }
+
+    /// 403: the caller is known but not allowed.
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, code, message)
+    }
+
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    /// 409: a concurrent change won; trying again may succeed.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, code, message)
+    }
+
+    pub fn payload_too_large(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", message)
+    }
+
+    /// 429: a Google API quota is exhausted.
+    pub fn quota(cause: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "quota_exceeded",
+            "a Google Cloud quota is exhausted, try again in a minute",
+        )
+        .with_cause(cause)
+    }
+
+    /// 502: a backend answered with an error we cannot pass on.
+    pub fn backend(cause: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "backend_failed",
+            "a Google Cloud API call failed, see the logs",
+        )
+        .with_cause(cause)
+    }
+
+    /// 503: a backend is unavailable or timed out.
+    pub fn unavailable(cause: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "backend_unavailable",
+            "a Google Cloud API is unavailable, try again shortly",
+        )
+        .with_cause(cause)
+    }
+
+    pub fn with_cause(mut self, cause: impl Into<String>) -> ApiError {
+        self.cause = Some(cause.into());
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            cause: None,
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() || self.status == StatusCode::TOO_MANY_REQUESTS {
+            tracing::error!(
+                code = self.code,
+                status = self.status.as_u16(),
+                cause = self.cause.as_deref().unwrap_or(""),
+                "request failed"
+            );
+        } else {
+            tracing::info!(code = self.code, status = self.status.as_u16(), message = %self.message, "request refused");
+        }
+        let body = serde_json::json!({
+            "error": {"code": self.code, "message": self.message, "status": self.status.as_u16()},
+            "message": self.message,
+        });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<JustificationError> for ApiError {
+    fn from(error: JustificationError) -> ApiError {
+        ApiError::bad_request("justification_invalid", error.to_string())
+    }
+}
+
+impl From<EmailError> for ApiError {
+    fn from(error: EmailError) -> ApiError {
+        ApiError::bad_request("email_invalid", error.to_string())
+    }
+}
+
+impl From<EntitlementError> for ApiError {
+    fn from(error: EntitlementError) -> ApiError {
+        ApiError::bad_request("entitlement_invalid", error.to_string())
+    }
+}
+
+impl From<IapError> for ApiError {
+    fn from(error: IapError) -> ApiError {
+        ApiError::unauthenticated("iap_assertion_invalid", error.to_string())
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(error: TokenError) -> ApiError {
+        match error {
+            TokenError::Jwt(JwtError::Expired) => {
+                ApiError::forbidden("token_expired", "the activation request has expired")
+            }
+            other => ApiError::forbidden("token_invalid", other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(error: ApiError) -> (StatusCode, serde_json::Value) {
+        let response = error.into_response();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        (status, serde_json::from_slice(&bytes).expect("json"))
+    }
+
+    #[tokio::test]
+    async fn refusals_carry_code_and_message_in_both_shapes() {
+        let (status, body) = body_of(ApiError::forbidden(
+            "not_a_reviewer",
+            "you are not a reviewer",
+        ))
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(body["error"]["code"], "not_a_reviewer");
+        assert_eq!(body["error"]["message"], "you are not a reviewer");
+        assert_eq!(body["message"], "you are not a reviewer");
+    }
+
+    #[tokio::test]
+    async fn server_errors_never_reveal_their_cause() {
+        let (status, body) = body_of(ApiError::backend("token=secret-value at line 3")).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        assert!(!body.to_string().contains("secret-value"), "{body}");
+        let (status, _) = body_of(ApiError::quota("quota")).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    }
+
+    #[test]
+    fn domain_errors_are_client_errors() {
+        let checks: Vec<(ApiError, u16)> = vec![
+            (JustificationError::TooLong.into(), 400),
+            (
+                crate::email::Email::parse("x").expect_err("invalid").into(),
+                400,
+            ),
+            (EntitlementError::Id("x".into()).into(), 400),
+            (IapError::Email.into(), 401),
+            (TokenError::Jwt(JwtError::Signature).into(), 403),
+            (TokenError::Jwt(JwtError::Expired).into(), 403),
+        ];
+        for (error, status) in checks {
+            assert_eq!(error.status().as_u16(), status, "{error}");
+        }
+    }
+}

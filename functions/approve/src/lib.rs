@@ -1,0 +1,16 @@
+//! The `approve` function: shows and approves a peer-approval request from its activation token.
+//!
+//! The function is its router; `main.rs` serves it with `common::runner`, and tests and the
+//! local run mount the same router.
+
+use axum::Router;
+use common::http::ApiError;
+
+/// This function's routes. Health routes and the platform layers come from the runner.
+pub fn router() -> Router {
+    Router::new().fallback(not_found)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("route_not_found", "no such route in approve")
+}

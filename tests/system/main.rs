@@ -1,0 +1,3 @@
+//! Cross-function tests, one binary: each module drives functions served for real.
+
+mod runner;
