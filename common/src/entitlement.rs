@@ -6,7 +6,8 @@ use std::fmt;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::condition::{ActivationType, ConditionError, ResourceCondition};
+use crate::condition::{ActivationType, ConditionError, ResourceCondition, eligibility};
+use crate::policy::Binding;
 
 /// A Google Cloud project ID (`my-project-123`, or domain-scoped `example.com:my-project`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -201,6 +202,29 @@ impl fmt::Display for EntitlementId {
         }
         Ok(())
     }
+}
+
+/// The entitlement an eligible binding grants on `project`; `None` for any other binding.
+pub fn eligible_entitlement(project: &ProjectId, binding: &Binding) -> Option<Entitlement> {
+    let eligibility = eligibility(&binding.condition.as_ref()?.expression)?;
+    let role = RoleName::parse(&binding.role).ok()?;
+    Some(Entitlement {
+        id: EntitlementId::new(project.clone(), role, eligibility.resource_condition),
+        activation_type: eligibility.activation_type,
+    })
+}
+
+/// The entitlements a user holds on `project` through `bindings`: the bindings of the project
+/// and its ancestors that name the user or one of the user's groups.
+pub fn eligible_entitlements<'a>(
+    project: &ProjectId,
+    bindings: impl IntoIterator<Item = &'a Binding>,
+) -> Vec<Entitlement> {
+    merge_entitlements(
+        bindings
+            .into_iter()
+            .filter_map(|binding| eligible_entitlement(project, binding)),
+    )
 }
 
 /// Merges entitlements found in several bindings: one per ID, and where a role is both

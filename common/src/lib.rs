@@ -12,6 +12,7 @@ pub mod condition;
 pub mod config;
 pub mod email;
 pub mod entitlement;
+pub mod gcp;
 pub mod http;
 pub mod iap;
 pub mod justification;

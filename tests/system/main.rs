@@ -1,3 +1,8 @@
-//! Cross-function tests, one binary: each module drives functions served for real.
+//! Cross-function tests, one binary: each module drives real servers on 127.0.0.1, with the
+//! official SDK clients pointed at the emulator.
 
+mod adapters;
+mod agreement;
+mod emulator_wire;
 mod runner;
+mod support;

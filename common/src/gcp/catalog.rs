@@ -1,0 +1,274 @@
+//! Eligibility from Cloud Asset's Policy Analyzer (`analyzeIamPolicy`): a user's entitlements
+//! and activations on a project, the holders of an entitlement (peers), and the projects a
+//! user is eligible on (or Resource Manager search with `AVAILABLE_PROJECTS_QUERY`).
+//!
+//! The analyzer resolves inheritance and nested groups; this module reads its answer with the
+//! core's own rules (markers, resource conditions, activation bindings), so the decision
+//! logic is the same whatever the source.
+
+use std::collections::BTreeSet;
+
+use google_cloud_asset_v1::client::AssetService;
+use google_cloud_asset_v1::model::condition_evaluation::EvaluationValue;
+use google_cloud_asset_v1::model::iam_policy_analysis_query as query;
+use google_cloud_asset_v1::model::{
+    AnalyzeIamPolicyResponse, IamPolicyAnalysisQuery, IamPolicyAnalysisResult,
+};
+use google_cloud_gax::paginator::ItemPaginator as _;
+use google_cloud_resourcemanager_v3::client::Projects;
+
+use crate::activation::{ActivationBinding, read_activation_binding};
+use crate::condition::eligibility;
+use crate::config::{BackendSettings, ScopeSettings};
+use crate::email::Email;
+use crate::entitlement::{Entitlement, ProjectId, eligible_entitlement, merge_entitlements};
+use crate::gcp::{GcpError, credentials_for, retry_policy};
+use crate::policy::{Binding, Expr};
+
+/// What a user holds on one project.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserEntitlements {
+    /// Sorted by ID, one per ID (self-approval wins over peer approval).
+    pub entitlements: Vec<Entitlement>,
+    /// The user's activation bindings on the project, active or not.
+    pub activations: Vec<ActivationBinding>,
+    /// Parts of the analysis Google could not complete.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PolicyAnalyzerCatalog {
+    assets: AssetService,
+    projects: Projects,
+    scope: ScopeSettings,
+    execution_timeout: std::time::Duration,
+}
+
+const PROJECT_PREFIX: &str = "//cloudresourcemanager.googleapis.com/projects/";
+
+impl PolicyAnalyzerCatalog {
+    pub async fn new(
+        backend: &BackendSettings,
+        scope: &ScopeSettings,
+    ) -> Result<PolicyAnalyzerCatalog, GcpError> {
+        let assets = AssetService::builder()
+            .with_endpoint(&backend.cloud_asset_endpoint)
+            .with_credentials(credentials_for(&backend.cloud_asset_endpoint)?)
+            .with_retry_policy(retry_policy(backend))
+            .with_attempt_timeout(backend.read_timeout)
+            .build()
+            .await
+            .map_err(|e| GcpError::Other(format!("building the Cloud Asset client ({e})")))?;
+        let projects = Projects::builder()
+            .with_endpoint(&backend.resource_manager_endpoint)
+            .with_credentials(credentials_for(&backend.resource_manager_endpoint)?)
+            .with_retry_policy(retry_policy(backend))
+            .with_attempt_timeout(backend.read_timeout)
+            .build()
+            .await
+            .map_err(|e| GcpError::Other(format!("building the Resource Manager client ({e})")))?;
+        Ok(PolicyAnalyzerCatalog {
+            assets,
+            projects,
+            scope: scope.clone(),
+            execution_timeout: backend.read_timeout,
+        })
+    }
+
+    /// The user's entitlements and activations on `project`, through inherited bindings and
+    /// (nested) groups.
+    pub async fn user_entitlements(
+        &self,
+        user: &Email,
+        project: &ProjectId,
+    ) -> Result<UserEntitlements, GcpError> {
+        let query = self
+            .query()
+            .set_resource_selector(
+                query::ResourceSelector::new().set_full_resource_name(project.full_resource_name()),
+            )
+            .set_identity_selector(query::IdentitySelector::new().set_identity(user.iam_member()))
+            .set_options(query::Options::new().set_expand_groups(true));
+        let response = self
+            .analyze("analyzeIamPolicy (entitlements)", query)
+            .await?;
+        Ok(read_user_entitlements(&response, user, project))
+    }
+
+    /// The users who hold `entitlement` with the same activation type: the qualified peers.
+    pub async fn holders(&self, entitlement: &Entitlement) -> Result<Vec<Email>, GcpError> {
+        let id = &entitlement.id;
+        let query = self
+            .query()
+            .set_resource_selector(
+                query::ResourceSelector::new()
+                    .set_full_resource_name(id.project().full_resource_name()),
+            )
+            .set_access_selector(query::AccessSelector::new().set_roles([id.role().as_str()]))
+            .set_options(query::Options::new().set_expand_groups(true));
+        let response = self.analyze("analyzeIamPolicy (holders)", query).await?;
+        Ok(read_holders(&response, entitlement))
+    }
+
+    /// Projects the user can activate something on, or every project matching
+    /// `AVAILABLE_PROJECTS_QUERY` when that is set.
+    pub async fn projects(&self, user: &Email) -> Result<Vec<ProjectId>, GcpError> {
+        if let Some(filter) = &self.scope.available_projects_query {
+            return self.search_projects(filter).await;
+        }
+        let query = self
+            .query()
+            .set_identity_selector(query::IdentitySelector::new().set_identity(user.iam_member()))
+            .set_options(
+                query::Options::new()
+                    .set_expand_groups(true)
+                    .set_expand_resources(true),
+            );
+        let response = self.analyze("analyzeIamPolicy (projects)", query).await?;
+        Ok(read_projects(&response))
+    }
+
+    async fn search_projects(&self, filter: &str) -> Result<Vec<ProjectId>, GcpError> {
+        let mut items = self.projects.search_projects().set_query(filter).by_item();
+        let mut found = BTreeSet::new();
+        while let Some(project) = items.next().await {
+            let project = project.map_err(|e| GcpError::from_sdk("searchProjects", &e))?;
+            if let Ok(id) = ProjectId::parse(&project.project_id) {
+                found.insert(id);
+            }
+        }
+        Ok(found.into_iter().collect())
+    }
+
+    fn query(&self) -> IamPolicyAnalysisQuery {
+        IamPolicyAnalysisQuery::new().set_scope(self.scope.resource_scope.clone())
+    }
+
+    async fn analyze(
+        &self,
+        what: &str,
+        query: IamPolicyAnalysisQuery,
+    ) -> Result<AnalyzeIamPolicyResponse, GcpError> {
+        let seconds = self.execution_timeout.as_secs() as i64;
+        self.assets
+            .analyze_iam_policy()
+            .set_analysis_query(query)
+            .set_execution_timeout(google_cloud_wkt::Duration::clamp(seconds, 0))
+            .send()
+            .await
+            .map_err(|e| GcpError::from_sdk(what, &e))
+    }
+}
+
+fn results(response: &AnalyzeIamPolicyResponse) -> impl Iterator<Item = &IamPolicyAnalysisResult> {
+    response
+        .main_analysis
+        .iter()
+        .flat_map(|analysis| analysis.analysis_results.iter())
+}
+
+fn core_binding(result: &IamPolicyAnalysisResult) -> Option<Binding> {
+    let binding = result.iam_binding.as_ref()?;
+    Some(Binding {
+        role: binding.role.clone(),
+        members: binding.members.clone(),
+        condition: binding.condition.as_ref().map(|c| Expr {
+            expression: c.expression.clone(),
+            title: c.title.clone(),
+            description: c.description.clone(),
+            location: c.location.clone(),
+        }),
+    })
+}
+
+/// A binding whose condition Google evaluated to false (an eligibility with an expiry clause
+/// that has passed, say) grants nothing.
+fn evaluated_false(result: &IamPolicyAnalysisResult) -> bool {
+    result.access_control_lists.iter().any(|acl| {
+        acl.condition_evaluation
+            .as_ref()
+            .is_some_and(|e| e.evaluation_value == EvaluationValue::False)
+    })
+}
+
+fn read_user_entitlements(
+    response: &AnalyzeIamPolicyResponse,
+    user: &Email,
+    project: &ProjectId,
+) -> UserEntitlements {
+    let mut entitlements = Vec::new();
+    let mut activations = Vec::new();
+    for result in results(response) {
+        let Some(binding) = core_binding(result) else {
+            continue;
+        };
+        if let Some(entitlement) = eligible_entitlement(project, &binding) {
+            if !evaluated_false(result) {
+                entitlements.push(entitlement);
+            }
+        } else if let Some(activation) =
+            read_activation_binding(&binding).filter(|a| &a.member == user)
+        {
+            activations.push(activation);
+        }
+    }
+    let warnings = response
+        .main_analysis
+        .iter()
+        .flat_map(|analysis| analysis.non_critical_errors.iter())
+        .map(|state| state.cause.clone())
+        .filter(|cause| !cause.is_empty())
+        .collect();
+    UserEntitlements {
+        entitlements: merge_entitlements(entitlements),
+        activations,
+        warnings,
+    }
+}
+
+fn read_holders(response: &AnalyzeIamPolicyResponse, entitlement: &Entitlement) -> Vec<Email> {
+    let mut holders = BTreeSet::new();
+    for result in results(response) {
+        let Some(binding) = core_binding(result) else {
+            continue;
+        };
+        let same = eligible_entitlement(entitlement.id.project(), &binding)
+            .is_some_and(|e| &e == entitlement);
+        if !same || evaluated_false(result) {
+            continue;
+        }
+        let identities = result
+            .identity_list
+            .iter()
+            .flat_map(|list| list.identities.iter());
+        holders.extend(
+            identities
+                .filter_map(|identity| identity.name.strip_prefix("user:"))
+                .filter_map(|email| Email::parse(email).ok()),
+        );
+    }
+    holders.into_iter().collect()
+}
+
+fn read_projects(response: &AnalyzeIamPolicyResponse) -> Vec<ProjectId> {
+    let mut projects = BTreeSet::new();
+    for result in results(response) {
+        let eligible = result
+            .iam_binding
+            .as_ref()
+            .and_then(|b| b.condition.as_ref())
+            .is_some_and(|c| eligibility(&c.expression).is_some());
+        if !eligible || evaluated_false(result) {
+            continue;
+        }
+        for acl in &result.access_control_lists {
+            for resource in &acl.resources {
+                let id = resource.full_resource_name.strip_prefix(PROJECT_PREFIX);
+                if let Some(project) = id.and_then(|id| ProjectId::parse(id).ok()) {
+                    projects.insert(project);
+                }
+            }
+        }
+    }
+    projects.into_iter().collect()
+}

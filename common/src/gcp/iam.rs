@@ -1,0 +1,192 @@
+//! Writes activation bindings with Resource Manager: read the policy (version 3), apply the
+//! core's pure update, write it back with the etag, and on a conflict read again and retry,
+//! with jittered backoff and a bounded number of attempts.
+
+use std::time::Duration;
+
+use google_cloud_iam_v1::model::{GetPolicyOptions, Policy as SdkPolicy};
+use google_cloud_resourcemanager_v3::client::Projects;
+
+use crate::activation::{Activation, ActivationBinding};
+use crate::config::BackendSettings;
+use crate::entitlement::ProjectId;
+use crate::gcp::{GcpError, credentials_for, retry_policy, with_request_reason};
+use crate::policy::{
+    ActivationUpdate, CONDITIONAL_POLICY_VERSION, Policy, add_activation,
+    remove_expired_activations,
+};
+use crate::timestamp::Timestamp;
+
+/// Four attempts, as the reference app; each re-reads the policy.
+pub const MAX_ATTEMPTS: u32 = 4;
+
+#[derive(Debug, Clone)]
+pub struct IamWriter {
+    client: Projects,
+    max_attempts: u32,
+    base_delay: Duration,
+}
+
+/// What an activation did to the project's policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivationWrite {
+    /// The binding was added; `replaced` earlier activations of the entitlement were removed.
+    Written { replaced: usize, attempts: u32 },
+    /// The same binding was already there (a repeated approval); nothing was written.
+    AlreadyPresent,
+}
+
+/// What sweeping one project did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sweep {
+    pub removed: Vec<ActivationBinding>,
+    pub conflicts_retried: u32,
+}
+
+impl IamWriter {
+    pub async fn new(backend: &BackendSettings) -> Result<IamWriter, GcpError> {
+        let client = Projects::builder()
+            .with_endpoint(&backend.resource_manager_endpoint)
+            .with_credentials(credentials_for(&backend.resource_manager_endpoint)?)
+            .with_retry_policy(retry_policy(backend))
+            .with_attempt_timeout(backend.read_timeout.max(backend.write_timeout))
+            .build()
+            .await
+            .map_err(|e| GcpError::Other(format!("building the Resource Manager client ({e})")))?;
+        Ok(IamWriter {
+            client,
+            max_attempts: MAX_ATTEMPTS,
+            base_delay: Duration::from_millis(200),
+        })
+    }
+
+    /// Adds the activation's binding to its project's policy. `reason` goes to Cloud Audit
+    /// Logs as `x-goog-request-reason`.
+    pub async fn activate(
+        &self,
+        activation: &Activation,
+        reason: &str,
+    ) -> Result<ActivationWrite, GcpError> {
+        let project = activation.entitlement.project();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let policy = self.read(project).await?;
+            let (updated, replaced) = match add_activation(&policy, activation) {
+                ActivationUpdate::AlreadyPresent => return Ok(ActivationWrite::AlreadyPresent),
+                ActivationUpdate::Changed { policy, replaced } => (policy, replaced),
+            };
+            match with_request_reason(reason, self.write(project, updated)).await {
+                Ok(()) => {
+                    return Ok(ActivationWrite::Written {
+                        replaced,
+                        attempts: attempt,
+                    });
+                }
+                Err(error) if error.is_conflict() && attempt < self.max_attempts => {
+                    tracing::info!(project = %project, attempt, "policy changed underneath us, retrying");
+                    tokio::time::sleep(self.backoff(attempt)).await;
+                }
+                Err(error) if error.is_conflict() => {
+                    return Err(GcpError::Conflict(format!(
+                        "setIamPolicy on {project}: still conflicting after {attempt} attempts"
+                    )));
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Removes activation bindings that ended before `ended_before`. With `dry_run`, reports
+    /// what it would remove and writes nothing.
+    pub async fn sweep(
+        &self,
+        project: &ProjectId,
+        ended_before: Timestamp,
+        dry_run: bool,
+    ) -> Result<Sweep, GcpError> {
+        let mut conflicts_retried = 0;
+        loop {
+            let policy = self.read(project).await?;
+            let Some((updated, removed)) = remove_expired_activations(&policy, ended_before) else {
+                return Ok(Sweep {
+                    removed: Vec::new(),
+                    conflicts_retried,
+                });
+            };
+            if dry_run {
+                return Ok(Sweep {
+                    removed,
+                    conflicts_retried,
+                });
+            }
+            match with_request_reason(
+                "Removing expired JIT access activations",
+                self.write(project, updated),
+            )
+            .await
+            {
+                Ok(()) => {
+                    return Ok(Sweep {
+                        removed,
+                        conflicts_retried,
+                    });
+                }
+                Err(error) if error.is_conflict() && conflicts_retried + 1 < self.max_attempts => {
+                    conflicts_retried += 1;
+                    tokio::time::sleep(self.backoff(conflicts_retried)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    async fn read(&self, project: &ProjectId) -> Result<Policy, GcpError> {
+        let policy = self
+            .client
+            .get_iam_policy()
+            .set_resource(project.resource_name())
+            // Without version 3, conditional bindings would come back mangled.
+            .set_options(
+                GetPolicyOptions::new().set_requested_policy_version(CONDITIONAL_POLICY_VERSION),
+            )
+            .send()
+            .await
+            .map_err(|e| GcpError::from_sdk("getIamPolicy", &e))?;
+        from_sdk(&policy)
+    }
+
+    async fn write(&self, project: &ProjectId, policy: Policy) -> Result<(), GcpError> {
+        self.client
+            .set_iam_policy()
+            .set_resource(project.resource_name())
+            .set_policy(to_sdk(&policy)?)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| GcpError::from_sdk("setIamPolicy", &e))
+    }
+
+    /// Exponential from the base delay, with full jitter so that writers that collided once
+    /// do not collide again in lockstep.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = self.base_delay * 2u32.saturating_pow(attempt.saturating_sub(1)).min(16);
+        let mut random = [0u8; 4];
+        let _ = aws_lc_rs::rand::fill(&mut random);
+        let fraction = f64::from(u32::from_le_bytes(random)) / f64::from(u32::MAX);
+        ceiling.mul_f64(0.5 + fraction / 2.0)
+    }
+}
+
+/// The SDK's policy and ours share Google's JSON shape; going through it keeps every field.
+fn from_sdk(policy: &SdkPolicy) -> Result<Policy, GcpError> {
+    serde_json::to_value(policy)
+        .and_then(serde_json::from_value)
+        .map_err(|e| GcpError::Other(format!("reading the IAM policy ({e})")))
+}
+
+fn to_sdk(policy: &Policy) -> Result<SdkPolicy, GcpError> {
+    serde_json::to_value(policy)
+        .and_then(serde_json::from_value)
+        .map_err(|e| GcpError::Other(format!("writing the IAM policy ({e})")))
+}

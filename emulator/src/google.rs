@@ -1,0 +1,64 @@
+//! Google's error body, `{"error": {"code", "message", "status"}}`, with the status names
+//! that go with each HTTP code.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoogleError {
+    pub code: u16,
+    pub message: String,
+}
+
+impl GoogleError {
+    pub fn new(code: u16, message: &str) -> GoogleError {
+        GoogleError {
+            code,
+            message: message.to_string(),
+        }
+    }
+
+    pub fn status_name(&self) -> &'static str {
+        match self.code {
+            400 => "INVALID_ARGUMENT",
+            401 => "UNAUTHENTICATED",
+            403 => "PERMISSION_DENIED",
+            404 => "NOT_FOUND",
+            409 => "ABORTED",
+            412 => "FAILED_PRECONDITION",
+            429 => "RESOURCE_EXHAUSTED",
+            501 => "UNIMPLEMENTED",
+            503 => "UNAVAILABLE",
+            504 => "DEADLINE_EXCEEDED",
+            _ => "INTERNAL",
+        }
+    }
+
+    /// The gRPC status with the same meaning, for the Pub/Sub data plane.
+    pub fn grpc_status(&self) -> tonic::Status {
+        let code = match self.code {
+            400 => tonic::Code::InvalidArgument,
+            401 => tonic::Code::Unauthenticated,
+            403 => tonic::Code::PermissionDenied,
+            404 => tonic::Code::NotFound,
+            409 => tonic::Code::Aborted,
+            412 => tonic::Code::FailedPrecondition,
+            429 => tonic::Code::ResourceExhausted,
+            503 => tonic::Code::Unavailable,
+            504 => tonic::Code::DeadlineExceeded,
+            _ => tonic::Code::Internal,
+        };
+        tonic::Status::new(code, self.message.clone())
+    }
+}
+
+impl IntoResponse for GoogleError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::json!({
+            "error": {"code": self.code, "message": self.message, "status": self.status_name()}
+        });
+        (status, Json(body)).into_response()
+    }
+}

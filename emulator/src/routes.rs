@@ -1,0 +1,377 @@
+//! The HTTP surface: Google's REST paths (with their `:verb` suffixes, matched by hand in one
+//! fallback rather than fought over with the router), IAP and SendGrid, and the test controls
+//! under `/_emulator/`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State as Extract;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use common::timestamp::Timestamp;
+use jsonwebtoken::jwk::JwkSet;
+use serde_json::{Value, json};
+
+use crate::analysis::{Query, analyze};
+use crate::google::GoogleError;
+use crate::pubsub::{GrpcPublisher, publish_rest};
+use crate::state::{Fault, State, lock};
+
+pub fn router(state: Arc<State>) -> Router {
+    Router::new()
+        .route("/_emulator/mail", get(mail))
+        .route("/_emulator/pubsub", get(pubsub_messages))
+        .route("/_emulator/calls", get(calls).delete(reset_calls))
+        .route("/_emulator/faults", post(add_fault).delete(clear_faults))
+        .route("/_emulator/audit", get(audit))
+        .route("/_emulator/users", get(users))
+        .route("/_emulator/iap/assertion", post(mint_assertion))
+        .route_service(
+            "/google.pubsub.v1.Publisher/Publish",
+            GrpcPublisher(state.clone()),
+        )
+        .fallback(google_api)
+        .with_state(state)
+}
+
+type Reply = Result<Response, GoogleError>;
+
+async fn google_api(
+    Extract(state): Extract<Arc<State>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match dispatch(&state, &method, &uri, &headers, &body).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn dispatch(
+    state: &Arc<State>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Reply {
+    let path = uri.path();
+    let query = uri.query().unwrap_or("");
+    let json_body = || -> Result<Value, GoogleError> {
+        if body.is_empty() {
+            return Ok(json!({}));
+        }
+        serde_json::from_slice(body)
+            .map_err(|e| GoogleError::new(400, &format!("Invalid JSON payload: {e}")))
+    };
+
+    // Cloud Asset: GET /v1/{scope}:analyzeIamPolicy
+    if let (&Method::GET, Some(scope)) = (
+        method,
+        path.strip_prefix("/v1/")
+            .and_then(|p| p.strip_suffix(":analyzeIamPolicy")),
+    ) {
+        state.enter("asset", "analyzeIamPolicy").await?;
+        let query = Query::from_query_string(scope, query)?;
+        let response = analyze(&state.world(), &query, Timestamp::now())?;
+        return Ok(Json(response).into_response());
+    }
+    // Resource Manager v3 (and v1, which gcloud calls): get/setIamPolicy on any node.
+    if method == Method::POST {
+        let versioned = path
+            .strip_prefix("/v3/")
+            .or_else(|| path.strip_prefix("/v1/"));
+        if let Some(resource) = versioned.and_then(|p| p.strip_suffix(":getIamPolicy")) {
+            state.enter("resourcemanager", "getIamPolicy").await?;
+            let _requested_version = json_body()?["options"]["requestedPolicyVersion"].as_i64();
+            let policy = state.world().get_policy(resource)?;
+            return Ok(Json(policy).into_response());
+        }
+        if let Some(resource) = versioned.and_then(|p| p.strip_suffix(":setIamPolicy")) {
+            state.enter("resourcemanager", "setIamPolicy").await?;
+            let body = json_body()?;
+            let policy: common::policy::Policy = serde_json::from_value(body["policy"].clone())
+                .map_err(|e| GoogleError::new(400, &format!("Invalid policy: {e}")))?;
+            let reason = headers
+                .get("x-goog-request-reason")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let stored = state.world().set_policy(resource, policy)?;
+            state.record_audit(json!({"method": "setIamPolicy", "resource": resource, "reason": reason, "etag": stored.etag}));
+            return Ok(Json(stored).into_response());
+        }
+        // IAM Credentials: POST /v1/projects/-/serviceAccounts/EMAIL:signJwt
+        if let Some(account) = path
+            .strip_prefix("/v1/projects/-/serviceAccounts/")
+            .and_then(|p| p.strip_suffix(":signJwt"))
+        {
+            state.enter("iamcredentials", "signJwt").await?;
+            return sign_jwt(state, account, &json_body()?);
+        }
+        // SendGrid v3
+        if path == "/v3/mail/send" {
+            state.enter("sendgrid", "send").await?;
+            return send_mail(state, headers, json_body()?);
+        }
+        // Pub/Sub REST publish
+        if let Some(topic) = path
+            .strip_prefix("/v1/")
+            .and_then(|p| p.strip_suffix(":publish"))
+        {
+            let reply = publish_rest(state, topic, &json_body()?).await?;
+            return Ok(Json(reply).into_response());
+        }
+    }
+    // Resource Manager v3 projects.search
+    if method == Method::GET && path == "/v3/projects:search" {
+        state.enter("resourcemanager", "searchProjects").await?;
+        return search_projects(state, query);
+    }
+    // Pub/Sub admin: PUT /v1/projects/P/topics/T, PUT /v1/projects/P/subscriptions/S
+    if let (&Method::PUT, Some(name)) = (method, path.strip_prefix("/v1/")) {
+        if name.contains("/topics/") {
+            let topic = lock(&state.pubsub).create_topic(name)?;
+            return Ok(Json(topic).into_response());
+        }
+        if name.contains("/subscriptions/") {
+            let subscription = lock(&state.pubsub).create_subscription(name, &json_body()?)?;
+            return Ok(Json(subscription).into_response());
+        }
+    }
+    // Public keys: the service account's, and IAP's.
+    if method == Method::GET {
+        if let Some(account) = path.strip_prefix("/service_accounts/v1/metadata/jwk/") {
+            state.enter("jwks", "serviceAccount").await?;
+            if !account.eq_ignore_ascii_case(&state.world().service_account) {
+                return Err(GoogleError::new(404, "Not found"));
+            }
+            return Ok(jwks_response(state.service_account_key.jwks()));
+        }
+        if path == "/iap/verify/public_key-jwk" {
+            state.enter("jwks", "iap").await?;
+            return Ok(jwks_response(state.iap_key.jwks()));
+        }
+    }
+    Err(GoogleError::new(
+        404,
+        &format!("The emulator does not serve {method} {path}"),
+    ))
+}
+
+fn jwks_response(keys: JwkSet) -> Response {
+    // Google's key endpoints allow caching for a few hours.
+    ([("cache-control", "public, max-age=3600")], Json(keys)).into_response()
+}
+
+fn sign_jwt(state: &State, account: &str, body: &Value) -> Reply {
+    if !account.eq_ignore_ascii_case(&state.world().service_account) {
+        return Err(GoogleError::new(
+            403,
+            &format!("Permission 'iam.serviceAccounts.signJwt' denied on {account}"),
+        ));
+    }
+    let payload: Value = body["payload"]
+        .as_str()
+        .and_then(|p| serde_json::from_str(p).ok())
+        .ok_or_else(|| GoogleError::new(400, "payload must be a JSON object as a string"))?;
+    let signed = state
+        .service_account_key
+        .sign_json(&payload)
+        .map_err(|e| GoogleError::new(500, &e.to_string()))?;
+    Ok(
+        Json(json!({"keyId": state.service_account_key.kid(), "signedJwt": signed}))
+            .into_response(),
+    )
+}
+
+/// Validates what SendGrid requires of `/v3/mail/send` and answers 202 with no body.
+fn send_mail(state: &State, headers: &HeaderMap, body: Value) -> Reply {
+    let authorized = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("Bearer ") && v.len() > 7);
+    if !authorized {
+        return Ok((
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"errors": [{"message": "authorization required"}]})),
+        )
+            .into_response());
+    }
+    let mut problems = Vec::new();
+    let personalizations = body["personalizations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if personalizations.is_empty() {
+        problems.push("personalizations is required");
+    }
+    for personalization in &personalizations {
+        let to = personalization["to"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if to.is_empty()
+            || to
+                .iter()
+                .any(|t| !t["email"].as_str().is_some_and(|e| e.contains('@')))
+        {
+            problems.push("each personalization needs a to list of {email}");
+        }
+    }
+    if !body["from"]["email"]
+        .as_str()
+        .is_some_and(|e| e.contains('@'))
+    {
+        problems.push("from.email is required");
+    }
+    let has_subject =
+        body["subject"].is_string() || personalizations.iter().all(|p| p["subject"].is_string());
+    if !has_subject && body["template_id"].is_null() {
+        problems.push("subject is required");
+    }
+    let content = body["content"].as_array().cloned().unwrap_or_default();
+    let content_ok = !content.is_empty()
+        && content
+            .iter()
+            .all(|c| c["type"].is_string() && c["value"].as_str().is_some_and(|v| !v.is_empty()));
+    if !content_ok && body["template_id"].is_null() {
+        problems.push("content must hold at least one {type, value}");
+    }
+    if !problems.is_empty() {
+        let errors: Vec<Value> = problems
+            .iter()
+            .map(|p| json!({"message": p, "field": null}))
+            .collect();
+        return Ok((StatusCode::BAD_REQUEST, Json(json!({"errors": errors}))).into_response());
+    }
+    state.capture_mail(body);
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+fn search_projects(state: &State, query: &str) -> Reply {
+    let mut filter = String::new();
+    let mut page_size = 500usize;
+    let mut offset = 0usize;
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        match key.as_ref() {
+            "query" => filter = value.to_string(),
+            "pageSize" => {
+                page_size = value
+                    .parse()
+                    .ok()
+                    .filter(|&size| size > 0)
+                    .unwrap_or(500)
+                    .min(500)
+            }
+            "pageToken" if !value.is_empty() => {
+                offset = value
+                    .parse()
+                    .map_err(|_| GoogleError::new(400, "Invalid page token"))?
+            }
+            _ => {}
+        }
+    }
+    let world = state.world();
+    let mut matches = Vec::new();
+    for node in world.nodes().filter(|n| n.project_number.is_some()) {
+        let id = node.name.trim_start_matches("projects/");
+        let mut keep = true;
+        for term in filter.split_whitespace() {
+            keep &= match term.split_once(':').or_else(|| term.split_once('=')) {
+                Some(("state", value)) => value.eq_ignore_ascii_case("ACTIVE"),
+                Some(("parent", value)) => node.parent.as_deref() == Some(value),
+                Some(("id" | "projectId", value)) => id == value,
+                Some(("displayName" | "name", value)) => {
+                    node.display_name == value.trim_matches('"')
+                }
+                _ => {
+                    return Err(GoogleError::new(
+                        400,
+                        &format!("Unsupported query term '{term}'"),
+                    ));
+                }
+            };
+        }
+        if keep {
+            matches.push(json!({
+                "name": format!("projects/{}", node.project_number.as_deref().unwrap_or_default()),
+                "projectId": id,
+                "parent": node.parent,
+                "state": "ACTIVE",
+                "displayName": node.display_name,
+            }));
+        }
+    }
+    let page: Vec<Value> = matches
+        .iter()
+        .skip(offset)
+        .take(page_size)
+        .cloned()
+        .collect();
+    let next = offset + page.len();
+    let mut body = json!({"projects": page});
+    if next < matches.len() {
+        body["nextPageToken"] = json!(next.to_string());
+    }
+    Ok(Json(body).into_response())
+}
+
+async fn mail(Extract(state): Extract<Arc<State>>) -> Json<Vec<Value>> {
+    Json(state.mail())
+}
+
+async fn pubsub_messages(Extract(state): Extract<Arc<State>>) -> Json<Vec<Value>> {
+    Json(lock(&state.pubsub).messages())
+}
+
+async fn calls(Extract(state): Extract<Arc<State>>) -> Json<Value> {
+    Json(json!(state.calls()))
+}
+
+async fn reset_calls(Extract(state): Extract<Arc<State>>) -> StatusCode {
+    state.reset_calls();
+    StatusCode::NO_CONTENT
+}
+
+async fn add_fault(Extract(state): Extract<Arc<State>>, Json(fault): Json<Fault>) -> StatusCode {
+    state.add_fault(fault);
+    StatusCode::NO_CONTENT
+}
+
+async fn clear_faults(Extract(state): Extract<Arc<State>>) -> StatusCode {
+    state.clear_faults();
+    StatusCode::NO_CONTENT
+}
+
+async fn audit(Extract(state): Extract<Arc<State>>) -> Json<Vec<Value>> {
+    Json(state.audit())
+}
+
+async fn users(Extract(state): Extract<Arc<State>>) -> Json<Value> {
+    let world = state.world();
+    Json(json!({"users": world.users(), "groups": world.groups()}))
+}
+
+/// Mints an IAP assertion: `{"email", "audience"}` → `{"assertion"}`.
+async fn mint_assertion(Extract(state): Extract<Arc<State>>, Json(request): Json<Value>) -> Reply {
+    let email = request["email"].as_str().unwrap_or_default().to_lowercase();
+    let audience = request["audience"].as_str().unwrap_or_default();
+    if email.is_empty() || audience.is_empty() {
+        return Err(GoogleError::new(400, "email and audience are required"));
+    }
+    let subject = format!(
+        "accounts.google.com:{}",
+        email.bytes().map(u64::from).sum::<u64>()
+    );
+    let claims = common::iap::assertion_claims(&email, &subject, audience, Timestamp::now());
+    let assertion = state
+        .iap_key
+        .sign_json(&claims)
+        .map_err(|e| GoogleError::new(500, &e.to_string()))?;
+    Ok(Json(json!({"assertion": assertion})).into_response())
+}

@@ -1,0 +1,170 @@
+//! Everything the emulator holds: the organization, its keys, captured mail and messages,
+//! call counts, and the faults tests ask it to inject.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use common::keys::LocalKey;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::google::GoogleError;
+use crate::pubsub::PubSub;
+use crate::world::World;
+
+#[derive(Debug)]
+pub struct State {
+    world: Mutex<World>,
+    pub service_account_key: LocalKey,
+    pub iap_key: LocalKey,
+    faults: Mutex<Vec<Fault>>,
+    calls: Mutex<BTreeMap<String, u64>>,
+    mail: Mutex<Vec<Value>>,
+    audit: Mutex<Vec<Value>>,
+    pub pubsub: Mutex<PubSub>,
+    pub http: reqwest::Client,
+    /// Print captured mail to the console (the local run does, tests do not).
+    pub echo_mail: bool,
+}
+
+/// Makes the next `count` calls to an API (optionally one method) fail or slow down.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Fault {
+    /// `asset`, `resourcemanager`, `iamcredentials`, `pubsub`, `sendgrid` or `jwks`.
+    pub api: String,
+    /// e.g. `setIamPolicy`; any method when absent.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// The HTTP status to answer with (409, 412, 429, 503, …); none = only add latency.
+    #[serde(default)]
+    pub status: Option<u16>,
+    #[serde(default = "one")]
+    pub count: u32,
+    #[serde(default)]
+    pub latency_ms: u64,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A poisoned lock only means another request panicked; the data is still usable.
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl State {
+    pub fn new(world: World, echo_mail: bool) -> anyhow::Result<State> {
+        let topics = world.topics.clone();
+        Ok(State {
+            world: Mutex::new(world),
+            service_account_key: LocalKey::generate_rs256("emulator-service-account-key-1")?,
+            iap_key: LocalKey::generate_es256("emulator-iap-key-1")?,
+            faults: Mutex::default(),
+            calls: Mutex::default(),
+            mail: Mutex::default(),
+            audit: Mutex::default(),
+            pubsub: Mutex::new(PubSub::with_topics(&topics)),
+            http: reqwest::Client::new(),
+            echo_mail,
+        })
+    }
+
+    pub fn world(&self) -> MutexGuard<'_, World> {
+        lock(&self.world)
+    }
+
+    /// Counts the call, then applies the first matching fault, if any.
+    pub async fn enter(&self, api: &str, method: &str) -> Result<(), GoogleError> {
+        *lock(&self.calls)
+            .entry(format!("{api}.{method}"))
+            .or_default() += 1;
+        let fault = {
+            let mut faults = lock(&self.faults);
+            let position = faults.iter().position(|f| {
+                f.api == api && f.method.as_deref().is_none_or(|m| m == method) && f.count > 0
+            });
+            position.map(|i| {
+                faults[i].count -= 1;
+                let fault = faults[i].clone();
+                if faults[i].count == 0 {
+                    faults.remove(i);
+                }
+                fault
+            })
+        };
+        let Some(fault) = fault else {
+            return Ok(());
+        };
+        if fault.latency_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(fault.latency_ms)).await;
+        }
+        match fault.status {
+            Some(status) => Err(GoogleError::new(
+                status,
+                &format!("injected fault: {api}.{method} answers {status}"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    pub fn add_fault(&self, fault: Fault) {
+        lock(&self.faults).push(fault);
+    }
+
+    pub fn clear_faults(&self) {
+        lock(&self.faults).clear();
+    }
+
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        lock(&self.calls).clone()
+    }
+
+    pub fn reset_calls(&self) {
+        lock(&self.calls).clear();
+    }
+
+    pub fn capture_mail(&self, body: Value) {
+        if self.echo_mail {
+            print_mail(&body);
+        }
+        lock(&self.mail).push(body);
+    }
+
+    pub fn mail(&self) -> Vec<Value> {
+        lock(&self.mail).clone()
+    }
+
+    pub fn record_audit(&self, entry: Value) {
+        lock(&self.audit).push(entry);
+    }
+
+    pub fn audit(&self) -> Vec<Value> {
+        lock(&self.audit).clone()
+    }
+}
+
+fn print_mail(body: &Value) {
+    let to: Vec<&str> = body["personalizations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["to"].as_array().into_iter().flatten())
+        .filter_map(|t| t["email"].as_str())
+        .collect();
+    let text = body["content"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "text/plain")
+        .and_then(|c| c["value"].as_str())
+        .unwrap_or("");
+    println!(
+        "\n── mail to {} ──\nSubject: {}\n{}\n──",
+        to.join(", "),
+        body["subject"].as_str().unwrap_or(""),
+        text
+    );
+}

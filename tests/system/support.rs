@@ -1,0 +1,104 @@
+//! Shared set-up: an emulator on a free port and settings that point the SDK clients at it.
+
+use common::config::{BackendSettings, Env, ScopeSettings};
+use emulator::{Emulator, World, WorldFile};
+
+pub const ALICE: &str = "alice@example.com";
+pub const BOB: &str = "bob@example.com";
+pub const CAROL: &str = "carol@example.com";
+pub const SCOPE: &str = "organizations/100000000001";
+
+pub struct Backend {
+    pub emulator: Emulator,
+    pub settings: BackendSettings,
+    pub scope: ScopeSettings,
+    pub http: reqwest::Client,
+}
+
+/// The emulator loaded with the default organization (the seed's story).
+pub async fn backend() -> Backend {
+    backend_with(emulator::DEFAULT_WORLD, SCOPE).await
+}
+
+pub async fn backend_with(yaml: &str, scope: &str) -> Backend {
+    let world = World::new(WorldFile::parse(yaml).expect("valid world")).expect("consistent world");
+    let emulator = Emulator::start(world).await.expect("emulator starts");
+    let mut pairs = emulator.environment();
+    pairs.push(("RESOURCE_SCOPE", scope.to_string()));
+    let (settings, scope) = settings_from(&pairs);
+    Backend {
+        emulator,
+        settings,
+        scope,
+        http: reqwest::Client::new(),
+    }
+}
+
+pub fn settings_from(pairs: &[(&str, String)]) -> (BackendSettings, ScopeSettings) {
+    let lookup = |name: &str| {
+        pairs
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+    };
+    let mut env = Env::new(lookup);
+    let backend = BackendSettings::read(&mut env);
+    let scope = ScopeSettings::read(&mut env);
+    env.finish().expect("valid settings");
+    (backend, scope)
+}
+
+impl Backend {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.emulator.url())
+    }
+
+    /// Makes the next `count` calls to `api.method` fail with `status`.
+    pub async fn inject(&self, api: &str, method: &str, status: u16, count: u32) {
+        let fault =
+            serde_json::json!({"api": api, "method": method, "status": status, "count": count});
+        let response = self
+            .http
+            .post(self.url("/_emulator/faults"))
+            .json(&fault)
+            .send()
+            .await
+            .expect("emulator answers");
+        assert_eq!(response.status(), 204);
+    }
+
+    pub async fn calls(&self, key: &str) -> u64 {
+        let calls: serde_json::Value = self
+            .http
+            .get(self.url("/_emulator/calls"))
+            .send()
+            .await
+            .expect("answers")
+            .json()
+            .await
+            .expect("json");
+        calls[key].as_u64().unwrap_or(0)
+    }
+
+    pub async fn policy(&self, resource: &str) -> common::policy::Policy {
+        let url = self.url(&format!("/v3/{resource}:getIamPolicy"));
+        let body = serde_json::json!({"options": {"requestedPolicyVersion": 3}});
+        self.http
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .expect("answers")
+            .json()
+            .await
+            .expect("policy")
+    }
+}
+
+pub fn email(text: &str) -> common::email::Email {
+    common::email::Email::parse(text).expect("valid email")
+}
+
+pub fn project(text: &str) -> common::entitlement::ProjectId {
+    common::entitlement::ProjectId::parse(text).expect("valid project")
+}
