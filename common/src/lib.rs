@@ -2,16 +2,17 @@
 //!
 //! Domain modules (pure, no I/O; time, keys and randomness come in as arguments):
 //! [`condition`], [`entitlement`], [`activation`], [`policy`], [`justification`],
-//! [`email`], [`timestamp`], [`token`], [`jwt`], [`iap`], [`config`].
+//! [`email`], [`timestamp`], [`token`], [`jwt`], [`iap`], [`config`], [`event`], [`rules`].
 //!
-//! Edges: [`keys`] (local signing keys), [`http`] (the error type), [`runner`] (serving a
-//! function's router).
+//! Edges: [`gcp`] (Google APIs through the official SDK), [`keys`] (local signing keys),
+//! [`http`] (errors, extractors, wire shapes), [`runner`] (serving a function's router).
 
 pub mod activation;
 pub mod condition;
 pub mod config;
 pub mod email;
 pub mod entitlement;
+pub mod event;
 pub mod gcp;
 pub mod http;
 pub mod iap;
@@ -19,6 +20,7 @@ pub mod justification;
 pub mod jwt;
 pub mod keys;
 pub mod policy;
+pub mod rules;
 pub mod runner;
 pub mod timestamp;
 pub mod token;

@@ -111,6 +111,25 @@ pub fn add_activation(policy: &Policy, activation: &Activation) -> ActivationUpd
     }
 }
 
+/// Adds several activations to one policy, so that they are written in one atomic update.
+/// `None` when every binding is already present.
+pub fn add_activations(policy: &Policy, activations: &[Activation]) -> Option<(Policy, usize)> {
+    let mut current: Option<Policy> = None;
+    let mut replaced = 0;
+    for activation in activations {
+        let base = current.as_ref().unwrap_or(policy);
+        if let ActivationUpdate::Changed {
+            policy,
+            replaced: removed,
+        } = add_activation(base, activation)
+        {
+            current = Some(policy);
+            replaced += removed;
+        }
+    }
+    current.map(|policy| (policy, replaced))
+}
+
 /// Removes activation bindings that ended at or before `ended_before`. Returns `None` when
 /// there is nothing to remove, so the caller writes nothing.
 pub fn remove_expired_activations(
@@ -311,6 +330,29 @@ mod tests {
             add_activation(&policy, &second),
             ActivationUpdate::AlreadyPresent
         );
+    }
+
+    #[test]
+    fn several_activations_go_into_one_policy() {
+        let first = activation(
+            "alice@example.com",
+            "roles/compute.admin",
+            None,
+            1_000,
+            4_600,
+        );
+        let second = activation(
+            "alice@example.com",
+            "roles/compute.viewer",
+            None,
+            1_000,
+            4_600,
+        );
+        let (after, replaced) =
+            add_activations(&sample_policy(), &[first.clone(), second.clone()]).expect("changed");
+        assert_eq!(replaced, 0);
+        assert_eq!(after.bindings[2..], [first.binding(), second.binding()]);
+        assert_eq!(add_activations(&after, &[first, second]), None);
     }
 
     #[test]

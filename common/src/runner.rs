@@ -20,6 +20,42 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Cloud Run's default request timeout is 300 s; ours answers well before the platform cuts.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A function's whole `main`: read its configuration (exit 2 with every problem), build its
+/// router (exit 1 if a client cannot be built), then serve it.
+pub async fn main<C, E, B, F, G>(
+    service: &'static str,
+    config: Result<C, E>,
+    build: B,
+) -> std::process::ExitCode
+where
+    E: std::fmt::Display,
+    B: FnOnce(C) -> F,
+    F: std::future::Future<Output = Result<Router, G>>,
+    G: std::fmt::Display,
+{
+    let config = match config {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{service}: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let router = match build(config).await {
+        Ok(router) => router,
+        Err(error) => {
+            eprintln!("{service}: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match run(service, router).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{service}: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Serves `router` on `0.0.0.0:$PORT` (default 8080) until SIGTERM or Ctrl-C.
 pub async fn run(service: &'static str, router: Router) -> std::io::Result<()> {
     init_logging();
@@ -113,7 +149,7 @@ fn request_span(request: &Request) -> tracing::Span {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split('/').next())
         .unwrap_or("");
-    tracing::info_span!("request", method = %request.method(), route, trace)
+    tracing::info_span!("request", method = %request.method(), route, trace, user = tracing::field::Empty)
 }
 
 async fn shutdown_signal() {

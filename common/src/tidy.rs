@@ -7,10 +7,12 @@ const DOMAIN_MODULES: &[&str] = &[
     "config.rs",
     "email.rs",
     "entitlement.rs",
+    "event.rs",
     "iap.rs",
     "justification.rs",
     "jwt.rs",
     "policy.rs",
+    "rules.rs",
     "timestamp.rs",
     "token.rs",
 ];

@@ -3,6 +3,9 @@
 
 mod adapters;
 mod agreement;
+mod api;
 mod emulator_wire;
+mod harness;
+mod openapi;
 mod runner;
 mod support;

@@ -1,24 +1,21 @@
-//! Every function serves its router through the shared runner: health routes answer, and an
-//! unknown route gets the JSON error shape rather than an empty 404.
+//! The shared runner serves any function's router: health routes answer, and an unknown
+//! route gets the JSON error shape rather than an empty 404.
 
-use axum::Router;
-
-fn functions() -> Vec<(&'static str, Router)> {
-    vec![
-        ("list-eligibility", list_eligibility::router()),
-        ("request-approval", request_approval::router()),
-        ("approve", approve::router()),
-        ("mailer", mailer::router()),
-    ]
-}
+use crate::harness::System;
 
 #[tokio::test]
 async fn every_function_answers_health_and_json_errors() {
+    let system = System::start().await;
+    let mailer = common::runner::spawn_local(common::runner::app(mailer::router()))
+        .await
+        .expect("binds");
     let client = reqwest::Client::new();
-    for (name, router) in functions() {
-        let address = common::runner::spawn_local(common::runner::app(router))
-            .await
-            .expect("binds");
+    for (name, address) in [
+        ("list-eligibility", system.list),
+        ("request-approval", system.request),
+        ("approve", system.approve),
+        ("mailer", mailer),
+    ] {
         for path in ["/health/alive", "/health/ready"] {
             let response = client
                 .get(format!("http://{address}{path}"))

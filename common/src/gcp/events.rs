@@ -2,20 +2,12 @@
 //! publish is awaited inside the request: on Cloud Run, CPU may be throttled once the
 //! response is sent, so nothing is left to a background batch.
 
-use std::collections::BTreeMap;
-
 use google_cloud_pubsub::client::Publisher;
 use google_cloud_pubsub::model::Message;
 
 use crate::config::BackendSettings;
+pub use crate::event::Event;
 use crate::gcp::{BoxFuture, GcpError, credentials_for, retry_policy};
-
-/// One event: JSON data plus attributes subscribers can filter on.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Event {
-    pub data: serde_json::Value,
-    pub attributes: BTreeMap<String, String>,
-}
 
 /// Where events go. Production: [`PubSubPublisher`]; with no topic configured, [`NoPublisher`].
 pub trait EventPublisher: Send + Sync + std::fmt::Debug {
@@ -74,4 +66,33 @@ impl EventPublisher for NoPublisher {
         tracing::info!(event = %event.data, "no NOTIFICATION_TOPIC: event not published");
         Box::pin(std::future::ready(Ok(String::new())))
     }
+}
+
+/// The publisher for the configured topic, or [`NoPublisher`] when there is none.
+pub async fn publisher_for(
+    backend: &BackendSettings,
+    notification: &crate::config::NotificationSettings,
+) -> Result<std::sync::Arc<dyn EventPublisher>, GcpError> {
+    Ok(match &notification.topic {
+        Some(topic) => std::sync::Arc::new(PubSubPublisher::new(backend, topic).await?),
+        None => std::sync::Arc::new(NoPublisher),
+    })
+}
+
+/// Publishes; on failure, logs everything needed to publish the event again by hand.
+pub async fn publish_or_log(
+    publisher: &dyn EventPublisher,
+    event: &Event,
+) -> Result<String, GcpError> {
+    let result = publisher.publish(event).await;
+    if let Err(error) = &result {
+        tracing::error!(
+            %error,
+            event_type = event.kind(),
+            event_data = %event.data,
+            event_attributes = ?event.attributes,
+            "event not published: replay it from event_data and event_attributes"
+        );
+    }
+    result
 }

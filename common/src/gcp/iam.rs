@@ -12,8 +12,7 @@ use crate::config::BackendSettings;
 use crate::entitlement::ProjectId;
 use crate::gcp::{GcpError, credentials_for, retry_policy, with_request_reason};
 use crate::policy::{
-    ActivationUpdate, CONDITIONAL_POLICY_VERSION, Policy, add_activation,
-    remove_expired_activations,
+    CONDITIONAL_POLICY_VERSION, Policy, add_activations, remove_expired_activations,
 };
 use crate::timestamp::Timestamp;
 
@@ -67,14 +66,35 @@ impl IamWriter {
         activation: &Activation,
         reason: &str,
     ) -> Result<ActivationWrite, GcpError> {
-        let project = activation.entitlement.project();
+        self.activate_all(std::slice::from_ref(activation), reason)
+            .await
+    }
+
+    /// Adds several activations on one project in one read-modify-write, so they land
+    /// together or not at all.
+    pub async fn activate_all(
+        &self,
+        activations: &[Activation],
+        reason: &str,
+    ) -> Result<ActivationWrite, GcpError> {
+        let Some(first) = activations.first() else {
+            return Ok(ActivationWrite::AlreadyPresent);
+        };
+        let project = first.entitlement.project();
+        if activations
+            .iter()
+            .any(|a| a.entitlement.project() != project)
+        {
+            return Err(GcpError::InvalidArgument(
+                "activations on several projects in one write".into(),
+            ));
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;
             let policy = self.read(project).await?;
-            let (updated, replaced) = match add_activation(&policy, activation) {
-                ActivationUpdate::AlreadyPresent => return Ok(ActivationWrite::AlreadyPresent),
-                ActivationUpdate::Changed { policy, replaced } => (policy, replaced),
+            let Some((updated, replaced)) = add_activations(&policy, activations) else {
+                return Ok(ActivationWrite::AlreadyPresent);
             };
             match with_request_reason(reason, self.write(project, updated)).await {
                 Ok(()) => {

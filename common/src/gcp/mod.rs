@@ -78,6 +78,16 @@ impl GcpError {
     }
 }
 
+impl From<crate::token::SignError> for ApiError {
+    fn from(error: crate::token::SignError) -> ApiError {
+        if error.retryable {
+            ApiError::unavailable(error.to_string())
+        } else {
+            ApiError::backend(error.to_string())
+        }
+    }
+}
+
 impl From<GcpError> for ApiError {
     fn from(error: GcpError) -> ApiError {
         let cause = error.to_string();

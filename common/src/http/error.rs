@@ -17,6 +17,7 @@ use crate::entitlement::EntitlementError;
 use crate::iap::IapError;
 use crate::justification::JustificationError;
 use crate::jwt::JwtError;
+use crate::rules::Refusal;
 use crate::token::TokenError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +144,37 @@ impl IntoResponse for ApiError {
             "message": self.message,
         });
         (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> ApiError {
+        let message = refusal.to_string();
+        match refusal {
+            Refusal::Entitlement(error) => error.into(),
+            Refusal::Justification(error) => error.into(),
+            Refusal::Duration { .. } => ApiError::bad_request("duration_invalid", message),
+            Refusal::NoEntitlements => ApiError::bad_request("entitlements_missing", message),
+            Refusal::TooManyRoles { .. } => ApiError::bad_request("too_many_roles", message),
+            Refusal::ProjectMismatch(_) => ApiError::bad_request("project_mismatch", message),
+            Refusal::ReviewerCount { .. } => ApiError::bad_request("reviewer_count", message),
+            Refusal::SelfReview => ApiError::bad_request("self_review", message),
+            Refusal::NotEligible(_) => ApiError::forbidden("not_eligible", message),
+            Refusal::WrongActivationType { .. } => {
+                ApiError::forbidden("wrong_activation_type", message)
+            }
+            Refusal::ReviewerNotEligible(_) => {
+                ApiError::forbidden("reviewer_not_eligible", message)
+            }
+            Refusal::SelfApproval => ApiError::forbidden("self_approval", message),
+            Refusal::NotAReviewer(_) => ApiError::forbidden("not_a_reviewer", message),
+            Refusal::NotInvolved => ApiError::forbidden("not_involved", message),
+            Refusal::BeneficiaryNotEligible(_) => {
+                ApiError::forbidden("beneficiary_not_eligible", message)
+            }
+            Refusal::ApproverNotEligible => ApiError::forbidden("approver_not_eligible", message),
+            Refusal::WindowEnded(_) => ApiError::forbidden("window_ended", message),
+        }
     }
 }
 

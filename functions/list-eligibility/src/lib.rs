@@ -1,16 +1,281 @@
-//! The `list-eligibility` function: lists a caller's eligible roles, the projects they can reach and the peers who may approve.
+//! The `list-eligibility` function: what the caller may activate. Reads only; never writes.
 //!
-//! The function is its router; `main.rs` serves it with `common::runner`, and tests and the
-//! local run mount the same router.
+//! - `GET /api/policy`: justification hint and pattern, the caller, durations, version;
+//! - `GET /api/projects`: projects the caller is eligible on (or `AVAILABLE_PROJECTS_QUERY`);
+//! - `GET /api/projects/{project}/roles`: eligible entitlements with type and status;
+//! - `GET /api/projects/{project}/peers?id=ENTITLEMENT`: qualified reviewers, for callers who
+//!   are themselves eligible for peer approval of that entitlement (no enumeration).
+
+use std::sync::Arc;
 
 use axum::Router;
-use common::http::ApiError;
+use axum::extract::{FromRef, Path, State};
+use axum::routing::{MethodRouter, get};
+use axum::{Json, middleware};
+use common::activation::WindowStatus;
+use common::condition::ActivationType;
+use common::config::{
+    ActivationSettings, BackendSettings, ConfigError, Env, IapSettings, ScopeSettings,
+};
+use common::entitlement::{Entitlement, EntitlementId, ProjectId};
+use common::gcp::GcpError;
+use common::gcp::catalog::PolicyAnalyzerCatalog;
+use common::gcp::jwks::JwksCache;
+use common::http::extract::{no_store, require_xsrf_header};
+use common::http::wire::UserJson;
+use common::http::{ApiError, ApiQuery, IapUser, IapVerifier};
+use common::timestamp::Timestamp;
+use serde::{Deserialize, Serialize};
 
-/// This function's routes. Health routes and the platform layers come from the runner.
-pub fn router() -> Router {
-    Router::new().fallback(not_found)
+/// The settings this function reads.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub activation: ActivationSettings,
+    pub scope: ScopeSettings,
+    pub iap: IapSettings,
+    pub backend: BackendSettings,
+}
+
+impl Config {
+    pub fn read(env: &mut Env<'_>) -> Config {
+        Config {
+            activation: ActivationSettings::read(env),
+            scope: ScopeSettings::read(env),
+            iap: IapSettings::read(env),
+            backend: BackendSettings::read(env),
+        }
+    }
+}
+
+/// What the handlers share: plain handles, cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    config: Arc<Config>,
+    iap: IapVerifier,
+    catalog: PolicyAnalyzerCatalog,
+}
+
+impl FromRef<AppState> for IapVerifier {
+    fn from_ref(state: &AppState) -> IapVerifier {
+        state.iap.clone()
+    }
+}
+
+impl AppState {
+    pub async fn new(config: Config) -> Result<AppState, GcpError> {
+        let http = JwksCache::http_client(&config.backend);
+        let iap = IapVerifier::new(
+            Arc::new(JwksCache::iap(http, &config.backend)),
+            &config.iap.audience,
+        );
+        let catalog = PolicyAnalyzerCatalog::new(&config.backend, &config.scope).await?;
+        Ok(AppState {
+            config: Arc::new(config),
+            iap,
+            catalog,
+        })
+    }
+}
+
+/// Every route: method, path, handler. The OpenAPI test reads this list.
+pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
+    vec![
+        ("GET", "/api/policy", get(policy)),
+        ("GET", "/api/projects", get(projects)),
+        ("GET", "/api/projects/{project}/roles", get(roles)),
+        ("GET", "/api/projects/{project}/peers", get(peers)),
+    ]
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = routes()
+        .into_iter()
+        .fold(Router::new(), |router, (_, path, handler)| {
+            router.route(path, handler)
+        });
+    api.layer(middleware::from_fn(require_xsrf_header))
+        .layer(middleware::from_fn(no_store))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Reads the configuration, or every problem with it.
+pub fn config_from_env() -> Result<Config, ConfigError> {
+    let mut env = Env::from_process();
+    let config = Config::read(&mut env);
+    env.finish().map(|_| config)
 }
 
 async fn not_found() -> ApiError {
     ApiError::not_found("route_not_found", "no such route in list-eligibility")
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PolicyResponse {
+    justification_hint: String,
+    justification_pattern: String,
+    signed_in_user: UserJson,
+    application_version: &'static str,
+    default_activation_timeout: u64,
+    max_activation_timeout: u64,
+    min_reviewers: u64,
+    max_reviewers: u64,
+    max_roles: u64,
+}
+
+async fn policy(State(state): State<AppState>, caller: IapUser) -> Json<PolicyResponse> {
+    let activation = &state.config.activation;
+    Json(PolicyResponse {
+        justification_hint: activation.justification.hint().to_string(),
+        justification_pattern: activation.justification.pattern().to_string(),
+        signed_in_user: UserJson::from(caller.email()),
+        application_version: env!("CARGO_PKG_VERSION"),
+        default_activation_timeout: activation.default_activation_minutes,
+        max_activation_timeout: activation.max_activation_minutes,
+        min_reviewers: activation.min_reviewers,
+        max_reviewers: activation.max_reviewers,
+        max_roles: activation.max_roles,
+    })
+}
+
+#[derive(Debug, Serialize)]
+struct ProjectsResponse {
+    projects: Vec<String>,
+}
+
+async fn projects(
+    State(state): State<AppState>,
+    caller: IapUser,
+) -> Result<Json<ProjectsResponse>, ApiError> {
+    let projects = state.catalog.projects(caller.email()).await?;
+    Ok(Json(ProjectsResponse {
+        projects: projects.iter().map(ToString::to_string).collect(),
+    }))
+}
+
+#[derive(Debug, Serialize)]
+struct RolesResponse {
+    warnings: Vec<String>,
+    entitlements: Vec<EntitlementJson>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EntitlementJson {
+    id: String,
+    name: String,
+    resource_condition: Option<String>,
+    activation_type: ActivationType,
+    /// `ACTIVE` or `INACTIVE`.
+    status: &'static str,
+    /// End of the current activation, epoch seconds.
+    valid_until: Option<i64>,
+}
+
+async fn roles(
+    State(state): State<AppState>,
+    caller: IapUser,
+    Path(project): Path<String>,
+) -> Result<Json<RolesResponse>, ApiError> {
+    let project = ProjectId::parse(&project)?;
+    let found = state
+        .catalog
+        .user_entitlements(caller.email(), &project)
+        .await
+        .map_err(project_error)?;
+    let now = Timestamp::now();
+    let entitlements = found
+        .entitlements
+        .iter()
+        .map(|entitlement| {
+            let id = &entitlement.id;
+            // The latest active activation of this exact entitlement, if any.
+            let valid_until = found
+                .activations
+                .iter()
+                .filter(|a| {
+                    &a.role == id.role() && a.resource_condition.as_ref() == id.resource_condition()
+                })
+                .filter(|a| a.window.status(now) == WindowStatus::Active)
+                .map(|a| a.window.end().unix_seconds())
+                .max();
+            EntitlementJson {
+                id: id.to_string(),
+                name: id.role().to_string(),
+                resource_condition: id.resource_condition().map(ToString::to_string),
+                activation_type: entitlement.activation_type,
+                status: if valid_until.is_some() {
+                    "ACTIVE"
+                } else {
+                    "INACTIVE"
+                },
+                valid_until,
+            }
+        })
+        .collect();
+    Ok(Json(RolesResponse {
+        warnings: found.warnings,
+        entitlements,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct PeersQuery {
+    id: String,
+}
+
+#[derive(Debug, Serialize)]
+struct PeersResponse {
+    peers: Vec<UserJson>,
+}
+
+async fn peers(
+    State(state): State<AppState>,
+    caller: IapUser,
+    Path(project): Path<String>,
+    ApiQuery(query): ApiQuery<PeersQuery>,
+) -> Result<Json<PeersResponse>, ApiError> {
+    let project = ProjectId::parse(&project)?;
+    let id = EntitlementId::parse(&query.id)?;
+    if id.project() != &project {
+        return Err(ApiError::bad_request(
+            "project_mismatch",
+            "the entitlement belongs to another project",
+        ));
+    }
+    let entitlement = Entitlement {
+        id,
+        activation_type: ActivationType::Mpa,
+    };
+    let holders = state
+        .catalog
+        .holders(&entitlement)
+        .await
+        .map_err(project_error)?;
+    // Only a peer may see the peers: anyone else learns nothing about who holds what.
+    if !holders.contains(caller.email()) {
+        return Err(ApiError::forbidden(
+            "not_eligible",
+            "you are not eligible to request peer approval for this role",
+        ));
+    }
+    let peers = holders
+        .iter()
+        .filter(|peer| *peer != caller.email())
+        .map(UserJson::from)
+        .collect();
+    Ok(Json(PeersResponse { peers }))
+}
+
+/// An analysis Google refused for the project means the project is unknown or out of scope.
+fn project_error(error: GcpError) -> ApiError {
+    match error {
+        GcpError::InvalidArgument(cause) | GcpError::NotFound(cause) => ApiError::not_found(
+            "project_not_found",
+            "the project does not exist or is outside this application's scope",
+        )
+        .with_cause(cause),
+        other => other.into(),
+    }
 }

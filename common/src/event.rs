@@ -1,0 +1,176 @@
+//! Activation events, as published to Pub/Sub for the mailer and other subscribers.
+//!
+//! The data keeps the reference app's shape, `{"type": T, "attributes": {...}}` with
+//! lowercase keys, times as RFC 3339 strings and lists as arrays, so its subscribers carry
+//! over. Unlike the reference, the Pub/Sub message also carries attributes `type` and
+//! `version`, so subscriptions can filter without reading the data. `docs/events.md` is the
+//! schema for subscribers.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::activation::Activation;
+use crate::email::Email;
+use crate::token::ActivationRequest;
+
+/// Bumped when a field changes meaning or disappears; new fields do not bump it.
+pub const EVENT_SCHEMA_VERSION: &str = "1";
+
+pub const REQUEST_ACTIVATION: &str = "RequestActivation";
+pub const ACTIVATION_APPROVED: &str = "ActivationApproved";
+pub const ACTIVATION_SELF_APPROVED: &str = "ActivationSelfApproved";
+
+/// One event: JSON data plus the message attributes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub data: Value,
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl Event {
+    fn new(kind: &str, attributes: Value) -> Event {
+        Event {
+            data: json!({"type": kind, "attributes": attributes}),
+            attributes: BTreeMap::from([
+                ("type".to_string(), kind.to_string()),
+                ("version".to_string(), EVENT_SCHEMA_VERSION.to_string()),
+            ]),
+        }
+    }
+
+    /// The event type, from the attributes.
+    pub fn kind(&self) -> &str {
+        self.attributes
+            .get("type")
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+}
+
+/// A peer-approval request was created; `action_url` opens it for the reviewers.
+pub fn request_activation(request: &ActivationRequest, base_url: &str, action_url: &str) -> Event {
+    Event::new(
+        REQUEST_ACTIVATION,
+        json!({
+            "activation_id": request.id,
+            "beneficiary": request.beneficiary,
+            "reviewers": request.reviewers,
+            "project_id": request.entitlement.project().as_str(),
+            "role": request.entitlement.role().as_str(),
+            "resource_condition": resource_condition(request),
+            "start_time": request.window.start().to_string(),
+            "end_time": request.window.end().to_string(),
+            "request_expiry_time": request.expires.to_string(),
+            "justification": request.justification,
+            "base_url": base_url,
+            "action_url": action_url,
+        }),
+    )
+}
+
+/// A reviewer approved a request, and the binding was written.
+pub fn activation_approved(request: &ActivationRequest, approver: &Email, base_url: &str) -> Event {
+    Event::new(
+        ACTIVATION_APPROVED,
+        json!({
+            "activation_id": request.id,
+            "approver": approver,
+            "beneficiary": request.beneficiary,
+            "reviewers": request.reviewers,
+            "project_id": request.entitlement.project().as_str(),
+            "role": request.entitlement.role().as_str(),
+            "resource_condition": resource_condition(request),
+            "start_time": request.window.start().to_string(),
+            "end_time": request.window.end().to_string(),
+            "justification": request.justification,
+            "base_url": base_url,
+        }),
+    )
+}
+
+/// A user activated one or more roles on one project by self-approval. `role` joins the
+/// roles with commas, as in the reference; `roles` lists them.
+pub fn activation_self_approved(
+    activation_id: &str,
+    activations: &[Activation],
+    base_url: &str,
+) -> Event {
+    let roles: Vec<&str> = activations
+        .iter()
+        .map(|a| a.entitlement.role().as_str())
+        .collect();
+    let first = activations.first();
+    Event::new(
+        ACTIVATION_SELF_APPROVED,
+        json!({
+            "activation_id": activation_id,
+            "beneficiary": first.map(|a| a.beneficiary.as_str()),
+            "project_id": first.map(|a| a.entitlement.project().as_str()),
+            "role": roles.join(", "),
+            "roles": roles,
+            "start_time": first.map(|a| a.window.start().to_string()),
+            "end_time": first.map(|a| a.window.end().to_string()),
+            "justification": first.map(|a| a.justification.as_str()),
+            "base_url": base_url,
+        }),
+    )
+}
+
+fn resource_condition(request: &ActivationRequest) -> String {
+    request
+        .entitlement
+        .resource_condition()
+        .map(|c| c.to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::activation::ActivationWindow;
+    use crate::entitlement::EntitlementId;
+    use crate::timestamp::Timestamp;
+
+    fn request() -> ActivationRequest {
+        let start = Timestamp::from_unix_seconds(1_700_000_000).expect("in range");
+        ActivationRequest {
+            id: "mpa-abc".into(),
+            beneficiary: Email::parse("alice@example.com").expect("email"),
+            reviewers: vec![Email::parse("bob@example.com").expect("email")],
+            entitlement: EntitlementId::parse("project-1:roles/compute.admin").expect("id"),
+            justification: "BUG-12345".into(),
+            window: ActivationWindow::new(start, start.plus_seconds(3600)).expect("window"),
+            expires: start.plus_seconds(3600),
+        }
+    }
+
+    #[test]
+    fn request_event_has_the_reference_shape_and_attributes() {
+        let event = request_activation(
+            &request(),
+            "https://jit.example.com",
+            "https://jit.example.com/?activation=x",
+        );
+        assert_eq!(event.kind(), "RequestActivation");
+        assert_eq!(event.attributes["version"], "1");
+        assert_eq!(event.data["type"], "RequestActivation");
+        let attributes = &event.data["attributes"];
+        assert_eq!(attributes["beneficiary"], "alice@example.com");
+        assert_eq!(attributes["reviewers"], json!(["bob@example.com"]));
+        assert_eq!(attributes["start_time"], "2023-11-14T22:13:20Z");
+        assert_eq!(attributes["resource_condition"], "");
+        assert_eq!(
+            attributes["action_url"],
+            "https://jit.example.com/?activation=x"
+        );
+    }
+
+    #[test]
+    fn approved_event_names_the_approver() {
+        let bob = Email::parse("bob@example.com").expect("email");
+        let event = activation_approved(&request(), &bob, "https://jit.example.com");
+        assert_eq!(event.kind(), "ActivationApproved");
+        assert_eq!(event.data["attributes"]["approver"], "bob@example.com");
+    }
+}

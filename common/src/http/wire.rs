@@ -1,0 +1,138 @@
+//! JSON shapes shared by the functions, as the reference app's API has them: users as
+//! `{"email"}`, times in epoch seconds.
+
+use serde::Serialize;
+
+use crate::activation::{Activation, ActivationWindow, WindowStatus};
+use crate::email::Email;
+use crate::entitlement::EntitlementId;
+use crate::timestamp::Timestamp;
+use crate::token::ActivationRequest;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserJson {
+    pub email: String,
+}
+
+impl From<&Email> for UserJson {
+    fn from(email: &Email) -> UserJson {
+        UserJson {
+            email: email.to_string(),
+        }
+    }
+}
+
+/// The answer to self-activation, a request, and approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivationResponse {
+    pub beneficiary: UserJson,
+    pub reviewers: Vec<UserJson>,
+    pub is_beneficiary: bool,
+    pub is_reviewer: bool,
+    pub justification: String,
+    pub entitlements: Vec<ActivatedEntitlementJson>,
+    /// Peer-approval requests only: when the request can no longer be approved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_expiry_time: Option<i64>,
+    /// A note for the person, e.g. that the request had already been approved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivatedEntitlementJson {
+    pub activation_id: String,
+    pub project_id: String,
+    pub id: String,
+    pub name: String,
+    pub resource_condition: Option<String>,
+    /// `ACTIVE`, `ACTIVATION_PENDING` or `EXPIRED`.
+    pub status: &'static str,
+    pub start_time: i64,
+    pub end_time: i64,
+}
+
+impl ActivatedEntitlementJson {
+    pub fn new(
+        activation_id: &str,
+        id: &EntitlementId,
+        window: &ActivationWindow,
+        status: &'static str,
+    ) -> ActivatedEntitlementJson {
+        ActivatedEntitlementJson {
+            activation_id: activation_id.to_string(),
+            project_id: id.project().to_string(),
+            id: id.to_string(),
+            name: id.role().to_string(),
+            resource_condition: id.resource_condition().map(|c| c.to_string()),
+            status,
+            start_time: window.start().unix_seconds(),
+            end_time: window.end().unix_seconds(),
+        }
+    }
+}
+
+impl ActivationResponse {
+    /// Self-activation: active at once.
+    pub fn self_approved(activation_id: &str, activations: &[Activation]) -> ActivationResponse {
+        let first = activations.first();
+        ActivationResponse {
+            beneficiary: first
+                .map(|a| UserJson::from(&a.beneficiary))
+                .unwrap_or(UserJson {
+                    email: String::new(),
+                }),
+            reviewers: Vec::new(),
+            is_beneficiary: true,
+            is_reviewer: false,
+            justification: first
+                .map(|a| a.justification.to_string())
+                .unwrap_or_default(),
+            entitlements: activations
+                .iter()
+                .map(|a| {
+                    ActivatedEntitlementJson::new(
+                        activation_id,
+                        &a.entitlement,
+                        &a.window,
+                        "ACTIVE",
+                    )
+                })
+                .collect(),
+            request_expiry_time: None,
+            message: None,
+        }
+    }
+
+    /// A peer-approval request, as seen by `caller`. `status` is `ACTIVATION_PENDING` or
+    /// `ACTIVE`; an ended window shows as `EXPIRED` whatever it was.
+    pub fn request(
+        request: &ActivationRequest,
+        caller: &Email,
+        status: &'static str,
+        now: Timestamp,
+    ) -> ActivationResponse {
+        let status = if request.window.status(now) == WindowStatus::Ended {
+            "EXPIRED"
+        } else {
+            status
+        };
+        ActivationResponse {
+            beneficiary: UserJson::from(&request.beneficiary),
+            reviewers: request.reviewers.iter().map(UserJson::from).collect(),
+            is_beneficiary: &request.beneficiary == caller,
+            is_reviewer: request.reviewers.contains(caller),
+            justification: request.justification.clone(),
+            entitlements: vec![ActivatedEntitlementJson::new(
+                &request.id,
+                &request.entitlement,
+                &request.window,
+                status,
+            )],
+            request_expiry_time: Some(request.expires.unix_seconds()),
+            message: None,
+        }
+    }
+}

@@ -1,0 +1,485 @@
+//! The decisions about requests and approvals, as pure functions: given what the user asked,
+//! what the catalog says they and their peers hold, the settings and `now`, may it go ahead?
+//! Handlers gather the inputs and act on the answer; every refusal is decided here, once.
+
+use std::collections::BTreeSet;
+
+use crate::activation::{ActivationWindow, WindowStatus};
+use crate::condition::ActivationType;
+use crate::config::ActivationSettings;
+use crate::email::Email;
+use crate::entitlement::{Entitlement, EntitlementError, EntitlementId, ProjectId};
+use crate::justification::{Justification, JustificationError};
+use crate::timestamp::Timestamp;
+use crate::token::ActivationRequest;
+
+/// Why a request or an approval is refused. Each has its own stable code in the API.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(transparent)]
+    Entitlement(#[from] EntitlementError),
+    #[error(transparent)]
+    Justification(#[from] JustificationError),
+    #[error("the duration must be from 1 to {max} minutes, not {minutes}")]
+    Duration { minutes: u64, max: u64 },
+    #[error("name at least one role to activate")]
+    NoEntitlements,
+    #[error("at most {max} roles can be activated at once, not {count}")]
+    TooManyRoles { count: usize, max: u64 },
+    #[error("the entitlement {0} belongs to another project")]
+    ProjectMismatch(String),
+    #[error("you are not eligible for {0}")]
+    NotEligible(String),
+    #[error("{id} needs {expected}")]
+    WrongActivationType { id: String, expected: &'static str },
+    #[error("choose from {min} to {max} reviewers, not {count}")]
+    ReviewerCount { count: usize, min: u64, max: u64 },
+    #[error("you cannot review your own request")]
+    SelfReview,
+    #[error("{0} is not eligible to approve this request")]
+    ReviewerNotEligible(Email),
+    #[error("you cannot approve your own request")]
+    SelfApproval,
+    #[error("the request does not permit approval by {0}")]
+    NotAReviewer(Email),
+    #[error("you are neither the requester nor a reviewer of this request")]
+    NotInvolved,
+    #[error("{0} is no longer eligible for this role")]
+    BeneficiaryNotEligible(Email),
+    #[error("you are no longer eligible for this role, so you cannot approve it")]
+    ApproverNotEligible,
+    #[error("the requested activation ended at {0}; it can no longer be approved")]
+    WindowEnded(Timestamp),
+}
+
+/// The activation window for a duration chosen by the user, starting `now`.
+pub fn activation_window(
+    now: Timestamp,
+    minutes: u64,
+    settings: &ActivationSettings,
+) -> Result<ActivationWindow, Refusal> {
+    let max = settings.max_activation_minutes;
+    if minutes == 0 || minutes > max {
+        return Err(Refusal::Duration { minutes, max });
+    }
+    // Non-empty by the check above.
+    ActivationWindow::new(now, now.plus_seconds(minutes as i64 * 60))
+        .map_err(|_| Refusal::Duration { minutes, max })
+}
+
+/// Parses the IDs of a self-activation: at least one, all on `project`, duplicates folded,
+/// at most `ACTIVATION_REQUEST_MAX_ROLES`.
+pub fn entitlement_ids(
+    project: &ProjectId,
+    ids: &[String],
+    settings: &ActivationSettings,
+) -> Result<Vec<EntitlementId>, Refusal> {
+    let mut parsed = BTreeSet::new();
+    for text in ids {
+        let id = EntitlementId::parse(text)?;
+        if id.project() != project {
+            return Err(Refusal::ProjectMismatch(text.clone()));
+        }
+        parsed.insert(id);
+    }
+    if parsed.is_empty() {
+        return Err(Refusal::NoEntitlements);
+    }
+    if parsed.len() as u64 > settings.max_roles {
+        return Err(Refusal::TooManyRoles {
+            count: parsed.len(),
+            max: settings.max_roles,
+        });
+    }
+    Ok(parsed.into_iter().collect())
+}
+
+/// The user must hold `id`, activated the `expected` way: a peer-approved role cannot be
+/// self-activated, and a self-approvable one is not sent through peer approval.
+pub fn require_entitlement(
+    held: &[Entitlement],
+    id: &EntitlementId,
+    expected: ActivationType,
+) -> Result<(), Refusal> {
+    let Some(entitlement) = held.iter().find(|e| &e.id == id) else {
+        return Err(Refusal::NotEligible(id.to_string()));
+    };
+    if entitlement.activation_type != expected {
+        let expected = match entitlement.activation_type {
+            ActivationType::Jit => "self-approval: use self-activate",
+            ActivationType::Mpa => "a peer's approval: request it",
+        };
+        return Err(Refusal::WrongActivationType {
+            id: id.to_string(),
+            expected,
+        });
+    }
+    Ok(())
+}
+
+/// Checks the chosen reviewers: count within limits, not the requester, each a holder of the
+/// same peer-approved entitlement. Returns them deduplicated.
+pub fn reviewers(
+    requester: &Email,
+    chosen: &[Email],
+    holders: &[Email],
+    settings: &ActivationSettings,
+) -> Result<Vec<Email>, Refusal> {
+    let unique: BTreeSet<&Email> = chosen.iter().collect();
+    if unique.contains(requester) {
+        return Err(Refusal::SelfReview);
+    }
+    let count = unique.len();
+    if (count as u64) < settings.min_reviewers || count as u64 > settings.max_reviewers {
+        return Err(Refusal::ReviewerCount {
+            count,
+            min: settings.min_reviewers,
+            max: settings.max_reviewers,
+        });
+    }
+    if let Some(stranger) = unique.iter().find(|reviewer| !holders.contains(reviewer)) {
+        return Err(Refusal::ReviewerNotEligible((*stranger).clone()));
+    }
+    Ok(unique.into_iter().cloned().collect())
+}
+
+/// Who may see a request: its beneficiary and its reviewers.
+pub fn may_view(request: &ActivationRequest, caller: &Email) -> Result<(), Refusal> {
+    if &request.beneficiary == caller || request.reviewers.contains(caller) {
+        Ok(())
+    } else {
+        Err(Refusal::NotInvolved)
+    }
+}
+
+/// May `caller` approve `request` now? `holders` are the current holders of the request's
+/// entitlement with peer approval. Returns the justification, checked against today's policy.
+pub fn may_approve(
+    request: &ActivationRequest,
+    caller: &Email,
+    holders: &[Email],
+    settings: &ActivationSettings,
+    now: Timestamp,
+) -> Result<Justification, Refusal> {
+    if &request.beneficiary == caller {
+        return Err(Refusal::SelfApproval);
+    }
+    if !request.reviewers.contains(caller) {
+        return Err(Refusal::NotAReviewer(caller.clone()));
+    }
+    if request.window.status(now) == WindowStatus::Ended {
+        return Err(Refusal::WindowEnded(request.window.end()));
+    }
+    let justification = settings.justification.check(&request.justification)?;
+    let minutes = (request.window.duration_seconds() as u64).div_ceil(60);
+    if minutes > settings.max_activation_minutes {
+        return Err(Refusal::Duration {
+            minutes,
+            max: settings.max_activation_minutes,
+        });
+    }
+    if !holders.contains(&request.beneficiary) {
+        return Err(Refusal::BeneficiaryNotEligible(request.beneficiary.clone()));
+    }
+    if !holders.contains(caller) {
+        return Err(Refusal::ApproverNotEligible);
+    }
+    Ok(justification)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Env;
+
+    fn settings(pairs: &[(&str, &str)]) -> ActivationSettings {
+        let mut env = Env::new(|name| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        });
+        let settings = ActivationSettings::read(&mut env);
+        env.finish().expect("valid");
+        settings
+    }
+
+    fn email(text: &str) -> Email {
+        Email::parse(text).expect("email")
+    }
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_unix_seconds(seconds).expect("in range")
+    }
+
+    fn project() -> ProjectId {
+        ProjectId::parse("project-1").expect("project")
+    }
+
+    fn request() -> ActivationRequest {
+        ActivationRequest {
+            id: "mpa-x".into(),
+            beneficiary: email("alice@example.com"),
+            reviewers: vec![email("bob@example.com"), email("dave@example.com")],
+            entitlement: EntitlementId::parse("project-1:roles/compute.admin").expect("id"),
+            justification: "BUG-12345".into(),
+            window: ActivationWindow::new(at(1_000), at(4_600)).expect("window"),
+            expires: at(4_600),
+        }
+    }
+
+    fn holders() -> Vec<Email> {
+        vec![
+            email("alice@example.com"),
+            email("bob@example.com"),
+            email("dave@example.com"),
+        ]
+    }
+
+    #[test]
+    fn duration_must_be_within_limits() {
+        let settings = settings(&[("ACTIVATION_TIMEOUT", "60")]);
+        assert!(activation_window(at(0), 60, &settings).is_ok());
+        assert_eq!(
+            activation_window(at(0), 0, &settings),
+            Err(Refusal::Duration {
+                minutes: 0,
+                max: 60
+            })
+        );
+        assert_eq!(
+            activation_window(at(0), 61, &settings),
+            Err(Refusal::Duration {
+                minutes: 61,
+                max: 60
+            })
+        );
+        let window = activation_window(at(0), 5, &settings).expect("valid");
+        assert_eq!(window.duration_seconds(), 300);
+    }
+
+    #[test]
+    fn self_activation_ids_are_checked_and_folded() {
+        let settings = settings(&[("ACTIVATION_REQUEST_MAX_ROLES", "2")]);
+        let ids = |texts: &[&str]| texts.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        let folded = entitlement_ids(
+            &project(),
+            &ids(&["project-1:roles/a.b", "project-1:roles/a.b"]),
+            &settings,
+        )
+        .expect("valid");
+        assert_eq!(folded.len(), 1);
+        assert_eq!(
+            entitlement_ids(&project(), &[], &settings),
+            Err(Refusal::NoEntitlements)
+        );
+        assert!(matches!(
+            entitlement_ids(&project(), &ids(&["project-2:roles/a.b"]), &settings),
+            Err(Refusal::ProjectMismatch(_))
+        ));
+        assert_eq!(
+            entitlement_ids(
+                &project(),
+                &ids(&[
+                    "project-1:roles/a",
+                    "project-1:roles/b",
+                    "project-1:roles/c"
+                ]),
+                &settings
+            ),
+            Err(Refusal::TooManyRoles { count: 3, max: 2 })
+        );
+        assert!(matches!(
+            entitlement_ids(&project(), &ids(&["nonsense"]), &settings),
+            Err(Refusal::Entitlement(_))
+        ));
+    }
+
+    #[test]
+    fn activation_type_must_match() {
+        let id = EntitlementId::parse("project-1:roles/compute.admin").expect("id");
+        let held = vec![Entitlement {
+            id: id.clone(),
+            activation_type: ActivationType::Mpa,
+        }];
+        assert!(require_entitlement(&held, &id, ActivationType::Mpa).is_ok());
+        assert!(matches!(
+            require_entitlement(&held, &id, ActivationType::Jit),
+            Err(Refusal::WrongActivationType { .. })
+        ));
+        let jit = vec![Entitlement {
+            id: id.clone(),
+            activation_type: ActivationType::Jit,
+        }];
+        assert!(matches!(
+            require_entitlement(&jit, &id, ActivationType::Mpa),
+            Err(Refusal::WrongActivationType { .. })
+        ));
+        assert!(matches!(
+            require_entitlement(&[], &id, ActivationType::Jit),
+            Err(Refusal::NotEligible(_))
+        ));
+    }
+
+    #[test]
+    fn reviewers_are_peers_within_limits_and_never_the_requester() {
+        let settings = settings(&[("ACTIVATION_REQUEST_MAX_REVIEWERS", "2")]);
+        let alice = email("alice@example.com");
+        let bob = email("bob@example.com");
+        let dave = email("dave@example.com");
+        let chosen =
+            reviewers(&alice, &[bob.clone(), bob.clone()], &holders(), &settings).expect("valid");
+        assert_eq!(chosen, vec![bob.clone()]);
+        assert_eq!(
+            reviewers(&alice, &[bob.clone(), alice.clone()], &holders(), &settings),
+            Err(Refusal::SelfReview)
+        );
+        assert_eq!(
+            reviewers(&alice, &[], &holders(), &settings),
+            Err(Refusal::ReviewerCount {
+                count: 0,
+                min: 1,
+                max: 2
+            })
+        );
+        let carol = email("carol@example.com");
+        assert_eq!(
+            reviewers(
+                &alice,
+                &[bob.clone(), dave.clone(), carol.clone()],
+                &holders(),
+                &settings
+            ),
+            Err(Refusal::ReviewerCount {
+                count: 3,
+                min: 1,
+                max: 2
+            })
+        );
+        assert_eq!(
+            reviewers(&alice, std::slice::from_ref(&carol), &holders(), &settings),
+            Err(Refusal::ReviewerNotEligible(carol))
+        );
+    }
+
+    #[test]
+    fn listed_eligible_peer_may_approve() {
+        let settings = settings(&[]);
+        let justification = may_approve(
+            &request(),
+            &email("bob@example.com"),
+            &holders(),
+            &settings,
+            at(2_000),
+        )
+        .expect("allowed");
+        assert_eq!(justification.as_str(), "BUG-12345");
+    }
+
+    #[test]
+    fn beneficiary_cannot_approve_own_request() {
+        let outcome = may_approve(
+            &request(),
+            &email("alice@example.com"),
+            &holders(),
+            &settings(&[]),
+            at(2_000),
+        );
+        assert_eq!(outcome, Err(Refusal::SelfApproval));
+    }
+
+    #[test]
+    fn reviewer_must_be_listed() {
+        let carol = email("carol@example.com");
+        let mut holders = holders();
+        holders.push(carol.clone());
+        let outcome = may_approve(&request(), &carol, &holders, &settings(&[]), at(2_000));
+        assert_eq!(outcome, Err(Refusal::NotAReviewer(carol)));
+    }
+
+    #[test]
+    fn approval_after_the_window_is_refused() {
+        let outcome = may_approve(
+            &request(),
+            &email("bob@example.com"),
+            &holders(),
+            &settings(&[]),
+            at(4_600),
+        );
+        assert_eq!(outcome, Err(Refusal::WindowEnded(at(4_600))));
+    }
+
+    #[test]
+    fn justification_must_still_match_the_policy() {
+        let strict = settings(&[("JUSTIFICATION_PATTERN", "CASE-\\d+")]);
+        let outcome = may_approve(
+            &request(),
+            &email("bob@example.com"),
+            &holders(),
+            &strict,
+            at(2_000),
+        );
+        assert!(
+            matches!(outcome, Err(Refusal::Justification(_))),
+            "{outcome:?}"
+        );
+    }
+
+    #[test]
+    fn duration_must_still_be_allowed() {
+        let shorter = settings(&[("ACTIVATION_TIMEOUT", "30")]);
+        let outcome = may_approve(
+            &request(),
+            &email("bob@example.com"),
+            &holders(),
+            &shorter,
+            at(2_000),
+        );
+        assert_eq!(
+            outcome,
+            Err(Refusal::Duration {
+                minutes: 60,
+                max: 30
+            })
+        );
+    }
+
+    #[test]
+    fn beneficiary_who_lost_eligibility_cannot_be_approved() {
+        let holders = vec![email("bob@example.com"), email("dave@example.com")];
+        let outcome = may_approve(
+            &request(),
+            &email("bob@example.com"),
+            &holders,
+            &settings(&[]),
+            at(2_000),
+        );
+        assert_eq!(
+            outcome,
+            Err(Refusal::BeneficiaryNotEligible(email("alice@example.com")))
+        );
+    }
+
+    #[test]
+    fn reviewer_who_lost_eligibility_cannot_approve() {
+        let holders = vec![email("alice@example.com"), email("dave@example.com")];
+        let outcome = may_approve(
+            &request(),
+            &email("bob@example.com"),
+            &holders,
+            &settings(&[]),
+            at(2_000),
+        );
+        assert_eq!(outcome, Err(Refusal::ApproverNotEligible));
+    }
+
+    #[test]
+    fn only_the_involved_may_view() {
+        assert!(may_view(&request(), &email("alice@example.com")).is_ok());
+        assert!(may_view(&request(), &email("dave@example.com")).is_ok());
+        assert_eq!(
+            may_view(&request(), &email("carol@example.com")),
+            Err(Refusal::NotInvolved)
+        );
+    }
+}

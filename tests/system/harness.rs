@@ -1,0 +1,236 @@
+//! The three HTTP functions served for real on 127.0.0.1, configured like production but
+//! pointed at the emulator, and a client that calls them as a person behind IAP would.
+
+use std::net::SocketAddr;
+
+use common::config::Env;
+use serde_json::Value;
+
+use crate::support::{Backend, SCOPE, backend};
+
+pub const AUDIENCE: &str = "/projects/300000000009/global/backendServices/4242";
+pub const TOPIC: &str = "projects/jit-project/topics/jit-events";
+pub const BASE_URL: &str = "https://jit.example.com";
+
+pub struct System {
+    pub backend: Backend,
+    pub list: SocketAddr,
+    pub request: SocketAddr,
+    pub approve: SocketAddr,
+}
+
+/// The answer to one call.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The refusal code, for `{"error": {"code"}}` bodies.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+impl System {
+    pub async fn start() -> System {
+        System::start_with(&[]).await
+    }
+
+    /// Starts the functions with extra settings (e.g. a stricter justification pattern).
+    pub async fn start_with(extra: &[(&'static str, &str)]) -> System {
+        let backend = backend().await;
+        let mut pairs: Vec<(&'static str, String)> = backend.emulator.environment();
+        pairs.extend([
+            ("RESOURCE_SCOPE", SCOPE.to_string()),
+            ("IAP_AUDIENCE", AUDIENCE.to_string()),
+            ("BASE_URL", BASE_URL.to_string()),
+            ("NOTIFICATION_TOPIC", TOPIC.to_string()),
+        ]);
+        pairs.extend(extra.iter().map(|(name, value)| (*name, value.to_string())));
+        let lookup = |name: &str| {
+            pairs
+                .iter()
+                .rev()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+        };
+
+        let mut env = Env::new(lookup);
+        let list_config = list_eligibility::Config::read(&mut env);
+        let request_config = request_approval::Config::read(&mut env);
+        let approve_config = approve::Config::read(&mut env);
+        env.finish().expect("valid configuration");
+
+        let serve = |router| async move {
+            common::runner::spawn_local(common::runner::app(router))
+                .await
+                .expect("binds")
+        };
+        let list = serve(list_eligibility::router(
+            list_eligibility::AppState::new(list_config)
+                .await
+                .expect("state"),
+        ))
+        .await;
+        let request = serve(request_approval::router(
+            request_approval::AppState::new(request_config)
+                .await
+                .expect("state"),
+        ))
+        .await;
+        let approve = serve(approve::router(
+            approve::AppState::new(approve_config).await.expect("state"),
+        ))
+        .await;
+        System {
+            backend,
+            list,
+            request,
+            approve,
+        }
+    }
+
+    /// An IAP assertion for `email`, minted by the emulator's IAP key.
+    pub async fn assertion(&self, email: &str, audience: &str) -> String {
+        let minted: Value = self
+            .backend
+            .http
+            .post(self.backend.url("/_emulator/iap/assertion"))
+            .json(&serde_json::json!({"email": email, "audience": audience}))
+            .send()
+            .await
+            .expect("emulator answers")
+            .json()
+            .await
+            .expect("json");
+        minted["assertion"].as_str().expect("assertion").to_string()
+    }
+
+    /// Calls as `user` behind IAP, with the XSRF header, as the page does.
+    pub async fn call(
+        &self,
+        user: &str,
+        method: &str,
+        at: SocketAddr,
+        path: &str,
+        body: Option<Value>,
+    ) -> Reply {
+        let assertion = self.assertion(user, AUDIENCE).await;
+        self.send(
+            method,
+            at,
+            path,
+            body,
+            &[
+                ("x-goog-iap-jwt-assertion", &assertion),
+                ("x-jitaccess", "1"),
+            ],
+        )
+        .await
+    }
+
+    /// Calls with exactly the given headers.
+    pub async fn send(
+        &self,
+        method: &str,
+        at: SocketAddr,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self
+            .backend
+            .http
+            .request(method, format!("http://{at}{path}"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("function answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        Reply {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        }
+    }
+
+    pub async fn get(&self, user: &str, at: SocketAddr, path: &str) -> Reply {
+        self.call(user, "GET", at, path, None).await
+    }
+
+    pub async fn post(&self, user: &str, at: SocketAddr, path: &str, body: Value) -> Reply {
+        self.call(user, "POST", at, path, Some(body)).await
+    }
+
+    /// Messages published to the topic so far.
+    pub async fn events(&self) -> Vec<Value> {
+        let messages: Vec<Value> = self
+            .backend
+            .http
+            .get(self.backend.url("/_emulator/pubsub"))
+            .send()
+            .await
+            .expect("answers")
+            .json()
+            .await
+            .expect("json");
+        messages
+            .into_iter()
+            .map(|message| {
+                use base64::Engine as _;
+                let data = base64::engine::general_purpose::STANDARD
+                    .decode(message["data"].as_str().unwrap_or_default())
+                    .expect("base64");
+                serde_json::from_slice(&data).expect("json data")
+            })
+            .collect()
+    }
+
+    /// Signs arbitrary claims with the app's service account key, through `signJwt`, as an
+    /// attacker with Token Creator would, or a test that needs an expired token.
+    pub async fn sign(&self, claims: &Value) -> String {
+        let account = self.backend.emulator.state.world().service_account.clone();
+        let url = self
+            .backend
+            .url(&format!("/v1/projects/-/serviceAccounts/{account}:signJwt"));
+        let signed: Value = self
+            .backend
+            .http
+            .post(url)
+            .json(&serde_json::json!({"payload": claims.to_string()}))
+            .send()
+            .await
+            .expect("answers")
+            .json()
+            .await
+            .expect("json");
+        signed["signedJwt"].as_str().expect("signed").to_string()
+    }
+
+    /// Removes `member` from every binding of `role` on the project, as an administrator would.
+    pub async fn revoke_eligibility(&self, project: &str, role: &str, member: &str) {
+        let mut policy = self.backend.policy(&format!("projects/{project}")).await;
+        for binding in policy.bindings.iter_mut().filter(|b| b.role == role) {
+            binding.members.retain(|m| m != member);
+        }
+        policy.bindings.retain(|b| !b.members.is_empty());
+        let url = self
+            .backend
+            .url(&format!("/v3/projects/{project}:setIamPolicy"));
+        let response = self
+            .backend
+            .http
+            .post(url)
+            .json(&serde_json::json!({"policy": policy}))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.status(), 200);
+    }
+}
