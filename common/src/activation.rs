@@ -69,11 +69,7 @@ pub struct ActivationBinding {
 
 impl ActivationWindow {
     pub fn new(start: Timestamp, end: Timestamp) -> Result<ActivationWindow, WindowError> {
-        if start < end {
-            Ok(ActivationWindow { start, end })
-        } else {
-            Err(WindowError { start, end })
-        }
+        if start < end { Ok(ActivationWindow { start, end }) } else { Err(WindowError { start, end }) }
     }
 
     pub fn start(&self) -> Timestamp {
@@ -100,10 +96,7 @@ impl ActivationWindow {
 
     /// `(request.time >= timestamp("START") && request.time < timestamp("END"))`
     pub fn expression(&self) -> String {
-        format!(
-            "(request.time >= timestamp(\"{}\") && request.time < timestamp(\"{}\"))",
-            self.start, self.end
-        )
+        format!("(request.time >= timestamp(\"{}\") && request.time < timestamp(\"{}\"))", self.start, self.end)
     }
 }
 
@@ -119,10 +112,8 @@ impl Activation {
             Approval::SelfApproved => "Self-approved".to_string(),
             Approval::ApprovedBy(approver) => format!("Approved by {approver}"),
         };
-        let description: String = format!("{approval}, justification: {}", self.justification)
-            .chars()
-            .take(MAX_DESCRIPTION_CHARS)
-            .collect();
+        let description: String =
+            format!("{approval}, justification: {}", self.justification).chars().take(MAX_DESCRIPTION_CHARS).collect();
         Binding {
             role: self.entitlement.role().as_str().to_string(),
             members: vec![self.beneficiary.iam_member()],
@@ -147,9 +138,7 @@ pub fn read_activation_binding(binding: &Binding) -> Option<ActivationBinding> {
     let [member] = binding.members.as_slice() else {
         return None;
     };
-    let email = member
-        .strip_prefix("user:")
-        .and_then(|e| Email::parse(e).ok())?;
+    let email = member.strip_prefix("user:").and_then(|e| Email::parse(e).ok())?;
     let role = RoleName::parse(&binding.role).ok()?;
     let clauses = split_and(&condition.expression).ok()?;
     let mut start = None;
@@ -198,10 +187,7 @@ mod tests {
     }
 
     fn justification(text: &str) -> Justification {
-        JustificationPolicy::new(".*", "")
-            .expect("pattern")
-            .check(text)
-            .expect("valid")
+        JustificationPolicy::new(".*", "").expect("pattern").check(text).expect("valid")
     }
 
     fn activation(condition: Option<&str>, approval: Approval, text: &str) -> Activation {
@@ -218,7 +204,8 @@ mod tests {
         }
     }
 
-    const WINDOW: &str = "(request.time >= timestamp(\"2020-01-01T00:00:00Z\") && request.time < timestamp(\"2020-01-01T00:05:00Z\"))";
+    const WINDOW: &str =
+        "(request.time >= timestamp(\"2020-01-01T00:00:00Z\") && request.time < timestamp(\"2020-01-01T00:05:00Z\"))";
 
     #[test]
     fn self_approved_binding_has_exact_form() {
@@ -227,31 +214,17 @@ mod tests {
         assert_eq!(binding.members, vec!["user:alice@example.com"]);
         let condition = binding.condition.expect("conditional");
         assert_eq!(condition.title, "JIT access activation");
-        assert_eq!(
-            condition.description,
-            "Self-approved, justification: BUG-12345"
-        );
+        assert_eq!(condition.description, "Self-approved, justification: BUG-12345");
         assert_eq!(condition.expression, WINDOW);
     }
 
     #[test]
     fn approved_binding_keeps_the_resource_condition() {
         let bob = Email::parse("bob@example.com").expect("email");
-        let binding = activation(
-            Some("resource.type == 'a'"),
-            Approval::ApprovedBy(bob),
-            "BUG-1",
-        )
-        .binding();
+        let binding = activation(Some("resource.type == 'a'"), Approval::ApprovedBy(bob), "BUG-1").binding();
         let condition = binding.condition.expect("conditional");
-        assert_eq!(
-            condition.description,
-            "Approved by bob@example.com, justification: BUG-1"
-        );
-        assert_eq!(
-            condition.expression,
-            format!("{WINDOW} && (resource.type == 'a')")
-        );
+        assert_eq!(condition.description, "Approved by bob@example.com, justification: BUG-1");
+        assert_eq!(condition.expression, format!("{WINDOW} && (resource.type == 'a')"));
     }
 
     #[test]
@@ -267,10 +240,7 @@ mod tests {
             let binding = activation(None, Approval::SelfApproved, text).binding();
             let condition = binding.condition.as_ref().expect("conditional");
             assert_eq!(condition.expression, WINDOW, "justification {text:?}");
-            assert_eq!(
-                condition.description,
-                format!("Self-approved, justification: {text}")
-            );
+            assert_eq!(condition.description, format!("Self-approved, justification: {text}"));
             let read = read_activation_binding(&binding).expect("ours");
             assert_eq!(read.window, window());
             assert_eq!(read.resource_condition, None);
@@ -289,39 +259,21 @@ mod tests {
     fn description_is_cut_to_iams_limit() {
         let long = Email::parse(&format!("{}@example.com", "b".repeat(200))).expect("email");
         let binding = activation(None, Approval::ApprovedBy(long), &"j".repeat(100)).binding();
-        assert_eq!(
-            binding
-                .condition
-                .expect("conditional")
-                .description
-                .chars()
-                .count(),
-            256
-        );
+        assert_eq!(binding.condition.expect("conditional").description.chars().count(), 256);
     }
 
     #[test]
     fn reads_back_our_bindings() {
-        let with_condition = activation(
-            Some("(a) && (b == \"x && y\")"),
-            Approval::SelfApproved,
-            "j",
-        );
+        let with_condition = activation(Some("(a) && (b == \"x && y\")"), Approval::SelfApproved, "j");
         let read = read_activation_binding(&with_condition.binding()).expect("ours");
         assert_eq!(read.member.as_str(), "alice@example.com");
         assert_eq!(read.role.as_str(), "roles/compute.admin");
-        assert_eq!(
-            read.resource_condition.as_ref().map(|c| c.as_str()),
-            Some("(a) && (b == \"x && y\")")
-        );
+        assert_eq!(read.resource_condition.as_ref().map(|c| c.as_str()), Some("(a) && (b == \"x && y\")"));
         assert_eq!(read.window, window());
         // The reference app's form, with doubled parentheses, is read too.
         let mut reference = with_condition.binding();
-        reference
-            .condition
-            .as_mut()
-            .expect("conditional")
-            .expression = format!("({WINDOW}) && ((a) && (b == \"x && y\"))");
+        reference.condition.as_mut().expect("conditional").expression =
+            format!("({WINDOW}) && ((a) && (b == \"x && y\"))");
         assert_eq!(read_activation_binding(&reference), Some(read));
     }
 
@@ -334,19 +286,10 @@ mod tests {
             binding
         };
         let cases = [
-            (
-                "other title",
-                modify(&|b| b.condition.as_mut().expect("c").title = "Temporary".into()),
-            ),
+            ("other title", modify(&|b| b.condition.as_mut().expect("c").title = "Temporary".into())),
             ("no condition", modify(&|b| b.condition = None)),
-            (
-                "group member",
-                modify(&|b| b.members = vec!["group:ops@example.com".into()]),
-            ),
-            (
-                "two members",
-                modify(&|b| b.members.push("user:bob@example.com".into())),
-            ),
+            ("group member", modify(&|b| b.members = vec!["group:ops@example.com".into()])),
+            ("two members", modify(&|b| b.members.push("user:bob@example.com".into()))),
             (
                 "no end",
                 modify(&|b| {
@@ -354,12 +297,7 @@ mod tests {
                         "request.time >= timestamp(\"2020-01-01T00:00:00Z\")".into()
                 }),
             ),
-            (
-                "or",
-                modify(&|b| {
-                    b.condition.as_mut().expect("c").expression = format!("{WINDOW} || true")
-                }),
-            ),
+            ("or", modify(&|b| b.condition.as_mut().expect("c").expression = format!("{WINDOW} || true"))),
             (
                 "two starts",
                 modify(&|b| {
@@ -388,10 +326,7 @@ mod tests {
     #[test]
     fn window_status_and_validity() {
         let window = window();
-        assert_eq!(
-            window.status(at(1_577_836_799)),
-            WindowStatus::NotYetStarted
-        );
+        assert_eq!(window.status(at(1_577_836_799)), WindowStatus::NotYetStarted);
         assert_eq!(window.status(at(1_577_836_800)), WindowStatus::Active);
         assert_eq!(window.status(at(1_577_837_100)), WindowStatus::Ended);
         assert_eq!(window.duration_seconds(), 300);

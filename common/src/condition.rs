@@ -10,9 +10,7 @@
 use std::fmt;
 
 /// How an eligible binding is activated.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ActivationType {
     /// `has({}.jitAccessConstraint)`: self-approval with a justification.
     #[serde(rename = "JIT")]
@@ -101,10 +99,7 @@ impl ResourceCondition {
             [] => None,
             [only] => Some(ResourceCondition(only.clone())),
             many => Some(ResourceCondition(
-                many.iter()
-                    .map(|clause| format!("({clause})"))
-                    .collect::<Vec<_>>()
-                    .join(" && "),
+                many.iter().map(|clause| format!("({clause})")).collect::<Vec<_>>().join(" && "),
             )),
         }
     }
@@ -121,11 +116,7 @@ impl fmt::Display for ResourceCondition {
 }
 
 fn marker(clause: &str) -> Option<ActivationType> {
-    let squeezed: String = clause
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect::<String>()
-        .to_lowercase();
+    let squeezed: String = clause.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_lowercase();
     match squeezed.as_str() {
         JIT_MARKER => Some(ActivationType::Jit),
         MPA_MARKER => Some(ActivationType::Mpa),
@@ -161,9 +152,7 @@ fn split_into(text: &str, offset: usize, out: &mut Vec<String>) -> Result<(), Co
     for position in top.and_positions.iter().copied().chain([trimmed.len()]) {
         let part = &trimmed[start..position];
         if part.trim().is_empty() {
-            return Err(ConditionError::EmptyClause {
-                position: offset + position,
-            });
+            return Err(ConditionError::EmptyClause { position: offset + position });
         }
         split_into(part, offset + start, out)?;
         start = position + 2;
@@ -174,11 +163,7 @@ fn split_into(text: &str, offset: usize, out: &mut Vec<String>) -> Result<(), Co
 fn scan(text: &str, offset: usize) -> Result<TopLevel, ConditionError> {
     let bytes = text.as_bytes();
     let mut stack: Vec<(u8, usize)> = Vec::new();
-    let mut top = TopLevel {
-        and_positions: Vec::new(),
-        has_or_or_conditional: false,
-        wrapped_in_parentheses: false,
-    };
+    let mut top = TopLevel { and_positions: Vec::new(), has_or_or_conditional: false, wrapped_in_parentheses: false };
     let mut first_parenthesis_closed_at = None;
     let mut i = 0;
     while i < bytes.len() {
@@ -202,10 +187,7 @@ fn scan(text: &str, offset: usize) -> Result<TopLevel, ConditionError> {
                         }
                     }
                     _ => {
-                        return Err(ConditionError::Unbalanced {
-                            bracket: byte as char,
-                            position: offset + i,
-                        });
+                        return Err(ConditionError::Unbalanced { bracket: byte as char, position: offset + i });
                     }
                 }
             }
@@ -218,9 +200,7 @@ fn scan(text: &str, offset: usize) -> Result<TopLevel, ConditionError> {
                 top.has_or_or_conditional = true;
             }
             // `?` is the conditional operator, except in optional selection `a.?b` / `a[?b]`.
-            b'?' if stack.is_empty()
-                && !matches!(previous_non_space(bytes, i), Some(b'.' | b'[')) =>
-            {
+            b'?' if stack.is_empty() && !matches!(previous_non_space(bytes, i), Some(b'.' | b'[')) => {
                 top.has_or_or_conditional = true;
             }
             _ => {}
@@ -228,22 +208,14 @@ fn scan(text: &str, offset: usize) -> Result<TopLevel, ConditionError> {
         i += 1;
     }
     if let Some((open, position)) = stack.pop() {
-        return Err(ConditionError::Unbalanced {
-            bracket: open as char,
-            position: offset + position,
-        });
+        return Err(ConditionError::Unbalanced { bracket: open as char, position: offset + position });
     }
-    top.wrapped_in_parentheses =
-        bytes.first() == Some(&b'(') && first_parenthesis_closed_at == Some(bytes.len() - 1);
+    top.wrapped_in_parentheses = bytes.first() == Some(&b'(') && first_parenthesis_closed_at == Some(bytes.len() - 1);
     Ok(top)
 }
 
 fn previous_non_space(bytes: &[u8], i: usize) -> Option<u8> {
-    bytes[..i]
-        .iter()
-        .rev()
-        .copied()
-        .find(|b| !b.is_ascii_whitespace())
+    bytes[..i].iter().rev().copied().find(|b| !b.is_ascii_whitespace())
 }
 
 /// Returns the index just past the string literal that starts at `start`.
@@ -255,8 +227,7 @@ fn skip_string(bytes: &[u8], start: usize, offset: usize) -> Result<usize, Condi
         && matches!(bytes[start - 1], b'r' | b'R')
         && (start < 2
             || !is_identifier(bytes[start - 2])
-            || (matches!(bytes[start - 2], b'b' | b'B')
-                && (start < 3 || !is_identifier(bytes[start - 3]))));
+            || (matches!(bytes[start - 2], b'b' | b'B') && (start < 3 || !is_identifier(bytes[start - 3]))));
     let triple = bytes.get(start + 1) == Some(&quote) && bytes.get(start + 2) == Some(&quote);
     let mut i = if triple { start + 3 } else { start + 1 };
     while i < bytes.len() {
@@ -275,9 +246,7 @@ fn skip_string(bytes: &[u8], start: usize, offset: usize) -> Result<usize, Condi
             _ => i += 1,
         }
     }
-    Err(ConditionError::UnterminatedString {
-        position: offset + start,
-    })
+    Err(ConditionError::UnterminatedString { position: offset + start })
 }
 
 /// Replaces `//` comments (outside strings) with spaces, keeping every other byte in place so
@@ -365,28 +334,16 @@ mod tests {
         check_split(r#"a == 'it''s' && b"#, &["a == 'it''s'", "b"]);
         check_split(r#"a == "q\" && )" && b"#, &[r#"a == "q\" && )""#, "b"]);
         check_split(r#"a == r"raw\" && b"#, &[r#"a == r"raw\""#, "b"]);
-        check_split(
-            "a == \"\"\"x \" && ) \"\"\" && b",
-            &["a == \"\"\"x \" && ) \"\"\"", "b"],
-        );
-        check_split(
-            "a == \"two  spaces\" &&   b",
-            &["a == \"two  spaces\"", "b"],
-        );
-        check_split(
-            "a == \"// not a comment\" && b",
-            &["a == \"// not a comment\"", "b"],
-        );
+        check_split("a == \"\"\"x \" && ) \"\"\" && b", &["a == \"\"\"x \" && ) \"\"\"", "b"]);
+        check_split("a == \"two  spaces\" &&   b", &["a == \"two  spaces\"", "b"]);
+        check_split("a == \"// not a comment\" && b", &["a == \"// not a comment\"", "b"]);
     }
 
     #[test]
     fn drops_comments_and_collapses_whitespace() {
         check_split(
             "// eligible for self-approval\nhas({}.jitAccessConstraint) &&\n  // only buckets\n  resource.type ==\n 'storage.googleapis.com/Bucket' // trailing",
-            &[
-                "has({}.jitAccessConstraint)",
-                "resource.type == 'storage.googleapis.com/Bucket'",
-            ],
+            &["has({}.jitAccessConstraint)", "resource.type == 'storage.googleapis.com/Bucket'"],
         );
     }
 
@@ -397,42 +354,17 @@ mod tests {
         };
         check("", ConditionError::Empty);
         check("  // only a comment", ConditionError::Empty);
-        check(
-            "(a && b",
-            ConditionError::Unbalanced {
-                bracket: '(',
-                position: 0,
-            },
-        );
-        check(
-            "a && b)",
-            ConditionError::Unbalanced {
-                bracket: ')',
-                position: 6,
-            },
-        );
-        check(
-            "(a]",
-            ConditionError::Unbalanced {
-                bracket: ']',
-                position: 2,
-            },
-        );
-        check(
-            "a == \"open",
-            ConditionError::UnterminatedString { position: 5 },
-        );
+        check("(a && b", ConditionError::Unbalanced { bracket: '(', position: 0 });
+        check("a && b)", ConditionError::Unbalanced { bracket: ')', position: 6 });
+        check("(a]", ConditionError::Unbalanced { bracket: ']', position: 2 });
+        check("a == \"open", ConditionError::UnterminatedString { position: 5 });
         check("a && && b", ConditionError::EmptyClause { position: 5 });
         check("a &&", ConditionError::EmptyClause { position: 4 });
     }
 
     fn check_eligibility(expression: &str, expected: Option<(ActivationType, Option<&str>)>) {
-        let actual = eligibility(expression).map(|e| {
-            (
-                e.activation_type,
-                e.resource_condition.map(|c| c.as_str().to_string()),
-            )
-        });
+        let actual =
+            eligibility(expression).map(|e| (e.activation_type, e.resource_condition.map(|c| c.as_str().to_string())));
         let expected = expected.map(|(t, c)| (t, c.map(str::to_string)));
         assert_eq!(actual, expected, "{expression:?}");
     }
@@ -443,10 +375,7 @@ mod tests {
         check_eligibility("has({}.jitAccessConstraint)", Some((Jit, None)));
         check_eligibility("has({}.multiPartyApprovalConstraint)", Some((Mpa, None)));
         check_eligibility(" HAS ( { } . JitAccessConstraint ) ", Some((Jit, None)));
-        check_eligibility(
-            "has(\n{}.multipartyapprovalconstraint\n)",
-            Some((Mpa, None)),
-        );
+        check_eligibility("has(\n{}.multipartyapprovalconstraint\n)", Some((Mpa, None)));
         check_eligibility("(has({}.jitAccessConstraint))", Some((Jit, None)));
     }
 
@@ -455,22 +384,13 @@ mod tests {
         use ActivationType::{Jit, Mpa};
         check_eligibility(
             "has({}.jitAccessConstraint) && resource.name.startsWith('projects/_/buckets/logs')",
-            Some((
-                Jit,
-                Some("resource.name.startsWith('projects/_/buckets/logs')"),
-            )),
+            Some((Jit, Some("resource.name.startsWith('projects/_/buckets/logs')"))),
         );
         check_eligibility(
             "resource.type == 'a' && has({}.multiPartyApprovalConstraint) && resource.name == 'b'",
-            Some((
-                Mpa,
-                Some("(resource.type == 'a') && (resource.name == 'b')"),
-            )),
+            Some((Mpa, Some("(resource.type == 'a') && (resource.name == 'b')"))),
         );
-        check_eligibility(
-            "has({}.jitAccessConstraint) && (a || b)",
-            Some((Jit, Some("a || b"))),
-        );
+        check_eligibility("has({}.jitAccessConstraint) && (a || b)", Some((Jit, Some("a || b"))));
     }
 
     #[test]
@@ -502,10 +422,7 @@ mod tests {
         assert_eq!(ResourceCondition::parse(parsed.as_str()), Ok(parsed));
         assert_eq!(
             ResourceCondition::parse("true) || (true"),
-            Err(ConditionError::Unbalanced {
-                bracket: ')',
-                position: 4
-            })
+            Err(ConditionError::Unbalanced { bracket: ')', position: 4 })
         );
     }
 

@@ -30,11 +30,7 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid configuration ({} problems):",
-            self.problems.len()
-        )?;
+        write!(f, "invalid configuration ({} problems):", self.problems.len())?;
         for problem in &self.problems {
             write!(f, "\n  - {problem}")?;
         }
@@ -44,9 +40,7 @@ impl fmt::Display for ConfigError {
 
 impl fmt::Debug for Env<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Env")
-            .field("problems", &self.problems)
-            .finish_non_exhaustive()
+        f.debug_struct("Env").field("problems", &self.problems).finish_non_exhaustive()
     }
 }
 
@@ -56,19 +50,13 @@ impl<'a> Env<'a> {
     }
 
     pub fn new(lookup: impl Fn(&str) -> Option<String> + 'a) -> Env<'a> {
-        Env {
-            lookup: Box::new(lookup),
-            problems: Vec::new(),
-            read: BTreeSet::new(),
-        }
+        Env { lookup: Box::new(lookup), problems: Vec::new(), read: BTreeSet::new() }
     }
 
     /// Trimmed; an empty value counts as unset, as in the reference app.
     pub fn optional(&mut self, name: &'static str) -> Option<String> {
         self.read.insert(name);
-        (self.lookup)(name)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
+        (self.lookup)(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
     }
 
     pub fn text(&mut self, name: &'static str, default: &str) -> String {
@@ -100,12 +88,22 @@ impl<'a> Env<'a> {
         }
     }
 
-    pub fn seconds(
-        &mut self,
-        name: &'static str,
-        default: u64,
-        range: RangeInclusive<u64>,
-    ) -> Duration {
+    /// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`).
+    pub fn boolean(&mut self, name: &'static str, default: bool) -> bool {
+        let Some(text) = self.optional(name) else {
+            return default;
+        };
+        match text.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => true,
+            "false" | "0" | "no" | "off" => false,
+            _ => {
+                self.problem(format!("{name} must be true or false, not '{text}'"));
+                default
+            }
+        }
+    }
+
+    pub fn seconds(&mut self, name: &'static str, default: u64, range: RangeInclusive<u64>) -> Duration {
         Duration::from_secs(self.number(name, default, range))
     }
 
@@ -115,13 +113,7 @@ impl<'a> Env<'a> {
 
     /// The names read, or every problem found.
     pub fn finish(self) -> Result<BTreeSet<&'static str>, ConfigError> {
-        if self.problems.is_empty() {
-            Ok(self.read)
-        } else {
-            Err(ConfigError {
-                problems: self.problems,
-            })
-        }
+        if self.problems.is_empty() { Ok(self.read) } else { Err(ConfigError { problems: self.problems }) }
     }
 }
 
@@ -207,18 +199,13 @@ impl ScopeSettings {
                 "RESOURCE_SCOPE must be organizations/NUMBER, folders/NUMBER or projects/ID, not '{resource_scope}'"
             ));
         }
-        ScopeSettings {
-            resource_scope,
-            available_projects_query: env.optional("AVAILABLE_PROJECTS_QUERY"),
-        }
+        ScopeSettings { resource_scope, available_projects_query: env.optional("AVAILABLE_PROJECTS_QUERY") }
     }
 }
 
 fn valid_scope(scope: &str) -> bool {
     match scope.split_once('/') {
-        Some(("organizations" | "folders", number)) => {
-            !number.is_empty() && number.chars().all(|c| c.is_ascii_digit())
-        }
+        Some(("organizations" | "folders", number)) => !number.is_empty() && number.chars().all(|c| c.is_ascii_digit()),
         Some(("projects", id)) => crate::entitlement::ProjectId::parse(id).is_ok(),
         _ => false,
     }
@@ -237,18 +224,12 @@ impl IapSettings {
     pub fn read(env: &mut Env<'_>) -> IapSettings {
         let audience = match env.optional("IAP_AUDIENCE") {
             Some(audience) => audience,
-            None => match (
-                env.optional("IAP_BACKEND_SERVICE_ID"),
-                env.optional("PROJECT_NUMBER"),
-            ) {
+            None => match (env.optional("IAP_BACKEND_SERVICE_ID"), env.optional("PROJECT_NUMBER")) {
                 (Some(backend), Some(number)) => {
                     format!("/projects/{number}/global/backendServices/{backend}")
                 }
                 (Some(_), None) => {
-                    env.problem(
-                        "IAP_BACKEND_SERVICE_ID needs PROJECT_NUMBER to form the IAP audience"
-                            .into(),
-                    );
+                    env.problem("IAP_BACKEND_SERVICE_ID needs PROJECT_NUMBER to form the IAP audience".into());
                     String::new()
                 }
                 (None, _) => {
@@ -260,9 +241,7 @@ impl IapSettings {
             },
         };
         if !audience.is_empty() && !audience.starts_with("/projects/") {
-            env.problem(format!(
-                "IAP_AUDIENCE must start with /projects/, not '{audience}'"
-            ));
+            env.problem(format!("IAP_AUDIENCE must start with /projects/, not '{audience}'"));
         }
         IapSettings { audience }
     }
@@ -277,14 +256,10 @@ pub struct TokenSettings {
 
 impl TokenSettings {
     pub fn read(env: &mut Env<'_>) -> TokenSettings {
-        let service_account = env.required(
-            "SIGNING_SERVICE_ACCOUNT",
-            "the email of the service account that signs activation tokens",
-        );
+        let service_account =
+            env.required("SIGNING_SERVICE_ACCOUNT", "the email of the service account that signs activation tokens");
         if !service_account.is_empty() && crate::email::Email::parse(&service_account).is_err() {
-            env.problem(format!(
-                "SIGNING_SERVICE_ACCOUNT must be an email, not '{service_account}'"
-            ));
+            env.problem(format!("SIGNING_SERVICE_ACCOUNT must be an email, not '{service_account}'"));
         }
         TokenSettings { service_account }
     }
@@ -319,32 +294,20 @@ impl BackendSettings {
             None => "https://pubsub.googleapis.com".to_string(),
         };
         BackendSettings {
-            cloud_asset_endpoint: url(
-                env,
-                "CLOUD_ASSET_ENDPOINT",
-                "https://cloudasset.googleapis.com",
-            ),
+            cloud_asset_endpoint: url(env, "CLOUD_ASSET_ENDPOINT", "https://cloudasset.googleapis.com"),
             resource_manager_endpoint: url(
                 env,
                 "RESOURCE_MANAGER_ENDPOINT",
                 "https://cloudresourcemanager.googleapis.com",
             ),
-            iam_credentials_endpoint: url(
-                env,
-                "IAM_CREDENTIALS_ENDPOINT",
-                "https://iamcredentials.googleapis.com",
-            ),
+            iam_credentials_endpoint: url(env, "IAM_CREDENTIALS_ENDPOINT", "https://iamcredentials.googleapis.com"),
             pubsub_endpoint: url(env, "PUBSUB_ENDPOINT", &pubsub_default),
             service_account_jwks_url: url(
                 env,
                 "SERVICE_ACCOUNT_JWKS_URL",
                 "https://www.googleapis.com/service_accounts/v1/metadata/jwk/{email}",
             ),
-            iap_jwks_url: url(
-                env,
-                "IAP_JWKS_URL",
-                "https://www.gstatic.com/iap/verify/public_key-jwk",
-            ),
+            iap_jwks_url: url(env, "IAP_JWKS_URL", "https://www.gstatic.com/iap/verify/public_key-jwk"),
             connect_timeout: env.seconds("BACKEND_CONNECT_TIMEOUT", 5, 1..=300),
             read_timeout: env.seconds("BACKEND_READ_TIMEOUT", 20, 1..=300),
             write_timeout: env.seconds("BACKEND_WRITE_TIMEOUT", 5, 1..=300),
@@ -377,18 +340,12 @@ impl NotificationSettings {
                 }
             },
         };
-        let base_url = env.required(
-            "BASE_URL",
-            "the https address users open, for links in mail",
-        );
+        let base_url = env.required("BASE_URL", "the https address users open, for links in mail");
         let looks_like_url = base_url.starts_with("https://") || base_url.starts_with("http://");
         if !base_url.is_empty() && !looks_like_url {
             env.problem(format!("BASE_URL must be an http(s) URL, not '{base_url}'"));
         }
-        NotificationSettings {
-            topic,
-            base_url: base_url.trim_end_matches('/').to_string(),
-        }
+        NotificationSettings { topic, base_url: base_url.trim_end_matches('/').to_string() }
     }
 }
 
@@ -429,10 +386,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn env_of(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     const MINIMAL: &[(&str, &str)] = &[
@@ -456,10 +410,7 @@ mod tests {
         assert_eq!(activation.max_activation_minutes, 120);
         assert_eq!(activation.default_activation_minutes, 60);
         assert_eq!(activation.request_timeout_minutes, 60);
-        assert_eq!(
-            (activation.min_reviewers, activation.max_reviewers),
-            (1, 10)
-        );
+        assert_eq!((activation.min_reviewers, activation.max_reviewers), (1, 10));
         assert_eq!(activation.max_roles, 10);
         assert_eq!(activation.justification.pattern(), ".*");
         assert_eq!(activation.justification.hint(), "Bug or case number");
@@ -467,14 +418,8 @@ mod tests {
         assert_eq!(config.notification.topic, None);
         assert_eq!(config.notification.base_url, "https://jit.example.com");
         assert_eq!(config.backend.read_timeout, Duration::from_secs(20));
-        assert_eq!(
-            config.backend.iap_jwks_url,
-            "https://www.gstatic.com/iap/verify/public_key-jwk"
-        );
-        assert_eq!(
-            config.backend.pubsub_endpoint,
-            "https://pubsub.googleapis.com"
-        );
+        assert_eq!(config.backend.iap_jwks_url, "https://www.gstatic.com/iap/verify/public_key-jwk");
+        assert_eq!(config.backend.pubsub_endpoint, "https://pubsub.googleapis.com");
     }
 
     #[test]
@@ -507,10 +452,7 @@ mod tests {
     #[test]
     fn request_timeout_is_capped_by_activation_timeout() {
         let mut pairs = MINIMAL.to_vec();
-        pairs.extend([
-            ("ACTIVATION_TIMEOUT", "30"),
-            ("ACTIVATION_REQUEST_TIMEOUT", "90"),
-        ]);
+        pairs.extend([("ACTIVATION_TIMEOUT", "30"), ("ACTIVATION_REQUEST_TIMEOUT", "90")]);
         let config = read(&pairs).expect("valid");
         assert_eq!(config.activation.request_timeout_minutes, 30);
         assert_eq!(config.activation.default_activation_minutes, 30);
@@ -523,10 +465,7 @@ mod tests {
             ("ELEVATION_DURATION", "45"),
             ("IAP_BACKEND_SERVICE_ID", "456"),
             ("PROJECT_NUMBER", "123"),
-            (
-                "SIGNING_SERVICE_ACCOUNT",
-                "jit@jit-project.iam.gserviceaccount.com",
-            ),
+            ("SIGNING_SERVICE_ACCOUNT", "jit@jit-project.iam.gserviceaccount.com"),
             ("BASE_URL", "https://jit.example.com"),
             ("NOTIFICATION_TOPIC", "jit-events"),
             ("PUBSUB_EMULATOR_HOST", "127.0.0.1:8085"),
@@ -534,14 +473,8 @@ mod tests {
         let config = read(&pairs).expect("valid");
         assert_eq!(config.activation.max_activation_minutes, 45);
         assert_eq!(config.scope.resource_scope, "projects/jit-project");
-        assert_eq!(
-            config.iap.audience,
-            "/projects/123/global/backendServices/456"
-        );
-        assert_eq!(
-            config.notification.topic.as_deref(),
-            Some("projects/jit-project/topics/jit-events")
-        );
+        assert_eq!(config.iap.audience, "/projects/123/global/backendServices/456");
+        assert_eq!(config.notification.topic.as_deref(), Some("projects/jit-project/topics/jit-events"));
         assert_eq!(config.backend.pubsub_endpoint, "http://127.0.0.1:8085");
     }
 
@@ -560,13 +493,9 @@ mod tests {
         let mut env = Env::new(|name| vars.get(name).cloned());
         let _ = Config::read(&mut env);
         let names = env.finish().expect("valid");
-        for name in [
-            "RESOURCE_SCOPE",
-            "ACTIVATION_TIMEOUT",
-            "IAP_AUDIENCE",
-            "BACKEND_READ_TIMEOUT",
-            "NOTIFICATION_TOPIC",
-        ] {
+        for name in
+            ["RESOURCE_SCOPE", "ACTIVATION_TIMEOUT", "IAP_AUDIENCE", "BACKEND_READ_TIMEOUT", "NOTIFICATION_TOPIC"]
+        {
             assert!(names.contains(name), "{name} not listed");
         }
     }

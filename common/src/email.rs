@@ -22,12 +22,7 @@ const MAX_LENGTH: usize = 254;
 
 impl Email {
     pub fn parse(text: &str) -> Result<Email, EmailError> {
-        let refuse = |reason| {
-            Err(EmailError {
-                text: text.chars().take(MAX_LENGTH).collect(),
-                reason,
-            })
-        };
+        let refuse = |reason| Err(EmailError { text: text.chars().take(MAX_LENGTH).collect(), reason });
         let trimmed = text.trim();
         if trimmed.is_empty() {
             return refuse("it is empty");

@@ -58,15 +58,12 @@ impl ProjectId {
         let id_ok = !id.is_empty()
             && id.len() <= 30
             && id.starts_with(|c: char| c.is_ascii_lowercase())
-            && id
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
             && !id.ends_with('-');
         let domain_ok = domain.is_none_or(|d| {
             !d.is_empty()
                 && d.len() <= 63
-                && d.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+                && d.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
         });
         if id_ok && domain_ok {
             Ok(ProjectId(text.to_string()))
@@ -96,29 +93,18 @@ impl RoleName {
         let name_ok = |name: &str| {
             !name.is_empty()
                 && name.len() <= 128
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_')
         };
         let parent_ok = |parent: &str| {
-            !parent.is_empty()
-                && parent
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == ':')
+            !parent.is_empty() && parent.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == ':')
         };
         let parts: Vec<&str> = text.split('/').collect();
         let valid = match parts.as_slice() {
             ["roles", name] => name_ok(name),
-            ["projects" | "organizations", parent, "roles", name] => {
-                parent_ok(parent) && name_ok(name)
-            }
+            ["projects" | "organizations", parent, "roles", name] => parent_ok(parent) && name_ok(name),
             _ => false,
         };
-        if valid {
-            Ok(RoleName(text.to_string()))
-        } else {
-            Err(refuse())
-        }
+        if valid { Ok(RoleName(text.to_string())) } else { Err(refuse()) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -127,16 +113,8 @@ impl RoleName {
 }
 
 impl EntitlementId {
-    pub fn new(
-        project: ProjectId,
-        role: RoleName,
-        resource_condition: Option<ResourceCondition>,
-    ) -> EntitlementId {
-        EntitlementId {
-            project,
-            role,
-            resource_condition,
-        }
+    pub fn new(project: ProjectId, role: RoleName, resource_condition: Option<ResourceCondition>) -> EntitlementId {
+        EntitlementId { project, role, resource_condition }
     }
 
     /// Parses `project:role` or `project:role:base64url(condition)`.
@@ -162,11 +140,7 @@ impl EntitlementId {
                 Some(ResourceCondition::parse(&text)?)
             }
         };
-        Ok(EntitlementId {
-            project: ProjectId::parse(project)?,
-            role: RoleName::parse(role)?,
-            resource_condition,
-        })
+        Ok(EntitlementId { project: ProjectId::parse(project)?, role: RoleName::parse(role)?, resource_condition })
     }
 
     pub fn project(&self) -> &ProjectId {
@@ -220,11 +194,7 @@ pub fn eligible_entitlements<'a>(
     project: &ProjectId,
     bindings: impl IntoIterator<Item = &'a Binding>,
 ) -> Vec<Entitlement> {
-    merge_entitlements(
-        bindings
-            .into_iter()
-            .filter_map(|binding| eligible_entitlement(project, binding)),
-    )
+    merge_entitlements(bindings.into_iter().filter_map(|binding| eligible_entitlement(project, binding)))
 }
 
 /// Merges entitlements found in several bindings: one per ID, and where a role is both
@@ -238,13 +208,7 @@ pub fn merge_entitlements(entitlements: impl IntoIterator<Item = Entitlement>) -
             .and_modify(|existing| *existing = (*existing).min(entitlement.activation_type))
             .or_insert(entitlement.activation_type);
     }
-    by_id
-        .into_iter()
-        .map(|(id, activation_type)| Entitlement {
-            id,
-            activation_type,
-        })
-        .collect()
+    by_id.into_iter().map(|(id, activation_type)| Entitlement { id, activation_type }).collect()
 }
 
 #[cfg(test)]
@@ -266,28 +230,14 @@ mod tests {
             id("example.com:project-1", "roles/compute.admin", None),
             id("project-1", "projects/project-1/roles/customRole", None),
             id("project-1", "organizations/123/roles/custom.role_1", None),
-            id(
-                "project-1",
-                "roles/storage.admin",
-                Some("resource.name.startsWith('projects/_/buckets/a?b=c&d')"),
-            ),
+            id("project-1", "roles/storage.admin", Some("resource.name.startsWith('projects/_/buckets/a?b=c&d')")),
             id("example.com:p-2", "roles/storage.admin", Some("(a) && (b)")),
         ] {
             let text = entitlement.to_string();
-            assert!(
-                !text.contains(['+', '=', '?', '&', '#', ' ', '%']),
-                "not URL-safe: {text}"
-            );
-            assert_eq!(
-                EntitlementId::parse(&text),
-                Ok(entitlement.clone()),
-                "{text}"
-            );
+            assert!(!text.contains(['+', '=', '?', '&', '#', ' ', '%']), "not URL-safe: {text}");
+            assert_eq!(EntitlementId::parse(&text), Ok(entitlement.clone()), "{text}");
         }
-        assert_eq!(
-            id("project-1", "roles/compute.admin", None).to_string(),
-            "project-1:roles/compute.admin"
-        );
+        assert_eq!(id("project-1", "roles/compute.admin", None).to_string(), "project-1:roles/compute.admin");
     }
 
     #[test]
@@ -314,42 +264,18 @@ mod tests {
         for good in ["project-1", "my-project-123", "example.com:my-project"] {
             assert!(ProjectId::parse(good).is_ok(), "{good}");
         }
-        for bad in [
-            "",
-            "1project",
-            "project_1",
-            "project-",
-            "PROJECT",
-            "p/1",
-            "a:b:c:",
-        ] {
+        for bad in ["", "1project", "project_1", "project-", "PROJECT", "p/1", "a:b:c:"] {
             assert!(ProjectId::parse(bad).is_err(), "{bad}");
         }
-        for good in [
-            "roles/owner",
-            "roles/compute.admin",
-            "projects/p-1/roles/my_role",
-            "organizations/1/roles/x.y",
-        ] {
+        for good in ["roles/owner", "roles/compute.admin", "projects/p-1/roles/my_role", "organizations/1/roles/x.y"] {
             assert!(RoleName::parse(good).is_ok(), "{good}");
         }
-        for bad in [
-            "",
-            "owner",
-            "roles/",
-            "roles/a/b",
-            "folders/1/roles/x",
-            "roles/a b",
-            "roles/a\"b",
-        ] {
+        for bad in ["", "owner", "roles/", "roles/a/b", "folders/1/roles/x", "roles/a b", "roles/a\"b"] {
             assert!(RoleName::parse(bad).is_err(), "{bad}");
         }
         let project = ProjectId::parse("project-1").expect("valid");
         assert_eq!(project.resource_name(), "projects/project-1");
-        assert_eq!(
-            project.full_resource_name(),
-            "//cloudresourcemanager.googleapis.com/projects/project-1"
-        );
+        assert_eq!(project.full_resource_name(), "//cloudresourcemanager.googleapis.com/projects/project-1");
     }
 
     #[test]
@@ -357,34 +283,16 @@ mod tests {
         let admin = id("project-1", "roles/compute.admin", None);
         let viewer = id("project-1", "roles/compute.viewer", None);
         let merged = merge_entitlements([
-            Entitlement {
-                id: admin.clone(),
-                activation_type: ActivationType::Mpa,
-            },
-            Entitlement {
-                id: viewer.clone(),
-                activation_type: ActivationType::Mpa,
-            },
-            Entitlement {
-                id: admin.clone(),
-                activation_type: ActivationType::Jit,
-            },
-            Entitlement {
-                id: viewer.clone(),
-                activation_type: ActivationType::Mpa,
-            },
+            Entitlement { id: admin.clone(), activation_type: ActivationType::Mpa },
+            Entitlement { id: viewer.clone(), activation_type: ActivationType::Mpa },
+            Entitlement { id: admin.clone(), activation_type: ActivationType::Jit },
+            Entitlement { id: viewer.clone(), activation_type: ActivationType::Mpa },
         ]);
         assert_eq!(
             merged,
             vec![
-                Entitlement {
-                    id: admin,
-                    activation_type: ActivationType::Jit
-                },
-                Entitlement {
-                    id: viewer,
-                    activation_type: ActivationType::Mpa
-                },
+                Entitlement { id: admin, activation_type: ActivationType::Jit },
+                Entitlement { id: viewer, activation_type: ActivationType::Mpa },
             ]
         );
     }

@@ -41,10 +41,7 @@ impl Event {
 
     /// The event type, from the attributes.
     pub fn kind(&self) -> &str {
-        self.attributes
-            .get("type")
-            .map(String::as_str)
-            .unwrap_or("")
+        self.attributes.get("type").map(String::as_str).unwrap_or("")
     }
 }
 
@@ -91,15 +88,8 @@ pub fn activation_approved(request: &ActivationRequest, approver: &Email, base_u
 
 /// A user activated one or more roles on one project by self-approval. `role` joins the
 /// roles with commas, as in the reference; `roles` lists them.
-pub fn activation_self_approved(
-    activation_id: &str,
-    activations: &[Activation],
-    base_url: &str,
-) -> Event {
-    let roles: Vec<&str> = activations
-        .iter()
-        .map(|a| a.entitlement.role().as_str())
-        .collect();
+pub fn activation_self_approved(activation_id: &str, activations: &[Activation], base_url: &str) -> Event {
+    let roles: Vec<&str> = activations.iter().map(|a| a.entitlement.role().as_str()).collect();
     let first = activations.first();
     Event::new(
         ACTIVATION_SELF_APPROVED,
@@ -118,11 +108,7 @@ pub fn activation_self_approved(
 }
 
 fn resource_condition(request: &ActivationRequest) -> String {
-    request
-        .entitlement
-        .resource_condition()
-        .map(|c| c.to_string())
-        .unwrap_or_default()
+    request.entitlement.resource_condition().map(|c| c.to_string()).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -147,11 +133,7 @@ mod tests {
 
     #[test]
     fn request_event_has_the_reference_shape_and_attributes() {
-        let event = request_activation(
-            &request(),
-            "https://jit.example.com",
-            "https://jit.example.com/?activation=x",
-        );
+        let event = request_activation(&request(), "https://jit.example.com", "https://jit.example.com/?activation=x");
         assert_eq!(event.kind(), "RequestActivation");
         assert_eq!(event.attributes["version"], "1");
         assert_eq!(event.data["type"], "RequestActivation");
@@ -160,10 +142,7 @@ mod tests {
         assert_eq!(attributes["reviewers"], json!(["bob@example.com"]));
         assert_eq!(attributes["start_time"], "2023-11-14T22:13:20Z");
         assert_eq!(attributes["resource_condition"], "");
-        assert_eq!(
-            attributes["action_url"],
-            "https://jit.example.com/?activation=x"
-        );
+        assert_eq!(attributes["action_url"], "https://jit.example.com/?activation=x");
     }
 
     #[test]

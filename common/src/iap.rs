@@ -53,29 +53,14 @@ pub fn verify_iap_assertion(
         require_not_before: false,
     };
     let claims = jwt::verify(assertion, keys, &expect)?;
-    let email = claims
-        .get("email")
-        .and_then(|e| e.as_str())
-        .and_then(|e| Email::parse(e).ok())
-        .ok_or(IapError::Email)?;
-    let subject = claims
-        .get("sub")
-        .and_then(|s| s.as_str())
-        .filter(|s| !s.is_empty())
-        .ok_or(IapError::Subject)?;
-    Ok(IapIdentity {
-        email,
-        subject: subject.to_string(),
-    })
+    let email =
+        claims.get("email").and_then(|e| e.as_str()).and_then(|e| Email::parse(e).ok()).ok_or(IapError::Email)?;
+    let subject = claims.get("sub").and_then(|s| s.as_str()).filter(|s| !s.is_empty()).ok_or(IapError::Subject)?;
+    Ok(IapIdentity { email, subject: subject.to_string() })
 }
 
 /// The claims IAP puts in an assertion; used by the emulator and tests to mint one.
-pub fn assertion_claims(
-    email: &str,
-    subject: &str,
-    audience: &str,
-    issued_at: Timestamp,
-) -> serde_json::Value {
+pub fn assertion_claims(email: &str, subject: &str, audience: &str, issued_at: Timestamp) -> serde_json::Value {
     serde_json::json!({
         "iss": IAP_ISSUER,
         "aud": audience,
@@ -106,12 +91,7 @@ mod tests {
     }
 
     fn claims() -> serde_json::Value {
-        assertion_claims(
-            "Alice@Example.com",
-            "accounts.google.com:1",
-            AUDIENCE,
-            at(NOW),
-        )
+        assertion_claims("Alice@Example.com", "accounts.google.com:1", AUDIENCE, at(NOW))
     }
 
     fn verify(assertion: &str) -> Result<IapIdentity, IapError> {
@@ -136,14 +116,8 @@ mod tests {
         let forger = LocalKey::generate_es256("iap-1").expect("key");
         let forged = forger.sign_json(&claims()).expect("signs");
         assert_eq!(verify(&forged), Err(IapError::Jwt(JwtError::Signature)));
-        let unknown = LocalKey::generate_es256("iap-9")
-            .expect("key")
-            .sign_json(&claims())
-            .expect("signs");
-        assert_eq!(
-            verify(&unknown),
-            Err(IapError::Jwt(JwtError::UnknownKeyId("iap-9".into())))
-        );
+        let unknown = LocalKey::generate_es256("iap-9").expect("key").sign_json(&claims()).expect("signs");
+        assert_eq!(verify(&unknown), Err(IapError::Jwt(JwtError::UnknownKeyId("iap-9".into()))));
     }
 
     #[test]
@@ -151,10 +125,7 @@ mod tests {
         let assertion = with("exp", (NOW - 31).into());
         assert_eq!(verify(&assertion), Err(IapError::Jwt(JwtError::Expired)));
         let assertion = with("iat", (NOW + 600).into());
-        assert_eq!(
-            verify(&assertion),
-            Err(IapError::Jwt(JwtError::IssuedInFuture))
-        );
+        assert_eq!(verify(&assertion), Err(IapError::Jwt(JwtError::IssuedInFuture)));
     }
 
     #[test]
@@ -173,36 +144,23 @@ mod tests {
     fn refuses_rs256_assertions() {
         let rsa = LocalKey::generate_rs256("iap-1").expect("key");
         let assertion = rsa.sign_json(&claims()).expect("signs");
-        assert_eq!(
-            verify(&assertion),
-            Err(IapError::Jwt(JwtError::Algorithm("RS256".into())))
-        );
+        assert_eq!(verify(&assertion), Err(IapError::Jwt(JwtError::Algorithm("RS256".into()))));
     }
 
     #[test]
     fn refuses_unsigned_assertion() {
         let encode = |json: &serde_json::Value| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(serde_json::to_vec(json).expect("json"))
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(json).expect("json"))
         };
         let header = serde_json::json!({"alg": "none", "kid": "iap-1"});
         let assertion = format!("{}.{}.", encode(&header), encode(&claims()));
-        assert_eq!(
-            verify(&assertion),
-            Err(IapError::Jwt(JwtError::MissingSignature))
-        );
+        assert_eq!(verify(&assertion), Err(IapError::Jwt(JwtError::MissingSignature)));
     }
 
     #[test]
     fn refuses_assertion_without_usable_email_or_subject() {
-        assert_eq!(
-            verify(&with("email", serde_json::Value::Null)),
-            Err(IapError::Email)
-        );
-        assert_eq!(
-            verify(&with("email", "Alice <alice@example.com>".into())),
-            Err(IapError::Email)
-        );
+        assert_eq!(verify(&with("email", serde_json::Value::Null)), Err(IapError::Email));
+        assert_eq!(verify(&with("email", "Alice <alice@example.com>".into())), Err(IapError::Email));
         assert_eq!(verify(&with("sub", "".into())), Err(IapError::Subject));
     }
 }

@@ -41,15 +41,9 @@ impl JustificationPolicy {
     /// the reference app. Syntax is Rust's `regex` (no look-around or backreferences).
     pub fn new(pattern: &str, hint: &str) -> Result<JustificationPolicy, PatternError> {
         let anchored = format!("^(?:{pattern})$");
-        let compiled = regex::RegexBuilder::new(&anchored)
-            .size_limit(1 << 20)
-            .build()
-            .map_err(|e| PatternError(e.to_string()))?;
-        Ok(JustificationPolicy {
-            pattern: compiled,
-            pattern_text: pattern.to_string(),
-            hint: hint.to_string(),
-        })
+        let compiled =
+            regex::RegexBuilder::new(&anchored).size_limit(1 << 20).build().map_err(|e| PatternError(e.to_string()))?;
+        Ok(JustificationPolicy { pattern: compiled, pattern_text: pattern.to_string(), hint: hint.to_string() })
     }
 
     pub fn hint(&self) -> &str {
@@ -63,9 +57,7 @@ impl JustificationPolicy {
     pub fn check(&self, text: &str) -> Result<Justification, JustificationError> {
         let trimmed = text.trim();
         if trimmed.is_empty() {
-            return Err(JustificationError::Missing {
-                hint: self.hint.clone(),
-            });
+            return Err(JustificationError::Missing { hint: self.hint.clone() });
         }
         if trimmed.chars().count() > MAX_JUSTIFICATION_CHARS {
             return Err(JustificationError::TooLong);
@@ -74,9 +66,7 @@ impl JustificationPolicy {
             return Err(JustificationError::ControlCharacter);
         }
         if !self.pattern.is_match(trimmed) {
-            return Err(JustificationError::Mismatch {
-                hint: self.hint.clone(),
-            });
+            return Err(JustificationError::Mismatch { hint: self.hint.clone() });
         }
         Ok(Justification(trimmed.to_string()))
     }
@@ -106,25 +96,15 @@ mod tests {
     fn accepts_matching_text_and_trims() {
         let justification = policy("BUG-\\d+").check("  BUG-12345 ").expect("matches");
         assert_eq!(justification.as_str(), "BUG-12345");
-        assert!(
-            policy(".*")
-                .check("anything at all, with \"quotes\" && ) \\")
-                .is_ok()
-        );
+        assert!(policy(".*").check("anything at all, with \"quotes\" && ) \\").is_ok());
         assert!(policy(".*").check(&"x".repeat(100)).is_ok());
     }
 
     #[test]
     fn pattern_must_match_the_whole_text() {
         let policy = policy("BUG-\\d+");
-        assert!(matches!(
-            policy.check("see BUG-1"),
-            Err(JustificationError::Mismatch { .. })
-        ));
-        assert!(matches!(
-            policy.check("BUG-1 and more"),
-            Err(JustificationError::Mismatch { .. })
-        ));
+        assert!(matches!(policy.check("see BUG-1"), Err(JustificationError::Mismatch { .. })));
+        assert!(matches!(policy.check("BUG-1 and more"), Err(JustificationError::Mismatch { .. })));
         // An alternation must not escape the anchors.
         let either = super::JustificationPolicy::new("a|b", "").expect("valid");
         assert!(either.check("a").is_ok());
@@ -134,25 +114,10 @@ mod tests {
     #[test]
     fn refuses_missing_long_and_multi_line_text() {
         let policy = policy(".*");
-        assert!(matches!(
-            policy.check("   "),
-            Err(JustificationError::Missing { .. })
-        ));
-        assert_eq!(
-            policy.check(&"x".repeat(101)),
-            Err(JustificationError::TooLong)
-        );
-        for text in [
-            "BUG-1\nBcc: eve@example.com",
-            "BUG-1\rX",
-            "a\u{0}b",
-            "tab\there",
-        ] {
-            assert_eq!(
-                policy.check(text),
-                Err(JustificationError::ControlCharacter),
-                "{text:?}"
-            );
+        assert!(matches!(policy.check("   "), Err(JustificationError::Missing { .. })));
+        assert_eq!(policy.check(&"x".repeat(101)), Err(JustificationError::TooLong));
+        for text in ["BUG-1\nBcc: eve@example.com", "BUG-1\rX", "a\u{0}b", "tab\there"] {
+            assert_eq!(policy.check(text), Err(JustificationError::ControlCharacter), "{text:?}");
         }
     }
 

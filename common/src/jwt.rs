@@ -82,20 +82,12 @@ pub fn verify(
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .ok_or(JwtError::Malformed)?;
-    let algorithm = header
-        .get("alg")
-        .and_then(|a| a.as_str())
-        .ok_or(JwtError::Malformed)?;
+    let algorithm = header.get("alg").and_then(|a| a.as_str()).ok_or(JwtError::Malformed)?;
     if algorithm != algorithm_name(expect.algorithm) {
         return Err(JwtError::Algorithm(algorithm.chars().take(16).collect()));
     }
-    let kid = header
-        .get("kid")
-        .and_then(|k| k.as_str())
-        .ok_or(JwtError::MissingKeyId)?;
-    let jwk = keys
-        .find(kid)
-        .ok_or_else(|| JwtError::UnknownKeyId(kid.chars().take(64).collect()))?;
+    let kid = header.get("kid").and_then(|k| k.as_str()).ok_or(JwtError::MissingKeyId)?;
+    let jwk = keys.find(kid).ok_or_else(|| JwtError::UnknownKeyId(kid.chars().take(64).collect()))?;
     if !key_fits(jwk, expect.algorithm) {
         return Err(JwtError::KeyKind);
     }
@@ -106,16 +98,12 @@ pub fn verify(
     signature_only.validate_exp = false;
     signature_only.validate_nbf = false;
     signature_only.validate_aud = false;
-    let claims = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
-        token,
-        &key,
-        &signature_only,
-    )
-    .map_err(|e| match e.kind() {
-        jsonwebtoken::errors::ErrorKind::InvalidSignature => JwtError::Signature,
-        _ => JwtError::Malformed,
-    })?
-    .claims;
+    let claims = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, &key, &signature_only)
+        .map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => JwtError::Signature,
+            _ => JwtError::Malformed,
+        })?
+        .claims;
 
     check_claims(&claims, expect)?;
     Ok(claims)
@@ -127,25 +115,15 @@ fn check_claims(
 ) -> Result<(), JwtError> {
     let leeway = expect.leeway_seconds.min(MAX_LEEWAY_SECONDS) as i64;
     let now = expect.now.unix_seconds();
-    let number = |name: &'static str| {
-        claims
-            .get(name)
-            .and_then(|v| v.as_i64())
-            .ok_or(JwtError::Claim(name))
-    };
+    let number = |name: &'static str| claims.get(name).and_then(|v| v.as_i64()).ok_or(JwtError::Claim(name));
 
-    let issuer = claims
-        .get("iss")
-        .and_then(|v| v.as_str())
-        .ok_or(JwtError::Claim("iss"))?;
+    let issuer = claims.get("iss").and_then(|v| v.as_str()).ok_or(JwtError::Claim("iss"))?;
     if issuer != expect.issuer {
         return Err(JwtError::Issuer);
     }
     let audience_matches = match claims.get("aud") {
         Some(serde_json::Value::String(audience)) => audience == expect.audience,
-        Some(serde_json::Value::Array(audiences)) => audiences
-            .iter()
-            .any(|a| a.as_str() == Some(expect.audience)),
+        Some(serde_json::Value::Array(audiences)) => audiences.iter().any(|a| a.as_str() == Some(expect.audience)),
         _ => return Err(JwtError::Claim("aud")),
     };
     if !audience_matches {
@@ -176,15 +154,11 @@ fn algorithm_name(algorithm: Algorithm) -> &'static str {
 fn key_fits(jwk: &Jwk, algorithm: Algorithm) -> bool {
     let declared_ok = matches!(
         (&jwk.common.key_algorithm, algorithm),
-        (None, _)
-            | (Some(KeyAlgorithm::RS256), Algorithm::RS256)
-            | (Some(KeyAlgorithm::ES256), Algorithm::ES256)
+        (None, _) | (Some(KeyAlgorithm::RS256), Algorithm::RS256) | (Some(KeyAlgorithm::ES256), Algorithm::ES256)
     );
     let kind_ok = match (&jwk.algorithm, algorithm) {
         (AlgorithmParameters::RSA(_), Algorithm::RS256) => true,
-        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES256) => {
-            ec.curve == EllipticCurve::P256
-        }
+        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES256) => ec.curve == EllipticCurve::P256,
         _ => false,
     };
     declared_ok && kind_ok

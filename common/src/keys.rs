@@ -24,16 +24,15 @@ pub struct KeyError(String);
 impl LocalKey {
     /// A fresh 2048-bit RSA key for RS256, as Google's service account keys are.
     pub fn generate_rs256(kid: &str) -> Result<LocalKey, KeyError> {
-        let key_pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
-            .map_err(|e| KeyError(e.to_string()))?;
+        let key_pair =
+            aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(|e| KeyError(e.to_string()))?;
         let pkcs8 = key_pair.as_der().map_err(|e| KeyError(e.to_string()))?;
         // jsonwebtoken wants PKCS#1 DER for RSA; its PEM reader unwraps PKCS#8 for us.
         let pem = format!(
             "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
             base64::engine::general_purpose::STANDARD.encode(pkcs8.as_ref())
         );
-        let encoding_key =
-            EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| KeyError(e.to_string()))?;
+        let encoding_key = EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| KeyError(e.to_string()))?;
         LocalKey::new(kid, Algorithm::RS256, encoding_key)
     }
 
@@ -44,32 +43,18 @@ impl LocalKey {
             &aws_lc_rs::rand::SystemRandom::new(),
         )
         .map_err(|e| KeyError(e.to_string()))?;
-        LocalKey::new(
-            kid,
-            Algorithm::ES256,
-            EncodingKey::from_ec_der(pkcs8.as_ref()),
-        )
+        LocalKey::new(kid, Algorithm::ES256, EncodingKey::from_ec_der(pkcs8.as_ref()))
     }
 
-    fn new(
-        kid: &str,
-        algorithm: Algorithm,
-        encoding_key: EncodingKey,
-    ) -> Result<LocalKey, KeyError> {
-        let mut jwk = Jwk::from_encoding_key(&encoding_key, algorithm)
-            .map_err(|e| KeyError(e.to_string()))?;
+    fn new(kid: &str, algorithm: Algorithm, encoding_key: EncodingKey) -> Result<LocalKey, KeyError> {
+        let mut jwk = Jwk::from_encoding_key(&encoding_key, algorithm).map_err(|e| KeyError(e.to_string()))?;
         jwk.common.key_id = Some(kid.to_string());
         jwk.common.public_key_use = Some(PublicKeyUse::Signature);
         jwk.common.key_algorithm = Some(match algorithm {
             Algorithm::ES256 => KeyAlgorithm::ES256,
             _ => KeyAlgorithm::RS256,
         });
-        Ok(LocalKey {
-            kid: kid.to_string(),
-            algorithm,
-            encoding_key,
-            jwk,
-        })
+        Ok(LocalKey { kid: kid.to_string(), algorithm, encoding_key, jwk })
     }
 
     pub fn kid(&self) -> &str {
@@ -83,9 +68,7 @@ impl LocalKey {
 
     /// A key set holding just this key.
     pub fn jwks(&self) -> JwkSet {
-        JwkSet {
-            keys: vec![self.jwk.clone()],
-        }
+        JwkSet { keys: vec![self.jwk.clone()] }
     }
 
     /// Signs a JSON payload with this key, with `kid` in the header, as `signJwt` does.
@@ -93,17 +76,13 @@ impl LocalKey {
         let mut header = Header::new(self.algorithm);
         header.kid = Some(self.kid.clone());
         header.typ = Some("JWT".to_string());
-        jsonwebtoken::encode(&header, payload, &self.encoding_key)
-            .map_err(|e| KeyError(e.to_string()))
+        jsonwebtoken::encode(&header, payload, &self.encoding_key).map_err(|e| KeyError(e.to_string()))
     }
 }
 
 impl fmt::Debug for LocalKey {
     // Never print key material.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LocalKey")
-            .field("kid", &self.kid)
-            .field("algorithm", &self.algorithm)
-            .finish_non_exhaustive()
+        f.debug_struct("LocalKey").field("kid", &self.kid).field("algorithm", &self.algorithm).finish_non_exhaustive()
     }
 }

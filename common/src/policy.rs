@@ -70,14 +70,8 @@ pub fn add_activation(policy: &Policy, activation: &Activation) -> ActivationUpd
     let same_access = |binding: &Binding| {
         binding.role == new_binding.role
             && binding.members == new_binding.members
-            && binding
-                .condition
-                .as_ref()
-                .map(|c| (&c.expression, &c.title))
-                == new_binding
-                    .condition
-                    .as_ref()
-                    .map(|c| (&c.expression, &c.title))
+            && binding.condition.as_ref().map(|c| (&c.expression, &c.title))
+                == new_binding.condition.as_ref().map(|c| (&c.expression, &c.title))
     };
     if policy.bindings.iter().any(same_access) {
         return ActivationUpdate::AlreadyPresent;
@@ -86,8 +80,7 @@ pub fn add_activation(policy: &Policy, activation: &Activation) -> ActivationUpd
         read_activation_binding(binding).is_some_and(|existing| {
             existing.member == activation.beneficiary
                 && &existing.role == activation.entitlement.role()
-                && existing.resource_condition.as_ref()
-                    == activation.entitlement.resource_condition()
+                && existing.resource_condition.as_ref() == activation.entitlement.resource_condition()
         })
     };
     let mut bindings = Vec::with_capacity(policy.bindings.len() + 1);
@@ -118,11 +111,7 @@ pub fn add_activations(policy: &Policy, activations: &[Activation]) -> Option<(P
     let mut replaced = 0;
     for activation in activations {
         let base = current.as_ref().unwrap_or(policy);
-        if let ActivationUpdate::Changed {
-            policy,
-            replaced: removed,
-        } = add_activation(base, activation)
-        {
+        if let ActivationUpdate::Changed { policy, replaced: removed } = add_activation(base, activation) {
             current = Some(policy);
             replaced += removed;
         }
@@ -170,13 +159,7 @@ mod tests {
         Timestamp::from_unix_seconds(seconds).expect("in range")
     }
 
-    fn activation(
-        user: &str,
-        role: &str,
-        condition: Option<&str>,
-        start: i64,
-        end: i64,
-    ) -> Activation {
+    fn activation(user: &str, role: &str, condition: Option<&str>, start: i64, end: i64) -> Activation {
         Activation {
             beneficiary: Email::parse(user).expect("email"),
             entitlement: EntitlementId::new(
@@ -186,19 +169,12 @@ mod tests {
             ),
             window: ActivationWindow::new(at(start), at(end)).expect("window"),
             approval: Approval::SelfApproved,
-            justification: JustificationPolicy::new(".*", "")
-                .expect("pattern")
-                .check("BUG-1")
-                .expect("justification"),
+            justification: JustificationPolicy::new(".*", "").expect("pattern").check("BUG-1").expect("justification"),
         }
     }
 
     fn plain(role: &str, member: &str) -> Binding {
-        Binding {
-            role: role.into(),
-            members: vec![member.into()],
-            condition: None,
-        }
+        Binding { role: role.into(), members: vec![member.into()], condition: None }
     }
 
     fn sample_policy() -> Policy {
@@ -208,10 +184,7 @@ mod tests {
                 plain("roles/owner", "user:admin@example.com"),
                 Binding {
                     role: "roles/compute.admin".into(),
-                    members: vec![
-                        "user:alice@example.com".into(),
-                        "user:bob@example.com".into(),
-                    ],
+                    members: vec!["user:alice@example.com".into(), "user:bob@example.com".into()],
                     condition: Some(Expr {
                         expression: "has({}.multiPartyApprovalConstraint)".into(),
                         title: "Eligible for peer-approved activation".into(),
@@ -236,13 +209,7 @@ mod tests {
     #[test]
     fn adds_binding_and_keeps_everything_else() {
         let before = sample_policy();
-        let new = activation(
-            "alice@example.com",
-            "roles/compute.admin",
-            None,
-            1_000,
-            4_600,
-        );
+        let new = activation("alice@example.com", "roles/compute.admin", None, 1_000, 4_600);
         let (after, replaced) = changed(add_activation(&before, &new));
         assert_eq!(replaced, 0);
         assert_eq!(after.version, 3);
@@ -257,16 +224,9 @@ mod tests {
         let earlier = activation("alice@example.com", "roles/compute.admin", None, 10, 20);
         let other_role = activation("alice@example.com", "roles/compute.viewer", None, 10, 20);
         let other_user = activation("bob@example.com", "roles/compute.admin", None, 10, 20);
-        let other_condition = activation(
-            "alice@example.com",
-            "roles/compute.admin",
-            Some("a == 'b'"),
-            10,
-            20,
-        );
+        let other_condition = activation("alice@example.com", "roles/compute.admin", Some("a == 'b'"), 10, 20);
         let mut hand_made = earlier.binding();
-        hand_made.condition.as_mut().expect("condition").title =
-            "Temporary access for Alice".into();
+        hand_made.condition.as_mut().expect("condition").title = "Temporary access for Alice".into();
         let mut policy = sample_policy();
         policy.bindings.extend([
             earlier.binding(),
@@ -275,22 +235,11 @@ mod tests {
             other_condition.binding(),
             hand_made.clone(),
         ]);
-        let new = activation(
-            "alice@example.com",
-            "roles/compute.admin",
-            None,
-            1_000,
-            4_600,
-        );
+        let new = activation("alice@example.com", "roles/compute.admin", None, 1_000, 4_600);
         let (after, replaced) = changed(add_activation(&policy, &new));
         assert_eq!(replaced, 1);
         assert!(!after.bindings.contains(&earlier.binding()));
-        for kept in [
-            other_role.binding(),
-            other_user.binding(),
-            other_condition.binding(),
-            hand_made,
-        ] {
+        for kept in [other_role.binding(), other_user.binding(), other_condition.binding(), hand_made] {
             assert!(after.bindings.contains(&kept), "lost {kept:?}");
         }
     }
@@ -302,13 +251,7 @@ mod tests {
         shared.members.push("user:bob@example.com".into());
         let mut policy = sample_policy();
         policy.bindings.push(shared.clone());
-        let new = activation(
-            "alice@example.com",
-            "roles/compute.admin",
-            None,
-            1_000,
-            4_600,
-        );
+        let new = activation("alice@example.com", "roles/compute.admin", None, 1_000, 4_600);
         let (after, replaced) = changed(add_activation(&policy, &new));
         assert_eq!(replaced, 0);
         assert!(after.bindings.contains(&shared));
@@ -316,40 +259,18 @@ mod tests {
 
     #[test]
     fn same_binding_again_is_already_present() {
-        let first = activation(
-            "alice@example.com",
-            "roles/compute.admin",
-            None,
-            1_000,
-            4_600,
-        );
+        let first = activation("alice@example.com", "roles/compute.admin", None, 1_000, 4_600);
         let (policy, _) = changed(add_activation(&sample_policy(), &first));
         let mut second = first.clone();
         second.approval = Approval::ApprovedBy(Email::parse("carol@example.com").expect("email"));
-        assert_eq!(
-            add_activation(&policy, &second),
-            ActivationUpdate::AlreadyPresent
-        );
+        assert_eq!(add_activation(&policy, &second), ActivationUpdate::AlreadyPresent);
     }
 
     #[test]
     fn several_activations_go_into_one_policy() {
-        let first = activation(
-            "alice@example.com",
-            "roles/compute.admin",
-            None,
-            1_000,
-            4_600,
-        );
-        let second = activation(
-            "alice@example.com",
-            "roles/compute.viewer",
-            None,
-            1_000,
-            4_600,
-        );
-        let (after, replaced) =
-            add_activations(&sample_policy(), &[first.clone(), second.clone()]).expect("changed");
+        let first = activation("alice@example.com", "roles/compute.admin", None, 1_000, 4_600);
+        let second = activation("alice@example.com", "roles/compute.viewer", None, 1_000, 4_600);
+        let (after, replaced) = add_activations(&sample_policy(), &[first.clone(), second.clone()]).expect("changed");
         assert_eq!(replaced, 0);
         assert_eq!(after.bindings[2..], [first.binding(), second.binding()]);
         assert_eq!(add_activations(&after, &[first, second]), None);
@@ -362,11 +283,8 @@ mod tests {
         let mut hand_made = expired.binding();
         hand_made.condition.as_mut().expect("condition").title = "Until the audit ends".into();
         let mut policy = sample_policy();
-        policy
-            .bindings
-            .extend([expired.binding(), active.binding(), hand_made.clone()]);
-        let (after, removed) =
-            remove_expired_activations(&policy, at(100)).expect("something to remove");
+        policy.bindings.extend([expired.binding(), active.binding(), hand_made.clone()]);
+        let (after, removed) = remove_expired_activations(&policy, at(100)).expect("something to remove");
         assert_eq!(removed.len(), 1);
         assert_eq!(removed[0].member.as_str(), "alice@example.com");
         assert!(after.bindings.contains(&active.binding()));
@@ -390,17 +308,9 @@ mod tests {
 
     fn arbitrary_binding() -> impl Strategy<Value = Binding> {
         let role = prop::sample::select(vec!["roles/compute.admin", "roles/owner", "roles/viewer"]);
-        let member = prop::sample::select(vec![
-            "user:alice@example.com",
-            "user:bob@example.com",
-            "group:ops@example.com",
-        ]);
-        let title = prop::sample::select(vec![
-            "",
-            "JIT access activation",
-            "Temporary",
-            "jit access activation",
-        ]);
+        let member =
+            prop::sample::select(vec!["user:alice@example.com", "user:bob@example.com", "group:ops@example.com"]);
+        let title = prop::sample::select(vec!["", "JIT access activation", "Temporary", "jit access activation"]);
         let expression = prop::sample::select(vec![
             "",
             "has({}.jitAccessConstraint)",
@@ -408,14 +318,8 @@ mod tests {
             "(request.time >= timestamp(\"1970-01-01T00:00:10Z\") && request.time < timestamp(\"1970-01-01T01:00:00Z\")) && (a == 'b')",
             "request.time < timestamp(\"1970-01-01T00:00:20Z\")",
         ]);
-        (
-            role,
-            prop::collection::vec(member, 1..3),
-            title,
-            expression,
-            "[ -~]{0,12}",
-        )
-            .prop_map(|(role, members, title, expression, description)| Binding {
+        (role, prop::collection::vec(member, 1..3), title, expression, "[ -~]{0,12}").prop_map(
+            |(role, members, title, expression, description)| Binding {
                 role: role.into(),
                 members: members.into_iter().map(String::from).collect(),
                 condition: (!expression.is_empty() || !title.is_empty()).then(|| Expr {
@@ -424,7 +328,8 @@ mod tests {
                     description,
                     location: String::new(),
                 }),
-            })
+            },
+        )
     }
 
     proptest! {

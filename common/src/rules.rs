@@ -63,8 +63,7 @@ pub fn activation_window(
         return Err(Refusal::Duration { minutes, max });
     }
     // Non-empty by the check above.
-    ActivationWindow::new(now, now.plus_seconds(minutes as i64 * 60))
-        .map_err(|_| Refusal::Duration { minutes, max })
+    ActivationWindow::new(now, now.plus_seconds(minutes as i64 * 60)).map_err(|_| Refusal::Duration { minutes, max })
 }
 
 /// Parses the IDs of a self-activation: at least one, all on `project`, duplicates folded,
@@ -86,21 +85,14 @@ pub fn entitlement_ids(
         return Err(Refusal::NoEntitlements);
     }
     if parsed.len() as u64 > settings.max_roles {
-        return Err(Refusal::TooManyRoles {
-            count: parsed.len(),
-            max: settings.max_roles,
-        });
+        return Err(Refusal::TooManyRoles { count: parsed.len(), max: settings.max_roles });
     }
     Ok(parsed.into_iter().collect())
 }
 
 /// The user must hold `id`, activated the `expected` way: a peer-approved role cannot be
 /// self-activated, and a self-approvable one is not sent through peer approval.
-pub fn require_entitlement(
-    held: &[Entitlement],
-    id: &EntitlementId,
-    expected: ActivationType,
-) -> Result<(), Refusal> {
+pub fn require_entitlement(held: &[Entitlement], id: &EntitlementId, expected: ActivationType) -> Result<(), Refusal> {
     let Some(entitlement) = held.iter().find(|e| &e.id == id) else {
         return Err(Refusal::NotEligible(id.to_string()));
     };
@@ -109,10 +101,7 @@ pub fn require_entitlement(
             ActivationType::Jit => "self-approval: use self-activate",
             ActivationType::Mpa => "a peer's approval: request it",
         };
-        return Err(Refusal::WrongActivationType {
-            id: id.to_string(),
-            expected,
-        });
+        return Err(Refusal::WrongActivationType { id: id.to_string(), expected });
     }
     Ok(())
 }
@@ -131,11 +120,7 @@ pub fn reviewers(
     }
     let count = unique.len();
     if (count as u64) < settings.min_reviewers || count as u64 > settings.max_reviewers {
-        return Err(Refusal::ReviewerCount {
-            count,
-            min: settings.min_reviewers,
-            max: settings.max_reviewers,
-        });
+        return Err(Refusal::ReviewerCount { count, min: settings.min_reviewers, max: settings.max_reviewers });
     }
     if let Some(stranger) = unique.iter().find(|reviewer| !holders.contains(reviewer)) {
         return Err(Refusal::ReviewerNotEligible((*stranger).clone()));
@@ -173,10 +158,7 @@ pub fn may_approve(
     let justification = settings.justification.check(&request.justification)?;
     let minutes = (request.window.duration_seconds() as u64).div_ceil(60);
     if minutes > settings.max_activation_minutes {
-        return Err(Refusal::Duration {
-            minutes,
-            max: settings.max_activation_minutes,
-        });
+        return Err(Refusal::Duration { minutes, max: settings.max_activation_minutes });
     }
     if !holders.contains(&request.beneficiary) {
         return Err(Refusal::BeneficiaryNotEligible(request.beneficiary.clone()));
@@ -193,12 +175,7 @@ mod tests {
     use crate::config::Env;
 
     fn settings(pairs: &[(&str, &str)]) -> ActivationSettings {
-        let mut env = Env::new(|name| {
-            pairs
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.to_string())
-        });
+        let mut env = Env::new(|name| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string()));
         let settings = ActivationSettings::read(&mut env);
         env.finish().expect("valid");
         settings
@@ -229,31 +206,15 @@ mod tests {
     }
 
     fn holders() -> Vec<Email> {
-        vec![
-            email("alice@example.com"),
-            email("bob@example.com"),
-            email("dave@example.com"),
-        ]
+        vec![email("alice@example.com"), email("bob@example.com"), email("dave@example.com")]
     }
 
     #[test]
     fn duration_must_be_within_limits() {
         let settings = settings(&[("ACTIVATION_TIMEOUT", "60")]);
         assert!(activation_window(at(0), 60, &settings).is_ok());
-        assert_eq!(
-            activation_window(at(0), 0, &settings),
-            Err(Refusal::Duration {
-                minutes: 0,
-                max: 60
-            })
-        );
-        assert_eq!(
-            activation_window(at(0), 61, &settings),
-            Err(Refusal::Duration {
-                minutes: 61,
-                max: 60
-            })
-        );
+        assert_eq!(activation_window(at(0), 0, &settings), Err(Refusal::Duration { minutes: 0, max: 60 }));
+        assert_eq!(activation_window(at(0), 61, &settings), Err(Refusal::Duration { minutes: 61, max: 60 }));
         let window = activation_window(at(0), 5, &settings).expect("valid");
         assert_eq!(window.duration_seconds(), 300);
     }
@@ -262,17 +223,10 @@ mod tests {
     fn self_activation_ids_are_checked_and_folded() {
         let settings = settings(&[("ACTIVATION_REQUEST_MAX_ROLES", "2")]);
         let ids = |texts: &[&str]| texts.iter().map(|t| t.to_string()).collect::<Vec<_>>();
-        let folded = entitlement_ids(
-            &project(),
-            &ids(&["project-1:roles/a.b", "project-1:roles/a.b"]),
-            &settings,
-        )
-        .expect("valid");
+        let folded = entitlement_ids(&project(), &ids(&["project-1:roles/a.b", "project-1:roles/a.b"]), &settings)
+            .expect("valid");
         assert_eq!(folded.len(), 1);
-        assert_eq!(
-            entitlement_ids(&project(), &[], &settings),
-            Err(Refusal::NoEntitlements)
-        );
+        assert_eq!(entitlement_ids(&project(), &[], &settings), Err(Refusal::NoEntitlements));
         assert!(matches!(
             entitlement_ids(&project(), &ids(&["project-2:roles/a.b"]), &settings),
             Err(Refusal::ProjectMismatch(_))
@@ -280,45 +234,29 @@ mod tests {
         assert_eq!(
             entitlement_ids(
                 &project(),
-                &ids(&[
-                    "project-1:roles/a",
-                    "project-1:roles/b",
-                    "project-1:roles/c"
-                ]),
+                &ids(&["project-1:roles/a", "project-1:roles/b", "project-1:roles/c"]),
                 &settings
             ),
             Err(Refusal::TooManyRoles { count: 3, max: 2 })
         );
-        assert!(matches!(
-            entitlement_ids(&project(), &ids(&["nonsense"]), &settings),
-            Err(Refusal::Entitlement(_))
-        ));
+        assert!(matches!(entitlement_ids(&project(), &ids(&["nonsense"]), &settings), Err(Refusal::Entitlement(_))));
     }
 
     #[test]
     fn activation_type_must_match() {
         let id = EntitlementId::parse("project-1:roles/compute.admin").expect("id");
-        let held = vec![Entitlement {
-            id: id.clone(),
-            activation_type: ActivationType::Mpa,
-        }];
+        let held = vec![Entitlement { id: id.clone(), activation_type: ActivationType::Mpa }];
         assert!(require_entitlement(&held, &id, ActivationType::Mpa).is_ok());
         assert!(matches!(
             require_entitlement(&held, &id, ActivationType::Jit),
             Err(Refusal::WrongActivationType { .. })
         ));
-        let jit = vec![Entitlement {
-            id: id.clone(),
-            activation_type: ActivationType::Jit,
-        }];
+        let jit = vec![Entitlement { id: id.clone(), activation_type: ActivationType::Jit }];
         assert!(matches!(
             require_entitlement(&jit, &id, ActivationType::Mpa),
             Err(Refusal::WrongActivationType { .. })
         ));
-        assert!(matches!(
-            require_entitlement(&[], &id, ActivationType::Jit),
-            Err(Refusal::NotEligible(_))
-        ));
+        assert!(matches!(require_entitlement(&[], &id, ActivationType::Jit), Err(Refusal::NotEligible(_))));
     }
 
     #[test]
@@ -327,34 +265,17 @@ mod tests {
         let alice = email("alice@example.com");
         let bob = email("bob@example.com");
         let dave = email("dave@example.com");
-        let chosen =
-            reviewers(&alice, &[bob.clone(), bob.clone()], &holders(), &settings).expect("valid");
+        let chosen = reviewers(&alice, &[bob.clone(), bob.clone()], &holders(), &settings).expect("valid");
         assert_eq!(chosen, vec![bob.clone()]);
-        assert_eq!(
-            reviewers(&alice, &[bob.clone(), alice.clone()], &holders(), &settings),
-            Err(Refusal::SelfReview)
-        );
+        assert_eq!(reviewers(&alice, &[bob.clone(), alice.clone()], &holders(), &settings), Err(Refusal::SelfReview));
         assert_eq!(
             reviewers(&alice, &[], &holders(), &settings),
-            Err(Refusal::ReviewerCount {
-                count: 0,
-                min: 1,
-                max: 2
-            })
+            Err(Refusal::ReviewerCount { count: 0, min: 1, max: 2 })
         );
         let carol = email("carol@example.com");
         assert_eq!(
-            reviewers(
-                &alice,
-                &[bob.clone(), dave.clone(), carol.clone()],
-                &holders(),
-                &settings
-            ),
-            Err(Refusal::ReviewerCount {
-                count: 3,
-                min: 1,
-                max: 2
-            })
+            reviewers(&alice, &[bob.clone(), dave.clone(), carol.clone()], &holders(), &settings),
+            Err(Refusal::ReviewerCount { count: 3, min: 1, max: 2 })
         );
         assert_eq!(
             reviewers(&alice, std::slice::from_ref(&carol), &holders(), &settings),
@@ -365,26 +286,14 @@ mod tests {
     #[test]
     fn listed_eligible_peer_may_approve() {
         let settings = settings(&[]);
-        let justification = may_approve(
-            &request(),
-            &email("bob@example.com"),
-            &holders(),
-            &settings,
-            at(2_000),
-        )
-        .expect("allowed");
+        let justification =
+            may_approve(&request(), &email("bob@example.com"), &holders(), &settings, at(2_000)).expect("allowed");
         assert_eq!(justification.as_str(), "BUG-12345");
     }
 
     #[test]
     fn beneficiary_cannot_approve_own_request() {
-        let outcome = may_approve(
-            &request(),
-            &email("alice@example.com"),
-            &holders(),
-            &settings(&[]),
-            at(2_000),
-        );
+        let outcome = may_approve(&request(), &email("alice@example.com"), &holders(), &settings(&[]), at(2_000));
         assert_eq!(outcome, Err(Refusal::SelfApproval));
     }
 
@@ -399,77 +308,35 @@ mod tests {
 
     #[test]
     fn approval_after_the_window_is_refused() {
-        let outcome = may_approve(
-            &request(),
-            &email("bob@example.com"),
-            &holders(),
-            &settings(&[]),
-            at(4_600),
-        );
+        let outcome = may_approve(&request(), &email("bob@example.com"), &holders(), &settings(&[]), at(4_600));
         assert_eq!(outcome, Err(Refusal::WindowEnded(at(4_600))));
     }
 
     #[test]
     fn justification_must_still_match_the_policy() {
         let strict = settings(&[("JUSTIFICATION_PATTERN", "CASE-\\d+")]);
-        let outcome = may_approve(
-            &request(),
-            &email("bob@example.com"),
-            &holders(),
-            &strict,
-            at(2_000),
-        );
-        assert!(
-            matches!(outcome, Err(Refusal::Justification(_))),
-            "{outcome:?}"
-        );
+        let outcome = may_approve(&request(), &email("bob@example.com"), &holders(), &strict, at(2_000));
+        assert!(matches!(outcome, Err(Refusal::Justification(_))), "{outcome:?}");
     }
 
     #[test]
     fn duration_must_still_be_allowed() {
         let shorter = settings(&[("ACTIVATION_TIMEOUT", "30")]);
-        let outcome = may_approve(
-            &request(),
-            &email("bob@example.com"),
-            &holders(),
-            &shorter,
-            at(2_000),
-        );
-        assert_eq!(
-            outcome,
-            Err(Refusal::Duration {
-                minutes: 60,
-                max: 30
-            })
-        );
+        let outcome = may_approve(&request(), &email("bob@example.com"), &holders(), &shorter, at(2_000));
+        assert_eq!(outcome, Err(Refusal::Duration { minutes: 60, max: 30 }));
     }
 
     #[test]
     fn beneficiary_who_lost_eligibility_cannot_be_approved() {
         let holders = vec![email("bob@example.com"), email("dave@example.com")];
-        let outcome = may_approve(
-            &request(),
-            &email("bob@example.com"),
-            &holders,
-            &settings(&[]),
-            at(2_000),
-        );
-        assert_eq!(
-            outcome,
-            Err(Refusal::BeneficiaryNotEligible(email("alice@example.com")))
-        );
+        let outcome = may_approve(&request(), &email("bob@example.com"), &holders, &settings(&[]), at(2_000));
+        assert_eq!(outcome, Err(Refusal::BeneficiaryNotEligible(email("alice@example.com"))));
     }
 
     #[test]
     fn reviewer_who_lost_eligibility_cannot_approve() {
         let holders = vec![email("alice@example.com"), email("dave@example.com")];
-        let outcome = may_approve(
-            &request(),
-            &email("bob@example.com"),
-            &holders,
-            &settings(&[]),
-            at(2_000),
-        );
+        let outcome = may_approve(&request(), &email("bob@example.com"), &holders, &settings(&[]), at(2_000));
         assert_eq!(outcome, Err(Refusal::ApproverNotEligible));
     }
 
@@ -477,9 +344,6 @@ mod tests {
     fn only_the_involved_may_view() {
         assert!(may_view(&request(), &email("alice@example.com")).is_ok());
         assert!(may_view(&request(), &email("dave@example.com")).is_ok());
-        assert_eq!(
-            may_view(&request(), &email("carol@example.com")),
-            Err(Refusal::NotInvolved)
-        );
+        assert_eq!(may_view(&request(), &email("carol@example.com")), Err(Refusal::NotInvolved));
     }
 }

@@ -22,11 +22,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A function's whole `main`: read its configuration (exit 2 with every problem), build its
 /// router (exit 1 if a client cannot be built), then serve it.
-pub async fn main<C, E, B, F, G>(
-    service: &'static str,
-    config: Result<C, E>,
-    build: B,
-) -> std::process::ExitCode
+pub async fn main<C, E, B, F, G>(service: &'static str, config: Result<C, E>, build: B) -> std::process::ExitCode
 where
     E: std::fmt::Display,
     B: FnOnce(C) -> F,
@@ -61,20 +57,12 @@ pub async fn run(service: &'static str, router: Router) -> std::io::Result<()> {
     init_logging();
     let port: u16 = match std::env::var("PORT") {
         Ok(text) => text.trim().parse().map_err(|_| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("PORT must be a port number, not '{text}'"),
-            )
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("PORT must be a port number, not '{text}'"))
         })?,
         Err(_) => 8080,
     };
     let listener = TcpListener::bind(("0.0.0.0", port)).await?;
-    tracing::info!(
-        service,
-        port,
-        version = env!("CARGO_PKG_VERSION"),
-        "listening"
-    );
+    tracing::info!(service, port, version = env!("CARGO_PKG_VERSION"), "listening");
     serve(listener, app(router)).await?;
     tracing::info!(service, "stopped");
     Ok(())
@@ -86,18 +74,13 @@ pub fn app(router: Router) -> Router {
         .route("/health/alive", get(healthy))
         .route("/health/ready", get(healthy))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            REQUEST_TIMEOUT,
-        ))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
 }
 
 /// Serves until SIGTERM or Ctrl-C, then lets requests in flight finish.
 pub async fn serve(listener: TcpListener, app: Router) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await
 }
 
 /// Binds 127.0.0.1 on a free port and serves `app` in the background: for tests and the
@@ -126,9 +109,7 @@ pub fn init_logging() {
     let _ = if json {
         registry.with(tracing_stackdriver::layer()).try_init()
     } else {
-        registry
-            .with(tracing_subscriber::fmt::layer().compact())
-            .try_init()
+        registry.with(tracing_subscriber::fmt::layer().compact()).try_init()
     };
 }
 
@@ -138,11 +119,7 @@ async fn healthy() -> axum::Json<serde_json::Value> {
 
 fn request_span(request: &Request) -> tracing::Span {
     // The matched route, not the raw URI: tokens in query strings stay out of the logs.
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(MatchedPath::as_str)
-        .unwrap_or("unmatched");
+    let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("unmatched");
     let trace = request
         .headers()
         .get("x-cloud-trace-context")
@@ -182,9 +159,7 @@ mod tests {
     async fn serves_health_and_the_functions_routes_on_a_real_port() {
         let router = Router::new().route("/hello", get(|| async { "hi" }));
         let address = spawn_local(app(router)).await.expect("binds");
-        let mut stream = tokio::net::TcpStream::connect(address)
-            .await
-            .expect("connects");
+        let mut stream = tokio::net::TcpStream::connect(address).await.expect("connects");
         let request = "GET /health/alive HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
         stream.write_all(request.as_bytes()).await.expect("writes");

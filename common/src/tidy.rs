@@ -17,16 +17,7 @@ const DOMAIN_MODULES: &[&str] = &[
     "token.rs",
 ];
 
-const FORBIDDEN: &[&str] = &[
-    "tokio",
-    "axum",
-    "reqwest",
-    "hyper",
-    "tower",
-    "google_cloud",
-    "std::net",
-    "std::fs",
-];
+const FORBIDDEN: &[&str] = &["tokio", "axum", "reqwest", "hyper", "tower", "google_cloud", "std::net", "std::fs"];
 
 #[test]
 fn domain_modules_do_no_io() {
@@ -37,8 +28,7 @@ fn domain_modules_do_no_io() {
         let code = text.split("#[cfg(test)]").next().unwrap_or("");
         for forbidden in FORBIDDEN {
             assert!(
-                !code.contains(&format!("{forbidden}::"))
-                    && !code.contains(&format!("use {forbidden}")),
+                !code.contains(&format!("{forbidden}::")) && !code.contains(&format!("use {forbidden}")),
                 "{module} uses {forbidden}: domain code must stay free of I/O"
             );
         }
@@ -56,11 +46,7 @@ fn every_source_file_says_what_it_holds() {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "rs") {
                 let text = std::fs::read_to_string(&path).expect("readable");
-                assert!(
-                    text.starts_with("//!"),
-                    "{} must open with a //! line",
-                    path.display()
-                );
+                assert!(text.starts_with("//!"), "{} must open with a //! line", path.display());
             }
         }
     }

@@ -16,17 +16,13 @@ const MAX_SECONDS: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
 impl Timestamp {
     /// A timestamp from Unix seconds; `None` outside the years 0000 to 9999.
     pub fn from_unix_seconds(seconds: i64) -> Option<Timestamp> {
-        (MIN_SECONDS..=MAX_SECONDS)
-            .contains(&seconds)
-            .then_some(Timestamp(seconds))
+        (MIN_SECONDS..=MAX_SECONDS).contains(&seconds).then_some(Timestamp(seconds))
     }
 
     /// The current time, truncated to whole seconds. Only edges call this.
     pub fn now() -> Timestamp {
-        let seconds = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let seconds =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
         Timestamp(seconds)
     }
 
@@ -36,11 +32,7 @@ impl Timestamp {
 
     /// Adds seconds, saturating at the representable range.
     pub fn plus_seconds(self, seconds: i64) -> Timestamp {
-        Timestamp(
-            self.0
-                .saturating_add(seconds)
-                .clamp(MIN_SECONDS, MAX_SECONDS),
-        )
+        Timestamp(self.0.saturating_add(seconds).clamp(MIN_SECONDS, MAX_SECONDS))
     }
 
     /// Parses exactly `YYYY-MM-DDTHH:MM:SSZ`, the form this system writes.
@@ -58,10 +50,7 @@ impl Timestamp {
         }
         let number = |range: std::ops::Range<usize>| -> Option<i64> {
             let part = &text[range];
-            part.bytes()
-                .all(|b| b.is_ascii_digit())
-                .then(|| part.parse().ok())
-                .flatten()
+            part.bytes().all(|b| b.is_ascii_digit()).then(|| part.parse().ok()).flatten()
         };
         let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
         let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
@@ -123,16 +112,11 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let days = days + 719_468;
     let era = days.div_euclid(146_097);
     let day_of_era = days - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
@@ -147,11 +131,7 @@ mod tests {
         let check = |seconds: i64, expected: &str| {
             let timestamp = Timestamp::from_unix_seconds(seconds).expect("in range");
             assert_eq!(timestamp.to_string(), expected, "seconds {seconds}");
-            assert_eq!(
-                Timestamp::parse_rfc3339(expected),
-                Some(timestamp),
-                "{expected}"
-            );
+            assert_eq!(Timestamp::parse_rfc3339(expected), Some(timestamp), "{expected}");
         };
         check(0, "1970-01-01T00:00:00Z");
         check(1_577_836_800, "2020-01-01T00:00:00Z");

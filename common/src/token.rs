@@ -131,14 +131,12 @@ impl ActivationRequest {
             .transpose()
             .map_err(|e| invalid(e.to_string()))?;
         let entitlement = EntitlementId::new(
-            ProjectId::parse(&claims.entitlement.project)
-                .map_err(|e: EntitlementError| invalid(e.to_string()))?,
+            ProjectId::parse(&claims.entitlement.project).map_err(|e: EntitlementError| invalid(e.to_string()))?,
             RoleName::parse(&claims.entitlement.role).map_err(|e| invalid(e.to_string()))?,
             condition,
         );
         let time = |seconds: i64| {
-            Timestamp::from_unix_seconds(seconds)
-                .ok_or_else(|| invalid("a time is out of range".into()))
+            Timestamp::from_unix_seconds(seconds).ok_or_else(|| invalid("a time is out of range".into()))
         };
         let window = ActivationWindow::new(time(claims.start)?, time(claims.end)?)
             .map_err(|e: WindowError| invalid(e.to_string()))?;
@@ -175,8 +173,8 @@ pub fn verify_activation_token(
         require_not_before: true,
     };
     let claims = jwt::verify(token, keys, &expect)?;
-    let claims: ActivationClaims = serde_json::from_value(serde_json::Value::Object(claims))
-        .map_err(|e| TokenError::Request(e.to_string()))?;
+    let claims: ActivationClaims =
+        serde_json::from_value(serde_json::Value::Object(claims)).map_err(|e| TokenError::Request(e.to_string()))?;
     ActivationRequest::from_claims(claims)
 }
 
@@ -184,11 +182,7 @@ pub fn verify_activation_token(
 /// as `~~`, `.` as `~`), which keeps naive phishing filters from flagging the JWT. It is
 /// not a security measure; the signature is.
 pub fn to_url_form(token: &str) -> String {
-    token
-        .strip_prefix("ey")
-        .unwrap_or(token)
-        .replace(".ey", "~~")
-        .replace('.', "~")
+    token.strip_prefix("ey").unwrap_or(token).replace(".ey", "~~").replace('.', "~")
 }
 
 /// Reverses [`to_url_form`]. A plain JWT is accepted as it is.
@@ -209,10 +203,7 @@ pub struct LocalTokenSigner {
 
 impl LocalTokenSigner {
     pub fn new(service_account: &str, key: LocalKey) -> LocalTokenSigner {
-        LocalTokenSigner {
-            service_account: service_account.to_string(),
-            key,
-        }
+        LocalTokenSigner { service_account: service_account.to_string(), key }
     }
 
     pub fn jwks(&self) -> JwkSet {
@@ -229,10 +220,7 @@ impl TokenSigner for LocalTokenSigner {
         let signed = serde_json::to_value(claims)
             .map_err(|e| e.to_string())
             .and_then(|payload| self.key.sign_json(&payload).map_err(|e| e.to_string()))
-            .map_err(|message| SignError {
-                message,
-                retryable: false,
-            });
+            .map_err(|message| SignError { message, retryable: false });
         Box::pin(std::future::ready(signed))
     }
 }
@@ -304,15 +292,11 @@ mod tests {
 
     #[test]
     fn signed_token_verifies_and_round_trips() {
-        let signer = LocalTokenSigner::new(
-            SERVICE_ACCOUNT,
-            LocalKey::generate_rs256("k1").expect("key"),
-        );
+        let signer = LocalTokenSigner::new(SERVICE_ACCOUNT, LocalKey::generate_rs256("k1").expect("key"));
         let claims = request().claims(signer.issuer(), at(NOW));
         let token = futures_ready(signer.sign(&claims)).expect("signed");
         let verified =
-            verify_activation_token(&token, &signer.jwks(), SERVICE_ACCOUNT, at(NOW + 1), 30)
-                .expect("verifies");
+            verify_activation_token(&token, &signer.jwks(), SERVICE_ACCOUNT, at(NOW + 1), 30).expect("verifies");
         assert_eq!(verified, request());
         assert!(request().id.starts_with("mpa-") && request().id.len() == 20);
     }
@@ -356,12 +340,8 @@ mod tests {
         let public_key = serde_json::to_vec(our_key().jwk()).expect("json");
         let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
         header.kid = Some("our-key-1".into());
-        let token = jsonwebtoken::encode(
-            &header,
-            &claims_json(),
-            &jsonwebtoken::EncodingKey::from_secret(&public_key),
-        )
-        .expect("signs");
+        let token = jsonwebtoken::encode(&header, &claims_json(), &jsonwebtoken::EncodingKey::from_secret(&public_key))
+            .expect("signs");
         refused_with(&token, JwtError::Algorithm("HS256".into()));
     }
 
@@ -378,17 +358,8 @@ mod tests {
     fn refuses_one_changed_character() {
         let token = signed_by(our_key(), &claims_json());
         let middle = token.len() / 2;
-        let replacement = if &token[middle..=middle] == "A" {
-            "B"
-        } else {
-            "A"
-        };
-        let changed = format!(
-            "{}{}{}",
-            &token[..middle],
-            replacement,
-            &token[middle + 1..]
-        );
+        let replacement = if &token[middle..=middle] == "A" { "B" } else { "A" };
+        let changed = format!("{}{}{}", &token[..middle], replacement, &token[middle + 1..]);
         assert!(verify(&changed).is_err());
     }
 
@@ -405,10 +376,7 @@ mod tests {
     fn refuses_expired_token() {
         let token = signed_by(our_key(), &claims_json());
         assert!(verify_at(&token, NOW + 3_600 + 29).is_ok(), "within leeway");
-        assert_eq!(
-            verify_at(&token, NOW + 3_600 + 30),
-            Err(TokenError::Jwt(JwtError::Expired))
-        );
+        assert_eq!(verify_at(&token, NOW + 3_600 + 30), Err(TokenError::Jwt(JwtError::Expired)));
     }
 
     #[test]
@@ -424,15 +392,9 @@ mod tests {
 
     #[test]
     fn refuses_wrong_issuer_or_audience() {
-        let token = signed_by(
-            our_key(),
-            &with_claim("iss", "other@project-1.iam.gserviceaccount.com".into()),
-        );
+        let token = signed_by(our_key(), &with_claim("iss", "other@project-1.iam.gserviceaccount.com".into()));
         refused_with(&token, JwtError::Issuer);
-        let token = signed_by(
-            our_key(),
-            &with_claim("aud", "other@project-1.iam.gserviceaccount.com".into()),
-        );
+        let token = signed_by(our_key(), &with_claim("aud", "other@project-1.iam.gserviceaccount.com".into()));
         refused_with(&token, JwtError::Audience);
     }
 
@@ -457,10 +419,7 @@ mod tests {
     #[test]
     fn refuses_es256_even_with_a_known_kid() {
         let ec = LocalKey::generate_es256("our-key-1").expect("key");
-        refused_with(
-            &signed_by(&ec, &claims_json()),
-            JwtError::Algorithm("ES256".into()),
-        );
+        refused_with(&signed_by(&ec, &claims_json()), JwtError::Algorithm("ES256".into()));
         // And an EC key in the set cannot stand in for RSA.
         let token = signed_by(our_key(), &claims_json());
         let keys = ec.jwks();
@@ -483,10 +442,7 @@ mod tests {
         assert!(matches!(verify(&token), Err(TokenError::Request(_))));
         let token = signed_by(our_key(), &with_claim("reviewers", serde_json::json!([])));
         assert!(matches!(verify(&token), Err(TokenError::Request(_))));
-        let token = signed_by(
-            our_key(),
-            &with_claim("beneficiary", "Eve <eve@example.com>".into()),
-        );
+        let token = signed_by(our_key(), &with_claim("beneficiary", "Eve <eve@example.com>".into()));
         assert!(matches!(verify(&token), Err(TokenError::Request(_))));
     }
 
@@ -495,13 +451,7 @@ mod tests {
         let token = signed_by(our_key(), &claims_json());
         let far_later = NOW + 3_600 + 3_600;
         assert_eq!(
-            verify_activation_token(
-                &token,
-                &our_key().jwks(),
-                SERVICE_ACCOUNT,
-                at(far_later),
-                86_400
-            ),
+            verify_activation_token(&token, &our_key().jwks(), SERVICE_ACCOUNT, at(far_later), 86_400),
             Err(TokenError::Jwt(JwtError::Expired))
         );
     }
@@ -511,10 +461,7 @@ mod tests {
         let token = signed_by(our_key(), &claims_json());
         let url = to_url_form(&token);
         assert!(!url.contains('.') && !url.starts_with("ey"), "{url}");
-        assert!(
-            url.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_~".contains(c))
-        );
+        assert!(url.chars().all(|c| c.is_ascii_alphanumeric() || "-_~".contains(c)));
         assert_eq!(from_url_form(&url), token);
         assert_eq!(from_url_form(&token), token);
         assert!(verify(&from_url_form(&url)).is_ok());

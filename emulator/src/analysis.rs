@@ -33,10 +33,7 @@ pub struct Query {
 impl Query {
     /// Reads the query string of `GET /v1/{scope}:analyzeIamPolicy`.
     pub fn from_query_string(scope: &str, query: &str) -> Result<Query, GoogleError> {
-        let mut parsed = Query {
-            scope: scope.to_string(),
-            ..Query::default()
-        };
+        let mut parsed = Query { scope: scope.to_string(), ..Query::default() };
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
             let value = value.to_string();
             match key.as_ref() {
@@ -49,18 +46,14 @@ impl Query {
                 }
                 "analysisQuery.accessSelector.roles" => parsed.roles.push(value),
                 "analysisQuery.accessSelector.permissions" => parsed.permissions.push(value),
-                "analysisQuery.options.expandGroups" => {
-                    parsed.expand_groups = value.eq_ignore_ascii_case("true")
-                }
-                "analysisQuery.options.expandResources" => {
-                    parsed.expand_resources = value.eq_ignore_ascii_case("true")
-                }
+                "analysisQuery.options.expandGroups" => parsed.expand_groups = value.eq_ignore_ascii_case("true"),
+                "analysisQuery.options.expandResources" => parsed.expand_resources = value.eq_ignore_ascii_case("true"),
                 "analysisQuery.conditionContext.accessTime" if !value.is_empty() => {
                     let trimmed = trim_fraction(&value);
-                    parsed.access_time =
-                        Some(Timestamp::parse_rfc3339(&trimmed).ok_or_else(|| {
-                            GoogleError::new(400, &format!("Invalid accessTime {value}"))
-                        })?);
+                    parsed.access_time = Some(
+                        Timestamp::parse_rfc3339(&trimmed)
+                            .ok_or_else(|| GoogleError::new(400, &format!("Invalid accessTime {value}")))?,
+                    );
                 }
                 _ => {}
             }
@@ -72,21 +65,12 @@ impl Query {
 /// Answers the query in the wire shape of `AnalyzeIamPolicyResponse`.
 pub fn analyze(world: &World, query: &Query, now: Timestamp) -> Result<Value, GoogleError> {
     if world.resolve(&query.scope).is_none() {
-        return Err(GoogleError::new(
-            403,
-            &format!("Scope {} is not accessible", query.scope),
-        ));
+        return Err(GoogleError::new(403, &format!("Scope {} is not accessible", query.scope)));
     }
     if query.identity.is_none() && query.full_resource_name.is_none() && query.roles.is_empty() {
-        return Err(GoogleError::new(
-            400,
-            "At least one of resource, identity or access selector is required",
-        ));
+        return Err(GoogleError::new(400, "At least one of resource, identity or access selector is required"));
     }
-    let scope_name = world
-        .resolve(&query.scope)
-        .map(|n| n.name.clone())
-        .unwrap_or_default();
+    let scope_name = world.resolve(&query.scope).map(|n| n.name.clone()).unwrap_or_default();
     let selected_resource = match &query.full_resource_name {
         Some(full_name) => {
             let name = full_name.strip_prefix(RESOURCE_PREFIX).unwrap_or(full_name);
@@ -94,10 +78,7 @@ pub fn analyze(world: &World, query: &Query, now: Timestamp) -> Result<Value, Go
                 .resolve(name)
                 .filter(|n| world.ancestry(&n.name).iter().any(|a| a.name == scope_name))
                 .ok_or_else(|| {
-                    GoogleError::new(
-                        400,
-                        &format!("Resource {full_name} is not in scope {}", query.scope),
-                    )
+                    GoogleError::new(400, &format!("Resource {full_name} is not in scope {}", query.scope))
                 })?;
             Some(node)
         }
@@ -110,10 +91,7 @@ pub fn analyze(world: &World, query: &Query, now: Timestamp) -> Result<Value, Go
         None => world.subtree(&query.scope),
     };
     let access_time = query.access_time.unwrap_or(now);
-    let identity_groups = query
-        .identity
-        .as_deref()
-        .map(|identity| world.groups_of(identity));
+    let identity_groups = query.identity.as_deref().map(|identity| world.groups_of(identity));
 
     let mut results = Vec::new();
     for node in candidates {
@@ -123,15 +101,12 @@ pub fn analyze(world: &World, query: &Query, now: Timestamp) -> Result<Value, Go
             }
             let identities = match (&query.identity, &identity_groups) {
                 (Some(identity), Some(groups)) => {
-                    let direct = binding
-                        .members
-                        .iter()
-                        .any(|m| m.eq_ignore_ascii_case(identity));
+                    let direct = binding.members.iter().any(|m| m.eq_ignore_ascii_case(identity));
                     let through_group = query.expand_groups
-                        && binding.members.iter().any(|m| {
-                            m.strip_prefix("group:")
-                                .is_some_and(|g| groups.contains(&g.to_lowercase()))
-                        });
+                        && binding
+                            .members
+                            .iter()
+                            .any(|m| m.strip_prefix("group:").is_some_and(|g| groups.contains(&g.to_lowercase())));
                     if !(direct || through_group) {
                         continue;
                     }
@@ -141,11 +116,7 @@ pub fn analyze(world: &World, query: &Query, now: Timestamp) -> Result<Value, Go
             };
             let resources: Vec<String> = match selected_resource {
                 Some(resource) => vec![full_name(resource)],
-                None if query.expand_resources => world
-                    .subtree(&node.name)
-                    .iter()
-                    .map(|n| full_name(n))
-                    .collect(),
+                None if query.expand_resources => world.subtree(&node.name).iter().map(|n| full_name(n)).collect(),
                 None => vec![full_name(node)],
             };
             let mut acl = json!({
@@ -153,8 +124,7 @@ pub fn analyze(world: &World, query: &Query, now: Timestamp) -> Result<Value, Go
                 "accesses": [{"role": binding.role}],
             });
             if let Some(condition) = &binding.condition {
-                acl["conditionEvaluation"] =
-                    json!({"evaluationValue": evaluate(&condition.expression, access_time)});
+                acl["conditionEvaluation"] = json!({"evaluationValue": evaluate(&condition.expression, access_time)});
             }
             results.push(json!({
                 "attachedResourceFullName": full_name(node),
@@ -195,10 +165,7 @@ pub fn evaluate(expression: &str, at: Timestamp) -> &'static str {
 
 fn evaluate_clause(clause: &str, at: Timestamp) -> Option<bool> {
     for (operator, holds) in [
-        (
-            ">=",
-            (|a: Timestamp, b: Timestamp| a >= b) as fn(Timestamp, Timestamp) -> bool,
-        ),
+        (">=", (|a: Timestamp, b: Timestamp| a >= b) as fn(Timestamp, Timestamp) -> bool),
         ("<", |a, b| a < b),
         ("<=", |a, b| a <= b),
         (">", |a, b| a > b),
@@ -217,12 +184,7 @@ fn expand_members(world: &World, members: &[String], expand_groups: bool) -> Vec
     if expand_groups {
         for member in members {
             if let Some(group) = member.strip_prefix("group:") {
-                out.extend(
-                    world
-                        .users_in_group(group)
-                        .into_iter()
-                        .map(|u| format!("user:{u}")),
-                );
+                out.extend(world.users_in_group(group).into_iter().map(|u| format!("user:{u}")));
             }
         }
     }
@@ -267,21 +229,12 @@ mod tests {
     #[test]
     fn evaluates_markers_and_windows() {
         let window = "(request.time >= timestamp(\"1970-01-01T00:00:10Z\") && request.time < timestamp(\"1970-01-01T00:00:20Z\"))";
-        assert_eq!(
-            evaluate("has({}.jitAccessConstraint)", at(0)),
-            "CONDITIONAL"
-        );
+        assert_eq!(evaluate("has({}.jitAccessConstraint)", at(0)), "CONDITIONAL");
         assert_eq!(evaluate(window, at(15)), "TRUE");
         assert_eq!(evaluate(window, at(20)), "FALSE");
         assert_eq!(evaluate(window, at(5)), "FALSE");
-        assert_eq!(
-            evaluate(&format!("{window} && resource.type == 'x'"), at(15)),
-            "CONDITIONAL"
-        );
-        assert_eq!(
-            evaluate(&format!("{window} && resource.type == 'x'"), at(25)),
-            "FALSE"
-        );
+        assert_eq!(evaluate(&format!("{window} && resource.type == 'x'"), at(15)), "CONDITIONAL");
+        assert_eq!(evaluate(&format!("{window} && resource.type == 'x'"), at(25)), "FALSE");
         assert_eq!(evaluate("(", at(0)), "CONDITIONAL");
     }
 
@@ -295,9 +248,6 @@ mod tests {
         assert_eq!(query.identity.as_deref(), Some("user:alice@example.com"));
         assert!(query.expand_groups && !query.expand_resources);
         assert_eq!(query.roles, ["roles/a", "roles/b"]);
-        assert_eq!(
-            query.access_time,
-            Timestamp::parse_rfc3339("2024-01-01T00:00:00Z")
-        );
+        assert_eq!(query.access_time, Timestamp::parse_rfc3339("2024-01-01T00:00:00Z"));
     }
 }

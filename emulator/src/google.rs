@@ -13,10 +13,7 @@ pub struct GoogleError {
 
 impl GoogleError {
     pub fn new(code: u16, message: &str) -> GoogleError {
-        GoogleError {
-            code,
-            message: message.to_string(),
-        }
+        GoogleError { code, message: message.to_string() }
     }
 
     pub fn status_name(&self) -> &'static str {

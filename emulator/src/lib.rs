@@ -10,6 +10,9 @@
 //!   keys at `GET /service_accounts/v1/metadata/jwk/EMAIL`;
 //! - IAP's keys at `GET /iap/verify/public_key-jwk`, and `POST /_emulator/iap/assertion`;
 //! - SendGrid `POST /v3/mail/send`, captured;
+//! - Secret Manager `GET /v1/projects/P/secrets/S/versions/V:access`;
+//! - Google's OIDC keys at `GET /oauth2/v3/certs`, and `POST /_emulator/oidc/token`, the
+//!   tokens authenticated pushes carry;
 //! - Pub/Sub gRPC `Publish`, REST publish, topic and push-subscription creation ([`pubsub`]);
 //! - test controls: `GET /_emulator/mail`, `/pubsub`, `/calls`, `/audit`, `/users`;
 //!   `POST /_emulator/faults` to make the next calls fail or slow down.
@@ -75,12 +78,12 @@ impl Emulator {
             ("RESOURCE_MANAGER_ENDPOINT", url.clone()),
             ("IAM_CREDENTIALS_ENDPOINT", url.clone()),
             ("PUBSUB_ENDPOINT", url.clone()),
-            (
-                "SERVICE_ACCOUNT_JWKS_URL",
-                format!("{url}/service_accounts/v1/metadata/jwk/{{email}}"),
-            ),
+            ("SERVICE_ACCOUNT_JWKS_URL", format!("{url}/service_accounts/v1/metadata/jwk/{{email}}")),
             ("IAP_JWKS_URL", format!("{url}/iap/verify/public_key-jwk")),
             ("SIGNING_SERVICE_ACCOUNT", service_account),
+            ("SENDGRID_BASE_URL", url.clone()),
+            ("SECRET_MANAGER_ENDPOINT", url.clone()),
+            ("PUSH_JWKS_URL", format!("{url}/oauth2/v3/certs")),
         ]
     }
 }

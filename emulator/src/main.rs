@@ -6,20 +6,12 @@ use anyhow::Context as _;
 async fn main() -> anyhow::Result<()> {
     common::runner::init_logging();
     let mut config: Option<String> = None;
-    let mut port: u16 = std::env::var("EMULATOR_PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(8081);
+    let mut port: u16 = std::env::var("EMULATOR_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(8081);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--config" => config = args.next(),
-            "--port" => {
-                port = args
-                    .next()
-                    .and_then(|p| p.parse().ok())
-                    .context("--port takes a number")?
-            }
+            "--port" => port = args.next().and_then(|p| p.parse().ok()).context("--port takes a number")?,
             "--help" | "-h" => {
                 println!("usage: emulator [--config organization.yaml] [--port 8081]");
                 return Ok(());

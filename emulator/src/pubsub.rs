@@ -13,35 +13,36 @@ use serde_json::{Value, json};
 use crate::google::GoogleError;
 use crate::state::{State, lock};
 
+#[derive(Debug, Clone)]
+struct Subscription {
+    topic: String,
+    push_endpoint: Option<String>,
+    /// `pushConfig.oidcToken`: (service account, audience) to sign a token for each push.
+    oidc: Option<(String, String)>,
+}
+
 /// A message to publish: data and attributes.
 type Outgoing = (Vec<u8>, HashMap<String, String>);
 
-/// A push to make: subscription, endpoint, envelope.
-type Delivery = (String, String, Value);
+/// A push to make: subscription, endpoint, envelope, OIDC identity.
+type Delivery = (String, String, Value, Option<(String, String)>);
 
 #[derive(Debug, Default)]
 pub struct PubSub {
     topics: BTreeMap<String, ()>,
-    /// Subscription name → (topic, push endpoint).
-    subscriptions: BTreeMap<String, (String, Option<String>)>,
+    subscriptions: BTreeMap<String, Subscription>,
     messages: Vec<Value>,
     next_id: u64,
 }
 
 impl PubSub {
     pub fn with_topics(topics: &[String]) -> PubSub {
-        PubSub {
-            topics: topics.iter().map(|t| (t.clone(), ())).collect(),
-            ..PubSub::default()
-        }
+        PubSub { topics: topics.iter().map(|t| (t.clone(), ())).collect(), ..PubSub::default() }
     }
 
     pub fn create_topic(&mut self, name: &str) -> Result<Value, GoogleError> {
         if self.topics.insert(name.to_string(), ()).is_some() {
-            return Err(GoogleError {
-                code: 409,
-                message: "Topic already exists".into(),
-            });
+            return Err(GoogleError { code: 409, message: "Topic already exists".into() });
         }
         Ok(json!({"name": name}))
     }
@@ -52,17 +53,17 @@ impl PubSub {
             return Err(GoogleError::new(404, "Topic not found"));
         }
         if self.subscriptions.contains_key(name) {
-            return Err(GoogleError {
-                code: 409,
-                message: "Subscription already exists".into(),
-            });
+            return Err(GoogleError { code: 409, message: "Subscription already exists".into() });
         }
-        let endpoint = body["pushConfig"]["pushEndpoint"]
-            .as_str()
-            .map(str::to_string);
-        self.subscriptions
-            .insert(name.to_string(), (topic.clone(), endpoint.clone()));
-        Ok(json!({"name": name, "topic": topic, "pushConfig": {"pushEndpoint": endpoint}}))
+        let endpoint = body["pushConfig"]["pushEndpoint"].as_str().map(str::to_string);
+        let oidc = body["pushConfig"]["oidcToken"]["serviceAccountEmail"].as_str().map(|account| {
+            let audience =
+                body["pushConfig"]["oidcToken"]["audience"].as_str().or(endpoint.as_deref()).unwrap_or_default();
+            (account.to_string(), audience.to_string())
+        });
+        let subscription = Subscription { topic: topic.clone(), push_endpoint: endpoint, oidc };
+        self.subscriptions.insert(name.to_string(), subscription);
+        Ok(json!({"name": name, "topic": topic, "pushConfig": body["pushConfig"].clone()}))
     }
 
     pub fn messages(&self) -> Vec<Value> {
@@ -70,11 +71,7 @@ impl PubSub {
     }
 
     /// Stores messages; returns their IDs and the push deliveries to make.
-    fn publish(
-        &mut self,
-        topic: &str,
-        messages: Vec<Outgoing>,
-    ) -> Result<(Vec<String>, Vec<Delivery>), GoogleError> {
+    fn publish(&mut self, topic: &str, messages: Vec<Outgoing>) -> Result<(Vec<String>, Vec<Delivery>), GoogleError> {
         if !self.topics.contains_key(topic) {
             return Err(GoogleError::new(404, &format!("Topic not found: {topic}")));
         }
@@ -92,10 +89,10 @@ impl PubSub {
                 "publishTime": publish_time,
                 "publish_time": publish_time,
             });
-            for (subscription, (subscribed, endpoint)) in &self.subscriptions {
-                if let (true, Some(endpoint)) = (subscribed == topic, endpoint) {
-                    let envelope = json!({"message": message, "subscription": subscription});
-                    deliveries.push((subscription.clone(), endpoint.clone(), envelope));
+            for (name, subscription) in &self.subscriptions {
+                if let (true, Some(endpoint)) = (subscription.topic == topic, &subscription.push_endpoint) {
+                    let envelope = json!({"message": message, "subscription": name});
+                    deliveries.push((name.clone(), endpoint.clone(), envelope, subscription.oidc.clone()));
                 }
             }
             let mut stored = message.clone();
@@ -108,24 +105,28 @@ impl PubSub {
 }
 
 /// Publishes and starts push deliveries in the background.
-pub async fn publish(
-    state: &Arc<State>,
-    topic: &str,
-    messages: Vec<Outgoing>,
-) -> Result<Vec<String>, GoogleError> {
+pub async fn publish(state: &Arc<State>, topic: &str, messages: Vec<Outgoing>) -> Result<Vec<String>, GoogleError> {
     state.enter("pubsub", "publish").await?;
     let (ids, deliveries) = lock(&state.pubsub).publish(topic, messages)?;
-    for (subscription, endpoint, envelope) in deliveries {
-        tokio::spawn(push(state.http.clone(), subscription, endpoint, envelope));
+    for (subscription, endpoint, envelope, oidc) in deliveries {
+        let token = match oidc {
+            Some((account, audience)) => Some(state.oidc_token(&account, &audience)?),
+            None => None,
+        };
+        tokio::spawn(push(state.http.clone(), subscription, endpoint, envelope, token));
     }
     Ok(ids)
 }
 
 /// Delivers one message, retrying with backoff as Pub/Sub does, a bounded number of times.
-async fn push(http: reqwest::Client, subscription: String, endpoint: String, envelope: Value) {
+async fn push(http: reqwest::Client, subscription: String, endpoint: String, envelope: Value, token: Option<String>) {
     let mut delay = Duration::from_millis(100);
     for attempt in 1..=6 {
-        match http.post(&endpoint).json(&envelope).send().await {
+        let mut request = http.post(&endpoint).json(&envelope);
+        if let Some(token) = &token {
+            request = request.bearer_auth(token);
+        }
+        match request.send().await {
             Ok(response) if response.status().is_success() => return,
             Ok(response) => {
                 tracing::warn!(%subscription, attempt, status = %response.status(), "push refused")
@@ -139,11 +140,7 @@ async fn push(http: reqwest::Client, subscription: String, endpoint: String, env
 }
 
 /// `POST /v1/projects/P/topics/T:publish` with `{"messages": [{"data", "attributes"}]}`.
-pub async fn publish_rest(
-    state: &Arc<State>,
-    topic: &str,
-    body: &Value,
-) -> Result<Value, GoogleError> {
+pub async fn publish_rest(state: &Arc<State>, topic: &str, body: &Value) -> Result<Value, GoogleError> {
     let mut messages = Vec::new();
     for message in body["messages"].as_array().into_iter().flatten() {
         let data = STANDARD
@@ -151,11 +148,7 @@ pub async fn publish_rest(
             .map_err(|_| GoogleError::new(400, "data must be base64"))?;
         let attributes = message["attributes"]
             .as_object()
-            .map(|a| {
-                a.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                    .collect()
-            })
+            .map(|a| a.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
             .unwrap_or_default();
         messages.push((data, attributes));
     }
@@ -203,25 +196,15 @@ struct PublishCall(Arc<State>);
 impl tonic::server::UnaryService<PublishRequest> for PublishCall {
     type Response = PublishResponse;
     type Future = std::pin::Pin<
-        Box<
-            dyn std::future::Future<
-                    Output = Result<tonic::Response<PublishResponse>, tonic::Status>,
-                > + Send,
-        >,
+        Box<dyn std::future::Future<Output = Result<tonic::Response<PublishResponse>, tonic::Status>> + Send>,
     >;
 
     fn call(&mut self, request: tonic::Request<PublishRequest>) -> Self::Future {
         let state = self.0.clone();
         Box::pin(async move {
             let request = request.into_inner();
-            let messages = request
-                .messages
-                .into_iter()
-                .map(|m| (m.data, m.attributes))
-                .collect();
-            let ids = publish(&state, &request.topic, messages)
-                .await
-                .map_err(|e| e.grpc_status())?;
+            let messages = request.messages.into_iter().map(|m| (m.data, m.attributes)).collect();
+            let ids = publish(&state, &request.topic, messages).await.map_err(|e| e.grpc_status())?;
             Ok(tonic::Response::new(PublishResponse { message_ids: ids }))
         })
     }
@@ -230,14 +213,9 @@ impl tonic::server::UnaryService<PublishRequest> for PublishCall {
 impl tower::Service<http::Request<axum::body::Body>> for GrpcPublisher {
     type Response = axum::response::Response;
     type Error = std::convert::Infallible;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
-    >;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
         std::task::Poll::Ready(Ok(()))
     }
 

@@ -29,10 +29,8 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/_emulator/audit", get(audit))
         .route("/_emulator/users", get(users))
         .route("/_emulator/iap/assertion", post(mint_assertion))
-        .route_service(
-            "/google.pubsub.v1.Publisher/Publish",
-            GrpcPublisher(state.clone()),
-        )
+        .route("/_emulator/oidc/token", post(mint_oidc_token))
+        .route_service("/google.pubsub.v1.Publisher/Publish", GrpcPublisher(state.clone()))
         .fallback(google_api)
         .with_state(state)
 }
@@ -52,29 +50,20 @@ async fn google_api(
     }
 }
 
-async fn dispatch(
-    state: &Arc<State>,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Reply {
+async fn dispatch(state: &Arc<State>, method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Reply {
     let path = uri.path();
     let query = uri.query().unwrap_or("");
     let json_body = || -> Result<Value, GoogleError> {
         if body.is_empty() {
             return Ok(json!({}));
         }
-        serde_json::from_slice(body)
-            .map_err(|e| GoogleError::new(400, &format!("Invalid JSON payload: {e}")))
+        serde_json::from_slice(body).map_err(|e| GoogleError::new(400, &format!("Invalid JSON payload: {e}")))
     };
 
     // Cloud Asset: GET /v1/{scope}:analyzeIamPolicy
-    if let (&Method::GET, Some(scope)) = (
-        method,
-        path.strip_prefix("/v1/")
-            .and_then(|p| p.strip_suffix(":analyzeIamPolicy")),
-    ) {
+    if let (&Method::GET, Some(scope)) =
+        (method, path.strip_prefix("/v1/").and_then(|p| p.strip_suffix(":analyzeIamPolicy")))
+    {
         state.enter("asset", "analyzeIamPolicy").await?;
         let query = Query::from_query_string(scope, query)?;
         let response = analyze(&state.world(), &query, Timestamp::now())?;
@@ -82,9 +71,7 @@ async fn dispatch(
     }
     // Resource Manager v3 (and v1, which gcloud calls): get/setIamPolicy on any node.
     if method == Method::POST {
-        let versioned = path
-            .strip_prefix("/v3/")
-            .or_else(|| path.strip_prefix("/v1/"));
+        let versioned = path.strip_prefix("/v3/").or_else(|| path.strip_prefix("/v1/"));
         if let Some(resource) = versioned.and_then(|p| p.strip_suffix(":getIamPolicy")) {
             state.enter("resourcemanager", "getIamPolicy").await?;
             let _requested_version = json_body()?["options"]["requestedPolicyVersion"].as_i64();
@@ -96,19 +83,16 @@ async fn dispatch(
             let body = json_body()?;
             let policy: common::policy::Policy = serde_json::from_value(body["policy"].clone())
                 .map_err(|e| GoogleError::new(400, &format!("Invalid policy: {e}")))?;
-            let reason = headers
-                .get("x-goog-request-reason")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
+            let reason = headers.get("x-goog-request-reason").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
             let stored = state.world().set_policy(resource, policy)?;
-            state.record_audit(json!({"method": "setIamPolicy", "resource": resource, "reason": reason, "etag": stored.etag}));
+            state.record_audit(
+                json!({"method": "setIamPolicy", "resource": resource, "reason": reason, "etag": stored.etag}),
+            );
             return Ok(Json(stored).into_response());
         }
         // IAM Credentials: POST /v1/projects/-/serviceAccounts/EMAIL:signJwt
-        if let Some(account) = path
-            .strip_prefix("/v1/projects/-/serviceAccounts/")
-            .and_then(|p| p.strip_suffix(":signJwt"))
+        if let Some(account) =
+            path.strip_prefix("/v1/projects/-/serviceAccounts/").and_then(|p| p.strip_suffix(":signJwt"))
         {
             state.enter("iamcredentials", "signJwt").await?;
             return sign_jwt(state, account, &json_body()?);
@@ -119,10 +103,7 @@ async fn dispatch(
             return send_mail(state, headers, json_body()?);
         }
         // Pub/Sub REST publish
-        if let Some(topic) = path
-            .strip_prefix("/v1/")
-            .and_then(|p| p.strip_suffix(":publish"))
-        {
+        if let Some(topic) = path.strip_prefix("/v1/").and_then(|p| p.strip_suffix(":publish")) {
             let reply = publish_rest(state, topic, &json_body()?).await?;
             return Ok(Json(reply).into_response());
         }
@@ -152,15 +133,20 @@ async fn dispatch(
             }
             return Ok(jwks_response(state.service_account_key.jwks()));
         }
+        if path == "/oauth2/v3/certs" {
+            state.enter("jwks", "google").await?;
+            return Ok(jwks_response(state.google_oidc_key.jwks()));
+        }
+        if let Some(version) = path.strip_prefix("/v1/").and_then(|p| p.strip_suffix(":access")) {
+            state.enter("secretmanager", "accessSecretVersion").await?;
+            return access_secret(state, version);
+        }
         if path == "/iap/verify/public_key-jwk" {
             state.enter("jwks", "iap").await?;
             return Ok(jwks_response(state.iap_key.jwks()));
         }
     }
-    Err(GoogleError::new(
-        404,
-        &format!("The emulator does not serve {method} {path}"),
-    ))
+    Err(GoogleError::new(404, &format!("The emulator does not serve {method} {path}")))
 }
 
 fn jwks_response(keys: JwkSet) -> Response {
@@ -170,23 +156,14 @@ fn jwks_response(keys: JwkSet) -> Response {
 
 fn sign_jwt(state: &State, account: &str, body: &Value) -> Reply {
     if !account.eq_ignore_ascii_case(&state.world().service_account) {
-        return Err(GoogleError::new(
-            403,
-            &format!("Permission 'iam.serviceAccounts.signJwt' denied on {account}"),
-        ));
+        return Err(GoogleError::new(403, &format!("Permission 'iam.serviceAccounts.signJwt' denied on {account}")));
     }
     let payload: Value = body["payload"]
         .as_str()
         .and_then(|p| serde_json::from_str(p).ok())
         .ok_or_else(|| GoogleError::new(400, "payload must be a JSON object as a string"))?;
-    let signed = state
-        .service_account_key
-        .sign_json(&payload)
-        .map_err(|e| GoogleError::new(500, &e.to_string()))?;
-    Ok(
-        Json(json!({"keyId": state.service_account_key.kid(), "signedJwt": signed}))
-            .into_response(),
-    )
+    let signed = state.service_account_key.sign_json(&payload).map_err(|e| GoogleError::new(500, &e.to_string()))?;
+    Ok(Json(json!({"keyId": state.service_account_key.kid(), "signedJwt": signed})).into_response())
 }
 
 /// Validates what SendGrid requires of `/v3/mail/send` and answers 202 with no body.
@@ -196,57 +173,35 @@ fn send_mail(state: &State, headers: &HeaderMap, body: Value) -> Reply {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("Bearer ") && v.len() > 7);
     if !authorized {
-        return Ok((
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"errors": [{"message": "authorization required"}]})),
-        )
+        return Ok((StatusCode::UNAUTHORIZED, Json(json!({"errors": [{"message": "authorization required"}]})))
             .into_response());
     }
     let mut problems = Vec::new();
-    let personalizations = body["personalizations"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let personalizations = body["personalizations"].as_array().cloned().unwrap_or_default();
     if personalizations.is_empty() {
         problems.push("personalizations is required");
     }
     for personalization in &personalizations {
-        let to = personalization["to"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if to.is_empty()
-            || to
-                .iter()
-                .any(|t| !t["email"].as_str().is_some_and(|e| e.contains('@')))
-        {
+        let to = personalization["to"].as_array().cloned().unwrap_or_default();
+        if to.is_empty() || to.iter().any(|t| !t["email"].as_str().is_some_and(|e| e.contains('@'))) {
             problems.push("each personalization needs a to list of {email}");
         }
     }
-    if !body["from"]["email"]
-        .as_str()
-        .is_some_and(|e| e.contains('@'))
-    {
+    if !body["from"]["email"].as_str().is_some_and(|e| e.contains('@')) {
         problems.push("from.email is required");
     }
-    let has_subject =
-        body["subject"].is_string() || personalizations.iter().all(|p| p["subject"].is_string());
+    let has_subject = body["subject"].is_string() || personalizations.iter().all(|p| p["subject"].is_string());
     if !has_subject && body["template_id"].is_null() {
         problems.push("subject is required");
     }
     let content = body["content"].as_array().cloned().unwrap_or_default();
     let content_ok = !content.is_empty()
-        && content
-            .iter()
-            .all(|c| c["type"].is_string() && c["value"].as_str().is_some_and(|v| !v.is_empty()));
+        && content.iter().all(|c| c["type"].is_string() && c["value"].as_str().is_some_and(|v| !v.is_empty()));
     if !content_ok && body["template_id"].is_null() {
         problems.push("content must hold at least one {type, value}");
     }
     if !problems.is_empty() {
-        let errors: Vec<Value> = problems
-            .iter()
-            .map(|p| json!({"message": p, "field": null}))
-            .collect();
+        let errors: Vec<Value> = problems.iter().map(|p| json!({"message": p, "field": null})).collect();
         return Ok((StatusCode::BAD_REQUEST, Json(json!({"errors": errors}))).into_response());
     }
     state.capture_mail(body);
@@ -260,18 +215,9 @@ fn search_projects(state: &State, query: &str) -> Reply {
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         match key.as_ref() {
             "query" => filter = value.to_string(),
-            "pageSize" => {
-                page_size = value
-                    .parse()
-                    .ok()
-                    .filter(|&size| size > 0)
-                    .unwrap_or(500)
-                    .min(500)
-            }
+            "pageSize" => page_size = value.parse().ok().filter(|&size| size > 0).unwrap_or(500).min(500),
             "pageToken" if !value.is_empty() => {
-                offset = value
-                    .parse()
-                    .map_err(|_| GoogleError::new(400, "Invalid page token"))?
+                offset = value.parse().map_err(|_| GoogleError::new(400, "Invalid page token"))?
             }
             _ => {}
         }
@@ -286,14 +232,9 @@ fn search_projects(state: &State, query: &str) -> Reply {
                 Some(("state", value)) => value.eq_ignore_ascii_case("ACTIVE"),
                 Some(("parent", value)) => node.parent.as_deref() == Some(value),
                 Some(("id" | "projectId", value)) => id == value,
-                Some(("displayName" | "name", value)) => {
-                    node.display_name == value.trim_matches('"')
-                }
+                Some(("displayName" | "name", value)) => node.display_name == value.trim_matches('"'),
                 _ => {
-                    return Err(GoogleError::new(
-                        400,
-                        &format!("Unsupported query term '{term}'"),
-                    ));
+                    return Err(GoogleError::new(400, &format!("Unsupported query term '{term}'")));
                 }
             };
         }
@@ -307,12 +248,7 @@ fn search_projects(state: &State, query: &str) -> Reply {
             }));
         }
     }
-    let page: Vec<Value> = matches
-        .iter()
-        .skip(offset)
-        .take(page_size)
-        .cloned()
-        .collect();
+    let page: Vec<Value> = matches.iter().skip(offset).take(page_size).cloned().collect();
     let next = offset + page.len();
     let mut body = json!({"projects": page});
     if next < matches.len() {
@@ -357,6 +293,27 @@ async fn users(Extract(state): Extract<Arc<State>>) -> Json<Value> {
     Json(json!({"users": world.users(), "groups": world.groups()}))
 }
 
+/// `GET /v1/projects/P/secrets/S/versions/V:access`: any version reads the secret's value.
+fn access_secret(state: &State, version: &str) -> Reply {
+    let secret = version.split("/versions/").next().unwrap_or_default();
+    let value = state
+        .world()
+        .secrets
+        .get(secret)
+        .cloned()
+        .ok_or_else(|| GoogleError::new(404, &format!("Secret [{secret}] not found")))?;
+    use base64::Engine as _;
+    let data = base64::engine::general_purpose::STANDARD.encode(value);
+    Ok(Json(json!({"name": version, "payload": {"data": data}})).into_response())
+}
+
+/// Mints a Google OIDC token: `{"email", "audience"}` → `{"token"}`.
+async fn mint_oidc_token(Extract(state): Extract<Arc<State>>, Json(request): Json<Value>) -> Reply {
+    let email = request["email"].as_str().unwrap_or_default();
+    let audience = request["audience"].as_str().unwrap_or_default();
+    Ok(Json(json!({"token": state.oidc_token(email, audience)?})).into_response())
+}
+
 /// Mints an IAP assertion: `{"email", "audience"}` → `{"assertion"}`.
 async fn mint_assertion(Extract(state): Extract<Arc<State>>, Json(request): Json<Value>) -> Reply {
     let email = request["email"].as_str().unwrap_or_default().to_lowercase();
@@ -364,14 +321,8 @@ async fn mint_assertion(Extract(state): Extract<Arc<State>>, Json(request): Json
     if email.is_empty() || audience.is_empty() {
         return Err(GoogleError::new(400, "email and audience are required"));
     }
-    let subject = format!(
-        "accounts.google.com:{}",
-        email.bytes().map(u64::from).sum::<u64>()
-    );
+    let subject = format!("accounts.google.com:{}", email.bytes().map(u64::from).sum::<u64>());
     let claims = common::iap::assertion_claims(&email, &subject, audience, Timestamp::now());
-    let assertion = state
-        .iap_key
-        .sign_json(&claims)
-        .map_err(|e| GoogleError::new(500, &e.to_string()))?;
+    let assertion = state.iap_key.sign_json(&claims).map_err(|e| GoogleError::new(500, &e.to_string()))?;
     Ok(Json(json!({"assertion": assertion})).into_response())
 }

@@ -18,6 +18,8 @@ pub struct State {
     world: Mutex<World>,
     pub service_account_key: LocalKey,
     pub iap_key: LocalKey,
+    /// Google's OIDC key: signs Pub/Sub push tokens.
+    pub google_oidc_key: LocalKey,
     faults: Mutex<Vec<Fault>>,
     calls: Mutex<BTreeMap<String, u64>>,
     mail: Mutex<Vec<Value>>,
@@ -62,6 +64,7 @@ impl State {
             world: Mutex::new(world),
             service_account_key: LocalKey::generate_rs256("emulator-service-account-key-1")?,
             iap_key: LocalKey::generate_es256("emulator-iap-key-1")?,
+            google_oidc_key: LocalKey::generate_rs256("emulator-google-oidc-key-1")?,
             faults: Mutex::default(),
             calls: Mutex::default(),
             mail: Mutex::default(),
@@ -78,14 +81,12 @@ impl State {
 
     /// Counts the call, then applies the first matching fault, if any.
     pub async fn enter(&self, api: &str, method: &str) -> Result<(), GoogleError> {
-        *lock(&self.calls)
-            .entry(format!("{api}.{method}"))
-            .or_default() += 1;
+        *lock(&self.calls).entry(format!("{api}.{method}")).or_default() += 1;
         let fault = {
             let mut faults = lock(&self.faults);
-            let position = faults.iter().position(|f| {
-                f.api == api && f.method.as_deref().is_none_or(|m| m == method) && f.count > 0
-            });
+            let position = faults
+                .iter()
+                .position(|f| f.api == api && f.method.as_deref().is_none_or(|m| m == method) && f.count > 0);
             position.map(|i| {
                 faults[i].count -= 1;
                 let fault = faults[i].clone();
@@ -102,10 +103,7 @@ impl State {
             tokio::time::sleep(Duration::from_millis(fault.latency_ms)).await;
         }
         match fault.status {
-            Some(status) => Err(GoogleError::new(
-                status,
-                &format!("injected fault: {api}.{method} answers {status}"),
-            )),
+            Some(status) => Err(GoogleError::new(status, &format!("injected fault: {api}.{method} answers {status}"))),
             None => Ok(()),
         }
     }
@@ -137,6 +135,21 @@ impl State {
         lock(&self.mail).clone()
     }
 
+    /// A Google-signed OIDC token, as Pub/Sub attaches to an authenticated push.
+    pub fn oidc_token(&self, email: &str, audience: &str) -> Result<String, GoogleError> {
+        let now = common::timestamp::Timestamp::now().unix_seconds();
+        let claims = serde_json::json!({
+            "iss": "https://accounts.google.com",
+            "aud": audience,
+            "sub": format!("{}", email.bytes().map(u64::from).sum::<u64>()),
+            "email": email,
+            "email_verified": true,
+            "iat": now,
+            "exp": now + 3600,
+        });
+        self.google_oidc_key.sign_json(&claims).map_err(|e| GoogleError::new(500, &e.to_string()))
+    }
+
     pub fn record_audit(&self, entry: Value) {
         lock(&self.audit).push(entry);
     }
@@ -161,10 +174,5 @@ fn print_mail(body: &Value) {
         .find(|c| c["type"] == "text/plain")
         .and_then(|c| c["value"].as_str())
         .unwrap_or("");
-    println!(
-        "\n── mail to {} ──\nSubject: {}\n{}\n──",
-        to.join(", "),
-        body["subject"].as_str().unwrap_or(""),
-        text
-    );
+    println!("\n── mail to {} ──\nSubject: {}\n{}\n──", to.join(", "), body["subject"].as_str().unwrap_or(""), text);
 }

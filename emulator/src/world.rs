@@ -29,6 +29,9 @@ pub struct WorldFile {
     /// Pub/Sub topics to create at start.
     #[serde(default)]
     pub topics: Vec<String>,
+    /// Secret Manager secrets: `projects/P/secrets/S` → value (every version reads it).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -81,6 +84,7 @@ pub struct World {
     users: BTreeSet<String>,
     pub service_account: String,
     pub topics: Vec<String>,
+    pub secrets: BTreeMap<String, String>,
 }
 
 impl WorldFile {
@@ -93,89 +97,46 @@ impl World {
     pub fn new(file: WorldFile) -> anyhow::Result<World> {
         let mut nodes = BTreeMap::new();
         let organization = format!("organizations/{}", file.organization.id);
-        let mut add =
-            |name: String, node: &NodeFile, parent: Option<String>, number: Option<String>| {
-                let policy = Policy {
-                    version: if node.bindings.iter().any(|b| b.condition.is_some()) {
-                        3
-                    } else {
-                        1
-                    },
-                    bindings: node.bindings.clone(),
-                    audit_configs: Vec::new(),
-                    etag: String::new(),
-                };
-                let display_name = node.display_name.clone().unwrap_or_else(|| node.id.clone());
-                let previous = nodes.insert(
-                    name.clone(),
-                    Node {
-                        name: name.clone(),
-                        parent,
-                        display_name,
-                        project_number: number,
-                        policy,
-                        etag_counter: 1,
-                    },
-                );
-                anyhow::ensure!(previous.is_none(), "{name} is declared twice");
-                Ok(())
+        let mut add = |name: String, node: &NodeFile, parent: Option<String>, number: Option<String>| {
+            let policy = Policy {
+                version: if node.bindings.iter().any(|b| b.condition.is_some()) { 3 } else { 1 },
+                bindings: node.bindings.clone(),
+                audit_configs: Vec::new(),
+                etag: String::new(),
             };
+            let display_name = node.display_name.clone().unwrap_or_else(|| node.id.clone());
+            let previous = nodes.insert(
+                name.clone(),
+                Node { name: name.clone(), parent, display_name, project_number: number, policy, etag_counter: 1 },
+            );
+            anyhow::ensure!(previous.is_none(), "{name} is declared twice");
+            Ok(())
+        };
         add(organization.clone(), &file.organization, None, None)?;
         for folder in &file.folders {
-            let parent = folder
-                .parent
-                .clone()
-                .unwrap_or_else(|| organization.clone());
+            let parent = folder.parent.clone().unwrap_or_else(|| organization.clone());
             add(format!("folders/{}", folder.id), folder, Some(parent), None)?;
         }
         for (index, project) in file.projects.iter().enumerate() {
-            let parent = project
-                .parent
-                .clone()
-                .unwrap_or_else(|| organization.clone());
-            let number = project
-                .number
-                .clone()
-                .unwrap_or_else(|| format!("{}", 100_000_000_000u64 + index as u64));
-            add(
-                format!("projects/{}", project.id),
-                project,
-                Some(parent),
-                Some(number),
-            )?;
+            let parent = project.parent.clone().unwrap_or_else(|| organization.clone());
+            let number = project.number.clone().unwrap_or_else(|| format!("{}", 100_000_000_000u64 + index as u64));
+            add(format!("projects/{}", project.id), project, Some(parent), Some(number))?;
         }
         for node in nodes.values() {
             if let Some(parent) = &node.parent {
-                anyhow::ensure!(
-                    nodes.contains_key(parent),
-                    "{} has an unknown parent {parent}",
-                    node.name
-                );
+                anyhow::ensure!(nodes.contains_key(parent), "{} has an unknown parent {parent}", node.name);
             }
         }
         let groups: BTreeMap<String, Vec<String>> = file
             .groups
             .iter()
-            .map(|g| {
-                (
-                    g.email.to_lowercase(),
-                    g.members.iter().map(|m| m.to_lowercase()).collect(),
-                )
-            })
+            .map(|g| (g.email.to_lowercase(), g.members.iter().map(|m| m.to_lowercase()).collect()))
             .collect();
         let mut users: BTreeSet<String> = file.users.iter().map(|u| u.to_lowercase()).collect();
-        let member_lists = groups.values().chain(
-            nodes
-                .values()
-                .flat_map(|n| n.policy.bindings.iter().map(|b| &b.members)),
-        );
+        let member_lists =
+            groups.values().chain(nodes.values().flat_map(|n| n.policy.bindings.iter().map(|b| &b.members)));
         for members in member_lists {
-            users.extend(
-                members
-                    .iter()
-                    .filter_map(|m| m.strip_prefix("user:"))
-                    .map(str::to_lowercase),
-            );
+            users.extend(members.iter().filter_map(|m| m.strip_prefix("user:")).map(str::to_lowercase));
         }
         let mut world = World {
             nodes,
@@ -183,6 +144,7 @@ impl World {
             users,
             service_account: file.service_account,
             topics: file.topics,
+            secrets: file.secrets,
         };
         let names: Vec<String> = world.nodes.keys().cloned().collect();
         for name in names {
@@ -207,9 +169,7 @@ impl World {
     pub fn resolve(&self, name: &str) -> Option<&Node> {
         self.nodes.get(name).or_else(|| {
             let number = name.strip_prefix("projects/")?;
-            self.nodes
-                .values()
-                .find(|n| n.project_number.as_deref() == Some(number))
+            self.nodes.values().find(|n| n.project_number.as_deref() == Some(number))
         })
     }
 
@@ -233,11 +193,7 @@ impl World {
         let mut index = 0;
         while index < out.len() {
             let parent = out[index].name.clone();
-            out.extend(
-                self.nodes
-                    .values()
-                    .filter(|n| n.parent.as_deref() == Some(parent.as_str())),
-            );
+            out.extend(self.nodes.values().filter(|n| n.parent.as_deref() == Some(parent.as_str())));
             index += 1;
         }
         out
@@ -284,11 +240,7 @@ impl World {
 
     /// Writes a policy if `etag` is empty (a blind write, which Google allows) or current.
     pub fn set_policy(&mut self, name: &str, mut policy: Policy) -> Result<Policy, GoogleError> {
-        let key = self
-            .resolve(name)
-            .ok_or_else(|| not_found(name))?
-            .name
-            .clone();
+        let key = self.resolve(name).ok_or_else(|| not_found(name))?.name.clone();
         let node = self.nodes.get_mut(&key).ok_or_else(|| not_found(name))?;
         if !policy.etag.is_empty() && policy.etag != node.policy.etag {
             return Err(GoogleError::new(
@@ -319,39 +271,23 @@ impl World {
 }
 
 fn not_found(name: &str) -> GoogleError {
-    GoogleError::new(
-        403,
-        &format!("The caller does not have permission, or {name} does not exist"),
-    )
+    GoogleError::new(403, &format!("The caller does not have permission, or {name} does not exist"))
 }
 
 /// What Google itself refuses in a policy: conditions below version 3, malformed members.
 fn validate_policy(policy: &Policy) -> Result<(), GoogleError> {
     let conditional = policy.bindings.iter().any(|b| b.condition.is_some());
     if conditional && policy.version != 3 {
-        return Err(GoogleError::new(
-            400,
-            "Conditional role bindings require policy version 3",
-        ));
+        return Err(GoogleError::new(400, "Conditional role bindings require policy version 3"));
     }
     for binding in &policy.bindings {
         if !(binding.role.starts_with("roles/") || binding.role.contains("/roles/")) {
-            return Err(GoogleError::new(
-                400,
-                &format!("Role {} is not valid", binding.role),
-            ));
+            return Err(GoogleError::new(400, &format!("Role {} is not valid", binding.role)));
         }
         for member in &binding.members {
-            let known = [
-                "user:",
-                "group:",
-                "serviceAccount:",
-                "domain:",
-                "principal:",
-                "principalSet:",
-            ]
-            .iter()
-            .any(|prefix| member.starts_with(prefix))
+            let known = ["user:", "group:", "serviceAccount:", "domain:", "principal:", "principalSet:"]
+                .iter()
+                .any(|prefix| member.starts_with(prefix))
                 || member == "allUsers"
                 || member == "allAuthenticatedUsers";
             if !known {
@@ -363,10 +299,7 @@ fn validate_policy(policy: &Policy) -> Result<(), GoogleError> {
             .as_ref()
             .is_some_and(|c| c.title.chars().count() > 100 || c.description.chars().count() > 256);
         if too_long {
-            return Err(GoogleError::new(
-                400,
-                "Condition title or description is too long",
-            ));
+            return Err(GoogleError::new(400, "Condition title or description is too long"));
         }
     }
     Ok(())

@@ -18,10 +18,7 @@ use common::token::{ActivationRequest, TokenError, TokenSigner};
 use crate::support::{ALICE, BOB, CAROL, backend, email, project};
 
 fn entitlement(id: &str, activation_type: ActivationType) -> Entitlement {
-    Entitlement {
-        id: EntitlementId::parse(id).expect("valid id"),
-        activation_type,
-    }
+    Entitlement { id: EntitlementId::parse(id).expect("valid id"), activation_type }
 }
 
 fn activation(user: &str, id: &str, start: i64, minutes: i64) -> Activation {
@@ -31,55 +28,23 @@ fn activation(user: &str, id: &str, start: i64, minutes: i64) -> Activation {
         entitlement: EntitlementId::parse(id).expect("valid id"),
         window: ActivationWindow::new(start, start.plus_seconds(minutes * 60)).expect("window"),
         approval: Approval::SelfApproved,
-        justification: JustificationPolicy::new(".*", "")
-            .expect("pattern")
-            .check("BUG-12345")
-            .expect("valid"),
+        justification: JustificationPolicy::new(".*", "").expect("pattern").check("BUG-12345").expect("valid"),
     }
 }
 
 #[tokio::test]
 async fn catalog_lists_a_users_entitlements() {
     let backend = backend().await;
-    let catalog = PolicyAnalyzerCatalog::new(&backend.settings, &backend.scope)
-        .await
-        .expect("client");
-    let alice = catalog
-        .user_entitlements(&email(ALICE), &project("project-1"))
-        .await
-        .expect("analysis");
-    assert_eq!(
-        alice.entitlements,
-        vec![entitlement(
-            "project-1:roles/compute.admin",
-            ActivationType::Mpa
-        )]
-    );
+    let catalog = PolicyAnalyzerCatalog::new(&backend.settings, &backend.scope).await.expect("client");
+    let alice = catalog.user_entitlements(&email(ALICE), &project("project-1")).await.expect("analysis");
+    assert_eq!(alice.entitlements, vec![entitlement("project-1:roles/compute.admin", ActivationType::Mpa)]);
     assert!(alice.activations.is_empty());
-    let carol = catalog
-        .user_entitlements(&email(CAROL), &project("project-1"))
-        .await
-        .expect("analysis");
-    assert_eq!(
-        carol.entitlements,
-        vec![entitlement(
-            "project-1:roles/storage.admin",
-            ActivationType::Jit
-        )]
-    );
-    let on_project_2 = catalog
-        .user_entitlements(&email(ALICE), &project("project-2"))
-        .await
-        .expect("analysis");
+    let carol = catalog.user_entitlements(&email(CAROL), &project("project-1")).await.expect("analysis");
+    assert_eq!(carol.entitlements, vec![entitlement("project-1:roles/storage.admin", ActivationType::Jit)]);
+    let on_project_2 = catalog.user_entitlements(&email(ALICE), &project("project-2")).await.expect("analysis");
     assert_eq!(on_project_2.entitlements.len(), 1);
-    let condition = on_project_2.entitlements[0]
-        .id
-        .resource_condition()
-        .expect("has a resource condition");
-    assert_eq!(
-        condition.as_str(),
-        "resource.name.startsWith(\"projects/_/buckets/logs-\")"
-    );
+    let condition = on_project_2.entitlements[0].id.resource_condition().expect("has a resource condition");
+    assert_eq!(condition.as_str(), "resource.name.startsWith(\"projects/_/buckets/logs-\")");
 }
 
 #[tokio::test]
@@ -87,83 +52,41 @@ async fn catalog_sees_activations_with_their_window() {
     let backend = backend().await;
     let writer = IamWriter::new(&backend.settings).await.expect("client");
     let now = Timestamp::now().unix_seconds();
-    writer
-        .activate(
-            &activation(CAROL, "project-1:roles/storage.admin", now - 60, 30),
-            "test",
-        )
-        .await
-        .expect("written");
-    let catalog = PolicyAnalyzerCatalog::new(&backend.settings, &backend.scope)
-        .await
-        .expect("client");
-    let carol = catalog
-        .user_entitlements(&email(CAROL), &project("project-1"))
-        .await
-        .expect("analysis");
+    writer.activate(&activation(CAROL, "project-1:roles/storage.admin", now - 60, 30), "test").await.expect("written");
+    let catalog = PolicyAnalyzerCatalog::new(&backend.settings, &backend.scope).await.expect("client");
+    let carol = catalog.user_entitlements(&email(CAROL), &project("project-1")).await.expect("analysis");
     assert_eq!(carol.activations.len(), 1, "{carol:?}");
     assert_eq!(carol.activations[0].role.as_str(), "roles/storage.admin");
-    assert_eq!(
-        carol.activations[0].window.end().unix_seconds(),
-        now - 60 + 1800
-    );
+    assert_eq!(carol.activations[0].window.end().unix_seconds(), now - 60 + 1800);
 }
 
 #[tokio::test]
 async fn catalog_lists_peers_through_nested_groups() {
     let backend = backend().await;
-    let catalog = PolicyAnalyzerCatalog::new(&backend.settings, &backend.scope)
-        .await
-        .expect("client");
-    let admins = catalog
-        .holders(&entitlement(
-            "project-1:roles/compute.admin",
-            ActivationType::Mpa,
-        ))
-        .await
-        .expect("analysis");
+    let catalog = PolicyAnalyzerCatalog::new(&backend.settings, &backend.scope).await.expect("client");
+    let admins =
+        catalog.holders(&entitlement("project-1:roles/compute.admin", ActivationType::Mpa)).await.expect("analysis");
     assert_eq!(admins, vec![email(ALICE), email(BOB)]);
-    let on_call = catalog
-        .holders(&entitlement(
-            "project-1:roles/logging.admin",
-            ActivationType::Mpa,
-        ))
-        .await
-        .expect("analysis");
-    assert_eq!(
-        on_call,
-        vec![email("dave@example.com"), email("erin@example.com")]
-    );
+    let on_call =
+        catalog.holders(&entitlement("project-1:roles/logging.admin", ActivationType::Mpa)).await.expect("analysis");
+    assert_eq!(on_call, vec![email("dave@example.com"), email("erin@example.com")]);
     // Holding the role some other way does not make one a peer.
-    let jit = catalog
-        .holders(&entitlement(
-            "project-1:roles/compute.admin",
-            ActivationType::Jit,
-        ))
-        .await
-        .expect("analysis");
+    let jit =
+        catalog.holders(&entitlement("project-1:roles/compute.admin", ActivationType::Jit)).await.expect("analysis");
     assert!(jit.is_empty(), "{jit:?}");
 }
 
 #[tokio::test]
 async fn catalog_lists_projects_a_user_is_eligible_on() {
     let backend = backend().await;
-    let catalog = PolicyAnalyzerCatalog::new(&backend.settings, &backend.scope)
-        .await
-        .expect("client");
+    let catalog = PolicyAnalyzerCatalog::new(&backend.settings, &backend.scope).await.expect("client");
     let projects = |user: &'static str| {
         let catalog = catalog.clone();
         async move { catalog.projects(&email(user)).await.expect("analysis") }
     };
-    assert_eq!(
-        projects(ALICE).await,
-        vec![project("project-1"), project("project-2")]
-    );
+    assert_eq!(projects(ALICE).await, vec![project("project-1"), project("project-2")]);
     assert_eq!(projects(CAROL).await, vec![project("project-1")]);
-    assert_eq!(
-        projects("erin@example.com").await,
-        vec![project("project-1")]
-    );
+    assert_eq!(projects("erin@example.com").await, vec![project("project-1")]);
     assert!(projects("nobody@example.com").await.is_empty());
 }
 
@@ -172,13 +95,8 @@ async fn available_projects_query_searches_resource_manager() {
     let backend = backend().await;
     let mut scope = backend.scope.clone();
     scope.available_projects_query = Some("state:ACTIVE".into());
-    let catalog = PolicyAnalyzerCatalog::new(&backend.settings, &scope)
-        .await
-        .expect("client");
-    let projects = catalog
-        .projects(&email("nobody@example.com"))
-        .await
-        .expect("search");
+    let catalog = PolicyAnalyzerCatalog::new(&backend.settings, &scope).await.expect("client");
+    let projects = catalog.projects(&email("nobody@example.com")).await.expect("search");
     assert_eq!(projects, vec![project("project-1"), project("project-2")]);
     assert_eq!(backend.calls("resourcemanager.searchProjects").await, 1);
     assert_eq!(backend.calls("asset.analyzeIamPolicy").await, 0);
@@ -188,13 +106,8 @@ async fn available_projects_query_searches_resource_manager() {
 async fn asset_429_surfaces_as_a_quota_error() {
     let backend = backend().await;
     backend.inject("asset", "analyzeIamPolicy", 429, 10).await;
-    let catalog = PolicyAnalyzerCatalog::new(&backend.settings, &backend.scope)
-        .await
-        .expect("client");
-    let error = catalog
-        .user_entitlements(&email(ALICE), &project("project-1"))
-        .await
-        .expect_err("quota");
+    let catalog = PolicyAnalyzerCatalog::new(&backend.settings, &backend.scope).await.expect("client");
+    let error = catalog.user_entitlements(&email(ALICE), &project("project-1")).await.expect_err("quota");
     assert!(matches!(error, GcpError::RateLimited(_)), "{error:?}");
     assert_eq!(ApiError::from(error).status().as_u16(), 429);
 }
@@ -205,95 +118,41 @@ async fn writer_adds_the_binding_keeps_the_rest_and_gives_a_reason() {
     let before = backend.policy("projects/project-1").await;
     let writer = IamWriter::new(&backend.settings).await.expect("client");
     let new = activation(ALICE, "project-1:roles/compute.admin", 1_900_000_000, 60);
-    let outcome = writer
-        .activate(
-            &new,
-            "Approved by bob@example.com, justification: BUG-12345",
-        )
-        .await
-        .expect("written");
-    assert_eq!(
-        outcome,
-        ActivationWrite::Written {
-            replaced: 0,
-            attempts: 1
-        }
-    );
+    let outcome =
+        writer.activate(&new, "Approved by bob@example.com, justification: BUG-12345").await.expect("written");
+    assert_eq!(outcome, ActivationWrite::Written { replaced: 0, attempts: 1 });
     let after = backend.policy("projects/project-1").await;
-    assert_eq!(
-        after.bindings[..before.bindings.len()],
-        before.bindings[..],
-        "other bindings unchanged"
-    );
+    assert_eq!(after.bindings[..before.bindings.len()], before.bindings[..], "other bindings unchanged");
     assert_eq!(after.bindings.last(), Some(&new.binding()));
     assert_ne!(after.etag, before.etag);
-    let audit: serde_json::Value = backend
-        .http
-        .get(backend.url("/_emulator/audit"))
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(
-        audit[0]["reason"],
-        "Approved by bob@example.com, justification: BUG-12345"
-    );
+    let audit: serde_json::Value =
+        backend.http.get(backend.url("/_emulator/audit")).send().await.expect("answers").json().await.expect("json");
+    assert_eq!(audit[0]["reason"], "Approved by bob@example.com, justification: BUG-12345");
 }
 
 #[tokio::test]
 async fn etag_conflicts_are_retried_and_win() {
     let backend = backend().await;
-    backend
-        .inject("resourcemanager", "setIamPolicy", 409, 1)
-        .await;
-    backend
-        .inject("resourcemanager", "setIamPolicy", 412, 1)
-        .await;
+    backend.inject("resourcemanager", "setIamPolicy", 409, 1).await;
+    backend.inject("resourcemanager", "setIamPolicy", 412, 1).await;
     let writer = IamWriter::new(&backend.settings).await.expect("client");
     let new = activation(ALICE, "project-1:roles/compute.admin", 1_900_000_000, 60);
-    let outcome = writer
-        .activate(&new, "test")
-        .await
-        .expect("written after retries");
-    assert_eq!(
-        outcome,
-        ActivationWrite::Written {
-            replaced: 0,
-            attempts: 3
-        }
-    );
-    assert_eq!(
-        backend.calls("resourcemanager.getIamPolicy").await,
-        3,
-        "each attempt re-reads"
-    );
-    assert!(
-        backend
-            .policy("projects/project-1")
-            .await
-            .bindings
-            .contains(&new.binding())
-    );
+    let outcome = writer.activate(&new, "test").await.expect("written after retries");
+    assert_eq!(outcome, ActivationWrite::Written { replaced: 0, attempts: 3 });
+    assert_eq!(backend.calls("resourcemanager.getIamPolicy").await, 3, "each attempt re-reads");
+    assert!(backend.policy("projects/project-1").await.bindings.contains(&new.binding()));
 }
 
 #[tokio::test]
 async fn persistent_conflict_is_a_clear_error_and_writes_nothing() {
     let backend = backend().await;
     let before = backend.policy("projects/project-1").await;
-    backend
-        .inject("resourcemanager", "setIamPolicy", 409, 100)
-        .await;
+    backend.inject("resourcemanager", "setIamPolicy", 409, 100).await;
     let writer = IamWriter::new(&backend.settings).await.expect("client");
     let new = activation(ALICE, "project-1:roles/compute.admin", 1_900_000_000, 60);
     let error = writer.activate(&new, "test").await.expect_err("conflict");
     assert!(matches!(error, GcpError::Conflict(_)), "{error:?}");
-    assert_eq!(
-        backend.calls("resourcemanager.setIamPolicy").await,
-        4,
-        "bounded attempts"
-    );
+    assert_eq!(backend.calls("resourcemanager.setIamPolicy").await, 4, "bounded attempts");
     assert_eq!(ApiError::from(error).status().as_u16(), 409);
     assert_eq!(backend.policy("projects/project-1").await, before);
 }
@@ -304,25 +163,17 @@ async fn repeating_an_activation_writes_nothing_new() {
     let writer = IamWriter::new(&backend.settings).await.expect("client");
     let new = activation(ALICE, "project-1:roles/compute.admin", 1_900_000_000, 60);
     writer.activate(&new, "first").await.expect("written");
-    assert_eq!(
-        writer.activate(&new, "again").await.expect("no error"),
-        ActivationWrite::AlreadyPresent
-    );
+    assert_eq!(writer.activate(&new, "again").await.expect("no error"), ActivationWrite::AlreadyPresent);
     assert_eq!(backend.calls("resourcemanager.setIamPolicy").await, 1);
 }
 
 #[tokio::test]
 async fn resource_manager_503_surfaces_as_unavailable() {
     let backend = backend().await;
-    backend
-        .inject("resourcemanager", "getIamPolicy", 503, 100)
-        .await;
+    backend.inject("resourcemanager", "getIamPolicy", 503, 100).await;
     let writer = IamWriter::new(&backend.settings).await.expect("client");
     let new = activation(ALICE, "project-1:roles/compute.admin", 1_900_000_000, 60);
-    let error = writer
-        .activate(&new, "test")
-        .await
-        .expect_err("unavailable");
+    let error = writer.activate(&new, "test").await.expect_err("unavailable");
     assert!(matches!(error, GcpError::Unavailable(_)), "{error:?}");
     assert_eq!(ApiError::from(error).status().as_u16(), 503);
 }
@@ -344,36 +195,25 @@ fn request() -> ActivationRequest {
 async fn sign_jwt_tokens_verify_through_the_jwks_path() {
     let backend = backend().await;
     let account = backend.emulator.state.world().service_account.clone();
-    let signer = IamCredentialsSigner::new(&backend.settings, &account)
-        .await
-        .expect("client");
+    let signer = IamCredentialsSigner::new(&backend.settings, &account).await.expect("client");
     let claims = request().claims(signer.issuer(), Timestamp::now());
     let token = signer.sign(&claims).await.expect("signed");
     let keys = JwksCache::service_account(reqwest::Client::new(), &backend.settings, &account);
-    let verified = keys
-        .verify_token(&token, &account, Timestamp::now())
-        .await
-        .expect("keys fetched")
-        .expect("valid");
+    let verified = keys.verify_token(&token, &account, Timestamp::now()).await.expect("keys fetched").expect("valid");
     assert_eq!(verified, request());
 }
 
 #[tokio::test]
 async fn sign_jwt_for_another_account_is_denied_and_503_is_retryable() {
     let backend = backend().await;
-    let other = IamCredentialsSigner::new(
-        &backend.settings,
-        "other@jit-project.iam.gserviceaccount.com",
-    )
-    .await
-    .expect("client");
+    let other = IamCredentialsSigner::new(&backend.settings, "other@jit-project.iam.gserviceaccount.com")
+        .await
+        .expect("client");
     let claims = request().claims(other.issuer(), Timestamp::now());
     let error = other.sign(&claims).await.expect_err("denied");
     assert!(!error.retryable, "{error:?}");
     let account = backend.emulator.state.world().service_account.clone();
-    let signer = IamCredentialsSigner::new(&backend.settings, &account)
-        .await
-        .expect("client");
+    let signer = IamCredentialsSigner::new(&backend.settings, &account).await.expect("client");
     backend.inject("iamcredentials", "signJwt", 503, 100).await;
     let error = signer.sign(&claims).await.expect_err("unavailable");
     assert!(error.retryable, "{error:?}");
@@ -386,33 +226,16 @@ async fn an_unknown_kid_triggers_exactly_one_refresh() {
     let keys = JwksCache::service_account(reqwest::Client::new(), &backend.settings, &account);
     keys.keys().await.expect("fetched");
     keys.keys().await.expect("cached");
-    assert_eq!(
-        backend.calls("jwks.serviceAccount").await,
-        1,
-        "cached after the first fetch"
-    );
+    assert_eq!(backend.calls("jwks.serviceAccount").await, 1, "cached after the first fetch");
 
     let stranger = LocalKey::generate_rs256("rotated-or-forged").expect("key");
     let claims = serde_json::to_value(request().claims(&account, Timestamp::now())).expect("json");
     let forged = stranger.sign_json(&claims).expect("signed");
     for _ in 0..5 {
-        let result = keys
-            .verify_token(&forged, &account, Timestamp::now())
-            .await
-            .expect("keys available");
-        assert!(
-            matches!(
-                result,
-                Err(TokenError::Jwt(common::jwt::JwtError::UnknownKeyId(_)))
-            ),
-            "{result:?}"
-        );
+        let result = keys.verify_token(&forged, &account, Timestamp::now()).await.expect("keys available");
+        assert!(matches!(result, Err(TokenError::Jwt(common::jwt::JwtError::UnknownKeyId(_)))), "{result:?}");
     }
-    assert_eq!(
-        backend.calls("jwks.serviceAccount").await,
-        2,
-        "one refresh, no storm"
-    );
+    assert_eq!(backend.calls("jwks.serviceAccount").await, 2, "one refresh, no storm");
 }
 
 #[tokio::test]
@@ -431,20 +254,10 @@ async fn iap_assertions_minted_by_the_emulator_verify() {
         .expect("json");
     let keys = JwksCache::iap(reqwest::Client::new(), &backend.settings);
     let assertion = minted["assertion"].as_str().expect("assertion");
-    let identity = keys
-        .verify_iap(assertion, audience, Timestamp::now())
-        .await
-        .expect("keys")
-        .expect("valid");
+    let identity = keys.verify_iap(assertion, audience, Timestamp::now()).await.expect("keys").expect("valid");
     assert_eq!(identity.email, email(BOB));
-    let wrong = keys
-        .verify_iap(
-            assertion,
-            "/projects/1/global/backendServices/2",
-            Timestamp::now(),
-        )
-        .await
-        .expect("keys");
+    let wrong =
+        keys.verify_iap(assertion, "/projects/1/global/backendServices/2", Timestamp::now()).await.expect("keys");
     assert!(wrong.is_err());
 }
 
@@ -452,38 +265,22 @@ async fn iap_assertions_minted_by_the_emulator_verify() {
 async fn events_are_published_with_the_official_grpc_publisher() {
     let backend = backend().await;
     let publisher =
-        PubSubPublisher::new(&backend.settings, "projects/jit-project/topics/jit-events")
-            .await
-            .expect("client");
+        PubSubPublisher::new(&backend.settings, "projects/jit-project/topics/jit-events").await.expect("client");
     let event = Event {
         data: serde_json::json!({"type": "RequestActivation", "beneficiary": ALICE}),
         attributes: [("type".to_string(), "RequestActivation".to_string())].into(),
     };
     let id = publisher.publish(&event).await.expect("published");
     assert!(!id.is_empty());
-    let messages: Vec<serde_json::Value> = backend
-        .http
-        .get(backend.url("/_emulator/pubsub"))
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
+    let messages: Vec<serde_json::Value> =
+        backend.http.get(backend.url("/_emulator/pubsub")).send().await.expect("answers").json().await.expect("json");
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0]["attributes"]["type"], "RequestActivation");
-    assert_eq!(
-        messages[0]["topic"],
-        "projects/jit-project/topics/jit-events"
-    );
+    assert_eq!(messages[0]["topic"], "projects/jit-project/topics/jit-events");
     use base64::Engine as _;
-    let data = base64::engine::general_purpose::STANDARD
-        .decode(messages[0]["data"].as_str().expect("data"))
-        .expect("base64");
-    assert_eq!(
-        serde_json::from_slice::<serde_json::Value>(&data).expect("json"),
-        event.data
-    );
+    let data =
+        base64::engine::general_purpose::STANDARD.decode(messages[0]["data"].as_str().expect("data")).expect("base64");
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&data).expect("json"), event.data);
 }
 
 #[tokio::test]
@@ -491,13 +288,8 @@ async fn publishing_while_pubsub_is_down_fails_honestly() {
     let backend = backend().await;
     backend.inject("pubsub", "publish", 503, 100).await;
     let publisher =
-        PubSubPublisher::new(&backend.settings, "projects/jit-project/topics/jit-events")
-            .await
-            .expect("client");
-    let event = Event {
-        data: serde_json::json!({}),
-        attributes: Default::default(),
-    };
+        PubSubPublisher::new(&backend.settings, "projects/jit-project/topics/jit-events").await.expect("client");
+    let event = Event { data: serde_json::json!({}), attributes: Default::default() };
     let error = publisher.publish(&event).await.expect_err("down");
     assert!(matches!(error, GcpError::Unavailable(_)), "{error:?}");
 }

@@ -29,13 +29,8 @@ const GROUPS: usize = 50;
 const FOLDERS: usize = 12;
 const PROJECTS: usize = 200;
 const BINDINGS: usize = 2_000;
-const ROLES: &[&str] = &[
-    "roles/compute.admin",
-    "roles/storage.admin",
-    "roles/viewer",
-    "roles/logging.admin",
-    "roles/bigquery.admin",
-];
+const ROLES: &[&str] =
+    &["roles/compute.admin", "roles/storage.admin", "roles/viewer", "roles/logging.admin", "roles/bigquery.admin"];
 
 fn generate() -> WorldFile {
     let mut random = Random(0x5eed_1234_abcd);
@@ -106,11 +101,7 @@ fn generate() -> WorldFile {
         let binding = Binding {
             role: ROLES[random.next(ROLES.len())].to_string(),
             members,
-            condition: expression.map(|expression| Expr {
-                expression,
-                title: "generated".into(),
-                ..Expr::default()
-            }),
+            condition: expression.map(|expression| Expr { expression, title: "generated".into(), ..Expr::default() }),
         };
         match random.next(20) {
             0 => organization.bindings.push(binding),
@@ -126,6 +117,7 @@ fn generate() -> WorldFile {
         users: Vec::new(),
         service_account: "jit@p.iam.gserviceaccount.com".into(),
         topics: Vec::new(),
+        secrets: Default::default(),
     }
 }
 
@@ -140,29 +132,16 @@ impl Expected {
     fn new(file: &WorldFile) -> Expected {
         let mut parents = BTreeMap::new();
         let mut bindings = BTreeMap::new();
-        bindings.insert(
-            "organizations/1".to_string(),
-            file.organization.bindings.clone(),
-        );
+        bindings.insert("organizations/1".to_string(), file.organization.bindings.clone());
         for folder in &file.folders {
-            parents.insert(
-                format!("folders/{}", folder.id),
-                folder.parent.clone().expect("parent"),
-            );
+            parents.insert(format!("folders/{}", folder.id), folder.parent.clone().expect("parent"));
             bindings.insert(format!("folders/{}", folder.id), folder.bindings.clone());
         }
         for project in &file.projects {
-            parents.insert(
-                format!("projects/{}", project.id),
-                project.parent.clone().expect("parent"),
-            );
+            parents.insert(format!("projects/{}", project.id), project.parent.clone().expect("parent"));
             bindings.insert(format!("projects/{}", project.id), project.bindings.clone());
         }
-        Expected {
-            parents,
-            bindings,
-            groups: file.groups.clone(),
-        }
+        Expected { parents, bindings, groups: file.groups.clone() }
     }
 
     fn principals(&self, user: &str) -> BTreeSet<String> {
@@ -185,11 +164,7 @@ impl Expected {
         let mut node = format!("projects/{project_id}");
         let mut out = Vec::new();
         loop {
-            out.extend(
-                self.bindings[&node]
-                    .iter()
-                    .filter(|b| b.members.iter().any(|m| principals.contains(m))),
-            );
+            out.extend(self.bindings[&node].iter().filter(|b| b.members.iter().any(|m| principals.contains(m))));
             match self.parents.get(&node) {
                 Some(parent) => node = parent.clone(),
                 None => return out,
@@ -205,9 +180,9 @@ impl Expected {
         let mut holders: Vec<String> = (0..USERS)
             .map(|i| format!("u{i}@example.com"))
             .filter(|user| {
-                self.applicable(user, project_id).iter().any(|b| {
-                    eligible_entitlement(&project(project_id), b).as_ref() == Some(entitlement)
-                })
+                self.applicable(user, project_id)
+                    .iter()
+                    .any(|b| eligible_entitlement(&project(project_id), b).as_ref() == Some(entitlement))
             })
             .collect();
         holders.sort();
@@ -221,15 +196,11 @@ async fn emulator_analysis_agrees_with_the_core_on_a_generated_organization() {
     let expected = Expected::new(&file);
     let binding_count: usize = expected.bindings.values().map(Vec::len).sum();
     assert_eq!(binding_count, BINDINGS);
-    let emulator = Emulator::start(World::new(file).expect("consistent"))
-        .await
-        .expect("starts");
+    let emulator = Emulator::start(World::new(file).expect("consistent")).await.expect("starts");
     let mut pairs = emulator.environment();
     pairs.push(("RESOURCE_SCOPE", "organizations/1".to_string()));
     let (settings, scope) = settings_from(&pairs);
-    let catalog = PolicyAnalyzerCatalog::new(&settings, &scope)
-        .await
-        .expect("client");
+    let catalog = PolicyAnalyzerCatalog::new(&settings, &scope).await.expect("client");
 
     let mut compared = 0;
     let mut non_empty = 0;
@@ -238,10 +209,7 @@ async fn emulator_analysis_agrees_with_the_core_on_a_generated_organization() {
         let user = format!("u{user_index}@example.com");
         for project_index in (0..PROJECTS).step_by(8) {
             let project_id = format!("project-{project_index:03}");
-            let actual = catalog
-                .user_entitlements(&email(&user), &project(&project_id))
-                .await
-                .expect("analysis");
+            let actual = catalog.user_entitlements(&email(&user), &project(&project_id)).await.expect("analysis");
             let wanted = expected.entitlements(&user, &project_id);
             assert_eq!(actual.entitlements, wanted, "{user} on {project_id}");
             compared += 1;
@@ -250,19 +218,11 @@ async fn emulator_analysis_agrees_with_the_core_on_a_generated_organization() {
                 for entitlement in &wanted {
                     let holders = catalog.holders(entitlement).await.expect("analysis");
                     let holders: Vec<String> = holders.iter().map(|e| e.to_string()).collect();
-                    assert_eq!(
-                        holders,
-                        expected.holders(entitlement, &project_id),
-                        "holders of {}",
-                        entitlement.id
-                    );
+                    assert_eq!(holders, expected.holders(entitlement, &project_id), "holders of {}", entitlement.id);
                 }
             }
         }
     }
     assert_eq!(compared, 200);
-    assert!(
-        non_empty > 50,
-        "the generated organization should grant plenty: {non_empty}"
-    );
+    assert!(non_empty > 50, "the generated organization should grant plenty: {non_empty}");
 }

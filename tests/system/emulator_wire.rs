@@ -6,13 +6,7 @@ use serde_json::{Value, json};
 use crate::support::backend;
 
 async fn post(backend: &crate::support::Backend, path: &str, body: Value) -> (u16, Value) {
-    let response = backend
-        .http
-        .post(backend.url(path))
-        .json(&body)
-        .send()
-        .await
-        .expect("answers");
+    let response = backend.http.post(backend.url(path)).json(&body).send().await.expect("answers");
     let status = response.status().as_u16();
     let text = response.text().await.expect("body");
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
@@ -21,25 +15,11 @@ async fn post(backend: &crate::support::Backend, path: &str, body: Value) -> (u1
 #[tokio::test]
 async fn a_stale_etag_is_refused_with_409_aborted() {
     let backend = backend().await;
-    let (_, policy) = post(
-        &backend,
-        "/v3/projects/project-1:getIamPolicy",
-        json!({"options": {"requestedPolicyVersion": 3}}),
-    )
-    .await;
-    let (status, _) = post(
-        &backend,
-        "/v3/projects/project-1:setIamPolicy",
-        json!({"policy": policy}),
-    )
-    .await;
+    let (_, policy) =
+        post(&backend, "/v3/projects/project-1:getIamPolicy", json!({"options": {"requestedPolicyVersion": 3}})).await;
+    let (status, _) = post(&backend, "/v3/projects/project-1:setIamPolicy", json!({"policy": policy})).await;
     assert_eq!(status, 200, "the first write with the etag wins");
-    let (status, body) = post(
-        &backend,
-        "/v3/projects/project-1:setIamPolicy",
-        json!({"policy": policy}),
-    )
-    .await;
+    let (status, body) = post(&backend, "/v3/projects/project-1:setIamPolicy", json!({"policy": policy})).await;
     assert_eq!(status, 409);
     assert_eq!(body["error"]["status"], "ABORTED");
     assert_eq!(body["error"]["code"], 409);
@@ -50,12 +30,7 @@ async fn conditions_need_policy_version_3() {
     let backend = backend().await;
     let policy = json!({"version": 1, "bindings": [{"role": "roles/viewer", "members": ["user:a@example.com"],
         "condition": {"title": "t", "expression": "true"}}]});
-    let (status, body) = post(
-        &backend,
-        "/v3/projects/project-1:setIamPolicy",
-        json!({"policy": policy}),
-    )
-    .await;
+    let (status, body) = post(&backend, "/v3/projects/project-1:setIamPolicy", json!({"policy": policy})).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["status"], "INVALID_ARGUMENT");
 }
@@ -67,12 +42,7 @@ async fn v1_paths_serve_the_same_policy() {
     let (_, v3) = post(&backend, "/v3/projects/project-1:getIamPolicy", json!({})).await;
     assert_eq!(status_v1, 200);
     assert_eq!(v1, v3);
-    let (status, _) = post(
-        &backend,
-        "/v3/projects/300000000001:getIamPolicy",
-        json!({}),
-    )
-    .await;
+    let (status, _) = post(&backend, "/v3/projects/300000000001:getIamPolicy", json!({})).await;
     assert_eq!(status, 200, "a project number names the project too");
 }
 
@@ -135,20 +105,10 @@ async fn sendgrid_capture_validates_like_sendgrid() {
     no_recipient["personalizations"] = json!([{"to": []}]);
     assert_eq!(send(no_recipient, Some("SG.key")).await, 400);
     let mut no_content = mail.clone();
-    no_content
-        .as_object_mut()
-        .expect("object")
-        .remove("content");
+    no_content.as_object_mut().expect("object").remove("content");
     assert_eq!(send(no_content, Some("SG.key")).await, 400);
     assert_eq!(send(mail.clone(), Some("SG.key")).await, 202);
-    let captured: Vec<Value> = backend
-        .http
-        .get(backend.url("/_emulator/mail"))
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
+    let captured: Vec<Value> =
+        backend.http.get(backend.url("/_emulator/mail")).send().await.expect("answers").json().await.expect("json");
     assert_eq!(captured, vec![mail]);
 }

@@ -11,12 +11,15 @@ use crate::support::{Backend, SCOPE, backend};
 pub const AUDIENCE: &str = "/projects/300000000009/global/backendServices/4242";
 pub const TOPIC: &str = "projects/jit-project/topics/jit-events";
 pub const BASE_URL: &str = "https://jit.example.com";
+pub const PUSH_AUDIENCE: &str = "https://mailer.example.com/";
+pub const PUSH_ACCOUNT: &str = "jit-push@jit-project.iam.gserviceaccount.com";
 
 pub struct System {
     pub backend: Backend,
     pub list: SocketAddr,
     pub request: SocketAddr,
     pub approve: SocketAddr,
+    pub mailer: SocketAddr,
 }
 
 /// The answer to one call.
@@ -47,49 +50,38 @@ impl System {
             ("IAP_AUDIENCE", AUDIENCE.to_string()),
             ("BASE_URL", BASE_URL.to_string()),
             ("NOTIFICATION_TOPIC", TOPIC.to_string()),
+            ("SENDGRID_API_KEY_SECRET", "projects/jit-project/secrets/sendgrid-api-key".to_string()),
+            ("SMTP_SENDER_ADDRESS", "jit-access@example.com".to_string()),
+            ("PUSH_AUDIENCE", PUSH_AUDIENCE.to_string()),
+            ("PUSH_SERVICE_ACCOUNT", PUSH_ACCOUNT.to_string()),
         ]);
         pairs.extend(extra.iter().map(|(name, value)| (*name, value.to_string())));
-        let lookup = |name: &str| {
-            pairs
-                .iter()
-                .rev()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.clone())
-        };
+        let lookup = |name: &str| pairs.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
 
         let mut env = Env::new(lookup);
         let list_config = list_eligibility::Config::read(&mut env);
         let request_config = request_approval::Config::read(&mut env);
         let approve_config = approve::Config::read(&mut env);
+        let mailer_config = mailer::Config::read(&mut env);
         env.finish().expect("valid configuration");
 
-        let serve = |router| async move {
-            common::runner::spawn_local(common::runner::app(router))
-                .await
-                .expect("binds")
-        };
-        let list = serve(list_eligibility::router(
-            list_eligibility::AppState::new(list_config)
-                .await
-                .expect("state"),
-        ))
-        .await;
-        let request = serve(request_approval::router(
-            request_approval::AppState::new(request_config)
-                .await
-                .expect("state"),
-        ))
-        .await;
-        let approve = serve(approve::router(
-            approve::AppState::new(approve_config).await.expect("state"),
-        ))
-        .await;
-        System {
-            backend,
-            list,
-            request,
-            approve,
-        }
+        let serve =
+            |router| async move { common::runner::spawn_local(common::runner::app(router)).await.expect("binds") };
+        let list =
+            serve(list_eligibility::router(list_eligibility::AppState::new(list_config).await.expect("state"))).await;
+        let request =
+            serve(request_approval::router(request_approval::AppState::new(request_config).await.expect("state")))
+                .await;
+        let approve = serve(approve::router(approve::AppState::new(approve_config).await.expect("state"))).await;
+        let mailer = serve(mailer::router(mailer::AppState::new(mailer_config).await.expect("state"))).await;
+        // The emulator pushes the topic to the mailer with an OIDC token, as Pub/Sub does.
+        let subscription = serde_json::json!({"topic": TOPIC, "pushConfig": {
+            "pushEndpoint": format!("http://{mailer}/"),
+            "oidcToken": {"serviceAccountEmail": PUSH_ACCOUNT, "audience": PUSH_AUDIENCE}}});
+        let url = backend.url("/v1/projects/jit-project/subscriptions/mailer");
+        let response = backend.http.put(url).json(&subscription).send().await.expect("emulator answers");
+        assert_eq!(response.status(), 200);
+        System { backend, list, request, approve, mailer }
     }
 
     /// An IAP assertion for `email`, minted by the emulator's IAP key.
@@ -109,26 +101,9 @@ impl System {
     }
 
     /// Calls as `user` behind IAP, with the XSRF header, as the page does.
-    pub async fn call(
-        &self,
-        user: &str,
-        method: &str,
-        at: SocketAddr,
-        path: &str,
-        body: Option<Value>,
-    ) -> Reply {
+    pub async fn call(&self, user: &str, method: &str, at: SocketAddr, path: &str, body: Option<Value>) -> Reply {
         let assertion = self.assertion(user, AUDIENCE).await;
-        self.send(
-            method,
-            at,
-            path,
-            body,
-            &[
-                ("x-goog-iap-jwt-assertion", &assertion),
-                ("x-jitaccess", "1"),
-            ],
-        )
-        .await
+        self.send(method, at, path, body, &[("x-goog-iap-jwt-assertion", &assertion), ("x-jitaccess", "1")]).await
     }
 
     /// Calls with exactly the given headers.
@@ -141,10 +116,7 @@ impl System {
         headers: &[(&str, &str)],
     ) -> Reply {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut request = self
-            .backend
-            .http
-            .request(method, format!("http://{at}{path}"));
+        let mut request = self.backend.http.request(method, format!("http://{at}{path}"));
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -154,10 +126,7 @@ impl System {
         let response = request.send().await.expect("function answers");
         let status = response.status().as_u16();
         let text = response.text().await.expect("body");
-        Reply {
-            status,
-            body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        }
+        Reply { status, body: serde_json::from_str(&text).unwrap_or(Value::String(text)) }
     }
 
     pub async fn get(&self, user: &str, at: SocketAddr, path: &str) -> Reply {
@@ -192,13 +161,48 @@ impl System {
             .collect()
     }
 
+    /// Waits until the SendGrid capture holds `count` mails, and returns them.
+    pub async fn wait_for_mail(&self, count: usize) -> Vec<Value> {
+        for _ in 0..300 {
+            let mail: Vec<Value> = self
+                .backend
+                .http
+                .get(self.backend.url("/_emulator/mail"))
+                .send()
+                .await
+                .expect("answers")
+                .json()
+                .await
+                .expect("json");
+            if mail.len() >= count {
+                return mail;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("fewer than {count} mails arrived within 15 s");
+    }
+
+    /// A push OIDC token minted by the emulator's Google key.
+    pub async fn push_token(&self, email: &str, audience: &str) -> String {
+        let minted: Value = self
+            .backend
+            .http
+            .post(self.backend.url("/_emulator/oidc/token"))
+            .json(&serde_json::json!({"email": email, "audience": audience}))
+            .send()
+            .await
+            .expect("answers")
+            .json()
+            .await
+            .expect("json");
+        minted["token"].as_str().expect("token").to_string()
+    }
+
     /// Signs arbitrary claims with the app's service account key, through `signJwt`, as an
     /// attacker with Token Creator would, or a test that needs an expired token.
     pub async fn sign(&self, claims: &Value) -> String {
         let account = self.backend.emulator.state.world().service_account.clone();
-        let url = self
-            .backend
-            .url(&format!("/v1/projects/-/serviceAccounts/{account}:signJwt"));
+        let url = self.backend.url(&format!("/v1/projects/-/serviceAccounts/{account}:signJwt"));
         let signed: Value = self
             .backend
             .http
@@ -220,17 +224,9 @@ impl System {
             binding.members.retain(|m| m != member);
         }
         policy.bindings.retain(|b| !b.members.is_empty());
-        let url = self
-            .backend
-            .url(&format!("/v3/projects/{project}:setIamPolicy"));
-        let response = self
-            .backend
-            .http
-            .post(url)
-            .json(&serde_json::json!({"policy": policy}))
-            .send()
-            .await
-            .expect("answers");
+        let url = self.backend.url(&format!("/v3/projects/{project}:setIamPolicy"));
+        let response =
+            self.backend.http.post(url).json(&serde_json::json!({"policy": policy})).send().await.expect("answers");
         assert_eq!(response.status(), 200);
     }
 }

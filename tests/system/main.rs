@@ -6,6 +6,8 @@ mod agreement;
 mod api;
 mod emulator_wire;
 mod harness;
+mod mailer;
 mod openapi;
 mod runner;
+mod story;
 mod support;

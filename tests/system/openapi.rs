@@ -4,8 +4,7 @@ use std::collections::BTreeSet;
 
 fn served() -> BTreeSet<(String, String)> {
     let mut routes = BTreeSet::new();
-    let mut add =
-        |method: &str, path: &str| routes.insert((method.to_lowercase(), path.to_string()));
+    let mut add = |method: &str, path: &str| routes.insert((method.to_lowercase(), path.to_string()));
     for (method, path, _) in list_eligibility::routes() {
         add(method, path);
     }
@@ -19,9 +18,8 @@ fn served() -> BTreeSet<(String, String)> {
 }
 
 fn described() -> BTreeSet<(String, String)> {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.yaml"))
-            .expect("docs/openapi.yaml");
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.yaml"))
+        .expect("docs/openapi.yaml");
     let spec: serde_json::Value = serde_yaml_ng::from_str(&text).expect("valid YAML");
     let mut routes = BTreeSet::new();
     for (path, item) in spec["paths"].as_object().expect("paths") {
@@ -40,12 +38,6 @@ fn every_served_route_is_described_and_nothing_more() {
     let described = described();
     let undocumented: Vec<_> = served.difference(&described).collect();
     let unserved: Vec<_> = described.difference(&served).collect();
-    assert!(
-        undocumented.is_empty(),
-        "routes missing from docs/openapi.yaml: {undocumented:?}"
-    );
-    assert!(
-        unserved.is_empty(),
-        "docs/openapi.yaml describes routes nobody serves: {unserved:?}"
-    );
+    assert!(undocumented.is_empty(), "routes missing from docs/openapi.yaml: {undocumented:?}");
+    assert!(unserved.is_empty(), "docs/openapi.yaml describes routes nobody serves: {unserved:?}");
 }

@@ -26,21 +26,11 @@ pub async fn backend_with(yaml: &str, scope: &str) -> Backend {
     let mut pairs = emulator.environment();
     pairs.push(("RESOURCE_SCOPE", scope.to_string()));
     let (settings, scope) = settings_from(&pairs);
-    Backend {
-        emulator,
-        settings,
-        scope,
-        http: reqwest::Client::new(),
-    }
+    Backend { emulator, settings, scope, http: reqwest::Client::new() }
 }
 
 pub fn settings_from(pairs: &[(&str, String)]) -> (BackendSettings, ScopeSettings) {
-    let lookup = |name: &str| {
-        pairs
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.clone())
-    };
+    let lookup = |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
     let mut env = Env::new(lookup);
     let backend = BackendSettings::read(&mut env);
     let scope = ScopeSettings::read(&mut env);
@@ -55,43 +45,22 @@ impl Backend {
 
     /// Makes the next `count` calls to `api.method` fail with `status`.
     pub async fn inject(&self, api: &str, method: &str, status: u16, count: u32) {
-        let fault =
-            serde_json::json!({"api": api, "method": method, "status": status, "count": count});
-        let response = self
-            .http
-            .post(self.url("/_emulator/faults"))
-            .json(&fault)
-            .send()
-            .await
-            .expect("emulator answers");
+        let fault = serde_json::json!({"api": api, "method": method, "status": status, "count": count});
+        let response =
+            self.http.post(self.url("/_emulator/faults")).json(&fault).send().await.expect("emulator answers");
         assert_eq!(response.status(), 204);
     }
 
     pub async fn calls(&self, key: &str) -> u64 {
-        let calls: serde_json::Value = self
-            .http
-            .get(self.url("/_emulator/calls"))
-            .send()
-            .await
-            .expect("answers")
-            .json()
-            .await
-            .expect("json");
+        let calls: serde_json::Value =
+            self.http.get(self.url("/_emulator/calls")).send().await.expect("answers").json().await.expect("json");
         calls[key].as_u64().unwrap_or(0)
     }
 
     pub async fn policy(&self, resource: &str) -> common::policy::Policy {
         let url = self.url(&format!("/v3/{resource}:getIamPolicy"));
         let body = serde_json::json!({"options": {"requestedPolicyVersion": 3}});
-        self.http
-            .post(url)
-            .json(&body)
-            .send()
-            .await
-            .expect("answers")
-            .json()
-            .await
-            .expect("policy")
+        self.http.post(url).json(&body).send().await.expect("answers").json().await.expect("policy")
     }
 }
 

@@ -11,9 +11,7 @@ use std::collections::BTreeSet;
 use google_cloud_asset_v1::client::AssetService;
 use google_cloud_asset_v1::model::condition_evaluation::EvaluationValue;
 use google_cloud_asset_v1::model::iam_policy_analysis_query as query;
-use google_cloud_asset_v1::model::{
-    AnalyzeIamPolicyResponse, IamPolicyAnalysisQuery, IamPolicyAnalysisResult,
-};
+use google_cloud_asset_v1::model::{AnalyzeIamPolicyResponse, IamPolicyAnalysisQuery, IamPolicyAnalysisResult};
 use google_cloud_gax::paginator::ItemPaginator as _;
 use google_cloud_resourcemanager_v3::client::Projects;
 
@@ -47,10 +45,7 @@ pub struct PolicyAnalyzerCatalog {
 const PROJECT_PREFIX: &str = "//cloudresourcemanager.googleapis.com/projects/";
 
 impl PolicyAnalyzerCatalog {
-    pub async fn new(
-        backend: &BackendSettings,
-        scope: &ScopeSettings,
-    ) -> Result<PolicyAnalyzerCatalog, GcpError> {
+    pub async fn new(backend: &BackendSettings, scope: &ScopeSettings) -> Result<PolicyAnalyzerCatalog, GcpError> {
         let assets = AssetService::builder()
             .with_endpoint(&backend.cloud_asset_endpoint)
             .with_credentials(credentials_for(&backend.cloud_asset_endpoint)?)
@@ -67,31 +62,18 @@ impl PolicyAnalyzerCatalog {
             .build()
             .await
             .map_err(|e| GcpError::Other(format!("building the Resource Manager client ({e})")))?;
-        Ok(PolicyAnalyzerCatalog {
-            assets,
-            projects,
-            scope: scope.clone(),
-            execution_timeout: backend.read_timeout,
-        })
+        Ok(PolicyAnalyzerCatalog { assets, projects, scope: scope.clone(), execution_timeout: backend.read_timeout })
     }
 
     /// The user's entitlements and activations on `project`, through inherited bindings and
     /// (nested) groups.
-    pub async fn user_entitlements(
-        &self,
-        user: &Email,
-        project: &ProjectId,
-    ) -> Result<UserEntitlements, GcpError> {
+    pub async fn user_entitlements(&self, user: &Email, project: &ProjectId) -> Result<UserEntitlements, GcpError> {
         let query = self
             .query()
-            .set_resource_selector(
-                query::ResourceSelector::new().set_full_resource_name(project.full_resource_name()),
-            )
+            .set_resource_selector(query::ResourceSelector::new().set_full_resource_name(project.full_resource_name()))
             .set_identity_selector(query::IdentitySelector::new().set_identity(user.iam_member()))
             .set_options(query::Options::new().set_expand_groups(true));
-        let response = self
-            .analyze("analyzeIamPolicy (entitlements)", query)
-            .await?;
+        let response = self.analyze("analyzeIamPolicy (entitlements)", query).await?;
         Ok(read_user_entitlements(&response, user, project))
     }
 
@@ -101,8 +83,7 @@ impl PolicyAnalyzerCatalog {
         let query = self
             .query()
             .set_resource_selector(
-                query::ResourceSelector::new()
-                    .set_full_resource_name(id.project().full_resource_name()),
+                query::ResourceSelector::new().set_full_resource_name(id.project().full_resource_name()),
             )
             .set_access_selector(query::AccessSelector::new().set_roles([id.role().as_str()]))
             .set_options(query::Options::new().set_expand_groups(true));
@@ -119,11 +100,7 @@ impl PolicyAnalyzerCatalog {
         let query = self
             .query()
             .set_identity_selector(query::IdentitySelector::new().set_identity(user.iam_member()))
-            .set_options(
-                query::Options::new()
-                    .set_expand_groups(true)
-                    .set_expand_resources(true),
-            );
+            .set_options(query::Options::new().set_expand_groups(true).set_expand_resources(true));
         let response = self.analyze("analyzeIamPolicy (projects)", query).await?;
         Ok(read_projects(&response))
     }
@@ -144,11 +121,7 @@ impl PolicyAnalyzerCatalog {
         IamPolicyAnalysisQuery::new().set_scope(self.scope.resource_scope.clone())
     }
 
-    async fn analyze(
-        &self,
-        what: &str,
-        query: IamPolicyAnalysisQuery,
-    ) -> Result<AnalyzeIamPolicyResponse, GcpError> {
+    async fn analyze(&self, what: &str, query: IamPolicyAnalysisQuery) -> Result<AnalyzeIamPolicyResponse, GcpError> {
         let seconds = self.execution_timeout.as_secs() as i64;
         self.assets
             .analyze_iam_policy()
@@ -161,10 +134,7 @@ impl PolicyAnalyzerCatalog {
 }
 
 fn results(response: &AnalyzeIamPolicyResponse) -> impl Iterator<Item = &IamPolicyAnalysisResult> {
-    response
-        .main_analysis
-        .iter()
-        .flat_map(|analysis| analysis.analysis_results.iter())
+    response.main_analysis.iter().flat_map(|analysis| analysis.analysis_results.iter())
 }
 
 fn core_binding(result: &IamPolicyAnalysisResult) -> Option<Binding> {
@@ -184,18 +154,13 @@ fn core_binding(result: &IamPolicyAnalysisResult) -> Option<Binding> {
 /// A binding whose condition Google evaluated to false (an eligibility with an expiry clause
 /// that has passed, say) grants nothing.
 fn evaluated_false(result: &IamPolicyAnalysisResult) -> bool {
-    result.access_control_lists.iter().any(|acl| {
-        acl.condition_evaluation
-            .as_ref()
-            .is_some_and(|e| e.evaluation_value == EvaluationValue::False)
-    })
+    result
+        .access_control_lists
+        .iter()
+        .any(|acl| acl.condition_evaluation.as_ref().is_some_and(|e| e.evaluation_value == EvaluationValue::False))
 }
 
-fn read_user_entitlements(
-    response: &AnalyzeIamPolicyResponse,
-    user: &Email,
-    project: &ProjectId,
-) -> UserEntitlements {
+fn read_user_entitlements(response: &AnalyzeIamPolicyResponse, user: &Email, project: &ProjectId) -> UserEntitlements {
     let mut entitlements = Vec::new();
     let mut activations = Vec::new();
     for result in results(response) {
@@ -206,9 +171,7 @@ fn read_user_entitlements(
             if !evaluated_false(result) {
                 entitlements.push(entitlement);
             }
-        } else if let Some(activation) =
-            read_activation_binding(&binding).filter(|a| &a.member == user)
-        {
+        } else if let Some(activation) = read_activation_binding(&binding).filter(|a| &a.member == user) {
             activations.push(activation);
         }
     }
@@ -219,11 +182,7 @@ fn read_user_entitlements(
         .map(|state| state.cause.clone())
         .filter(|cause| !cause.is_empty())
         .collect();
-    UserEntitlements {
-        entitlements: merge_entitlements(entitlements),
-        activations,
-        warnings,
-    }
+    UserEntitlements { entitlements: merge_entitlements(entitlements), activations, warnings }
 }
 
 fn read_holders(response: &AnalyzeIamPolicyResponse, entitlement: &Entitlement) -> Vec<Email> {
@@ -232,15 +191,11 @@ fn read_holders(response: &AnalyzeIamPolicyResponse, entitlement: &Entitlement) 
         let Some(binding) = core_binding(result) else {
             continue;
         };
-        let same = eligible_entitlement(entitlement.id.project(), &binding)
-            .is_some_and(|e| &e == entitlement);
+        let same = eligible_entitlement(entitlement.id.project(), &binding).is_some_and(|e| &e == entitlement);
         if !same || evaluated_false(result) {
             continue;
         }
-        let identities = result
-            .identity_list
-            .iter()
-            .flat_map(|list| list.identities.iter());
+        let identities = result.identity_list.iter().flat_map(|list| list.identities.iter());
         holders.extend(
             identities
                 .filter_map(|identity| identity.name.strip_prefix("user:"))

@@ -34,21 +34,15 @@ impl PubSubPublisher {
             .build()
             .await
             .map_err(|e| GcpError::Other(format!("building the Pub/Sub publisher ({e})")))?;
-        Ok(PubSubPublisher {
-            publisher,
-            topic: topic.to_string(),
-        })
+        Ok(PubSubPublisher { publisher, topic: topic.to_string() })
     }
 }
 
 impl EventPublisher for PubSubPublisher {
     fn publish<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<String, GcpError>> {
         Box::pin(async move {
-            let data =
-                serde_json::to_vec(&event.data).map_err(|e| GcpError::Other(e.to_string()))?;
-            let message = Message::new()
-                .set_data(data)
-                .set_attributes(event.attributes.clone());
+            let data = serde_json::to_vec(&event.data).map_err(|e| GcpError::Other(e.to_string()))?;
+            let message = Message::new().set_data(data).set_attributes(event.attributes.clone());
             self.publisher.publish(message).await.map_err(|e| {
                 let detail = format!("publishing to {} ({e})", self.topic);
                 GcpError::Unavailable(detail)
@@ -80,10 +74,7 @@ pub async fn publisher_for(
 }
 
 /// Publishes; on failure, logs everything needed to publish the event again by hand.
-pub async fn publish_or_log(
-    publisher: &dyn EventPublisher,
-    event: &Event,
-) -> Result<String, GcpError> {
+pub async fn publish_or_log(publisher: &dyn EventPublisher, event: &Event) -> Result<String, GcpError> {
     let result = publisher.publish(event).await;
     if let Err(error) = &result {
         tracing::error!(

@@ -11,9 +11,7 @@ use crate::activation::{Activation, ActivationBinding};
 use crate::config::BackendSettings;
 use crate::entitlement::ProjectId;
 use crate::gcp::{GcpError, credentials_for, retry_policy, with_request_reason};
-use crate::policy::{
-    CONDITIONAL_POLICY_VERSION, Policy, add_activations, remove_expired_activations,
-};
+use crate::policy::{CONDITIONAL_POLICY_VERSION, Policy, add_activations, remove_expired_activations};
 use crate::timestamp::Timestamp;
 
 /// Four attempts, as the reference app; each re-reads the policy.
@@ -52,42 +50,24 @@ impl IamWriter {
             .build()
             .await
             .map_err(|e| GcpError::Other(format!("building the Resource Manager client ({e})")))?;
-        Ok(IamWriter {
-            client,
-            max_attempts: MAX_ATTEMPTS,
-            base_delay: Duration::from_millis(200),
-        })
+        Ok(IamWriter { client, max_attempts: MAX_ATTEMPTS, base_delay: Duration::from_millis(200) })
     }
 
     /// Adds the activation's binding to its project's policy. `reason` goes to Cloud Audit
     /// Logs as `x-goog-request-reason`.
-    pub async fn activate(
-        &self,
-        activation: &Activation,
-        reason: &str,
-    ) -> Result<ActivationWrite, GcpError> {
-        self.activate_all(std::slice::from_ref(activation), reason)
-            .await
+    pub async fn activate(&self, activation: &Activation, reason: &str) -> Result<ActivationWrite, GcpError> {
+        self.activate_all(std::slice::from_ref(activation), reason).await
     }
 
     /// Adds several activations on one project in one read-modify-write, so they land
     /// together or not at all.
-    pub async fn activate_all(
-        &self,
-        activations: &[Activation],
-        reason: &str,
-    ) -> Result<ActivationWrite, GcpError> {
+    pub async fn activate_all(&self, activations: &[Activation], reason: &str) -> Result<ActivationWrite, GcpError> {
         let Some(first) = activations.first() else {
             return Ok(ActivationWrite::AlreadyPresent);
         };
         let project = first.entitlement.project();
-        if activations
-            .iter()
-            .any(|a| a.entitlement.project() != project)
-        {
-            return Err(GcpError::InvalidArgument(
-                "activations on several projects in one write".into(),
-            ));
+        if activations.iter().any(|a| a.entitlement.project() != project) {
+            return Err(GcpError::InvalidArgument("activations on several projects in one write".into()));
         }
         let mut attempt = 0;
         loop {
@@ -98,10 +78,7 @@ impl IamWriter {
             };
             match with_request_reason(reason, self.write(project, updated)).await {
                 Ok(()) => {
-                    return Ok(ActivationWrite::Written {
-                        replaced,
-                        attempts: attempt,
-                    });
+                    return Ok(ActivationWrite::Written { replaced, attempts: attempt });
                 }
                 Err(error) if error.is_conflict() && attempt < self.max_attempts => {
                     tracing::info!(project = %project, attempt, "policy changed underneath us, retrying");
@@ -119,38 +96,19 @@ impl IamWriter {
 
     /// Removes activation bindings that ended before `ended_before`. With `dry_run`, reports
     /// what it would remove and writes nothing.
-    pub async fn sweep(
-        &self,
-        project: &ProjectId,
-        ended_before: Timestamp,
-        dry_run: bool,
-    ) -> Result<Sweep, GcpError> {
+    pub async fn sweep(&self, project: &ProjectId, ended_before: Timestamp, dry_run: bool) -> Result<Sweep, GcpError> {
         let mut conflicts_retried = 0;
         loop {
             let policy = self.read(project).await?;
             let Some((updated, removed)) = remove_expired_activations(&policy, ended_before) else {
-                return Ok(Sweep {
-                    removed: Vec::new(),
-                    conflicts_retried,
-                });
+                return Ok(Sweep { removed: Vec::new(), conflicts_retried });
             };
             if dry_run {
-                return Ok(Sweep {
-                    removed,
-                    conflicts_retried,
-                });
+                return Ok(Sweep { removed, conflicts_retried });
             }
-            match with_request_reason(
-                "Removing expired JIT access activations",
-                self.write(project, updated),
-            )
-            .await
-            {
+            match with_request_reason("Removing expired JIT access activations", self.write(project, updated)).await {
                 Ok(()) => {
-                    return Ok(Sweep {
-                        removed,
-                        conflicts_retried,
-                    });
+                    return Ok(Sweep { removed, conflicts_retried });
                 }
                 Err(error) if error.is_conflict() && conflicts_retried + 1 < self.max_attempts => {
                     conflicts_retried += 1;
@@ -167,9 +125,7 @@ impl IamWriter {
             .get_iam_policy()
             .set_resource(project.resource_name())
             // Without version 3, conditional bindings would come back mangled.
-            .set_options(
-                GetPolicyOptions::new().set_requested_policy_version(CONDITIONAL_POLICY_VERSION),
-            )
+            .set_options(GetPolicyOptions::new().set_requested_policy_version(CONDITIONAL_POLICY_VERSION))
             .send()
             .await
             .map_err(|e| GcpError::from_sdk("getIamPolicy", &e))?;

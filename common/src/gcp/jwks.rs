@@ -39,12 +39,7 @@ struct Cached {
 
 impl JwksCache {
     pub fn new(http: reqwest::Client, url: &str) -> JwksCache {
-        JwksCache {
-            http,
-            url: url.to_string(),
-            cached: Mutex::new(None),
-            last_forced_refresh: Mutex::new(None),
-        }
+        JwksCache { http, url: url.to_string(), cached: Mutex::new(None), last_forced_refresh: Mutex::new(None) }
     }
 
     /// IAP's keys, from `IAP_JWKS_URL`.
@@ -53,15 +48,8 @@ impl JwksCache {
     }
 
     /// The signing account's keys, from `SERVICE_ACCOUNT_JWKS_URL` with its `{email}`.
-    pub fn service_account(
-        http: reqwest::Client,
-        backend: &BackendSettings,
-        email: &str,
-    ) -> JwksCache {
-        JwksCache::new(
-            http,
-            &backend.service_account_jwks_url.replace("{email}", email),
-        )
+    pub fn service_account(http: reqwest::Client, backend: &BackendSettings, email: &str) -> JwksCache {
+        JwksCache::new(http, &backend.service_account_jwks_url.replace("{email}", email))
     }
 
     /// A client with the backend timeouts, for key fetches.
@@ -99,6 +87,23 @@ impl JwksCache {
         Ok(Some(keys))
     }
 
+    /// Runs `check` with the cached keys, and once more with fresh keys if it failed on an
+    /// unknown `kid` (and no forced refresh happened lately).
+    pub async fn verify<T, E>(
+        &self,
+        check: impl Fn(&JwkSet) -> Result<T, E>,
+        is_unknown_kid: impl Fn(&E) -> bool,
+    ) -> Result<Result<T, E>, GcpError> {
+        let first = check(&*self.keys().await?);
+        match &first {
+            Err(error) if is_unknown_kid(error) => Ok(match self.refresh_for_unknown_kid().await? {
+                Some(keys) => check(&keys),
+                None => first,
+            }),
+            _ => Ok(first),
+        }
+    }
+
     /// Verifies an IAP assertion, refreshing the keys once on an unknown `kid`.
     pub async fn verify_iap(
         &self,
@@ -106,17 +111,11 @@ impl JwksCache {
         audience: &str,
         now: Timestamp,
     ) -> Result<Result<IapIdentity, IapError>, GcpError> {
-        let keys = self.keys().await?;
-        let first = verify_iap_assertion(assertion, &keys, audience, now, CLOCK_LEEWAY_SECONDS);
-        if !matches!(first, Err(IapError::Jwt(JwtError::UnknownKeyId(_)))) {
-            return Ok(first);
-        }
-        Ok(match self.refresh_for_unknown_kid().await? {
-            Some(keys) => {
-                verify_iap_assertion(assertion, &keys, audience, now, CLOCK_LEEWAY_SECONDS)
-            }
-            None => first,
-        })
+        self.verify(
+            |keys| verify_iap_assertion(assertion, keys, audience, now, CLOCK_LEEWAY_SECONDS),
+            |error| matches!(error, IapError::Jwt(JwtError::UnknownKeyId(_))),
+        )
+        .await
     }
 
     /// Verifies an activation token, refreshing the keys once on an unknown `kid`.
@@ -126,36 +125,21 @@ impl JwksCache {
         service_account: &str,
         now: Timestamp,
     ) -> Result<Result<ActivationRequest, TokenError>, GcpError> {
-        let keys = self.keys().await?;
-        let first =
-            verify_activation_token(token, &keys, service_account, now, CLOCK_LEEWAY_SECONDS);
-        if !matches!(first, Err(TokenError::Jwt(JwtError::UnknownKeyId(_)))) {
-            return Ok(first);
-        }
-        Ok(match self.refresh_for_unknown_kid().await? {
-            Some(keys) => {
-                verify_activation_token(token, &keys, service_account, now, CLOCK_LEEWAY_SECONDS)
-            }
-            None => first,
-        })
+        self.verify(
+            |keys| verify_activation_token(token, keys, service_account, now, CLOCK_LEEWAY_SECONDS),
+            |error| matches!(error, TokenError::Jwt(JwtError::UnknownKeyId(_))),
+        )
+        .await
     }
 
     async fn fetch(&self) -> Result<Cached, GcpError> {
         let what = format!("fetching keys from {}", self.url);
-        let response = self
-            .http
-            .get(&self.url)
-            .send()
-            .await
-            .map_err(|e| GcpError::Unavailable(format!("{what} ({e})")))?;
+        let response =
+            self.http.get(&self.url).send().await.map_err(|e| GcpError::Unavailable(format!("{what} ({e})")))?;
         let status = response.status();
         if !status.is_success() {
             let error = format!("{what} (HTTP {status})");
-            return Err(if status.is_server_error() {
-                GcpError::Unavailable(error)
-            } else {
-                GcpError::Other(error)
-            });
+            return Err(if status.is_server_error() { GcpError::Unavailable(error) } else { GcpError::Other(error) });
         }
         let max_age = response
             .headers()
@@ -164,15 +148,9 @@ impl JwksCache {
             .and_then(max_age)
             .unwrap_or(DEFAULT_MAX_AGE)
             .clamp(Duration::from_secs(60), Duration::from_secs(24 * 3600));
-        let keys: JwkSet = response
-            .json()
-            .await
-            .map_err(|e| GcpError::Other(format!("{what} ({e})")))?;
+        let keys: JwkSet = response.json().await.map_err(|e| GcpError::Other(format!("{what} ({e})")))?;
         let now = Instant::now();
-        Ok(Cached {
-            keys: Arc::new(keys),
-            expires_at: now + max_age,
-        })
+        Ok(Cached { keys: Arc::new(keys), expires_at: now + max_age })
     }
 }
 

@@ -11,9 +11,7 @@ pub mod signer;
 use std::future::Future;
 use std::pin::Pin;
 
-use google_cloud_auth::credentials::{
-    CacheableResource, Credentials, CredentialsProvider, EntityTag,
-};
+use google_cloud_auth::credentials::{CacheableResource, Credentials, CredentialsProvider, EntityTag};
 use google_cloud_auth::errors::CredentialsError;
 use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt as _};
 
@@ -53,20 +51,13 @@ impl GcpError {
             (Some(401 | 403), _) | (_, Some(Code::PermissionDenied | Code::Unauthenticated)) => {
                 GcpError::Denied(detail)
             }
-            (Some(409 | 412), _) | (_, Some(Code::Aborted | Code::FailedPrecondition)) => {
-                GcpError::Conflict(detail)
-            }
+            (Some(409 | 412), _) | (_, Some(Code::Aborted | Code::FailedPrecondition)) => GcpError::Conflict(detail),
             (Some(429), _) | (_, Some(Code::ResourceExhausted)) => GcpError::RateLimited(detail),
             (Some(400), _) | (_, Some(Code::InvalidArgument)) => GcpError::InvalidArgument(detail),
-            (Some(500..=599), _)
-            | (_, Some(Code::Unavailable | Code::DeadlineExceeded | Code::Internal)) => {
+            (Some(500..=599), _) | (_, Some(Code::Unavailable | Code::DeadlineExceeded | Code::Internal)) => {
                 GcpError::Unavailable(detail)
             }
-            _ if error.is_timeout()
-                || error.is_io()
-                || error.is_connect()
-                || error.is_exhausted() =>
-            {
+            _ if error.is_timeout() || error.is_io() || error.is_connect() || error.is_exhausted() => {
                 GcpError::Unavailable(detail)
             }
             _ => GcpError::Other(detail),
@@ -80,11 +71,7 @@ impl GcpError {
 
 impl From<crate::token::SignError> for ApiError {
     fn from(error: crate::token::SignError) -> ApiError {
-        if error.retryable {
-            ApiError::unavailable(error.to_string())
-        } else {
-            ApiError::backend(error.to_string())
-        }
+        if error.retryable { ApiError::unavailable(error.to_string()) } else { ApiError::backend(error.to_string()) }
     }
 }
 
@@ -92,16 +79,14 @@ impl From<GcpError> for ApiError {
     fn from(error: GcpError) -> ApiError {
         let cause = error.to_string();
         match error {
-            GcpError::NotFound(_) => ApiError::not_found(
-                "resource_not_found",
-                "the project or resource does not exist or is not accessible",
-            )
-            .with_cause(cause),
-            GcpError::Denied(_) => ApiError::forbidden(
-                "backend_denied",
-                "this app is not allowed to do that on the project, see the logs",
-            )
-            .with_cause(cause),
+            GcpError::NotFound(_) => {
+                ApiError::not_found("resource_not_found", "the project or resource does not exist or is not accessible")
+                    .with_cause(cause)
+            }
+            GcpError::Denied(_) => {
+                ApiError::forbidden("backend_denied", "this app is not allowed to do that on the project, see the logs")
+                    .with_cause(cause)
+            }
             GcpError::InvalidArgument(_) => ApiError::backend(cause),
             GcpError::Conflict(_) => ApiError::conflict(
                 "concurrent_modification",
@@ -131,12 +116,8 @@ pub fn credentials_for(endpoint: &str) -> Result<Credentials, GcpError> {
 
 /// Bounded retries of what Google says is retryable (AIP-194): a few attempts within the
 /// read timeout, never the SDK's default minute.
-pub fn retry_policy(
-    settings: &BackendSettings,
-) -> impl Into<google_cloud_gax::retry_policy::RetryPolicyArg> {
-    Aip194Strict
-        .with_attempt_limit(3)
-        .with_time_limit(settings.read_timeout * 2)
+pub fn retry_policy(settings: &BackendSettings) -> impl Into<google_cloud_gax::retry_policy::RetryPolicyArg> {
+    Aip194Strict.with_attempt_limit(3).with_time_limit(settings.read_timeout * 2)
 }
 
 tokio::task_local! {
@@ -148,17 +129,8 @@ tokio::task_local! {
 /// credentials are asked for headers on every request, inside the caller's task, which is
 /// where this reason is picked up.
 pub async fn with_request_reason<F: Future>(reason: &str, future: F) -> F::Output {
-    let printable: String = reason
-        .chars()
-        .take(256)
-        .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
-                c
-            } else {
-                '?'
-            }
-        })
-        .collect();
+    let printable: String =
+        reason.chars().take(256).map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect();
     REQUEST_REASON.scope(printable, future).await
 }
 

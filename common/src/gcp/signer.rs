@@ -14,10 +14,7 @@ pub struct IamCredentialsSigner {
 }
 
 impl IamCredentialsSigner {
-    pub async fn new(
-        backend: &BackendSettings,
-        service_account: &str,
-    ) -> Result<IamCredentialsSigner, GcpError> {
+    pub async fn new(backend: &BackendSettings, service_account: &str) -> Result<IamCredentialsSigner, GcpError> {
         let client = IAMCredentials::builder()
             .with_endpoint(&backend.iam_credentials_endpoint)
             .with_credentials(credentials_for(&backend.iam_credentials_endpoint)?)
@@ -26,10 +23,7 @@ impl IamCredentialsSigner {
             .build()
             .await
             .map_err(|e| GcpError::Other(format!("building the IAM Credentials client ({e})")))?;
-        Ok(IamCredentialsSigner {
-            client,
-            service_account: service_account.to_string(),
-        })
+        Ok(IamCredentialsSigner { client, service_account: service_account.to_string() })
     }
 }
 
@@ -40,28 +34,19 @@ impl TokenSigner for IamCredentialsSigner {
 
     fn sign<'a>(&'a self, claims: &'a ActivationClaims) -> SignFuture<'a> {
         Box::pin(async move {
-            let payload = serde_json::to_string(claims).map_err(|e| SignError {
-                message: e.to_string(),
-                retryable: false,
-            })?;
+            let payload =
+                serde_json::to_string(claims).map_err(|e| SignError { message: e.to_string(), retryable: false })?;
             let response = self
                 .client
                 .sign_jwt()
-                .set_name(format!(
-                    "projects/-/serviceAccounts/{}",
-                    self.service_account
-                ))
+                .set_name(format!("projects/-/serviceAccounts/{}", self.service_account))
                 .set_payload(payload)
                 .send()
                 .await
                 .map_err(|e| {
                     let error = GcpError::from_sdk("signJwt", &e);
-                    let retryable =
-                        matches!(error, GcpError::Unavailable(_) | GcpError::RateLimited(_));
-                    SignError {
-                        message: error.to_string(),
-                        retryable,
-                    }
+                    let retryable = matches!(error, GcpError::Unavailable(_) | GcpError::RateLimited(_));
+                    SignError { message: error.to_string(), retryable }
                 })?;
             Ok(response.signed_jwt)
         })

@@ -70,12 +70,8 @@ impl ApiError {
 
     /// 502: a backend answered with an error we cannot pass on.
     pub fn backend(cause: impl Into<String>) -> ApiError {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "backend_failed",
-            "a Google Cloud API call failed, see the logs",
-        )
-        .with_cause(cause)
+        ApiError::new(StatusCode::BAD_GATEWAY, "backend_failed", "a Google Cloud API call failed, see the logs")
+            .with_cause(cause)
     }
 
     /// 503: a backend is unavailable or timed out.
@@ -106,24 +102,13 @@ impl ApiError {
     }
 
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            cause: None,
-        }
+        ApiError { status, code, message: message.into(), cause: None }
     }
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {}: {}",
-            self.status.as_u16(),
-            self.code,
-            self.message
-        )
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
     }
 }
 
@@ -160,18 +145,12 @@ impl From<Refusal> for ApiError {
             Refusal::ReviewerCount { .. } => ApiError::bad_request("reviewer_count", message),
             Refusal::SelfReview => ApiError::bad_request("self_review", message),
             Refusal::NotEligible(_) => ApiError::forbidden("not_eligible", message),
-            Refusal::WrongActivationType { .. } => {
-                ApiError::forbidden("wrong_activation_type", message)
-            }
-            Refusal::ReviewerNotEligible(_) => {
-                ApiError::forbidden("reviewer_not_eligible", message)
-            }
+            Refusal::WrongActivationType { .. } => ApiError::forbidden("wrong_activation_type", message),
+            Refusal::ReviewerNotEligible(_) => ApiError::forbidden("reviewer_not_eligible", message),
             Refusal::SelfApproval => ApiError::forbidden("self_approval", message),
             Refusal::NotAReviewer(_) => ApiError::forbidden("not_a_reviewer", message),
             Refusal::NotInvolved => ApiError::forbidden("not_involved", message),
-            Refusal::BeneficiaryNotEligible(_) => {
-                ApiError::forbidden("beneficiary_not_eligible", message)
-            }
+            Refusal::BeneficiaryNotEligible(_) => ApiError::forbidden("beneficiary_not_eligible", message),
             Refusal::ApproverNotEligible => ApiError::forbidden("approver_not_eligible", message),
             Refusal::WindowEnded(_) => ApiError::forbidden("window_ended", message),
         }
@@ -220,19 +199,13 @@ mod tests {
     async fn body_of(error: ApiError) -> (StatusCode, serde_json::Value) {
         let response = error.into_response();
         let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
-            .await
-            .expect("body");
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16).await.expect("body");
         (status, serde_json::from_slice(&bytes).expect("json"))
     }
 
     #[tokio::test]
     async fn refusals_carry_code_and_message_in_both_shapes() {
-        let (status, body) = body_of(ApiError::forbidden(
-            "not_a_reviewer",
-            "you are not a reviewer",
-        ))
-        .await;
+        let (status, body) = body_of(ApiError::forbidden("not_a_reviewer", "you are not a reviewer")).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert_eq!(body["error"]["code"], "not_a_reviewer");
         assert_eq!(body["error"]["message"], "you are not a reviewer");
@@ -252,10 +225,7 @@ mod tests {
     fn domain_errors_are_client_errors() {
         let checks: Vec<(ApiError, u16)> = vec![
             (JustificationError::TooLong.into(), 400),
-            (
-                crate::email::Email::parse("x").expect_err("invalid").into(),
-                400,
-            ),
+            (crate::email::Email::parse("x").expect_err("invalid").into(), 400),
             (EntitlementError::Id("x".into()).into(), 400),
             (IapError::Email.into(), 401),
             (TokenError::Jwt(JwtError::Signature).into(), 403),

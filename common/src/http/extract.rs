@@ -26,10 +26,7 @@ pub struct IapVerifier {
 
 impl IapVerifier {
     pub fn new(keys: Arc<JwksCache>, audience: &str) -> IapVerifier {
-        IapVerifier {
-            keys,
-            audience: Arc::from(audience),
-        }
+        IapVerifier { keys, audience: Arc::from(audience) }
     }
 }
 
@@ -55,20 +52,14 @@ where
         let verifier = IapVerifier::from_ref(state);
         // Only the signed assertion counts; X-Goog-Authenticated-User-Email and the like are
         // ignored, since anything that reaches us without IAP could set them.
-        let assertion = parts
-            .headers
-            .get(IAP_ASSERTION_HEADER)
-            .and_then(|value| value.to_str().ok())
-            .ok_or_else(|| {
+        let assertion =
+            parts.headers.get(IAP_ASSERTION_HEADER).and_then(|value| value.to_str().ok()).ok_or_else(|| {
                 ApiError::unauthenticated(
                     "iap_assertion_missing",
                     "Identity-Aware Proxy must be enabled for this application: the request has no IAP assertion",
                 )
             })?;
-        let verified = verifier
-            .keys
-            .verify_iap(assertion, &verifier.audience, Timestamp::now())
-            .await?;
+        let verified = verifier.keys.verify_iap(assertion, &verifier.audience, Timestamp::now()).await?;
         let identity = verified.map_err(ApiError::from)?;
         tracing::Span::current().record("user", identity.email.as_str());
         Ok(IapUser(identity))
@@ -79,13 +70,9 @@ where
 /// send a custom header on a cross-site form post or navigation, so a forged request from
 /// another site cannot act for a signed-in user.
 pub async fn require_xsrf_header(request: Request, next: Next) -> Response {
-    let present = request
-        .headers()
-        .get("x-jitaccess")
-        .is_some_and(|v| v.as_bytes() == b"1");
+    let present = request.headers().get("x-jitaccess").is_some_and(|v| v.as_bytes() == b"1");
     if !present {
-        return ApiError::bad_request("xsrf_header_missing", "Missing header: X-JITACCESS")
-            .into_response();
+        return ApiError::bad_request("xsrf_header_missing", "Missing header: X-JITACCESS").into_response();
     }
     next.run(request).await
 }
@@ -93,9 +80,7 @@ pub async fn require_xsrf_header(request: Request, next: Next) -> Response {
 /// API answers are personal and short-lived: never cached by a browser or proxy.
 pub async fn no_store(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -120,21 +105,13 @@ where
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
-        JsonRejection::JsonDataError(error) => {
-            ApiError::bad_request("body_invalid", error.body_text())
+        JsonRejection::JsonDataError(error) => ApiError::bad_request("body_invalid", error.body_text()),
+        JsonRejection::JsonSyntaxError(error) => ApiError::bad_request("body_malformed", error.body_text()),
+        JsonRejection::MissingJsonContentType(_) => {
+            ApiError::bad_request("content_type_invalid", "the body must be JSON, with Content-Type: application/json")
         }
-        JsonRejection::JsonSyntaxError(error) => {
-            ApiError::bad_request("body_malformed", error.body_text())
-        }
-        JsonRejection::MissingJsonContentType(_) => ApiError::bad_request(
-            "content_type_invalid",
-            "the body must be JSON, with Content-Type: application/json",
-        ),
         JsonRejection::BytesRejection(error) if error.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::payload_too_large(format!(
-                "the body is larger than {} bytes",
-                crate::runner::MAX_BODY_BYTES
-            ))
+            ApiError::payload_too_large(format!("the body is larger than {} bytes", crate::runner::MAX_BODY_BYTES))
         }
         other => ApiError::bad_request("body_invalid", other.body_text()),
     }
@@ -154,10 +131,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<ApiQuery<T>, ApiError> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
-            Err(rejection) => Err(ApiError::bad_request(
-                "query_invalid",
-                rejection.body_text(),
-            )),
+            Err(rejection) => Err(ApiError::bad_request("query_invalid", rejection.body_text())),
         }
     }
 }

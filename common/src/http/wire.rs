@@ -16,9 +16,7 @@ pub struct UserJson {
 
 impl From<&Email> for UserJson {
     fn from(email: &Email) -> UserJson {
-        UserJson {
-            email: email.to_string(),
-        }
+        UserJson { email: email.to_string() }
     }
 }
 
@@ -79,27 +77,14 @@ impl ActivationResponse {
     pub fn self_approved(activation_id: &str, activations: &[Activation]) -> ActivationResponse {
         let first = activations.first();
         ActivationResponse {
-            beneficiary: first
-                .map(|a| UserJson::from(&a.beneficiary))
-                .unwrap_or(UserJson {
-                    email: String::new(),
-                }),
+            beneficiary: first.map(|a| UserJson::from(&a.beneficiary)).unwrap_or(UserJson { email: String::new() }),
             reviewers: Vec::new(),
             is_beneficiary: true,
             is_reviewer: false,
-            justification: first
-                .map(|a| a.justification.to_string())
-                .unwrap_or_default(),
+            justification: first.map(|a| a.justification.to_string()).unwrap_or_default(),
             entitlements: activations
                 .iter()
-                .map(|a| {
-                    ActivatedEntitlementJson::new(
-                        activation_id,
-                        &a.entitlement,
-                        &a.window,
-                        "ACTIVE",
-                    )
-                })
+                .map(|a| ActivatedEntitlementJson::new(activation_id, &a.entitlement, &a.window, "ACTIVE"))
                 .collect(),
             request_expiry_time: None,
             message: None,
@@ -114,11 +99,7 @@ impl ActivationResponse {
         status: &'static str,
         now: Timestamp,
     ) -> ActivationResponse {
-        let status = if request.window.status(now) == WindowStatus::Ended {
-            "EXPIRED"
-        } else {
-            status
-        };
+        let status = if request.window.status(now) == WindowStatus::Ended { "EXPIRED" } else { status };
         ActivationResponse {
             beneficiary: UserJson::from(&request.beneficiary),
             reviewers: request.reviewers.iter().map(UserJson::from).collect(),

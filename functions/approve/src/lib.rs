@@ -18,8 +18,8 @@ use axum::{Json, middleware};
 use common::activation::{Activation, Approval};
 use common::condition::ActivationType;
 use common::config::{
-    ActivationSettings, BackendSettings, ConfigError, Env, IapSettings, NotificationSettings,
-    ScopeSettings, TokenSettings,
+    ActivationSettings, BackendSettings, ConfigError, Env, IapSettings, NotificationSettings, ScopeSettings,
+    TokenSettings,
 };
 use common::entitlement::Entitlement;
 use common::event;
@@ -85,46 +85,24 @@ impl FromRef<AppState> for IapVerifier {
 impl AppState {
     pub async fn new(config: Config) -> Result<AppState, GcpError> {
         let http = JwksCache::http_client(&config.backend);
-        let iap = IapVerifier::new(
-            Arc::new(JwksCache::iap(http.clone(), &config.backend)),
-            &config.iap.audience,
-        );
-        let token_keys = Arc::new(JwksCache::service_account(
-            http,
-            &config.backend,
-            &config.token.service_account,
-        ));
+        let iap = IapVerifier::new(Arc::new(JwksCache::iap(http.clone(), &config.backend)), &config.iap.audience);
+        let token_keys = Arc::new(JwksCache::service_account(http, &config.backend, &config.token.service_account));
         let catalog = PolicyAnalyzerCatalog::new(&config.backend, &config.scope).await?;
         let writer = IamWriter::new(&config.backend).await?;
         let publisher = publisher_for(&config.backend, &config.notification).await?;
-        Ok(AppState {
-            config: Arc::new(config),
-            iap,
-            token_keys,
-            catalog,
-            writer,
-            publisher,
-        })
+        Ok(AppState { config: Arc::new(config), iap, token_keys, catalog, writer, publisher })
     }
 }
 
 pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
     vec![
         ("GET", "/api/activation-request", get(introspect)),
-        (
-            "POST",
-            "/api/activation-request",
-            axum::routing::post(approve),
-        ),
+        ("POST", "/api/activation-request", axum::routing::post(approve)),
     ]
 }
 
 pub fn router(state: AppState) -> Router {
-    let api = routes()
-        .into_iter()
-        .fold(Router::new(), |router, (_, path, handler)| {
-            router.route(path, handler)
-        });
+    let api = routes().into_iter().fold(Router::new(), |router, (_, path, handler)| router.route(path, handler));
     api.layer(middleware::from_fn(require_xsrf_header))
         .layer(middleware::from_fn(no_store))
         .fallback(not_found)
@@ -140,16 +118,9 @@ struct TokenQuery {
     activation: String,
 }
 
-async fn verified_request(
-    state: &AppState,
-    token_text: &str,
-    now: Timestamp,
-) -> Result<ActivationRequest, ApiError> {
+async fn verified_request(state: &AppState, token_text: &str, now: Timestamp) -> Result<ActivationRequest, ApiError> {
     let token = from_url_form(token_text.trim());
-    let verified = state
-        .token_keys
-        .verify_token(&token, &state.config.token.service_account, now)
-        .await?;
+    let verified = state.token_keys.verify_token(&token, &state.config.token.service_account, now).await?;
     Ok(verified?)
 }
 
@@ -161,12 +132,7 @@ async fn introspect(
     let now = Timestamp::now();
     let request = verified_request(&state, &query.activation, now).await?;
     rules::may_view(&request, caller.email())?;
-    Ok(Json(ActivationResponse::request(
-        &request,
-        caller.email(),
-        "ACTIVATION_PENDING",
-        now,
-    )))
+    Ok(Json(ActivationResponse::request(&request, caller.email(), "ACTIVATION_PENDING", now)))
 }
 
 async fn approve(
@@ -184,21 +150,11 @@ async fn approve(
     let decision = Decision {
         event: "api.approveRole",
         user: request.map(|r| r.beneficiary.as_str()).unwrap_or(""),
-        project: request
-            .map(|r| r.entitlement.project().as_str())
-            .unwrap_or(""),
-        roles: request
-            .map(|r| r.entitlement.to_string())
-            .unwrap_or_default(),
+        project: request.map(|r| r.entitlement.project().as_str()).unwrap_or(""),
+        roles: request.map(|r| r.entitlement.to_string()).unwrap_or_default(),
         justification: request.map(|r| r.justification.as_str()).unwrap_or(""),
         reviewers: request
-            .map(|r| {
-                r.reviewers
-                    .iter()
-                    .map(|e| e.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
+            .map(|r| r.reviewers.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", "))
             .unwrap_or_default(),
         approver: caller.email().as_str(),
         activation_id: request.map(|r| r.id.as_str()).unwrap_or(""),
@@ -221,13 +177,9 @@ async fn approve_checked(
     if !request.reviewers.contains(caller) {
         return Err(rules::Refusal::NotAReviewer(caller.clone()).into());
     }
-    let entitlement = Entitlement {
-        id: request.entitlement.clone(),
-        activation_type: ActivationType::Mpa,
-    };
+    let entitlement = Entitlement { id: request.entitlement.clone(), activation_type: ActivationType::Mpa };
     let holders = state.catalog.holders(&entitlement).await?;
-    let justification =
-        rules::may_approve(request, caller, &holders, &state.config.activation, now)?;
+    let justification = rules::may_approve(request, caller, &holders, &state.config.activation, now)?;
     let activation = Activation {
         beneficiary: request.beneficiary.clone(),
         entitlement: request.entitlement.clone(),
@@ -235,24 +187,16 @@ async fn approve_checked(
         approval: Approval::ApprovedBy(caller.clone()),
         justification,
     };
-    let reason = format!(
-        "Approved by {caller}, justification: {}",
-        request.justification
-    );
+    let reason = format!("Approved by {caller}, justification: {}", request.justification);
     let written = state.writer.activate(&activation, &reason).await?;
     let mut response = ActivationResponse::request(request, caller, "ACTIVE", now);
     if written == ActivationWrite::AlreadyPresent {
-        response.message =
-            Some("This request had already been approved; the access is active.".into());
+        response.message = Some("This request had already been approved; the access is active.".into());
         return Ok(response);
     }
     let event = event::activation_approved(request, caller, &state.config.notification.base_url);
-    if publish_or_log(state.publisher.as_ref(), &event)
-        .await
-        .is_err()
-    {
-        response.message =
-            Some("Access granted. Notifying the requester failed; it was logged.".into());
+    if publish_or_log(state.publisher.as_ref(), &event).await.is_err() {
+        response.message = Some("Access granted. Notifying the requester failed; it was logged.".into());
     }
     Ok(response)
 }

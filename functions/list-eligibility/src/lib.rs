@@ -14,9 +14,7 @@ use axum::routing::{MethodRouter, get};
 use axum::{Json, middleware};
 use common::activation::WindowStatus;
 use common::condition::ActivationType;
-use common::config::{
-    ActivationSettings, BackendSettings, ConfigError, Env, IapSettings, ScopeSettings,
-};
+use common::config::{ActivationSettings, BackendSettings, ConfigError, Env, IapSettings, ScopeSettings};
 use common::entitlement::{Entitlement, EntitlementId, ProjectId};
 use common::gcp::GcpError;
 use common::gcp::catalog::PolicyAnalyzerCatalog;
@@ -64,16 +62,9 @@ impl FromRef<AppState> for IapVerifier {
 impl AppState {
     pub async fn new(config: Config) -> Result<AppState, GcpError> {
         let http = JwksCache::http_client(&config.backend);
-        let iap = IapVerifier::new(
-            Arc::new(JwksCache::iap(http, &config.backend)),
-            &config.iap.audience,
-        );
+        let iap = IapVerifier::new(Arc::new(JwksCache::iap(http, &config.backend)), &config.iap.audience);
         let catalog = PolicyAnalyzerCatalog::new(&config.backend, &config.scope).await?;
-        Ok(AppState {
-            config: Arc::new(config),
-            iap,
-            catalog,
-        })
+        Ok(AppState { config: Arc::new(config), iap, catalog })
     }
 }
 
@@ -88,11 +79,7 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
 }
 
 pub fn router(state: AppState) -> Router {
-    let api = routes()
-        .into_iter()
-        .fold(Router::new(), |router, (_, path, handler)| {
-            router.route(path, handler)
-        });
+    let api = routes().into_iter().fold(Router::new(), |router, (_, path, handler)| router.route(path, handler));
     api.layer(middleware::from_fn(require_xsrf_header))
         .layer(middleware::from_fn(no_store))
         .fallback(not_found)
@@ -144,14 +131,9 @@ struct ProjectsResponse {
     projects: Vec<String>,
 }
 
-async fn projects(
-    State(state): State<AppState>,
-    caller: IapUser,
-) -> Result<Json<ProjectsResponse>, ApiError> {
+async fn projects(State(state): State<AppState>, caller: IapUser) -> Result<Json<ProjectsResponse>, ApiError> {
     let projects = state.catalog.projects(caller.email()).await?;
-    Ok(Json(ProjectsResponse {
-        projects: projects.iter().map(ToString::to_string).collect(),
-    }))
+    Ok(Json(ProjectsResponse { projects: projects.iter().map(ToString::to_string).collect() }))
 }
 
 #[derive(Debug, Serialize)]
@@ -179,11 +161,7 @@ async fn roles(
     Path(project): Path<String>,
 ) -> Result<Json<RolesResponse>, ApiError> {
     let project = ProjectId::parse(&project)?;
-    let found = state
-        .catalog
-        .user_entitlements(caller.email(), &project)
-        .await
-        .map_err(project_error)?;
+    let found = state.catalog.user_entitlements(caller.email(), &project).await.map_err(project_error)?;
     let now = Timestamp::now();
     let entitlements = found
         .entitlements
@@ -194,9 +172,7 @@ async fn roles(
             let valid_until = found
                 .activations
                 .iter()
-                .filter(|a| {
-                    &a.role == id.role() && a.resource_condition.as_ref() == id.resource_condition()
-                })
+                .filter(|a| &a.role == id.role() && a.resource_condition.as_ref() == id.resource_condition())
                 .filter(|a| a.window.status(now) == WindowStatus::Active)
                 .map(|a| a.window.end().unix_seconds())
                 .max();
@@ -205,19 +181,12 @@ async fn roles(
                 name: id.role().to_string(),
                 resource_condition: id.resource_condition().map(ToString::to_string),
                 activation_type: entitlement.activation_type,
-                status: if valid_until.is_some() {
-                    "ACTIVE"
-                } else {
-                    "INACTIVE"
-                },
+                status: if valid_until.is_some() { "ACTIVE" } else { "INACTIVE" },
                 valid_until,
             }
         })
         .collect();
-    Ok(Json(RolesResponse {
-        warnings: found.warnings,
-        entitlements,
-    }))
+    Ok(Json(RolesResponse { warnings: found.warnings, entitlements }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -239,32 +208,15 @@ async fn peers(
     let project = ProjectId::parse(&project)?;
     let id = EntitlementId::parse(&query.id)?;
     if id.project() != &project {
-        return Err(ApiError::bad_request(
-            "project_mismatch",
-            "the entitlement belongs to another project",
-        ));
+        return Err(ApiError::bad_request("project_mismatch", "the entitlement belongs to another project"));
     }
-    let entitlement = Entitlement {
-        id,
-        activation_type: ActivationType::Mpa,
-    };
-    let holders = state
-        .catalog
-        .holders(&entitlement)
-        .await
-        .map_err(project_error)?;
+    let entitlement = Entitlement { id, activation_type: ActivationType::Mpa };
+    let holders = state.catalog.holders(&entitlement).await.map_err(project_error)?;
     // Only a peer may see the peers: anyone else learns nothing about who holds what.
     if !holders.contains(caller.email()) {
-        return Err(ApiError::forbidden(
-            "not_eligible",
-            "you are not eligible to request peer approval for this role",
-        ));
+        return Err(ApiError::forbidden("not_eligible", "you are not eligible to request peer approval for this role"));
     }
-    let peers = holders
-        .iter()
-        .filter(|peer| *peer != caller.email())
-        .map(UserJson::from)
-        .collect();
+    let peers = holders.iter().filter(|peer| *peer != caller.email()).map(UserJson::from).collect();
     Ok(Json(PeersResponse { peers }))
 }
 

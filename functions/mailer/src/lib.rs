@@ -1,16 +1,289 @@
-//! The `mailer` function: turns activation events from a Pub/Sub push subscription into email.
+//! The `mailer` function: activation events from a Pub/Sub push subscription (or Eventarc),
+//! turned into email through SendGrid.
 //!
-//! The function is its router; `main.rs` serves it with `common::runner`, and tests and the
-//! local run mount the same router.
+//! `POST /` takes one delivery. Answers follow Pub/Sub's rules: 2xx acknowledges, anything
+//! else asks for a redelivery with the subscription's backoff. So a mail that failed for a
+//! passing reason (SendGrid 429 or 5xx, a timeout) gets 503 and comes back; a message that
+//! can never be sent (not JSON, unknown type, refused by SendGrid) is acknowledged, logged
+//! with its message ID and counted, so it cannot loop. Delivery is at least once: a
+//! redelivered message can send the same mail twice.
+
+pub mod compose;
+pub mod envelope;
+pub mod sendgrid;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, post};
+use common::config::{BackendSettings, ConfigError, Env};
+use common::gcp::jwks::{CLOCK_LEEWAY_SECONDS, JwksCache};
 use common::http::ApiError;
+use common::jwt::{Expectations, JwtError};
+use common::timestamp::Timestamp;
 
-/// This function's routes. Health routes and the platform layers come from the runner.
-pub fn router() -> Router {
-    Router::new().fallback(not_found)
+use crate::compose::{Skip, Style, compose};
+use crate::sendgrid::{SendGrid, Sent};
+
+/// Google signs push tokens as this issuer.
+const GOOGLE_ISSUER: &str = "https://accounts.google.com";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `SENDGRID_API_KEY` (local) or read from `SENDGRID_API_KEY_SECRET` at start.
+    pub api_key: ApiKey,
+    pub sendgrid_url: String,
+    pub sender_name: String,
+    pub sender_address: String,
+    pub time_zone: String,
+    pub self_approved_mail: bool,
+    pub push_auth: Option<PushAuth>,
+    pub secret_manager_endpoint: String,
+    pub backend: BackendSettings,
+}
+
+/// Where the SendGrid key comes from.
+#[derive(Clone)]
+pub enum ApiKey {
+    Value(String),
+    /// `projects/P/secrets/S/versions/V`
+    Secret(String),
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiKey::Value(_) => f.write_str("ApiKey::Value(…)"),
+            ApiKey::Secret(path) => write!(f, "ApiKey::Secret({path})"),
+        }
+    }
+}
+
+/// Who may push: Google-signed OIDC tokens for this audience, for this service account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushAuth {
+    pub audience: String,
+    pub service_account: String,
+    pub jwks_url: String,
+}
+
+impl Config {
+    pub fn read(env: &mut Env<'_>) -> Config {
+        let api_key = match (env.optional("SENDGRID_API_KEY"), env.optional("SENDGRID_API_KEY_SECRET")) {
+            // A secret without a version means its latest one.
+            (_, Some(secret)) if secret.contains("/versions/") => ApiKey::Secret(secret),
+            (_, Some(secret)) => ApiKey::Secret(format!("{secret}/versions/latest")),
+            (Some(key), None) => ApiKey::Value(key),
+            (None, None) => {
+                env.problem(
+                    "SENDGRID_API_KEY_SECRET (projects/P/secrets/S/versions/V) or SENDGRID_API_KEY is required".into(),
+                );
+                ApiKey::Value(String::new())
+            }
+        };
+        let time_zone = env.text("NOTIFICATION_TIMEZONE", "UTC");
+        if jiff::tz::TimeZone::get(&time_zone).is_err() {
+            env.problem(format!(
+                "NOTIFICATION_TIMEZONE must be an IANA time zone such as Europe/Berlin, not '{time_zone}'"
+            ));
+        }
+        let sender_address = env.required("SMTP_SENDER_ADDRESS", "the address mail is sent from");
+        if !sender_address.is_empty() && common::email::Email::parse(&sender_address).is_err() {
+            env.problem(format!("SMTP_SENDER_ADDRESS must be an email address, not '{sender_address}'"));
+        }
+        let push_auth = if env.boolean("PUSH_AUTH", true) {
+            Some(PushAuth {
+                audience: env.required("PUSH_AUDIENCE", "the URL the push subscription's OIDC token is addressed to"),
+                service_account: env
+                    .required("PUSH_SERVICE_ACCOUNT", "the service account the push subscription signs as"),
+                jwks_url: env.text("PUSH_JWKS_URL", "https://www.googleapis.com/oauth2/v3/certs"),
+            })
+        } else {
+            // Off is for a local run only: Cloud Run sets K_SERVICE.
+            if env.optional("K_SERVICE").is_some() {
+                env.problem("PUSH_AUTH=false is refused on Cloud Run: anyone could make the mailer send mail".into());
+            }
+            None
+        };
+        Config {
+            api_key,
+            sendgrid_url: env.text("SENDGRID_BASE_URL", "https://api.sendgrid.com"),
+            sender_name: env.text("SMTP_SENDER_NAME", "JIT Access"),
+            sender_address,
+            time_zone,
+            self_approved_mail: env.boolean("NOTIFY_SELF_APPROVED", true),
+            push_auth,
+            secret_manager_endpoint: env.text("SECRET_MANAGER_ENDPOINT", "https://secretmanager.googleapis.com"),
+            backend: BackendSettings::read(env),
+        }
+    }
+}
+
+pub fn config_from_env() -> Result<Config, ConfigError> {
+    let mut env = Env::from_process();
+    let config = Config::read(&mut env);
+    env.finish().map(|_| config)
+}
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    sendgrid: SendGrid,
+    style: Style,
+    push_auth: Option<(PushAuth, Arc<JwksCache>)>,
+    counters: Arc<Counters>,
+}
+
+/// Running totals, logged with each outcome so an operator can chart them.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub sent: AtomicU64,
+    pub poison: AtomicU64,
+    pub retried: AtomicU64,
+}
+
+impl AppState {
+    pub async fn new(config: Config) -> Result<AppState, String> {
+        let api_key = match &config.api_key {
+            ApiKey::Value(key) => key.clone(),
+            ApiKey::Secret(path) => read_secret(&config, path).await?,
+        };
+        let sendgrid = SendGrid::new(
+            &config.sendgrid_url,
+            api_key,
+            &config.sender_name,
+            &config.sender_address,
+            config.backend.read_timeout,
+        );
+        let style = Style {
+            time_zone: jiff::tz::TimeZone::get(&config.time_zone).map_err(|e| e.to_string())?,
+            thread_domain: config.sender_address.rsplit('@').next().unwrap_or("jit-access").to_string(),
+            self_approved: config.self_approved_mail,
+        };
+        let push_auth = config.push_auth.map(|auth| {
+            let keys = JwksCache::new(JwksCache::http_client(&config.backend), &auth.jwks_url);
+            (auth, Arc::new(keys))
+        });
+        Ok(AppState { sendgrid, style, push_auth, counters: Arc::default() })
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+}
+
+async fn read_secret(config: &Config, path: &str) -> Result<String, String> {
+    let endpoint = &config.secret_manager_endpoint;
+    let credentials = common::gcp::credentials_for(endpoint).map_err(|e| e.to_string())?;
+    let client = google_cloud_secretmanager_v1::client::SecretManagerService::builder()
+        .with_endpoint(endpoint)
+        .with_credentials(credentials)
+        .build()
+        .await
+        .map_err(|e| format!("building the Secret Manager client: {e}"))?;
+    let version = client
+        .access_secret_version()
+        .set_name(path)
+        .send()
+        .await
+        .map_err(|e| format!("reading the SendGrid key from {path}: {e}"))?;
+    let payload = version.payload.ok_or_else(|| format!("{path} has no payload"))?;
+    String::from_utf8(payload.data.to_vec())
+        .map(|key| key.trim().to_string())
+        .map_err(|_| format!("{path} is not text"))
+}
+
+pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
+    vec![("POST", "/", post(push))]
+}
+
+pub fn router(state: AppState) -> Router {
+    routes()
+        .into_iter()
+        .fold(Router::new(), |router, (_, path, handler)| router.route(path, handler))
+        .fallback(not_found)
+        .with_state(state)
 }
 
 async fn not_found() -> ApiError {
     ApiError::not_found("route_not_found", "no such route in mailer")
+}
+
+async fn push(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some((auth, keys)) = &state.push_auth
+        && let Err(error) = authenticate(auth, keys, &headers).await
+    {
+        return error.into_response();
+    }
+    let delivery = match envelope::parse(&body) {
+        Ok(delivery) => delivery,
+        Err(reason) => return poison(&state, "", &reason),
+    };
+    let event: serde_json::Value = match serde_json::from_slice(&delivery.data) {
+        Ok(event) => event,
+        Err(error) => return poison(&state, &delivery.message_id, &format!("data is not JSON ({error})")),
+    };
+    let mail = match compose(&event, &state.style) {
+        Ok(mail) => mail,
+        Err(Skip::Poison(reason)) => return poison(&state, &delivery.message_id, &reason),
+        Err(Skip::NotMailed(reason)) => {
+            tracing::info!(message_id = %delivery.message_id, reason, "event not mailed");
+            return StatusCode::NO_CONTENT.into_response();
+        }
+    };
+    let event_type = event["type"].as_str().unwrap_or_default();
+    match state.sendgrid.send(&mail).await {
+        Sent::Accepted => {
+            let sent = state.counters.sent.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::info!(message_id = %delivery.message_id, event_type, recipients = mail.to.len() + mail.cc.len(), sent_total = sent, "mail sent");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Sent::Retry(reason) => {
+            let retried = state.counters.retried.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(message_id = %delivery.message_id, event_type, reason, retried_total = retried, "mail not sent yet; Pub/Sub will deliver again");
+            ApiError::unavailable(reason).into_response()
+        }
+        Sent::Rejected(reason) => poison(&state, &delivery.message_id, &reason),
+    }
+}
+
+/// Acknowledges a message that can never be sent, so it cannot loop; logs and counts it.
+fn poison(state: &AppState, message_id: &str, reason: &str) -> Response {
+    let poison = state.counters.poison.fetch_add(1, Ordering::Relaxed) + 1;
+    tracing::error!(message_id, reason, poison_total = poison, "message dropped: it can never be mailed");
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// Checks the push subscription's Google-signed OIDC token.
+async fn authenticate(auth: &PushAuth, keys: &JwksCache, headers: &HeaderMap) -> Result<(), ApiError> {
+    let refuse = |message: String| ApiError::unauthenticated("push_unauthenticated", message);
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| refuse("a push needs Authorization: Bearer with the subscription's OIDC token".into()))?;
+    let now = Timestamp::now();
+    let expect = Expectations {
+        algorithm: jsonwebtoken::Algorithm::RS256,
+        issuer: GOOGLE_ISSUER,
+        audience: &auth.audience,
+        now,
+        leeway_seconds: CLOCK_LEEWAY_SECONDS,
+        require_not_before: false,
+    };
+    let claims = keys
+        .verify(|keys| common::jwt::verify(token, keys, &expect), |e| matches!(e, JwtError::UnknownKeyId(_)))
+        .await?
+        .map_err(|e| refuse(e.to_string()))?;
+    let email_matches =
+        claims.get("email").and_then(|e| e.as_str()).is_some_and(|e| e.eq_ignore_ascii_case(&auth.service_account));
+    let verified = claims.get("email_verified").and_then(|v| v.as_bool()).unwrap_or(false);
+    if !email_matches || !verified {
+        return Err(refuse("the push token is not from the configured service account".into()));
+    }
+    Ok(())
 }

@@ -15,8 +15,8 @@ use base64::Engine as _;
 use common::activation::{Activation, Approval};
 use common::condition::ActivationType;
 use common::config::{
-    ActivationSettings, BackendSettings, ConfigError, Env, IapSettings, NotificationSettings,
-    ScopeSettings, TokenSettings,
+    ActivationSettings, BackendSettings, ConfigError, Env, IapSettings, NotificationSettings, ScopeSettings,
+    TokenSettings,
 };
 use common::email::Email;
 use common::entitlement::{Entitlement, EntitlementId, ProjectId};
@@ -84,48 +84,24 @@ impl FromRef<AppState> for IapVerifier {
 impl AppState {
     pub async fn new(config: Config) -> Result<AppState, GcpError> {
         let http = JwksCache::http_client(&config.backend);
-        let iap = IapVerifier::new(
-            Arc::new(JwksCache::iap(http, &config.backend)),
-            &config.iap.audience,
-        );
+        let iap = IapVerifier::new(Arc::new(JwksCache::iap(http, &config.backend)), &config.iap.audience);
         let catalog = PolicyAnalyzerCatalog::new(&config.backend, &config.scope).await?;
         let writer = IamWriter::new(&config.backend).await?;
-        let signer = Arc::new(
-            IamCredentialsSigner::new(&config.backend, &config.token.service_account).await?,
-        );
+        let signer = Arc::new(IamCredentialsSigner::new(&config.backend, &config.token.service_account).await?);
         let publisher = publisher_for(&config.backend, &config.notification).await?;
-        Ok(AppState {
-            config: Arc::new(config),
-            iap,
-            catalog,
-            writer,
-            signer,
-            publisher,
-        })
+        Ok(AppState { config: Arc::new(config), iap, catalog, writer, signer, publisher })
     }
 }
 
 pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
     vec![
-        (
-            "POST",
-            "/api/projects/{project}/roles/self-activate",
-            post(self_activate),
-        ),
-        (
-            "POST",
-            "/api/projects/{project}/roles/request",
-            post(request),
-        ),
+        ("POST", "/api/projects/{project}/roles/self-activate", post(self_activate)),
+        ("POST", "/api/projects/{project}/roles/request", post(request)),
     ]
 }
 
 pub fn router(state: AppState) -> Router {
-    let api = routes()
-        .into_iter()
-        .fold(Router::new(), |router, (_, path, handler)| {
-            router.route(path, handler)
-        });
+    let api = routes().into_iter().fold(Router::new(), |router, (_, path, handler)| router.route(path, handler));
     api.layer(middleware::from_fn(require_xsrf_header))
         .layer(middleware::from_fn(no_store))
         .fallback(not_found)
@@ -153,8 +129,7 @@ async fn self_activate(
     ApiJson(body): ApiJson<SelfActivateBody>,
 ) -> Result<Json<ActivationResponse>, ApiError> {
     let activation_id = new_id("jit");
-    let result =
-        self_activate_checked(&state, caller.email(), &project, &body, &activation_id).await;
+    let result = self_activate_checked(&state, caller.email(), &project, &body, &activation_id).await;
     let decision = Decision {
         event: "api.activateRole",
         user: caller.email().as_str(),
@@ -179,9 +154,7 @@ async fn self_activate_checked(
     let project = ProjectId::parse(project)?;
     let ids = rules::entitlement_ids(&project, &body.entitlement_ids, settings)?;
     let justification = settings.justification.check(&body.justification)?;
-    let minutes = body
-        .activation_timeout
-        .unwrap_or(settings.default_activation_minutes);
+    let minutes = body.activation_timeout.unwrap_or(settings.default_activation_minutes);
     let window = rules::activation_window(Timestamp::now(), minutes, settings)?;
     let held = state.catalog.user_entitlements(caller, &project).await?;
     for id in &ids {
@@ -201,17 +174,9 @@ async fn self_activate_checked(
     state.writer.activate_all(&activations, &reason).await?;
     let mut response = ActivationResponse::self_approved(activation_id, &activations);
     // The roles are granted: a failed event must not turn that into an error.
-    let event = event::activation_self_approved(
-        activation_id,
-        &activations,
-        &state.config.notification.base_url,
-    );
-    if publish_or_log(state.publisher.as_ref(), &event)
-        .await
-        .is_err()
-    {
-        response.message =
-            Some("Access granted. Sending the notification failed; it was logged.".into());
+    let event = event::activation_self_approved(activation_id, &activations, &state.config.notification.base_url);
+    if publish_or_log(state.publisher.as_ref(), &event).await.is_err() {
+        response.message = Some("Access granted. Sending the notification failed; it was logged.".into());
     }
     Ok(response)
 }
@@ -262,26 +227,15 @@ async fn request_checked(
         return Err(rules::Refusal::ProjectMismatch(body.entitlement_id.clone()).into());
     }
     settings.justification.check(&body.justification)?;
-    let minutes = body
-        .activation_timeout
-        .unwrap_or(settings.default_activation_minutes);
+    let minutes = body.activation_timeout.unwrap_or(settings.default_activation_minutes);
     let now = Timestamp::now();
     let window = rules::activation_window(now, minutes, settings)?;
-    let chosen = body
-        .peers
-        .iter()
-        .map(|peer| Email::parse(peer))
-        .collect::<Result<Vec<_>, _>>()?;
+    let chosen = body.peers.iter().map(|peer| Email::parse(peer)).collect::<Result<Vec<_>, _>>()?;
 
     // The requester's own entitlements and the entitlement's peers, asked at the same time.
-    let entitlement = Entitlement {
-        id: id.clone(),
-        activation_type: ActivationType::Mpa,
-    };
-    let (held, holders) = tokio::try_join!(
-        state.catalog.user_entitlements(caller, &project),
-        state.catalog.holders(&entitlement)
-    )?;
+    let entitlement = Entitlement { id: id.clone(), activation_type: ActivationType::Mpa };
+    let (held, holders) =
+        tokio::try_join!(state.catalog.user_entitlements(caller, &project), state.catalog.holders(&entitlement))?;
     rules::require_entitlement(&held.entitlements, &id, ActivationType::Mpa)?;
     let reviewers = rules::reviewers(caller, &chosen, &holders, settings)?;
 
@@ -296,24 +250,12 @@ async fn request_checked(
         window,
         expires: timeout_end.min(window.end()),
     };
-    let token = state
-        .signer
-        .sign(&request.claims(state.signer.issuer(), now))
-        .await?;
+    let token = state.signer.sign(&request.claims(state.signer.issuer(), now)).await?;
     let base_url = &state.config.notification.base_url;
     let action_url = format!("{base_url}/?activation={}", to_url_form(&token));
     // Nothing is granted yet: if the reviewers cannot be told, the request has failed.
-    publish_or_log(
-        state.publisher.as_ref(),
-        &event::request_activation(&request, base_url, &action_url),
-    )
-    .await?;
-    Ok(ActivationResponse::request(
-        &request,
-        caller,
-        "ACTIVATION_PENDING",
-        now,
-    ))
+    publish_or_log(state.publisher.as_ref(), &event::request_activation(&request, base_url, &action_url)).await?;
+    Ok(ActivationResponse::request(&request, caller, "ACTIVATION_PENDING", now))
 }
 
 /// `jit-…` or `mpa-…` and 16 random URL-safe characters.
@@ -322,8 +264,5 @@ fn new_id(prefix: &str) -> String {
     // The system RNG does not fail on supported platforms; an all-zero ID would still be
     // only a label, never a secret.
     let _ = aws_lc_rs::rand::fill(&mut random);
-    format!(
-        "{prefix}-{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random)
-    )
+    format!("{prefix}-{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random))
 }

@@ -1,0 +1,323 @@
+//! Turns an activation event into a mail, as the reference app words it: HTML and plain text,
+//! every value from the event escaped, times in `NOTIFICATION_TIMEZONE`.
+//!
+//! The event data is not trusted: anyone allowed to publish to the topic could send one, so
+//! addresses are parsed, and subjects and headers lose control characters (no header
+//! injection through a name or a justification).
+
+use common::email::Email;
+use serde_json::Value;
+
+/// One mail, before it becomes SendGrid's JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mail {
+    pub to: Vec<Email>,
+    pub cc: Vec<Email>,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    /// Extra headers: threading (`Message-ID`, `In-Reply-To`, `References`).
+    pub headers: Vec<(String, String)>,
+}
+
+/// How to render.
+#[derive(Debug, Clone)]
+pub struct Style {
+    pub time_zone: jiff::tz::TimeZone,
+    /// The domain of thread IDs, from the sender's address.
+    pub thread_domain: String,
+    /// Send `ActivationSelfApproved` mail at all.
+    pub self_approved: bool,
+}
+
+/// Why an event yields no mail. Both are final: the message is acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    /// Known, and deliberately not mailed (self-approval mail turned off).
+    NotMailed(String),
+    /// Unknown type or malformed content: it can never be sent.
+    Poison(String),
+}
+
+pub fn compose(event: &Value, style: &Style) -> Result<Mail, Skip> {
+    let kind = event["type"].as_str().unwrap_or_default();
+    let attributes = &event["attributes"];
+    let fields = Fields { attributes, style };
+    match kind {
+        common::event::REQUEST_ACTIVATION => request_activation(&fields),
+        common::event::ACTIVATION_APPROVED => activation_approved(&fields),
+        common::event::ACTIVATION_SELF_APPROVED if style.self_approved => self_approved(&fields),
+        common::event::ACTIVATION_SELF_APPROVED => Err(Skip::NotMailed("self-approval mail is turned off".into())),
+        other => Err(Skip::Poison(format!("unknown event type '{}'", clean(other)))),
+    }
+}
+
+struct Fields<'a> {
+    attributes: &'a Value,
+    style: &'a Style,
+}
+
+impl Fields<'_> {
+    fn text(&self, name: &str) -> String {
+        clean(self.attributes[name].as_str().unwrap_or_default())
+    }
+
+    fn email(&self, name: &str) -> Result<Email, Skip> {
+        Email::parse(self.attributes[name].as_str().unwrap_or_default())
+            .map_err(|e| Skip::Poison(format!("{name}: {e}")))
+    }
+
+    fn emails(&self, name: &str) -> Result<Vec<Email>, Skip> {
+        let list = self.attributes[name].as_array().ok_or_else(|| Skip::Poison(format!("{name} is not a list")))?;
+        list.iter()
+            .map(|v| Email::parse(v.as_str().unwrap_or_default()).map_err(|e| Skip::Poison(format!("{name}: {e}"))))
+            .collect()
+    }
+
+    /// An RFC 3339 time, shown in the configured zone: `Tue, 24 Nov 2026 16:00 CET`.
+    fn time(&self, name: &str) -> String {
+        let raw = self.attributes[name].as_str().unwrap_or_default();
+        match raw.parse::<jiff::Timestamp>() {
+            Ok(timestamp) => {
+                timestamp.to_zoned_datetime(self.style.time_zone.clone()).strftime("%a, %d %b %Y %H:%M %Z").to_string()
+            }
+            Err(_) => clean(raw),
+        }
+    }
+
+    fn thread_id(&self) -> String {
+        let id: String = self
+            .text("activation_id")
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect();
+        format!("<{id}@{}>", self.style.thread_domain)
+    }
+}
+
+fn request_activation(fields: &Fields<'_>) -> Result<Mail, Skip> {
+    let beneficiary = fields.email("beneficiary")?;
+    let reviewers = fields.emails("reviewers")?;
+    let project = fields.text("project_id");
+    let action_url = fields.text("action_url");
+    if !(action_url.starts_with("https://") || action_url.starts_with("http://")) {
+        return Err(Skip::Poison("action_url is not an http(s) link".into()));
+    }
+    let details = details(fields, &beneficiary);
+    let intro =
+        format!("{beneficiary} requests your approval to activate a role on the Google Cloud project {project}.");
+    let expiry = fields.time("request_expiry_time");
+    Ok(Mail {
+        to: reviewers,
+        cc: vec![beneficiary.clone()],
+        subject: format!("{beneficiary} requests access to project {project}"),
+        text: format!(
+            "{intro}\n\n{}\nReview the request: {action_url}\nThe request expires on {expiry}.\n\n{}",
+            text_table(&details),
+            "You receive this because you were chosen as a reviewer. Only approve requests you understand; ignore this mail otherwise."
+        ),
+        html: page(
+            &intro,
+            &details,
+            Some(("View request", &action_url)),
+            &format!("The request expires on {}.", escape(&expiry)),
+            "You receive this because you were chosen as a reviewer. Only approve requests you understand; ignore this mail otherwise.",
+        ),
+        headers: vec![("Message-ID".into(), fields.thread_id())],
+    })
+}
+
+fn activation_approved(fields: &Fields<'_>) -> Result<Mail, Skip> {
+    let beneficiary = fields.email("beneficiary")?;
+    let approver = fields.email("approver")?;
+    let reviewers = fields.emails("reviewers")?;
+    let project = fields.text("project_id");
+    let base_url = fields.text("base_url");
+    let details = details(fields, &beneficiary);
+    let intro = format!(
+        "{approver} approved the request of {beneficiary} to activate a role on the Google Cloud project {project}."
+    );
+    let thread = fields.thread_id();
+    Ok(Mail {
+        to: vec![beneficiary.clone()],
+        cc: reviewers,
+        subject: format!("Re: {beneficiary} requests access to project {project}"),
+        text: format!("{intro}\n\n{}\nOpen JIT access: {base_url}\n", text_table(&details)),
+        html: page(&intro, &details, link(&base_url).map(|url| ("Open JIT access", url)), "", ""),
+        headers: vec![("In-Reply-To".into(), thread.clone()), ("References".into(), thread)],
+    })
+}
+
+fn self_approved(fields: &Fields<'_>) -> Result<Mail, Skip> {
+    let beneficiary = fields.email("beneficiary")?;
+    let project = fields.text("project_id");
+    let roles = fields.text("role");
+    let base_url = fields.text("base_url");
+    let details = details(fields, &beneficiary);
+    let intro = format!("You activated {roles} on the Google Cloud project {project}.");
+    Ok(Mail {
+        to: vec![beneficiary],
+        cc: Vec::new(),
+        subject: format!("Activated roles {roles} on {project}"),
+        text: format!("{intro}\n\n{}\nOpen JIT access: {base_url}\n", text_table(&details)),
+        html: page(&intro, &details, link(&base_url).map(|url| ("Open JIT access", url)), "", ""),
+        headers: Vec::new(),
+    })
+}
+
+fn link(url: &str) -> Option<&str> {
+    (url.starts_with("https://") || url.starts_with("http://")).then_some(url)
+}
+
+fn details(fields: &Fields<'_>, beneficiary: &Email) -> Vec<(&'static str, String)> {
+    let condition = fields.text("resource_condition");
+    vec![
+        ("User", beneficiary.to_string()),
+        ("Project", fields.text("project_id")),
+        ("Role", fields.text("role")),
+        ("Condition", if condition.is_empty() { "(none)".into() } else { condition }),
+        ("Start", fields.time("start_time")),
+        ("End", fields.time("end_time")),
+        ("Justification", fields.text("justification")),
+    ]
+}
+
+fn text_table(rows: &[(&str, String)]) -> String {
+    rows.iter().map(|(name, value)| format!("  {:<14} {value}\n", format!("{name}:"))).collect()
+}
+
+fn page(intro: &str, rows: &[(&str, String)], button: Option<(&str, &str)>, after: &str, footer: &str) -> String {
+    let rows: String = rows
+        .iter()
+        .map(|(name, value)| {
+            format!(
+                "<tr><th align=\"left\" style=\"padding:4px 16px 4px 0\">{}</th><td>{}</td></tr>",
+                escape(name),
+                escape(value)
+            )
+        })
+        .collect();
+    let button = button
+        .map(|(label, url)| {
+            format!(
+                "<p><a href=\"{}\" style=\"display:inline-block;padding:10px 18px;background:#1a73e8;color:#fff;border-radius:4px;text-decoration:none\">{}</a></p>",
+                escape(url),
+                escape(label)
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "<!doctype html><html><body style=\"font-family:Arial,sans-serif;font-size:14px;color:#202124\"><p>{}</p><table>{rows}</table>{button}<p>{after}</p><p style=\"color:#5f6368;font-size:12px\">{}</p></body></html>",
+        escape(intro),
+        escape(footer)
+    )
+}
+
+/// HTML-escapes text for element content and quoted attributes.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Drops control characters (CR and LF among them) and caps the length.
+fn clean(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(2_000).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn style() -> Style {
+        Style {
+            time_zone: jiff::tz::TimeZone::get("Europe/Berlin").expect("bundled time zone"),
+            thread_domain: "example.com".into(),
+            self_approved: true,
+        }
+    }
+
+    fn request_event(justification: &str) -> Value {
+        json!({"type": "RequestActivation", "attributes": {
+            "activation_id": "mpa-abc", "beneficiary": "alice@example.com", "reviewers": ["bob@example.com"],
+            "project_id": "project-1", "role": "roles/compute.admin", "resource_condition": "",
+            "start_time": "2026-11-24T15:00:00Z", "end_time": "2026-11-24T16:00:00Z",
+            "request_expiry_time": "2026-11-24T16:00:00Z", "justification": justification,
+            "base_url": "https://jit.example.com", "action_url": "https://jit.example.com/?activation=abc"}})
+    }
+
+    #[test]
+    fn request_mail_goes_to_reviewers_with_the_link() {
+        let mail = compose(&request_event("BUG-12345"), &style()).expect("mail");
+        assert_eq!(mail.to, vec![Email::parse("bob@example.com").expect("email")]);
+        assert_eq!(mail.cc, vec![Email::parse("alice@example.com").expect("email")]);
+        assert_eq!(mail.subject, "alice@example.com requests access to project project-1");
+        assert!(mail.text.contains("https://jit.example.com/?activation=abc"), "{}", mail.text);
+        assert!(mail.html.contains("href=\"https://jit.example.com/?activation=abc\""), "{}", mail.html);
+        assert!(mail.text.contains("Tue, 24 Nov 2026 16:00 CET"), "times in the configured zone: {}", mail.text);
+        assert_eq!(mail.headers, vec![("Message-ID".to_string(), "<mpa-abc@example.com>".to_string())]);
+    }
+
+    #[test]
+    fn every_value_is_escaped_in_html() {
+        let mail = compose(&request_event("<script>alert(1)</script>"), &style()).expect("mail");
+        assert!(!mail.html.contains("<script>"), "{}", mail.html);
+        assert!(mail.html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{}", mail.html);
+    }
+
+    #[test]
+    fn approval_mail_replies_in_the_same_thread() {
+        let mut event = request_event("BUG-1");
+        event["type"] = json!("ActivationApproved");
+        event["attributes"]["approver"] = json!("bob@example.com");
+        let mail = compose(&event, &style()).expect("mail");
+        assert_eq!(mail.to, vec![Email::parse("alice@example.com").expect("email")]);
+        assert_eq!(mail.subject, "Re: alice@example.com requests access to project project-1");
+        assert!(mail.headers.contains(&("In-Reply-To".to_string(), "<mpa-abc@example.com>".to_string())));
+        assert!(mail.text.starts_with("bob@example.com approved"), "{}", mail.text);
+    }
+
+    #[test]
+    fn headers_and_subjects_cannot_be_injected() {
+        let mut event = request_event("BUG-1");
+        event["attributes"]["project_id"] = json!("p1\r\nBcc: eve@example.com");
+        let mail = compose(&event, &style()).expect("mail");
+        assert!(!mail.subject.contains('\n') && !mail.subject.contains('\r'), "{:?}", mail.subject);
+        let mut event = request_event("BUG-1");
+        event["attributes"]["beneficiary"] = json!("alice@example.com\r\nBcc: eve@example.com");
+        assert!(matches!(compose(&event, &style()), Err(Skip::Poison(_))));
+        let mut event = request_event("BUG-1");
+        event["attributes"]["activation_id"] = json!("x>\r\nBcc: eve@example.com");
+        let mail = compose(&event, &style()).expect("mail");
+        assert!(mail.headers.iter().all(|(_, v)| !v.contains('\n') && !v.contains(' ')), "{:?}", mail.headers);
+    }
+
+    #[test]
+    fn links_must_be_web_links() {
+        let mut event = request_event("BUG-1");
+        event["attributes"]["action_url"] = json!("javascript:alert(1)");
+        assert!(matches!(compose(&event, &style()), Err(Skip::Poison(_))));
+    }
+
+    #[test]
+    fn unknown_types_are_poison_and_self_approval_mail_can_be_off() {
+        assert!(matches!(compose(&json!({"type": "Nope"}), &style()), Err(Skip::Poison(_))));
+        let event = json!({"type": "ActivationSelfApproved", "attributes": {
+            "beneficiary": "carol@example.com", "project_id": "project-1", "role": "roles/storage.admin",
+            "start_time": "2026-11-24T15:00:00Z", "end_time": "2026-11-24T16:00:00Z", "justification": "x", "base_url": "https://jit.example.com"}});
+        let mail = compose(&event, &style()).expect("mail");
+        assert_eq!(mail.subject, "Activated roles roles/storage.admin on project-1");
+        let off = Style { self_approved: false, ..style() };
+        assert!(matches!(compose(&event, &off), Err(Skip::NotMailed(_))));
+    }
+}
