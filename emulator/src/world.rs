@@ -233,6 +233,24 @@ impl World {
         users
     }
 
+    /// Every node's policy, by resource name: the state worth keeping between runs.
+    pub fn policies(&self) -> BTreeMap<String, Policy> {
+        self.nodes.iter().map(|(name, node)| (name.clone(), node.policy.clone())).collect()
+    }
+
+    /// Puts back policies saved by [`World::policies`]; names the world does not know are
+    /// skipped and returned.
+    pub fn restore_policies(&mut self, policies: BTreeMap<String, Policy>) -> Vec<String> {
+        let mut unknown = Vec::new();
+        for (name, policy) in policies {
+            match self.nodes.get_mut(&name) {
+                Some(node) => node.policy = policy,
+                None => unknown.push(name),
+            }
+        }
+        unknown
+    }
+
     pub fn get_policy(&self, name: &str) -> Result<Policy, GoogleError> {
         let node = self.resolve(name).ok_or_else(|| not_found(name))?;
         Ok(node.policy.clone())

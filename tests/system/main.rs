@@ -4,6 +4,7 @@
 mod adapters;
 mod agreement;
 mod api;
+mod browser;
 mod emulator_wire;
 mod harness;
 mod mailer;
@@ -11,3 +12,4 @@ mod openapi;
 mod runner;
 mod story;
 mod support;
+mod webdriver;

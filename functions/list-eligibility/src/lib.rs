@@ -4,7 +4,10 @@
 //! - `GET /api/projects`: projects the caller is eligible on (or `AVAILABLE_PROJECTS_QUERY`);
 //! - `GET /api/projects/{project}/roles`: eligible entitlements with type and status;
 //! - `GET /api/projects/{project}/peers?id=ENTITLEMENT`: qualified reviewers, for callers who
-//!   are themselves eligible for peer approval of that entitlement (no enumeration).
+//!   are themselves eligible for peer approval of that entitlement (no enumeration);
+//! - `GET /`, `/static/…`: the page people use ([`page`]).
+
+pub mod page;
 
 use std::sync::Arc;
 
@@ -82,6 +85,7 @@ pub fn router(state: AppState) -> Router {
     let api = routes().into_iter().fold(Router::new(), |router, (_, path, handler)| router.route(path, handler));
     api.layer(middleware::from_fn(require_xsrf_header))
         .layer(middleware::from_fn(no_store))
+        .merge(page::router())
         .fallback(not_found)
         .with_state(state)
 }

@@ -1,0 +1,253 @@
+// The JIT access page: pick a project, see your eligible roles, activate them or ask a peer,
+// and approve a peer's request from the link in its mail. Plain DOM, no framework, no CDN:
+// it runs under a strict Content-Security-Policy and offline. Text from the API is only ever
+// set with textContent, never parsed as HTML.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let policy = null;
+let roles = [];
+let mode = null; // { kind: "JIT" | "MPA", entitlements: [...] }
+
+async function api(method, path, body) {
+  const options = { method, headers: { "X-JITACCESS": "1" }, credentials: "same-origin" };
+  if (body !== undefined) {
+    options.headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, options);
+  let data = null;
+  try { data = await response.json(); } catch (_) { /* not JSON */ }
+  if (!response.ok) {
+    const message = (data && (data.message || (data.error && data.error.message))) || `${response.status} ${response.statusText}`;
+    throw new Error(message);
+  }
+  return data;
+}
+
+function show(id, visible) { $(id).hidden = !visible; }
+function showError(error) { $("error").textContent = error.message || String(error); show("error", true); }
+function clearMessages() { show("error", false); show("notice", false); }
+function notice(text) { $("notice").textContent = text; show("notice", true); }
+function time(seconds) { return new Date(seconds * 1000).toLocaleString(); }
+function el(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined) node.textContent = text;
+  if (className) node.className = className;
+  return node;
+}
+
+async function start() {
+  try {
+    policy = await api("GET", "/api/policy");
+    $("user").textContent = policy.signedInUser.email;
+    $("version").textContent = `JIT access ${policy.applicationVersion}`;
+    const params = new URLSearchParams(location.search);
+    if (params.get("activation")) {
+      await showRequest(params.get("activation"));
+    } else {
+      await loadProjects(params.get("projectId"));
+    }
+  } catch (error) {
+    showError(error);
+  }
+}
+
+async function loadProjects(preferred) {
+  const { projects } = await api("GET", "/api/projects");
+  const select = $("project");
+  select.replaceChildren();
+  if (projects.length === 0) {
+    select.append(el("option", "no projects"));
+    showError(new Error("You are not eligible for any role in any project."));
+    return;
+  }
+  for (const project of projects) select.append(el("option", project));
+  const remembered = preferred || localStorage.getItem("projectId");
+  if (remembered && projects.includes(remembered)) select.value = remembered;
+  await loadRoles();
+}
+
+async function loadRoles() {
+  const project = $("project").value;
+  localStorage.setItem("projectId", project);
+  show("request-view", false);
+  show("result-view", false);
+  const data = await api("GET", `/api/projects/${encodeURIComponent(project)}/roles`);
+  roles = data.entitlements;
+  const body = $("roles").querySelector("tbody");
+  body.replaceChildren();
+  for (const [index, role] of roles.entries()) {
+    const row = el("tr");
+    const box = el("input");
+    box.type = "checkbox";
+    box.dataset.index = index;
+    box.setAttribute("aria-label", role.name);
+    box.addEventListener("change", updateActivateButton);
+    const check = el("td");
+    check.append(box);
+    const name = el("td");
+    name.append(el("code", role.name));
+    const type = el("td");
+    type.append(role.activationType === "MPA" ? el("span", "peer approval", "badge mpa") : el("span", "self-approval", "badge"));
+    const status = el("td");
+    status.append(role.status === "ACTIVE" ? el("span", `active until ${time(role.validUntil)}`, "badge active") : el("span", "available"));
+    row.append(check, name, el("td", role.resourceCondition || "–"), type, status);
+    body.append(row);
+  }
+  show("no-roles", roles.length === 0);
+  show("roles-view", true);
+  updateActivateButton();
+}
+
+function selectedRoles() {
+  return [...document.querySelectorAll("#roles tbody input:checked")].map((box) => roles[Number(box.dataset.index)]);
+}
+
+function updateActivateButton() {
+  const selected = selectedRoles();
+  const peer = selected.filter((r) => r.activationType === "MPA");
+  const button = $("activate");
+  button.disabled = selected.length === 0 || (peer.length > 0 && selected.length > 1);
+  button.title = button.disabled && peer.length > 0 ? "Peer approval is requested for one role at a time" : "";
+  button.textContent = peer.length > 0 ? "Request approval…" : "Activate…";
+}
+
+async function openRequest() {
+  clearMessages();
+  const selected = selectedRoles();
+  mode = { kind: selected[0].activationType, entitlements: selected };
+  $("request-title").textContent = mode.kind === "MPA" ? "Request approval" : "Activate";
+  $("submit").textContent = mode.kind === "MPA" ? "Send request" : "Activate";
+  $("request-roles").textContent = selected.map((r) => r.name).join(", ");
+  const justification = $("justification");
+  justification.value = "";
+  justification.placeholder = policy.justificationHint;
+  $("justification-hint").textContent = policy.justificationHint;
+  const duration = $("duration");
+  duration.replaceChildren();
+  for (const minutes of [5, 15, 30, 60, 120, 240, 480, 1440].filter((m) => m <= policy.maxActivationTimeout)) {
+    const option = el("option", minutes < 60 ? `${minutes} minutes` : `${minutes / 60} hour${minutes > 60 ? "s" : ""}`);
+    option.value = minutes;
+    duration.append(option);
+  }
+  duration.value = policy.defaultActivationTimeout;
+  if (duration.value === "") duration.selectedIndex = duration.options.length - 1;
+  $("peers").replaceChildren();
+  show("peers-field", mode.kind === "MPA");
+  if (mode.kind === "MPA") {
+    const project = $("project").value;
+    const { peers } = await api("GET", `/api/projects/${encodeURIComponent(project)}/peers?id=${encodeURIComponent(mode.entitlements[0].id)}`);
+    if (peers.length === 0) $("peers").append(el("p", "Nobody else holds this role: nobody can approve it.", "hint"));
+    for (const peer of peers) {
+      const label = el("label");
+      const box = el("input");
+      box.type = "checkbox";
+      box.value = peer.email;
+      box.name = "peer";
+      label.append(box, el("span", peer.email));
+      $("peers").append(label);
+    }
+  }
+  show("roles-view", false);
+  show("request-view", true);
+  justification.focus();
+}
+
+async function submitRequest(event) {
+  event.preventDefault();
+  clearMessages();
+  const project = $("project").value;
+  const justification = $("justification").value.trim();
+  const minutes = Number($("duration").value);
+  $("submit").disabled = true;
+  try {
+    let result;
+    if (mode.kind === "MPA") {
+      const peers = [...document.querySelectorAll("#peers input:checked")].map((box) => box.value);
+      result = await api("POST", `/api/projects/${encodeURIComponent(project)}/roles/request`,
+        { entitlementId: mode.entitlements[0].id, justification, peers, activationTimeout: minutes });
+      showResult("Request sent", result);
+      notice(`Your request went to ${peers.join(", ")}. You will get a mail when it is approved.`);
+    } else {
+      result = await api("POST", `/api/projects/${encodeURIComponent(project)}/roles/self-activate`,
+        { entitlementIds: mode.entitlements.map((r) => r.id), justification, activationTimeout: minutes });
+      showResult("Access granted", result);
+      notice(result.message || "Your access is active. It can take a minute to reach every Google Cloud service.");
+    }
+  } catch (error) {
+    showError(error);
+  } finally {
+    $("submit").disabled = false;
+  }
+}
+
+function showResult(title, result) {
+  $("result-title").textContent = title;
+  const body = $("result-details");
+  body.replaceChildren();
+  const row = (name, value) => {
+    const tr = el("tr");
+    tr.append(el("th", name), el("td", value));
+    body.append(tr);
+  };
+  row("Requested by", result.beneficiary.email);
+  if (result.reviewers.length) row("Reviewers", result.reviewers.map((r) => r.email).join(", "));
+  row("Justification", result.justification);
+  for (const entitlement of result.entitlements) {
+    row("Project", entitlement.projectId);
+    row("Role", entitlement.name);
+    if (entitlement.resourceCondition) row("Condition", entitlement.resourceCondition);
+    row("From", time(entitlement.startTime));
+    row("Until", time(entitlement.endTime));
+    row("Status", { ACTIVE: "active", ACTIVATION_PENDING: "waiting for approval", EXPIRED: "expired" }[entitlement.status] || entitlement.status);
+  }
+  if (result.requestExpiryTime && result.entitlements.some((e) => e.status === "ACTIVATION_PENDING")) {
+    row("Request expires", time(result.requestExpiryTime));
+  }
+  show("roles-view", false);
+  show("request-view", false);
+  show("result-view", true);
+}
+
+async function showRequest(token) {
+  document.querySelector(".project").hidden = true;
+  const request = await api("GET", `/api/activation-request?activation=${encodeURIComponent(token)}`);
+  const pending = request.entitlements.every((e) => e.status === "ACTIVATION_PENDING");
+  showResult(request.isBeneficiary ? "Your request" : `${request.beneficiary.email} asks for access`, request);
+  const approve = $("approve");
+  approve.hidden = !(request.isReviewer && pending);
+  if (!pending && request.entitlements.some((e) => e.status === "EXPIRED")) {
+    notice("This request has expired: its activation window has ended.");
+  } else if (request.isBeneficiary) {
+    notice("Waiting for a reviewer to approve. You will get a mail.");
+  }
+  approve.onclick = async () => {
+    clearMessages();
+    approve.disabled = true;
+    try {
+      const result = await api("POST", `/api/activation-request?activation=${encodeURIComponent(token)}`);
+      showResult("Access approved", result);
+      approve.hidden = true;
+      notice(result.message || `${request.beneficiary.email} now has the access. They have been told.`);
+    } catch (error) {
+      showError(error);
+    } finally {
+      approve.disabled = false;
+    }
+  };
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("project").addEventListener("change", () => { clearMessages(); loadRoles().catch(showError); });
+  $("activate").addEventListener("click", () => openRequest().catch(showError));
+  $("request-form").addEventListener("submit", submitRequest);
+  $("cancel").addEventListener("click", () => { clearMessages(); show("request-view", false); show("roles-view", true); });
+  $("back").addEventListener("click", () => {
+    clearMessages();
+    document.querySelector(".project").hidden = false;
+    history.replaceState(null, "", "/");
+    loadProjects($("project").value).catch(showError);
+  });
+  start();
+});

@@ -1,0 +1,178 @@
+//! The whole system on one machine, with no cloud account: the emulator of the Google APIs,
+//! the four functions' routers (the same code as production, configured to use the emulator),
+//! and a front door ([`front_door`]) that does what the load balancer and IAP do.
+
+pub mod front_door;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use common::config::Env;
+use emulator::{Emulator, World, WorldFile};
+
+/// The IAP audience of the local front door.
+pub const LOCAL_AUDIENCE: &str = "/projects/0/global/backendServices/local";
+const PUSH_AUDIENCE: &str = "http://mailer.local/";
+const PUSH_ACCOUNT: &str = "jit-push@local.iam.gserviceaccount.com";
+const DEFAULT_TOPIC: &str = "projects/jit-project/topics/jit-events";
+const POLICIES_FILE: &str = "policies.json";
+
+/// Settings a person may tune for the local run through the environment.
+const PASSED_THROUGH: &[&str] = &[
+    "ACTIVATION_TIMEOUT",
+    "ACTIVATION_REQUEST_TIMEOUT",
+    "JUSTIFICATION_PATTERN",
+    "JUSTIFICATION_HINT",
+    "ACTIVATION_REQUEST_MIN_REVIEWERS",
+    "ACTIVATION_REQUEST_MAX_REVIEWERS",
+    "ACTIVATION_REQUEST_MAX_ROLES",
+    "NOTIFICATION_TIMEZONE",
+    "NOTIFY_SELF_APPROVED",
+    "AVAILABLE_PROJECTS_QUERY",
+];
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The front door; 0 picks a free port.
+    pub port: u16,
+    pub emulator_port: u16,
+    /// The organization file; the embedded example when `None`.
+    pub organization: Option<String>,
+    /// Print captured mail to the console.
+    pub echo_mail: bool,
+    /// Keep IAM policies here between runs (`policies.json`); in memory only when `None`.
+    pub state: Option<std::path::PathBuf>,
+}
+
+/// A running local system.
+#[derive(Debug, Clone)]
+pub struct Running {
+    pub url: String,
+    pub emulator: Emulator,
+    pub users: Vec<String>,
+}
+
+pub async fn start(options: Options) -> anyhow::Result<Running> {
+    let yaml = match &options.organization {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
+        None => emulator::DEFAULT_WORLD.to_string(),
+    };
+    let file = WorldFile::parse(&yaml).context("reading the organization file")?;
+    let scope = format!("organizations/{}", file.organization.id);
+    let topic = file.topics.first().cloned().unwrap_or_else(|| DEFAULT_TOPIC.to_string());
+    let emulator_listener = tokio::net::TcpListener::bind(("127.0.0.1", options.emulator_port))
+        .await
+        .with_context(|| format!("binding the emulator to 127.0.0.1:{}", options.emulator_port))?;
+    let door_listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port))
+        .await
+        .with_context(|| format!("binding the front door to 127.0.0.1:{}", options.port))?;
+    let url = format!("http://{}", door_listener.local_addr()?);
+    let mut world = World::new(file)?;
+    if let Some(saved) = options.state.as_ref().map(|dir| dir.join(POLICIES_FILE)).filter(|p| p.exists()) {
+        let text = std::fs::read_to_string(&saved).with_context(|| format!("reading {}", saved.display()))?;
+        let policies = serde_json::from_str(&text).with_context(|| format!("reading {}", saved.display()))?;
+        for unknown in world.restore_policies(policies) {
+            tracing::warn!(resource = %unknown, "saved policy of a resource the organization file no longer has");
+        }
+    }
+    let emulator = Emulator::start_on(emulator_listener, world, options.echo_mail).await?;
+    let http = reqwest::Client::new();
+
+    // Pub/Sub: the real emulator when PUBSUB_EMULATOR_HOST is set, else ours.
+    let real_pubsub = std::env::var("PUBSUB_EMULATOR_HOST").ok().filter(|h| !h.is_empty());
+    let mut pairs: Vec<(&'static str, String)> = emulator.environment();
+    pairs.extend([
+        ("RESOURCE_SCOPE", scope),
+        ("IAP_AUDIENCE", LOCAL_AUDIENCE.to_string()),
+        ("BASE_URL", url.clone()),
+        ("NOTIFICATION_TOPIC", topic.clone()),
+        ("SENDGRID_API_KEY", "SG.local".to_string()),
+        ("SMTP_SENDER_ADDRESS", "jit-access@example.com".to_string()),
+        ("PUSH_AUDIENCE", PUSH_AUDIENCE.to_string()),
+        ("PUSH_SERVICE_ACCOUNT", PUSH_ACCOUNT.to_string()),
+    ]);
+    if let Some(host) = &real_pubsub {
+        pairs.push(("PUBSUB_ENDPOINT", format!("http://{host}")));
+        // The real emulator pushes without an OIDC token.
+        pairs.push(("PUSH_AUTH", "false".to_string()));
+    }
+    for name in PASSED_THROUGH {
+        if let Ok(value) = std::env::var(name) {
+            pairs.push((name, value));
+        }
+    }
+    let lookup = |name: &str| pairs.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
+    let mut env = Env::new(lookup);
+    let list_config = list_eligibility::Config::read(&mut env);
+    let request_config = request_approval::Config::read(&mut env);
+    let approve_config = approve::Config::read(&mut env);
+    let mailer_config = mailer::Config::read(&mut env);
+    env.finish()?;
+
+    let serve = |router| async move { common::runner::spawn_local(common::runner::app(router)).await };
+    let list = serve(list_eligibility::router(list_eligibility::AppState::new(list_config).await?)).await?;
+    let request = serve(request_approval::router(request_approval::AppState::new(request_config).await?)).await?;
+    let approve = serve(approve::router(approve::AppState::new(approve_config).await?)).await?;
+    let mailer_state = mailer::AppState::new(mailer_config).await.map_err(anyhow::Error::msg)?;
+    let mailer = serve(mailer::router(mailer_state)).await?;
+    subscribe_mailer(&http, &emulator, real_pubsub.as_deref(), &topic, mailer).await?;
+
+    let users: Vec<String> = emulator.state.world().users().iter().cloned().collect();
+    let door = front_door::FrontDoor::new(
+        front_door::Upstreams { list, request, approve },
+        emulator.state.clone(),
+        LOCAL_AUDIENCE,
+        Arc::new(users.clone()),
+    );
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(door_listener, door.router()).await {
+            tracing::error!(%error, "front door stopped");
+        }
+    });
+    Ok(Running { url, emulator, users })
+}
+
+impl Running {
+    /// Writes the IAM policies to `dir`, for the next run's `--state`.
+    pub fn save(&self, dir: &std::path::Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let policies = self.emulator.state.world().policies();
+        let path = dir.join(POLICIES_FILE);
+        std::fs::write(&path, serde_json::to_vec_pretty(&policies)?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// Push subscription from the topic to the mailer, on whichever Pub/Sub is in use.
+async fn subscribe_mailer(
+    http: &reqwest::Client,
+    emulator: &Emulator,
+    real_pubsub: Option<&str>,
+    topic: &str,
+    mailer: SocketAddr,
+) -> anyhow::Result<()> {
+    let (base, push_config) = match real_pubsub {
+        Some(host) => {
+            let base = format!("http://{host}");
+            // The real emulator starts empty; a topic that exists already is fine.
+            let _ = http.put(format!("{base}/v1/{topic}")).json(&serde_json::json!({})).send().await?;
+            (base, serde_json::json!({"pushEndpoint": format!("http://{mailer}/")}))
+        }
+        None => (
+            emulator.url(),
+            serde_json::json!({"pushEndpoint": format!("http://{mailer}/"),
+                "oidcToken": {"serviceAccountEmail": PUSH_ACCOUNT, "audience": PUSH_AUDIENCE}}),
+        ),
+    };
+    let project = topic.split('/').nth(1).unwrap_or("jit-project");
+    let subscription = format!("{base}/v1/projects/{project}/subscriptions/jit-mailer-local");
+    let response =
+        http.put(subscription).json(&serde_json::json!({"topic": topic, "pushConfig": push_config})).send().await?;
+    anyhow::ensure!(
+        response.status().is_success() || response.status().as_u16() == 409,
+        "creating the mailer's push subscription: {}",
+        response.text().await.unwrap_or_default()
+    );
+    Ok(())
+}
