@@ -111,6 +111,11 @@ impl<'a> Env<'a> {
         self.problems.push(problem);
     }
 
+    /// Every name read so far, whatever was found.
+    pub fn names_read(&self) -> BTreeSet<&'static str> {
+        self.read.clone()
+    }
+
     /// The names read, or every problem found.
     pub fn finish(self) -> Result<BTreeSet<&'static str>, ConfigError> {
         if self.problems.is_empty() { Ok(self.read) } else { Err(ConfigError { problems: self.problems }) }

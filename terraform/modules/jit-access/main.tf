@@ -1,0 +1,198 @@
+# Service accounts, their roles, the APIs, and the settings each function reads.
+#
+# One service account per function, each with only what it needs:
+#   list-eligibility  Cloud Asset Viewer on the scope
+#   request-approval  Cloud Asset Viewer and Project IAM Admin on the scope, Token Creator on the
+#                     signing account only, Pub/Sub Publisher on the topic only
+#   approve           Cloud Asset Viewer and Project IAM Admin on the scope, Pub/Sub Publisher
+#   mailer            Secret Accessor on the SendGrid secret only
+#   sweeper           Project IAM Admin on the scope
+# plus the signing account (its Google-managed key signs activation tokens; it holds no role),
+# the push account (the OIDC identity of the mailer's push subscription) and the scheduler
+# account (runs the sweeper job).
+
+data "google_project" "this" {
+  project_id = var.project_id
+}
+
+locals {
+  number     = data.google_project.this.number
+  scope_type = split("/", var.resource_scope)[0]
+  scope_id   = split("/", var.resource_scope)[1]
+  base_url   = "https://${var.domain}"
+  topic      = google_pubsub_topic.events.id
+
+  # Cloud Run's deterministic URL: known before the service exists, so the mailer's own
+  # audience needs no second apply.
+  mailer_url = "https://jit-mailer-${local.number}.${var.region}.run.app/"
+
+  service_names = {
+    list_eligibility = "jit-list-eligibility"
+    request_approval = "jit-request-approval"
+    approve          = "jit-approve"
+  }
+
+  # The IAP audience of each HTTP function: its own backend service. The serverless NEG needs
+  # only the service's name, so the backend service exists before the Cloud Run service and
+  # its ID can be passed in without the loop the reference app had (jit#324).
+  iap_audience = {
+    for key, backend in google_compute_backend_service.function :
+    key => "/projects/${local.number}/global/backendServices/${backend.generated_id}"
+  }
+
+  activation_env = {
+    ACTIVATION_TIMEOUT               = tostring(var.activation_timeout)
+    ACTIVATION_REQUEST_TIMEOUT       = tostring(var.activation_request_timeout)
+    ACTIVATION_REQUEST_MIN_REVIEWERS = tostring(var.min_reviewers)
+    ACTIVATION_REQUEST_MAX_REVIEWERS = tostring(var.max_reviewers)
+    ACTIVATION_REQUEST_MAX_ROLES     = tostring(var.max_roles)
+    JUSTIFICATION_PATTERN            = var.justification_pattern
+    JUSTIFICATION_HINT               = var.justification_hint
+  }
+  backend_env = {
+    BACKEND_CONNECT_TIMEOUT = tostring(var.backend_timeouts.connect)
+    BACKEND_READ_TIMEOUT    = tostring(var.backend_timeouts.read)
+    BACKEND_WRITE_TIMEOUT   = tostring(var.backend_timeouts.write)
+    RUST_LOG                = var.log_level
+  }
+  scope_env = {
+    RESOURCE_SCOPE           = var.resource_scope
+    AVAILABLE_PROJECTS_QUERY = var.available_projects_query
+  }
+
+  # What each function reads, exactly (a test checks these maps against the code).
+  list_eligibility_env = merge(local.activation_env, local.backend_env, local.scope_env, {
+    IAP_AUDIENCE = local.iap_audience["list_eligibility"]
+  })
+  request_approval_env = merge(local.activation_env, local.backend_env, local.scope_env, {
+    IAP_AUDIENCE            = local.iap_audience["request_approval"]
+    SIGNING_SERVICE_ACCOUNT = google_service_account.signer.email
+    NOTIFICATION_TOPIC      = local.topic
+    BASE_URL                = local.base_url
+  })
+  approve_env = merge(local.activation_env, local.backend_env, local.scope_env, {
+    IAP_AUDIENCE            = local.iap_audience["approve"]
+    SIGNING_SERVICE_ACCOUNT = google_service_account.signer.email
+    NOTIFICATION_TOPIC      = local.topic
+    BASE_URL                = local.base_url
+  })
+  mailer_env = merge(local.backend_env, {
+    SENDGRID_API_KEY_SECRET = google_secret_manager_secret.sendgrid.id
+    SMTP_SENDER_ADDRESS     = var.sender_address
+    SMTP_SENDER_NAME        = var.sender_name
+    NOTIFICATION_TIMEZONE   = var.notification_timezone
+    NOTIFY_SELF_APPROVED    = tostring(var.notify_self_approved)
+    PUSH_AUDIENCE           = local.mailer_url
+    PUSH_SERVICE_ACCOUNT    = google_service_account.push.email
+  })
+  sweeper_env = merge(local.backend_env, local.scope_env, {
+    SWEEP_GRACE_PERIOD   = tostring(var.sweep_grace_period)
+    SWEEP_PROJECTS_QUERY = var.sweep_projects_query
+    SWEEP_DRY_RUN        = "false"
+  })
+
+  # Roles on the scope, wherever it is.
+  scope_grants = {
+    list_asset    = { role = "roles/cloudasset.viewer", member = "serviceAccount:${google_service_account.function["list_eligibility"].email}" }
+    request_asset = { role = "roles/cloudasset.viewer", member = "serviceAccount:${google_service_account.function["request_approval"].email}" }
+    request_iam   = { role = "roles/resourcemanager.projectIamAdmin", member = "serviceAccount:${google_service_account.function["request_approval"].email}" }
+    approve_asset = { role = "roles/cloudasset.viewer", member = "serviceAccount:${google_service_account.function["approve"].email}" }
+    approve_iam   = { role = "roles/resourcemanager.projectIamAdmin", member = "serviceAccount:${google_service_account.function["approve"].email}" }
+    sweeper_iam   = { role = "roles/resourcemanager.projectIamAdmin", member = "serviceAccount:${google_service_account.function["sweeper"].email}" }
+  }
+}
+
+resource "google_project_service" "apis" {
+  for_each = toset([
+    "cloudasset.googleapis.com",
+    "cloudresourcemanager.googleapis.com",
+    "cloudscheduler.googleapis.com",
+    "compute.googleapis.com",
+    "iam.googleapis.com",
+    "iamcredentials.googleapis.com",
+    "iap.googleapis.com",
+    "pubsub.googleapis.com",
+    "run.googleapis.com",
+    "secretmanager.googleapis.com",
+  ])
+  project            = var.project_id
+  service            = each.value
+  disable_on_destroy = false
+}
+
+resource "google_service_account" "function" {
+  for_each = {
+    list_eligibility = "JIT access: list eligibility"
+    request_approval = "JIT access: request approval"
+    approve          = "JIT access: approve"
+    mailer           = "JIT access: mailer"
+    sweeper          = "JIT access: sweeper job"
+  }
+  project      = var.project_id
+  account_id   = "jit-${replace(each.key, "_", "-")}"
+  display_name = each.value
+}
+
+resource "google_service_account" "signer" {
+  project      = var.project_id
+  account_id   = "jit-token-signer"
+  display_name = "JIT access: signs activation tokens (no roles)"
+}
+
+resource "google_service_account" "push" {
+  project      = var.project_id
+  account_id   = "jit-push"
+  display_name = "JIT access: identity of the mailer's push subscription"
+}
+
+resource "google_service_account" "scheduler" {
+  project      = var.project_id
+  account_id   = "jit-scheduler"
+  display_name = "JIT access: runs the sweeper job"
+}
+
+# Only request-approval signs; approve verifies with the account's public keys.
+resource "google_service_account_iam_member" "request_signs_tokens" {
+  service_account_id = google_service_account.signer.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "serviceAccount:${google_service_account.function["request_approval"].email}"
+}
+
+resource "google_organization_iam_member" "scope" {
+  for_each = local.scope_type == "organizations" ? local.scope_grants : {}
+  org_id   = local.scope_id
+  role     = each.value.role
+  member   = each.value.member
+}
+
+resource "google_folder_iam_member" "scope" {
+  for_each = local.scope_type == "folders" ? local.scope_grants : {}
+  folder   = "folders/${local.scope_id}"
+  role     = each.value.role
+  member   = each.value.member
+}
+
+resource "google_project_iam_member" "scope" {
+  for_each = local.scope_type == "projects" ? local.scope_grants : {}
+  project  = local.scope_id
+  role     = each.value.role
+  member   = each.value.member
+}
+
+resource "google_secret_manager_secret" "sendgrid" {
+  project   = var.project_id
+  secret_id = "jit-sendgrid-api-key"
+  replication {
+    auto {}
+  }
+  depends_on = [google_project_service.apis]
+}
+
+# The value is set outside Terraform, so it never lands in the state:
+#   printf %s "$SENDGRID_API_KEY" | gcloud secrets versions add jit-sendgrid-api-key --data-file=-
+resource "google_secret_manager_secret_iam_member" "mailer_reads_key" {
+  project   = var.project_id
+  secret_id = google_secret_manager_secret.sendgrid.secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.function["mailer"].email}"
+}

@@ -1,0 +1,166 @@
+# Every setting the functions read is a variable here, with the same meaning and default as
+# in the README's configuration table.
+
+variable "project_id" {
+  description = "The project that hosts the functions, the topic, the secret and the load balancer."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the Cloud Run services and job, and of Cloud Scheduler."
+  type        = string
+  default     = "europe-west1"
+}
+
+variable "domain" {
+  description = "The DNS name users open (a managed certificate is issued for it); point an A record at the output ip_address."
+  type        = string
+}
+
+variable "images" {
+  description = "Container image of each function, e.g. REGION-docker.pkg.dev/PROJECT/jit-access/list-eligibility:TAG (cloudbuild.yaml builds them)."
+  type = object({
+    list_eligibility = string
+    request_approval = string
+    approve          = string
+    mailer           = string
+    sweeper          = string
+  })
+}
+
+variable "resource_scope" {
+  description = "RESOURCE_SCOPE: organizations/NUMBER, folders/NUMBER or projects/ID, where eligibility is looked up and activations are written."
+  type        = string
+  validation {
+    condition     = can(regex("^(organizations/[0-9]+|folders/[0-9]+|projects/[a-z][-a-z0-9:.]*)$", var.resource_scope))
+    error_message = "resource_scope must be organizations/NUMBER, folders/NUMBER or projects/ID."
+  }
+}
+
+variable "iap_members" {
+  description = "Who may open the app through IAP (roles/iap.httpsResourceAccessor), e.g. [\"domain:example.com\", \"group:engineers@example.com\"]."
+  type        = list(string)
+}
+
+variable "available_projects_query" {
+  description = "AVAILABLE_PROJECTS_QUERY: list projects with Resource Manager search (e.g. \"state:ACTIVE\") instead of Policy Analyzer. Empty: Policy Analyzer."
+  type        = string
+  default     = ""
+}
+
+variable "activation_timeout" {
+  description = "ACTIVATION_TIMEOUT: longest activation, minutes."
+  type        = number
+  default     = 120
+}
+
+variable "activation_request_timeout" {
+  description = "ACTIVATION_REQUEST_TIMEOUT: how long a peer-approval request can be approved, minutes (capped at activation_timeout)."
+  type        = number
+  default     = 60
+}
+
+variable "justification_pattern" {
+  description = "JUSTIFICATION_PATTERN: regular expression the whole justification must match."
+  type        = string
+  default     = ".*"
+}
+
+variable "justification_hint" {
+  description = "JUSTIFICATION_HINT: shown to users and in refusals."
+  type        = string
+  default     = "Bug or case number"
+}
+
+variable "min_reviewers" {
+  description = "ACTIVATION_REQUEST_MIN_REVIEWERS: fewest reviewers a request must name."
+  type        = number
+  default     = 1
+}
+
+variable "max_reviewers" {
+  description = "ACTIVATION_REQUEST_MAX_REVIEWERS: most reviewers a request may name."
+  type        = number
+  default     = 10
+}
+
+variable "max_roles" {
+  description = "ACTIVATION_REQUEST_MAX_ROLES: most roles in one self-activation."
+  type        = number
+  default     = 10
+}
+
+variable "backend_timeouts" {
+  description = "BACKEND_CONNECT_TIMEOUT, BACKEND_READ_TIMEOUT, BACKEND_WRITE_TIMEOUT: Google API timeouts, seconds."
+  type = object({
+    connect = number
+    read    = number
+    write   = number
+  })
+  default = { connect = 5, read = 20, write = 5 }
+}
+
+variable "sender_address" {
+  description = "SMTP_SENDER_ADDRESS: the address mail is sent from (verified in SendGrid)."
+  type        = string
+}
+
+variable "sender_name" {
+  description = "SMTP_SENDER_NAME: the sender name."
+  type        = string
+  default     = "JIT Access"
+}
+
+variable "notification_timezone" {
+  description = "NOTIFICATION_TIMEZONE: IANA time zone for times in mail."
+  type        = string
+  default     = "UTC"
+}
+
+variable "notify_self_approved" {
+  description = "NOTIFY_SELF_APPROVED: mail the requester about self-activations."
+  type        = bool
+  default     = true
+}
+
+variable "sweep_grace_period" {
+  description = "SWEEP_GRACE_PERIOD: minutes after an activation ended before the sweeper removes its binding."
+  type        = number
+  default     = 60
+}
+
+variable "sweep_projects_query" {
+  description = "SWEEP_PROJECTS_QUERY: which projects the sweeper walks when the scope is a folder or organization."
+  type        = string
+  default     = "state:ACTIVE"
+}
+
+variable "sweep_schedule" {
+  description = "When the sweeper runs (cron, in sweep_time_zone)."
+  type        = string
+  default     = "17 * * * *"
+}
+
+variable "sweep_time_zone" {
+  description = "Time zone of sweep_schedule."
+  type        = string
+  default     = "Etc/UTC"
+}
+
+variable "log_level" {
+  description = "RUST_LOG of every function, e.g. info or debug."
+  type        = string
+  default     = "info"
+}
+
+variable "max_instances" {
+  description = "Most instances of each HTTP function."
+  type        = number
+  default     = 10
+}
+
+variable "mailer_max_delivery_attempts" {
+  description = "Deliveries of one event to the mailer before it is parked on the dead-letter topic."
+  type        = number
+  default     = 10
+}

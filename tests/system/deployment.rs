@@ -1,0 +1,128 @@
+//! The deployment matches the code: Terraform sets exactly the environment variables each
+//! function reads (less the few that exist for local runs and tests), and every function
+//! crate has its Cloud Run service or job, its image variable, and its image build.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::config::Env;
+
+/// Read by the code, deliberately not set by Terraform.
+const NOT_DEPLOYED: &[(&str, &str)] = &[
+    ("GOOGLE_CLOUD_PROJECT", "a fallback for RESOURCE_SCOPE and bare topic names; Terraform sets both in full"),
+    ("ELEVATION_DURATION", "the reference app's deprecated name for ACTIVATION_TIMEOUT"),
+    ("IAP_BACKEND_SERVICE_ID", "the reference app's way to form IAP_AUDIENCE, which Terraform sets whole"),
+    ("PROJECT_NUMBER", "goes with IAP_BACKEND_SERVICE_ID"),
+    ("PUBSUB_EMULATOR_HOST", "local and tests only"),
+    ("CLOUD_ASSET_ENDPOINT", "endpoint override; the default is Google's"),
+    ("RESOURCE_MANAGER_ENDPOINT", "endpoint override; the default is Google's"),
+    ("IAM_CREDENTIALS_ENDPOINT", "endpoint override; the default is Google's"),
+    ("PUBSUB_ENDPOINT", "endpoint override; the default is Google's"),
+    ("SERVICE_ACCOUNT_JWKS_URL", "endpoint override; the default is Google's"),
+    ("IAP_JWKS_URL", "endpoint override; the default is Google's"),
+    ("SECRET_MANAGER_ENDPOINT", "endpoint override; the default is Google's"),
+    ("SENDGRID_BASE_URL", "endpoint override; the default is SendGrid's"),
+    ("PUSH_JWKS_URL", "endpoint override; the default is Google's"),
+    ("SENDGRID_API_KEY", "local runs only; deployed, the key comes from Secret Manager"),
+    ("PUSH_AUTH", "turning push authentication off is refused on Cloud Run"),
+    ("K_SERVICE", "set by Cloud Run itself"),
+];
+
+/// Set by Terraform for the shared runner, which reads it directly.
+const RUNNER: &[&str] = &["RUST_LOG"];
+
+fn read_by_code() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
+    let mut names = BTreeMap::new();
+    let mut record = |function: &'static str, read: &dyn Fn(&mut Env<'_>)| {
+        let mut env = Env::new(|_| None);
+        read(&mut env);
+        names.insert(function, env.names_read());
+    };
+    record("list_eligibility", &|env| drop(list_eligibility::Config::read(env)));
+    record("request_approval", &|env| drop(request_approval::Config::read(env)));
+    record("approve", &|env| drop(approve::Config::read(env)));
+    record("mailer", &|env| drop(mailer::Config::read(env)));
+    record("sweeper", &|env| drop(sweeper::Config::read(env)));
+    names
+}
+
+fn module_file(name: &str) -> String {
+    let path = format!("{}/../terraform/modules/jit-access/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The keys a `locals` entry `NAME = { … }` or `NAME = merge(local.A, …, { … })` defines,
+/// following the locals it merges.
+fn local_env(main: &str, name: &str) -> BTreeSet<String> {
+    let start = main.find(&format!("\n  {name} = ")).unwrap_or_else(|| panic!("local.{name} not found"));
+    let body = &main[start + 1..];
+    let mut depth = 0i32;
+    let mut end = body.len();
+    for (index, c) in body.char_indices() {
+        match c {
+            '{' | '(' => depth += 1,
+            '}' | ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    end = index;
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let block = &body[..end];
+    let mut keys = BTreeSet::new();
+    for line in block.lines().skip(1) {
+        let trimmed = line.trim();
+        if let Some((key, _)) = trimmed.split_once(" = ").or_else(|| trimmed.split_once(" =")) {
+            let key = key.trim();
+            if !key.is_empty() && key.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') {
+                keys.insert(key.to_string());
+            }
+        }
+    }
+    let first_line = block.lines().next().unwrap_or_default();
+    for merged in first_line.split("local.").skip(1) {
+        let merged: String = merged.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        keys.extend(local_env(main, &merged));
+    }
+    keys
+}
+
+#[test]
+fn terraform_sets_exactly_what_each_function_reads() {
+    let main = module_file("main.tf");
+    let not_deployed: BTreeSet<&str> = NOT_DEPLOYED.iter().map(|(name, _)| *name).collect();
+    for (function, read) in read_by_code() {
+        let expected: BTreeSet<String> = read.difference(&not_deployed).map(|n| n.to_string()).collect();
+        let mut deployed = local_env(&main, &format!("{function}_env"));
+        deployed.retain(|name| !RUNNER.contains(&name.as_str()));
+        let missing: Vec<_> = expected.difference(&deployed).collect();
+        let extra: Vec<_> = deployed.difference(&expected).collect();
+        assert!(missing.is_empty(), "{function}: read by the code, not set by Terraform: {missing:?}");
+        assert!(extra.is_empty(), "{function}: set by Terraform, never read: {extra:?}");
+    }
+}
+
+#[test]
+fn every_function_has_its_service_image_and_build() {
+    let functions_dir = format!("{}/../functions", env!("CARGO_MANIFEST_DIR"));
+    let mut crates: Vec<String> = std::fs::read_dir(&functions_dir)
+        .expect("functions/")
+        .map(|entry| entry.expect("entry").file_name().to_string_lossy().to_string())
+        .collect();
+    crates.sort();
+    assert_eq!(crates, ["approve", "list-eligibility", "mailer", "request-approval", "sweeper"]);
+    let run = module_file("run.tf");
+    let variables = module_file("variables.tf");
+    let cloudbuild =
+        std::fs::read_to_string(format!("{}/../cloudbuild.yaml", env!("CARGO_MANIFEST_DIR"))).expect("cloudbuild.yaml");
+    for name in &crates {
+        let key = name.replace('-', "_");
+        let deployed = run.contains(&format!("image = var.images.{key}"))
+            || run.contains(&format!("{key} = {{ image = var.images.{key}"));
+        assert!(deployed, "{name}: no Cloud Run service or job uses var.images.{key}");
+        assert!(variables.contains(&format!("    {key} ")), "{name}: no image in variable \"images\"");
+        assert!(cloudbuild.contains(&format!("FUNCTION={name}")), "{name}: cloudbuild.yaml does not build its image");
+    }
+}

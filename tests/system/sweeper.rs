@@ -1,0 +1,84 @@
+//! The sweeper job against the emulator: expired activations go, everything else stays,
+//! including a hand-made time-bound binding; a dry run writes nothing.
+
+use common::activation::{Activation, ActivationWindow, Approval};
+use common::config::Env;
+use common::entitlement::EntitlementId;
+use common::gcp::iam::IamWriter;
+use common::justification::JustificationPolicy;
+use common::timestamp::Timestamp;
+
+use crate::support::{SCOPE, backend, email};
+
+fn activation(user: &str, id: &str, start: i64, end: i64) -> Activation {
+    Activation {
+        beneficiary: email(user),
+        entitlement: EntitlementId::parse(id).expect("id"),
+        window: ActivationWindow::new(
+            Timestamp::from_unix_seconds(start).expect("t"),
+            Timestamp::from_unix_seconds(end).expect("t"),
+        )
+        .expect("window"),
+        approval: Approval::SelfApproved,
+        justification: JustificationPolicy::new(".*", "").expect("pattern").check("BUG-1").expect("valid"),
+    }
+}
+
+fn config(backend: &crate::support::Backend, dry_run: bool) -> sweeper::Config {
+    let mut pairs = backend.emulator.environment();
+    pairs.push(("RESOURCE_SCOPE", SCOPE.to_string()));
+    if dry_run {
+        pairs.push(("SWEEP_DRY_RUN", "true".to_string()));
+    }
+    let mut env = Env::new(|name| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone()));
+    let config = sweeper::Config::read(&mut env);
+    env.finish().expect("valid");
+    config
+}
+
+#[tokio::test]
+async fn expired_activations_are_swept_and_nothing_else() {
+    let backend = backend().await;
+    let writer = IamWriter::new(&backend.settings).await.expect("client");
+    let now = Timestamp::now().unix_seconds();
+    let expired = activation("carol@example.com", "project-1:roles/storage.admin", now - 10_000, now - 7_200);
+    let recent = activation("alice@example.com", "project-2:roles/viewer", now - 3_000, now - 600);
+    let active = activation("bob@example.com", "project-1:roles/compute.admin", now - 60, now + 3_600);
+    for activation in [&expired, &recent, &active] {
+        writer.activate(activation, "test").await.expect("written");
+    }
+    let before_1 = backend.policy("projects/project-1").await;
+    let before_2 = backend.policy("projects/project-2").await;
+
+    let dry = sweeper::run(&config(&backend, true), Timestamp::now()).await.expect("runs");
+    assert_eq!((dry.projects_seen, dry.bindings_removed, dry.errors), (2, 1, 0), "{dry}");
+    assert_eq!(backend.policy("projects/project-1").await, before_1, "a dry run writes nothing");
+
+    let summary = sweeper::run(&config(&backend, false), Timestamp::now()).await.expect("runs");
+    assert_eq!(summary.to_string(), "sweep: projects seen 2, bindings removed 1, conflicts retried 0, errors 0");
+    let after_1 = backend.policy("projects/project-1").await;
+    assert!(!after_1.bindings.contains(&expired.binding()));
+    assert!(after_1.bindings.contains(&active.binding()));
+    let hand_made =
+        before_1.bindings.iter().find(|b| b.role == "roles/compute.viewer").expect("the hand-made time-bound binding");
+    assert!(after_1.bindings.contains(hand_made), "a hand-made time-bound binding survives");
+    assert_eq!(after_1.bindings.len(), before_1.bindings.len() - 1);
+    assert_eq!(backend.policy("projects/project-2").await, before_2, "ended within the grace period: kept");
+}
+
+#[tokio::test]
+async fn a_failing_project_is_counted_and_conflicts_are_retried() {
+    let backend = backend().await;
+    let writer = IamWriter::new(&backend.settings).await.expect("client");
+    let now = Timestamp::now().unix_seconds();
+    writer
+        .activate(&activation("carol@example.com", "project-1:roles/storage.admin", now - 10_000, now - 7_200), "t")
+        .await
+        .expect("w");
+    backend.inject("resourcemanager", "setIamPolicy", 409, 1).await;
+    let summary = sweeper::run(&config(&backend, false), Timestamp::now()).await.expect("runs");
+    assert_eq!((summary.bindings_removed, summary.conflicts_retried, summary.errors), (1, 1, 0), "{summary}");
+    backend.inject("resourcemanager", "getIamPolicy", 403, 10).await;
+    let summary = sweeper::run(&config(&backend, false), Timestamp::now()).await.expect("runs");
+    assert_eq!(summary.errors, 2, "{summary}");
+}
