@@ -467,6 +467,30 @@ mod tests {
         assert!(verify(&from_url_form(&url)).is_ok());
     }
 
+    proptest::proptest! {
+        /// Fuzz: arbitrary text never panics the verifier and never verifies.
+        #[test]
+        fn fuzz_arbitrary_tokens_never_verify(text in "\\PC{0,300}") {
+            proptest::prop_assert!(verify(&text).is_err());
+            proptest::prop_assert!(verify(&from_url_form(&text)).is_err());
+        }
+
+        /// Fuzz: any single-character change to a valid token is refused.
+        #[test]
+        fn fuzz_mutated_tokens_never_verify(position in 0usize..2_000, replacement in proptest::char::range('-', 'z')) {
+            let token = signed_by(our_key(), &claims_json());
+            let position = position % token.len();
+            let original = token.as_bytes()[position] as char;
+            proptest::prop_assume!(original != replacement);
+            let mutated = format!("{}{}{}", &token[..position], replacement, &token[position + 1..]);
+            // A few base64url changes decode to the same bytes (the last character's unused
+            // bits); everything else must fail.
+            if let Ok(request) = verify(&mutated) {
+                proptest::prop_assert_eq!(request, verify(&token).expect("valid"));
+            }
+        }
+    }
+
     /// The local signer is synchronous; poll its ready future once.
     fn futures_ready<T>(future: Pin<Box<dyn Future<Output = T> + Send + '_>>) -> T {
         let waker = std::task::Waker::noop();
