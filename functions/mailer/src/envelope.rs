@@ -44,15 +44,14 @@ mod tests {
         /// Fuzz: whatever is pushed, parsing and composing never panic.
         #[test]
         fn fuzz_arbitrary_pushes_never_panic(body in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
-            if let Ok(delivery) = parse(&body) {
-                if let Ok(event) = serde_json::from_slice::<serde_json::Value>(&delivery.data) {
-                    let style = crate::compose::Style {
-                        time_zone: jiff::tz::TimeZone::UTC,
-                        thread_domain: "example.com".into(),
-                        self_approved: true,
-                    };
-                    let _ = crate::compose::compose(&event, &style);
-                }
+            let event = parse(&body).ok().and_then(|delivery| serde_json::from_slice::<serde_json::Value>(&delivery.data).ok());
+            if let Some(event) = event {
+                let style = crate::compose::Style {
+                    time_zone: jiff::tz::TimeZone::UTC,
+                    thread_domain: "example.com".into(),
+                    self_approved: true,
+                };
+                let _ = crate::compose::compose(&event, &style);
             }
         }
 
