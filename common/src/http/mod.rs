@@ -7,4 +7,20 @@ pub mod extract;
 pub mod wire;
 
 pub use error::ApiError;
+
+use axum::Router;
+use axum::middleware;
+use axum::routing::MethodRouter;
+
+/// A function's `/api/` routes: method (for the OpenAPI check), path, handler.
+pub type Routes<S> = Vec<(&'static str, &'static str, MethodRouter<S>)>;
+
+/// Assembles a function's router: its routes behind the XSRF check and `no-store`, and a
+/// JSON 404 for anything else.
+pub fn api_router<S: Clone + Send + Sync + 'static>(function: &'static str, routes: Routes<S>) -> Router<S> {
+    let api = routes.into_iter().fold(Router::new(), |router, (_, path, handler)| router.route(path, handler));
+    api.layer(middleware::from_fn(extract::require_xsrf_header))
+        .layer(middleware::from_fn(extract::no_store))
+        .fallback(move || async move { ApiError::not_found("route_not_found", format!("no such route in {function}")) })
+}
 pub use extract::{ApiJson, ApiQuery, IapUser, IapVerifier};

@@ -11,16 +11,13 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::Router;
 use axum::extract::{FromRef, State};
-use axum::routing::{MethodRouter, get};
-use axum::{Json, middleware};
+use axum::routing::get;
 use common::activation::{Activation, Approval};
 use common::condition::ActivationType;
-use common::config::{
-    ActivationSettings, BackendSettings, ConfigError, Env, IapSettings, NotificationSettings, ScopeSettings,
-    TokenSettings,
-};
+use common::config::ConfigError;
 use common::entitlement::Entitlement;
 use common::event;
 use common::gcp::GcpError;
@@ -29,41 +26,18 @@ use common::gcp::events::{EventPublisher, publish_or_log, publisher_for};
 use common::gcp::iam::{ActivationWrite, IamWriter};
 use common::gcp::jwks::JwksCache;
 use common::http::audit::{self, Decision};
-use common::http::extract::{no_store, require_xsrf_header};
 use common::http::wire::ActivationResponse;
-use common::http::{ApiError, ApiQuery, IapUser, IapVerifier};
+use common::http::{ApiError, ApiQuery, IapUser, IapVerifier, Routes, api_router};
 use common::rules;
 use common::timestamp::Timestamp;
 use common::token::{ActivationRequest, from_url_form};
 use serde::Deserialize;
 
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub activation: ActivationSettings,
-    pub scope: ScopeSettings,
-    pub iap: IapSettings,
-    pub token: TokenSettings,
-    pub backend: BackendSettings,
-    pub notification: NotificationSettings,
-}
-
-impl Config {
-    pub fn read(env: &mut Env<'_>) -> Config {
-        Config {
-            activation: ActivationSettings::read(env),
-            scope: ScopeSettings::read(env),
-            iap: IapSettings::read(env),
-            token: TokenSettings::read(env),
-            backend: BackendSettings::read(env),
-            notification: NotificationSettings::read(env),
-        }
-    }
-}
+/// The settings this function reads: every section of the shared configuration.
+pub use common::config::Config;
 
 pub fn config_from_env() -> Result<Config, ConfigError> {
-    let mut env = Env::from_process();
-    let config = Config::read(&mut env);
-    env.finish().map(|_| config)
+    Config::from_process_env()
 }
 
 #[derive(Debug, Clone)]
@@ -94,7 +68,7 @@ impl AppState {
     }
 }
 
-pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
+pub fn routes() -> Routes<AppState> {
     vec![
         ("GET", "/api/activation-request", get(introspect)),
         ("POST", "/api/activation-request", axum::routing::post(approve)),
@@ -102,15 +76,7 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
 }
 
 pub fn router(state: AppState) -> Router {
-    let api = routes().into_iter().fold(Router::new(), |router, (_, path, handler)| router.route(path, handler));
-    api.layer(middleware::from_fn(require_xsrf_header))
-        .layer(middleware::from_fn(no_store))
-        .fallback(not_found)
-        .with_state(state)
-}
-
-async fn not_found() -> ApiError {
-    ApiError::not_found("route_not_found", "no such route in approve")
+    api_router("approve", routes()).with_state(state)
 }
 
 #[derive(Debug, Deserialize)]

@@ -11,10 +11,10 @@ pub mod page;
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::Router;
 use axum::extract::{FromRef, Path, State};
-use axum::routing::{MethodRouter, get};
-use axum::{Json, middleware};
+use axum::routing::get;
 use common::activation::WindowStatus;
 use common::condition::ActivationType;
 use common::config::{ActivationSettings, BackendSettings, ConfigError, Env, IapSettings, ScopeSettings};
@@ -22,9 +22,8 @@ use common::entitlement::{Entitlement, EntitlementId, ProjectId};
 use common::gcp::GcpError;
 use common::gcp::catalog::PolicyAnalyzerCatalog;
 use common::gcp::jwks::JwksCache;
-use common::http::extract::{no_store, require_xsrf_header};
 use common::http::wire::UserJson;
-use common::http::{ApiError, ApiQuery, IapUser, IapVerifier};
+use common::http::{ApiError, ApiQuery, IapUser, IapVerifier, Routes, api_router};
 use common::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -72,7 +71,7 @@ impl AppState {
 }
 
 /// Every route: method, path, handler. The OpenAPI test reads this list.
-pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
+pub fn routes() -> Routes<AppState> {
     vec![
         ("GET", "/api/policy", get(policy)),
         ("GET", "/api/projects", get(projects)),
@@ -82,12 +81,7 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
 }
 
 pub fn router(state: AppState) -> Router {
-    let api = routes().into_iter().fold(Router::new(), |router, (_, path, handler)| router.route(path, handler));
-    api.layer(middleware::from_fn(require_xsrf_header))
-        .layer(middleware::from_fn(no_store))
-        .merge(page::router())
-        .fallback(not_found)
-        .with_state(state)
+    api_router("list-eligibility", routes()).merge(page::router()).with_state(state)
 }
 
 /// Reads the configuration, or every problem with it.
@@ -95,10 +89,6 @@ pub fn config_from_env() -> Result<Config, ConfigError> {
     let mut env = Env::from_process();
     let config = Config::read(&mut env);
     env.finish().map(|_| config)
-}
-
-async fn not_found() -> ApiError {
-    ApiError::not_found("route_not_found", "no such route in list-eligibility")
 }
 
 #[derive(Debug, Serialize)]

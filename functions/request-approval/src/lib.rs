@@ -7,17 +7,14 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::Router;
 use axum::extract::{FromRef, Path, State};
-use axum::routing::{MethodRouter, post};
-use axum::{Json, middleware};
+use axum::routing::post;
 use base64::Engine as _;
 use common::activation::{Activation, Approval};
 use common::condition::ActivationType;
-use common::config::{
-    ActivationSettings, BackendSettings, ConfigError, Env, IapSettings, NotificationSettings, ScopeSettings,
-    TokenSettings,
-};
+use common::config::ConfigError;
 use common::email::Email;
 use common::entitlement::{Entitlement, EntitlementId, ProjectId};
 use common::event;
@@ -28,41 +25,18 @@ use common::gcp::iam::IamWriter;
 use common::gcp::jwks::JwksCache;
 use common::gcp::signer::IamCredentialsSigner;
 use common::http::audit::{self, Decision};
-use common::http::extract::{no_store, require_xsrf_header};
 use common::http::wire::ActivationResponse;
-use common::http::{ApiError, ApiJson, IapUser, IapVerifier};
+use common::http::{ApiError, ApiJson, IapUser, IapVerifier, Routes, api_router};
 use common::rules;
 use common::timestamp::Timestamp;
 use common::token::{ActivationRequest, TokenSigner, to_url_form};
 use serde::Deserialize;
 
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub activation: ActivationSettings,
-    pub scope: ScopeSettings,
-    pub iap: IapSettings,
-    pub token: TokenSettings,
-    pub backend: BackendSettings,
-    pub notification: NotificationSettings,
-}
-
-impl Config {
-    pub fn read(env: &mut Env<'_>) -> Config {
-        Config {
-            activation: ActivationSettings::read(env),
-            scope: ScopeSettings::read(env),
-            iap: IapSettings::read(env),
-            token: TokenSettings::read(env),
-            backend: BackendSettings::read(env),
-            notification: NotificationSettings::read(env),
-        }
-    }
-}
+/// The settings this function reads: every section of the shared configuration.
+pub use common::config::Config;
 
 pub fn config_from_env() -> Result<Config, ConfigError> {
-    let mut env = Env::from_process();
-    let config = Config::read(&mut env);
-    env.finish().map(|_| config)
+    Config::from_process_env()
 }
 
 #[derive(Debug, Clone)]
@@ -93,7 +67,7 @@ impl AppState {
     }
 }
 
-pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
+pub fn routes() -> Routes<AppState> {
     vec![
         ("POST", "/api/projects/{project}/roles/self-activate", post(self_activate)),
         ("POST", "/api/projects/{project}/roles/request", post(request)),
@@ -101,15 +75,7 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
 }
 
 pub fn router(state: AppState) -> Router {
-    let api = routes().into_iter().fold(Router::new(), |router, (_, path, handler)| router.route(path, handler));
-    api.layer(middleware::from_fn(require_xsrf_header))
-        .layer(middleware::from_fn(no_store))
-        .fallback(not_found)
-        .with_state(state)
-}
-
-async fn not_found() -> ApiError {
-    ApiError::not_found("route_not_found", "no such route in request-approval")
+    api_router("request-approval", routes()).with_state(state)
 }
 
 #[derive(Debug, Deserialize)]
