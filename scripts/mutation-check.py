@@ -41,6 +41,20 @@ MUTATIONS = [
     ("common/src/email.rs", "if !local.chars().all(allowed_local) {", "if false {"),
     ("common/src/entitlement.rs", "Some(ResourceCondition::parse(&text)?)", "Some(ResourceCondition::from_clauses(&[text]).ok_or_else(refuse)?)"),
     ("common/src/config.rs", "if min_reviewers > max_reviewers {", "if false {"),
+    ("common/src/rules.rs", "    if &request.beneficiary == caller {\n        return Err(Refusal::SelfApproval);", "    if false {\n        return Err(Refusal::SelfApproval);"),
+    ("common/src/rules.rs", "if !request.reviewers.contains(caller) {\n        return Err(Refusal::NotAReviewer", "if false {\n        return Err(Refusal::NotAReviewer"),
+    ("common/src/rules.rs", "if request.window.status(now) == WindowStatus::Ended {", "if false {"),
+    ("common/src/rules.rs", "let justification = settings.justification.check(&request.justification)?;", "let justification = settings.justification.check(\".\").expect(\"x\"); let _ = &request.justification;"),
+    ("common/src/rules.rs", "if minutes > settings.max_activation_minutes {", "if false {"),
+    ("common/src/rules.rs", "if !holders.contains(&request.beneficiary) {", "if false {"),
+    ("common/src/rules.rs", "if !holders.contains(caller) {", "if false {"),
+    ("common/src/rules.rs", "if unique.contains(requester) {", "if false {"),
+    ("common/src/rules.rs", "if let Some(stranger) = unique.iter().find(|reviewer| !holders.contains(reviewer)) {", "if let Some(stranger) = unique.iter().find(|_| false) {"),
+    ("common/src/rules.rs", "if entitlement.activation_type != expected {", "if false {"),
+    ("common/src/rules.rs", "if &request.beneficiary == caller || request.reviewers.contains(caller) {", "if true {"),
+    ("common/src/rules.rs", "if minutes == 0 || minutes > max {", "if false {"),
+    ("common/src/rules.rs", "if parsed.len() as u64 > settings.max_roles {", "if false {"),
+    ("common/src/rules.rs", "if id.project() != project {", "if false {"),
 ]
 
 
