@@ -136,6 +136,10 @@ fn split_into(text: &str, offset: usize, out: &mut Vec<String>) -> Result<(), Co
     let leading = text.len() - text.trim_start().len();
     let trimmed = text.trim();
     let offset = offset + leading;
+    // `()` and the like: nothing to evaluate, and nothing CEL accepts.
+    if trimmed.is_empty() {
+        return Err(ConditionError::EmptyClause { position: offset });
+    }
     let top = scan(trimmed, offset)?;
     if top.has_or_or_conditional {
         out.push(collapse_whitespace(trimmed));
@@ -360,6 +364,8 @@ mod tests {
         check("a == \"open", ConditionError::UnterminatedString { position: 5 });
         check("a && && b", ConditionError::EmptyClause { position: 5 });
         check("a &&", ConditionError::EmptyClause { position: 4 });
+        check("()", ConditionError::EmptyClause { position: 1 });
+        check("a && ( )", ConditionError::EmptyClause { position: 7 });
     }
 
     fn check_eligibility(expression: &str, expected: Option<(ActivationType, Option<&str>)>) {
