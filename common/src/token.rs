@@ -94,9 +94,9 @@ pub struct SignError {
 }
 
 impl ActivationRequest {
-    /// A new request ID from 12 random bytes the caller supplies (the core has no RNG).
+    /// A peer-approval request ID from 12 random bytes the caller supplies.
     pub fn new_id(random: [u8; 12]) -> String {
-        format!("mpa-{}", URL_SAFE_NO_PAD.encode(random))
+        activation_id("mpa", random)
     }
 
     /// The claims to sign. `issued_at` is now; the request expires at `expires`.
@@ -153,6 +153,12 @@ impl ActivationRequest {
             expires: time(claims.exp)?,
         })
     }
+}
+
+/// An activation ID, `jit-…` (self-approval) or `mpa-…` (peer approval), from 12 random bytes
+/// the caller supplies (the core has no random number generator): 16 URL-safe characters.
+pub fn activation_id(prefix: &str, random: [u8; 12]) -> String {
+    format!("{prefix}-{}", URL_SAFE_NO_PAD.encode(random))
 }
 
 /// Verifies an activation token signed by `service_account` (issuer and audience), against

@@ -11,7 +11,6 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{FromRef, Path, State};
 use axum::routing::post;
-use base64::Engine as _;
 use common::activation::{Activation, Approval};
 use common::condition::ActivationType;
 use common::config::ConfigError;
@@ -230,5 +229,5 @@ fn new_id(prefix: &str) -> String {
     // The system RNG does not fail on supported platforms; an all-zero ID would still be
     // only a label, never a secret.
     let _ = aws_lc_rs::rand::fill(&mut random);
-    format!("{prefix}-{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random))
+    common::token::activation_id(prefix, random)
 }
