@@ -125,8 +125,7 @@ async fn writer_adds_the_binding_keeps_the_rest_and_gives_a_reason() {
     assert_eq!(after.bindings[..before.bindings.len()], before.bindings[..], "other bindings unchanged");
     assert_eq!(after.bindings.last(), Some(&new.binding()));
     assert_ne!(after.etag, before.etag);
-    let audit: serde_json::Value =
-        backend.http.get(backend.url("/_emulator/audit")).send().await.expect("answers").json().await.expect("json");
+    let audit: serde_json::Value = backend.get_json("/_emulator/audit").await;
     assert_eq!(audit[0]["reason"], "Approved by bob@example.com, justification: BUG-12345");
 }
 
@@ -242,16 +241,9 @@ async fn an_unknown_kid_triggers_exactly_one_refresh() {
 async fn iap_assertions_minted_by_the_emulator_verify() {
     let backend = backend().await;
     let audience = "/projects/300000000009/global/backendServices/42";
-    let minted: serde_json::Value = backend
-        .http
-        .post(backend.url("/_emulator/iap/assertion"))
-        .json(&serde_json::json!({"email": "Bob@Example.com", "audience": audience}))
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
+    let minted = backend
+        .post_json("/_emulator/iap/assertion", &serde_json::json!({"email": "Bob@Example.com", "audience": audience}))
+        .await;
     let keys = JwksCache::iap(reqwest::Client::new(), &backend.settings);
     let assertion = minted["assertion"].as_str().expect("assertion");
     let identity = keys.verify_iap(assertion, audience, Timestamp::now()).await.expect("keys").expect("valid");
@@ -272,8 +264,7 @@ async fn events_are_published_with_the_official_grpc_publisher() {
     };
     let id = publisher.publish(&event).await.expect("published");
     assert!(!id.is_empty());
-    let messages: Vec<serde_json::Value> =
-        backend.http.get(backend.url("/_emulator/pubsub")).send().await.expect("answers").json().await.expect("json");
+    let messages: Vec<serde_json::Value> = backend.get_json("/_emulator/pubsub").await;
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0]["attributes"]["type"], "RequestActivation");
     assert_eq!(messages[0]["topic"], "projects/jit-project/topics/jit-events");

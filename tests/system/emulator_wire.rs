@@ -108,7 +108,6 @@ async fn sendgrid_capture_validates_like_sendgrid() {
     no_content.as_object_mut().expect("object").remove("content");
     assert_eq!(send(no_content, Some("SG.key")).await, 400);
     assert_eq!(send(mail.clone(), Some("SG.key")).await, 202);
-    let captured: Vec<Value> =
-        backend.http.get(backend.url("/_emulator/mail")).send().await.expect("answers").json().await.expect("json");
+    let captured: Vec<Value> = backend.get_json("/_emulator/mail").await;
     assert_eq!(captured, vec![mail]);
 }

@@ -86,17 +86,10 @@ impl System {
 
     /// An IAP assertion for `email`, minted by the emulator's IAP key.
     pub async fn assertion(&self, email: &str, audience: &str) -> String {
-        let minted: Value = self
+        let minted = self
             .backend
-            .http
-            .post(self.backend.url("/_emulator/iap/assertion"))
-            .json(&serde_json::json!({"email": email, "audience": audience}))
-            .send()
-            .await
-            .expect("emulator answers")
-            .json()
-            .await
-            .expect("json");
+            .post_json("/_emulator/iap/assertion", &serde_json::json!({"email": email, "audience": audience}))
+            .await;
         minted["assertion"].as_str().expect("assertion").to_string()
     }
 
@@ -139,16 +132,7 @@ impl System {
 
     /// Messages published to the topic so far.
     pub async fn events(&self) -> Vec<Value> {
-        let messages: Vec<Value> = self
-            .backend
-            .http
-            .get(self.backend.url("/_emulator/pubsub"))
-            .send()
-            .await
-            .expect("answers")
-            .json()
-            .await
-            .expect("json");
+        let messages: Vec<Value> = self.backend.get_json("/_emulator/pubsub").await;
         messages
             .into_iter()
             .map(|message| {
@@ -164,16 +148,7 @@ impl System {
     /// Waits until the SendGrid capture holds `count` mails, and returns them.
     pub async fn wait_for_mail(&self, count: usize) -> Vec<Value> {
         for _ in 0..300 {
-            let mail: Vec<Value> = self
-                .backend
-                .http
-                .get(self.backend.url("/_emulator/mail"))
-                .send()
-                .await
-                .expect("answers")
-                .json()
-                .await
-                .expect("json");
+            let mail: Vec<Value> = self.backend.get_json("/_emulator/mail").await;
             if mail.len() >= count {
                 return mail;
             }
@@ -184,17 +159,10 @@ impl System {
 
     /// A push OIDC token minted by the emulator's Google key.
     pub async fn push_token(&self, email: &str, audience: &str) -> String {
-        let minted: Value = self
+        let minted = self
             .backend
-            .http
-            .post(self.backend.url("/_emulator/oidc/token"))
-            .json(&serde_json::json!({"email": email, "audience": audience}))
-            .send()
-            .await
-            .expect("answers")
-            .json()
-            .await
-            .expect("json");
+            .post_json("/_emulator/oidc/token", &serde_json::json!({"email": email, "audience": audience}))
+            .await;
         minted["token"].as_str().expect("token").to_string()
     }
 

@@ -31,16 +31,7 @@ async fn push(system: &System, body: &Value, token: Option<&str>) -> u16 {
 }
 
 async fn mail_count(system: &System) -> usize {
-    let mail: Vec<Value> = system
-        .backend
-        .http
-        .get(system.backend.url("/_emulator/mail"))
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
+    let mail: Vec<Value> = system.backend.get_json("/_emulator/mail").await;
     mail.len()
 }
 

@@ -51,9 +51,18 @@ impl Backend {
         assert_eq!(response.status(), 204);
     }
 
+    /// `GET path` on the emulator, as JSON.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        self.http.get(self.url(path)).send().await.expect("emulator answers").json().await.expect("json")
+    }
+
+    /// `POST path` with a JSON body on the emulator, as JSON.
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> serde_json::Value {
+        self.http.post(self.url(path)).json(body).send().await.expect("emulator answers").json().await.expect("json")
+    }
+
     pub async fn calls(&self, key: &str) -> u64 {
-        let calls: serde_json::Value =
-            self.http.get(self.url("/_emulator/calls")).send().await.expect("answers").json().await.expect("json");
+        let calls: serde_json::Value = self.get_json("/_emulator/calls").await;
         calls[key].as_u64().unwrap_or(0)
     }
 

@@ -28,6 +28,12 @@ impl IapVerifier {
     pub fn new(keys: Arc<JwksCache>, audience: &str) -> IapVerifier {
         IapVerifier { keys, audience: Arc::from(audience) }
     }
+
+    /// IAP's keys from `IAP_JWKS_URL`, for the configured audience.
+    pub fn from_settings(backend: &crate::config::BackendSettings, iap: &crate::config::IapSettings) -> IapVerifier {
+        let keys = JwksCache::iap(JwksCache::http_client(backend), backend);
+        IapVerifier::new(Arc::new(keys), &iap.audience)
+    }
 }
 
 /// The caller, as IAP vouches for them. A handler that takes this cannot run without a valid
