@@ -8,7 +8,7 @@ use common::activation::{Activation, ActivationWindow, Approval};
 use common::condition::{eligibility, split_and};
 use common::email::Email;
 use common::entitlement::{EntitlementId, ProjectId, eligible_entitlements};
-use common::iap::{assertion_claims, verify_iap_assertion};
+use common::iap::{VerifiedAssertions, assertion_claims, verify_iap_assertion};
 use common::justification::JustificationPolicy;
 use common::keys::LocalKey;
 use common::policy::{Binding, Expr, Policy, add_activation};
@@ -94,6 +94,10 @@ fn tokens(c: &mut Criterion) {
         iap.sign_json(&assertion_claims("alice@example.com", "accounts.google.com:1", audience, now)).expect("signed");
     c.bench_function("iap: verify with cached keys", |b| {
         b.iter(|| verify_iap_assertion(black_box(&assertion), &iap_keys, audience, now, 30))
+    });
+    let seen = VerifiedAssertions::new(1024);
+    c.bench_function("iap: verify an assertion seen before", |b| {
+        b.iter(|| seen.verify(black_box(&assertion), &iap_keys, audience, now, 30))
     });
 }
 

@@ -109,7 +109,8 @@ pub fn verify(
     Ok(claims)
 }
 
-fn check_claims(
+/// The claim checks of [`verify`] alone, for claims whose signature was verified earlier.
+pub fn check_claims(
     claims: &serde_json::Map<String, serde_json::Value>,
     expect: &Expectations<'_>,
 ) -> Result<(), JwtError> {

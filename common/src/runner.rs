@@ -1,7 +1,8 @@
 //! The shared runner: each function is an axum `Router`; this serves it on `$PORT` with
 //! Cloud Logging JSON, health routes, a request span, a body limit, a timeout, and graceful
-//! shutdown on SIGTERM (Cloud Run's stop signal). Tests and the local run mount the same
-//! router through [`app`] and [`serve`].
+//! shutdown on SIGTERM (Cloud Run's stop signal). The port opens before the SDK clients are
+//! built: `/health/alive` answers at once, `/health/ready` once the router exists. Tests and
+//! the local run mount the same router through [`app`] and [`serve`].
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::StatusCode;
 use axum::routing::get;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -20,13 +22,14 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Cloud Run's default request timeout is 300 s; ours answers well before the platform cuts.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A function's whole `main`: read its configuration (exit 2 with every problem), build its
-/// router (exit 1 if a client cannot be built), then serve it.
+/// A function's whole `main`: read its configuration (exit 2 with every problem), open
+/// `$PORT`, then build its router (its SDK clients) while already answering: liveness at once,
+/// readiness and every other request once the router exists (exit 1 if it cannot be built).
 pub async fn main<C, E, B, F, G>(service: &'static str, config: Result<C, E>, build: B) -> std::process::ExitCode
 where
     E: std::fmt::Display,
     B: FnOnce(C) -> F,
-    F: std::future::Future<Output = Result<Router, G>>,
+    F: std::future::Future<Output = Result<Router, G>> + Send + 'static,
     G: std::fmt::Display,
 {
     let config = match config {
@@ -36,15 +39,22 @@ where
             return std::process::ExitCode::from(2);
         }
     };
-    let router = match build(config).await {
-        Ok(router) => router,
+    init_logging();
+    let listener = match bind_port().await {
+        Ok(listener) => listener,
         Err(error) => {
             eprintln!("{service}: {error}");
             return std::process::ExitCode::FAILURE;
         }
     };
-    match run(service, router).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+    tracing::info!(service, port, version = env!("CARGO_PKG_VERSION"), "listening");
+    let built = spawn_build(service, build(config));
+    match serve(listener, app_when_built(built)).await {
+        Ok(()) => {
+            tracing::info!(service, "stopped");
+            std::process::ExitCode::SUCCESS
+        }
         Err(error) => {
             eprintln!("{service}: {error}");
             std::process::ExitCode::FAILURE
@@ -52,20 +62,77 @@ where
     }
 }
 
-/// Serves `router` on `0.0.0.0:$PORT` (default 8080) until SIGTERM or Ctrl-C.
-pub async fn run(service: &'static str, router: Router) -> std::io::Result<()> {
-    init_logging();
+/// Binds `0.0.0.0:$PORT` (default 8080).
+async fn bind_port() -> std::io::Result<TcpListener> {
     let port: u16 = match std::env::var("PORT") {
         Ok(text) => text.trim().parse().map_err(|_| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("PORT must be a port number, not '{text}'"))
         })?,
         Err(_) => 8080,
     };
-    let listener = TcpListener::bind(("0.0.0.0", port)).await?;
-    tracing::info!(service, port, version = env!("CARGO_PKG_VERSION"), "listening");
-    serve(listener, app(router)).await?;
-    tracing::info!(service, "stopped");
-    Ok(())
+    TcpListener::bind(("0.0.0.0", port)).await
+}
+
+/// Builds the router in the background. Building means building SDK clients, each of which
+/// loads the system's TLS roots: most of a cold start. If it fails the process exits 1, as
+/// it did before serving, so that Cloud Run reports the failed start.
+pub fn spawn_build<F, G>(service: &'static str, build: F) -> watch::Receiver<Option<Router>>
+where
+    F: std::future::Future<Output = Result<Router, G>> + Send + 'static,
+    G: std::fmt::Display,
+{
+    let (sender, receiver) = watch::channel(None);
+    // The clients' builders are async but mostly synchronous CPU work (parsing certificates):
+    // on a thread of its own it cannot hold up the worker that answers the health probes,
+    // which matters on a one-CPU instance.
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let began = std::time::Instant::now();
+        match runtime.block_on(build) {
+            Ok(router) => {
+                let _ = sender.send(Some(app(router)));
+                tracing::info!(service, elapsed_ms = began.elapsed().as_millis() as u64, "ready");
+            }
+            Err(error) => {
+                tracing::error!(service, %error, "cannot start");
+                eprintln!("{service}: {error}");
+                std::process::exit(1);
+            }
+        }
+    });
+    receiver
+}
+
+/// The app while its router may still be building: `/health/alive` answers at once,
+/// `/health/ready` says 503 until the router exists (Cloud Run's startup probe), and any
+/// other request waits for it, since a platform may route traffic as soon as the port opens.
+pub fn app_when_built(built: watch::Receiver<Option<Router>>) -> Router {
+    let ready = built.clone();
+    Router::new()
+        .route("/health/alive", get(healthy))
+        .route("/health/ready", get(move || readiness(ready.clone())))
+        .fallback(move |request: Request| forward(built.clone(), request))
+}
+
+async fn readiness(built: watch::Receiver<Option<Router>>) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    if built.borrow().is_some() {
+        healthy().await.into_response()
+    } else {
+        let body = serde_json::json!({"healthy": false, "details": {"router": "building"}});
+        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+    }
+}
+
+async fn forward(mut built: watch::Receiver<Option<Router>>, request: Request) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    use tower::ServiceExt as _;
+    // Clone the router out, so that the channel's lock is not held across the request.
+    let router = built.wait_for(Option::is_some).await.ok().and_then(|router| router.clone());
+    match router {
+        Some(router) => router.oneshot(request).await.into_response(),
+        None => crate::http::ApiError::not_started().into_response(),
+    }
 }
 
 /// The function's router with the platform's routes and layers around it.
@@ -167,5 +234,71 @@ mod tests {
         stream.read_to_string(&mut response).await.expect("reads");
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
         assert!(response.contains("\"healthy\":true"), "{response}");
+    }
+
+    async fn status_and_body(app: &Router, path: &str) -> (StatusCode, String) {
+        use tower::ServiceExt as _;
+        let request = Request::builder().uri(path).body(axum::body::Body::empty()).expect("request");
+        let response = app.clone().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16).await.expect("body");
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn alive_at_once_ready_and_routed_only_once_the_router_is_built() {
+        let (sender, built) = watch::channel(None);
+        let app = app_when_built(built);
+        assert_eq!(status_and_body(&app, "/health/alive").await.0, StatusCode::OK);
+        let (status, body) = status_and_body(&app, "/health/ready").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(body.contains("\"healthy\":false"), "{body}");
+
+        // A request that arrives while building waits for the router instead of failing.
+        let waiting = tokio::spawn({
+            let app = app.clone();
+            async move { status_and_body(&app, "/hello").await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "answered before the router existed");
+        let router = Router::new().route("/hello", get(|| async { "hi" }));
+        sender.send(Some(super::app(router))).expect("receivers alive");
+        assert_eq!(waiting.await.expect("joins"), (StatusCode::OK, "hi".to_string()));
+        assert_eq!(status_and_body(&app, "/health/ready").await.0, StatusCode::OK);
+        assert_eq!(status_and_body(&app, "/no/such").await.0, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn the_router_is_built_on_its_own_thread_while_health_answers() {
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let built = spawn_build("test", async move {
+            // Blocks its thread as certificate parsing does, until the test lets it go.
+            let _ = wait.recv();
+            Ok::<_, String>(Router::new().route("/hello", get(|| async { "hi" })))
+        });
+        let app = app_when_built(built.clone());
+        // On the runtime's only worker, as a real probe is served; waited for with a plain
+        // thread timeout, since tokio's timers stall too when that worker is blocked.
+        let (answered, answer) = std::sync::mpsc::channel();
+        tokio::spawn({
+            let app = app.clone();
+            async move { answered.send(status_and_body(&app, "/health/alive").await.0) }
+        });
+        let alive = answer.recv_timeout(Duration::from_secs(5));
+        assert_eq!(alive, Ok(StatusCode::OK), "the probe must answer while the builder blocks");
+        assert_eq!(status_and_body(&app, "/health/ready").await.0, StatusCode::SERVICE_UNAVAILABLE);
+        release.send(()).expect("builder waits");
+        assert_eq!(status_and_body(&app, "/hello").await, (StatusCode::OK, "hi".to_string()));
+        assert_eq!(status_and_body(&app, "/health/ready").await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_failed_build_answers_503_not_a_hang() {
+        let (sender, built) = watch::channel(None);
+        let app = app_when_built(built);
+        drop(sender);
+        let (status, body) = status_and_body(&app, "/hello").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(body.contains("could not start"), "{body}");
     }
 }

@@ -10,6 +10,7 @@ use common::gcp::iam::{ActivationWrite, IamWriter};
 use common::gcp::jwks::JwksCache;
 use common::gcp::signer::IamCredentialsSigner;
 use common::http::ApiError;
+use common::iap::VerifiedAssertions;
 use common::justification::JustificationPolicy;
 use common::keys::LocalKey;
 use common::timestamp::Timestamp;
@@ -246,10 +247,13 @@ async fn iap_assertions_minted_by_the_emulator_verify() {
         .await;
     let keys = JwksCache::iap(reqwest::Client::new(), &backend.settings);
     let assertion = minted["assertion"].as_str().expect("assertion");
-    let identity = keys.verify_iap(assertion, audience, Timestamp::now()).await.expect("keys").expect("valid");
+    let seen = VerifiedAssertions::new(16);
+    let identity = keys.verify_iap(&seen, assertion, audience, Timestamp::now()).await.expect("keys").expect("valid");
     assert_eq!(identity.email, email(BOB));
-    let wrong =
-        keys.verify_iap(assertion, "/projects/1/global/backendServices/2", Timestamp::now()).await.expect("keys");
+    let wrong = keys
+        .verify_iap(&seen, assertion, "/projects/1/global/backendServices/2", Timestamp::now())
+        .await
+        .expect("keys");
     assert!(wrong.is_err());
 }
 

@@ -37,7 +37,9 @@ pub struct UserEntitlements {
 #[derive(Debug, Clone)]
 pub struct PolicyAnalyzerCatalog {
     assets: AssetService,
-    projects: Projects,
+    /// Built only for `AVAILABLE_PROJECTS_QUERY`: each SDK client costs a load of the TLS
+    /// roots at start-up.
+    projects: Option<Projects>,
     scope: ScopeSettings,
     execution_timeout: std::time::Duration,
 }
@@ -54,14 +56,19 @@ impl PolicyAnalyzerCatalog {
             .build()
             .await
             .map_err(|e| GcpError::Other(format!("building the Cloud Asset client ({e})")))?;
-        let projects = Projects::builder()
-            .with_endpoint(&backend.resource_manager_endpoint)
-            .with_credentials(credentials_for(&backend.resource_manager_endpoint)?)
-            .with_retry_policy(retry_policy(backend))
-            .with_attempt_timeout(backend.read_timeout)
-            .build()
-            .await
-            .map_err(|e| GcpError::Other(format!("building the Resource Manager client ({e})")))?;
+        let projects = match scope.available_projects_query {
+            None => None,
+            Some(_) => Some(
+                Projects::builder()
+                    .with_endpoint(&backend.resource_manager_endpoint)
+                    .with_credentials(credentials_for(&backend.resource_manager_endpoint)?)
+                    .with_retry_policy(retry_policy(backend))
+                    .with_attempt_timeout(backend.read_timeout)
+                    .build()
+                    .await
+                    .map_err(|e| GcpError::Other(format!("building the Resource Manager client ({e})")))?,
+            ),
+        };
         Ok(PolicyAnalyzerCatalog { assets, projects, scope: scope.clone(), execution_timeout: backend.read_timeout })
     }
 
@@ -94,8 +101,8 @@ impl PolicyAnalyzerCatalog {
     /// Projects the user can activate something on, or every project matching
     /// `AVAILABLE_PROJECTS_QUERY` when that is set.
     pub async fn projects(&self, user: &Email) -> Result<Vec<ProjectId>, GcpError> {
-        if let Some(filter) = &self.scope.available_projects_query {
-            return self.search_projects(filter).await;
+        if let (Some(filter), Some(projects)) = (&self.scope.available_projects_query, &self.projects) {
+            return search_projects(projects, filter).await;
         }
         let query = self
             .query()
@@ -103,18 +110,6 @@ impl PolicyAnalyzerCatalog {
             .set_options(query::Options::new().set_expand_groups(true).set_expand_resources(true));
         let response = self.analyze("analyzeIamPolicy (projects)", query).await?;
         Ok(read_projects(&response))
-    }
-
-    async fn search_projects(&self, filter: &str) -> Result<Vec<ProjectId>, GcpError> {
-        let mut items = self.projects.search_projects().set_query(filter).by_item();
-        let mut found = BTreeSet::new();
-        while let Some(project) = items.next().await {
-            let project = project.map_err(|e| GcpError::from_sdk("searchProjects", &e))?;
-            if let Ok(id) = ProjectId::parse(&project.project_id) {
-                found.insert(id);
-            }
-        }
-        Ok(found.into_iter().collect())
     }
 
     fn query(&self) -> IamPolicyAnalysisQuery {
@@ -131,6 +126,18 @@ impl PolicyAnalyzerCatalog {
             .await
             .map_err(|e| GcpError::from_sdk(what, &e))
     }
+}
+
+async fn search_projects(projects: &Projects, filter: &str) -> Result<Vec<ProjectId>, GcpError> {
+    let mut items = projects.search_projects().set_query(filter).by_item();
+    let mut found = BTreeSet::new();
+    while let Some(project) = items.next().await {
+        let project = project.map_err(|e| GcpError::from_sdk("searchProjects", &e))?;
+        if let Ok(id) = ProjectId::parse(&project.project_id) {
+            found.insert(id);
+        }
+    }
+    Ok(found.into_iter().collect())
 }
 
 fn results(response: &AnalyzeIamPolicyResponse) -> impl Iterator<Item = &IamPolicyAnalysisResult> {

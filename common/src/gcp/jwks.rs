@@ -13,7 +13,7 @@ use tokio::sync::Mutex;
 
 use crate::config::BackendSettings;
 use crate::gcp::GcpError;
-use crate::iap::{IapError, IapIdentity, verify_iap_assertion};
+use crate::iap::{IapError, IapIdentity, VerifiedAssertions};
 use crate::jwt::JwtError;
 use crate::timestamp::Timestamp;
 use crate::token::{ActivationRequest, TokenError, verify_activation_token};
@@ -104,15 +104,17 @@ impl JwksCache {
         }
     }
 
-    /// Verifies an IAP assertion, refreshing the keys once on an unknown `kid`.
+    /// Verifies an IAP assertion (its signature only once, see [`VerifiedAssertions`]),
+    /// refreshing the keys once on an unknown `kid`.
     pub async fn verify_iap(
         &self,
+        seen: &VerifiedAssertions,
         assertion: &str,
         audience: &str,
         now: Timestamp,
     ) -> Result<Result<IapIdentity, IapError>, GcpError> {
         self.verify(
-            |keys| verify_iap_assertion(assertion, keys, audience, now, CLOCK_LEEWAY_SECONDS),
+            |keys| seen.verify(assertion, keys, audience, now, CLOCK_LEEWAY_SECONDS),
             |error| matches!(error, IapError::Jwt(JwtError::UnknownKeyId(_))),
         )
         .await

@@ -75,6 +75,15 @@ impl ApiError {
     }
 
     /// 503: a backend is unavailable or timed out.
+    /// The function's clients could not be built; the process is exiting.
+    pub fn not_started() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "function_not_started",
+            "the function could not start, see its logs",
+        )
+    }
+
     pub fn unavailable(cause: impl Into<String>) -> ApiError {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -14,25 +14,37 @@ use axum::response::{IntoResponse, Response};
 use crate::email::Email;
 use crate::gcp::jwks::JwksCache;
 use crate::http::ApiError;
-use crate::iap::{IAP_ASSERTION_HEADER, IapIdentity};
+use crate::iap::{IAP_ASSERTION_HEADER, IapIdentity, VerifiedAssertions};
 use crate::timestamp::Timestamp;
 
 /// Verifies IAP assertions for one audience, with IAP's cached keys.
 #[derive(Debug, Clone)]
 pub struct IapVerifier {
     keys: Arc<JwksCache>,
+    seen: Arc<VerifiedAssertions>,
     audience: Arc<str>,
 }
 
+/// Distinct assertions remembered: a few hundred bytes each, one per user for ten minutes.
+const REMEMBERED_ASSERTIONS: usize = 1024;
+
 impl IapVerifier {
     pub fn new(keys: Arc<JwksCache>, audience: &str) -> IapVerifier {
-        IapVerifier { keys, audience: Arc::from(audience) }
+        IapVerifier {
+            keys,
+            seen: Arc::new(VerifiedAssertions::new(REMEMBERED_ASSERTIONS)),
+            audience: Arc::from(audience),
+        }
     }
 
-    /// IAP's keys from `IAP_JWKS_URL`, for the configured audience.
-    pub fn from_settings(backend: &crate::config::BackendSettings, iap: &crate::config::IapSettings) -> IapVerifier {
-        let keys = JwksCache::iap(JwksCache::http_client(backend), backend);
-        IapVerifier::new(Arc::new(keys), &iap.audience)
+    /// IAP's keys from `IAP_JWKS_URL`, for the configured audience, fetched with `http` (one
+    /// client per process: each one loads the system's TLS roots when built).
+    pub fn from_settings(
+        http: reqwest::Client,
+        backend: &crate::config::BackendSettings,
+        iap: &crate::config::IapSettings,
+    ) -> IapVerifier {
+        IapVerifier::new(Arc::new(JwksCache::iap(http, backend)), &iap.audience)
     }
 }
 
@@ -65,7 +77,8 @@ where
                     "Identity-Aware Proxy must be enabled for this application: the request has no IAP assertion",
                 )
             })?;
-        let verified = verifier.keys.verify_iap(assertion, &verifier.audience, Timestamp::now()).await?;
+        let verified =
+            verifier.keys.verify_iap(&verifier.seen, assertion, &verifier.audience, Timestamp::now()).await?;
         let identity = verified.map_err(ApiError::from)?;
         tracing::Span::current().record("user", identity.email.as_str());
         Ok(IapUser(identity))

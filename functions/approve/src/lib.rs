@@ -58,8 +58,8 @@ impl FromRef<AppState> for IapVerifier {
 
 impl AppState {
     pub async fn new(config: Config) -> Result<AppState, GcpError> {
-        let iap = IapVerifier::from_settings(&config.backend, &config.iap);
         let http = JwksCache::http_client(&config.backend);
+        let iap = IapVerifier::from_settings(http.clone(), &config.backend, &config.iap);
         let token_keys = Arc::new(JwksCache::service_account(http, &config.backend, &config.token.service_account));
         let catalog = PolicyAnalyzerCatalog::new(&config.backend, &config.scope).await?;
         let writer = IamWriter::new(&config.backend).await?;

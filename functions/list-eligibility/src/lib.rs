@@ -21,6 +21,7 @@ use common::config::{ActivationSettings, BackendSettings, ConfigError, Env, IapS
 use common::entitlement::{Entitlement, EntitlementId, ProjectId};
 use common::gcp::GcpError;
 use common::gcp::catalog::PolicyAnalyzerCatalog;
+use common::gcp::jwks::JwksCache;
 use common::http::wire::UserJson;
 use common::http::{ApiError, ApiQuery, IapUser, IapVerifier, Routes, api_router};
 use common::timestamp::Timestamp;
@@ -62,7 +63,7 @@ impl FromRef<AppState> for IapVerifier {
 
 impl AppState {
     pub async fn new(config: Config) -> Result<AppState, GcpError> {
-        let iap = IapVerifier::from_settings(&config.backend, &config.iap);
+        let iap = IapVerifier::from_settings(JwksCache::http_client(&config.backend), &config.backend, &config.iap);
         let catalog = PolicyAnalyzerCatalog::new(&config.backend, &config.scope).await?;
         Ok(AppState { config: Arc::new(config), iap, catalog })
     }

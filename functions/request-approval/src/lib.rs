@@ -21,6 +21,7 @@ use common::gcp::GcpError;
 use common::gcp::catalog::PolicyAnalyzerCatalog;
 use common::gcp::events::{EventPublisher, publish_or_log, publisher_for};
 use common::gcp::iam::IamWriter;
+use common::gcp::jwks::JwksCache;
 use common::gcp::signer::IamCredentialsSigner;
 use common::http::audit::{self, Decision};
 use common::http::wire::ActivationResponse;
@@ -55,7 +56,7 @@ impl FromRef<AppState> for IapVerifier {
 
 impl AppState {
     pub async fn new(config: Config) -> Result<AppState, GcpError> {
-        let iap = IapVerifier::from_settings(&config.backend, &config.iap);
+        let iap = IapVerifier::from_settings(JwksCache::http_client(&config.backend), &config.backend, &config.iap);
         let catalog = PolicyAnalyzerCatalog::new(&config.backend, &config.scope).await?;
         let writer = IamWriter::new(&config.backend).await?;
         let signer = Arc::new(IamCredentialsSigner::new(&config.backend, &config.token.service_account).await?);

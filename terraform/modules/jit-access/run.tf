@@ -35,9 +35,10 @@ resource "google_cloud_run_v2_service" "http" {
           value = env.value
         }
       }
+      # Ready once the SDK clients are built; the port opens before that.
       startup_probe {
         http_get {
-          path = "/health/alive"
+          path = "/health/ready"
         }
       }
       liveness_probe {
@@ -77,9 +78,10 @@ resource "google_cloud_run_v2_service" "mailer" {
           value = env.value
         }
       }
+      # Ready once the SDK clients are built; the port opens before that.
       startup_probe {
         http_get {
-          path = "/health/alive"
+          path = "/health/ready"
         }
       }
     }

@@ -9,6 +9,7 @@ async fn main() -> std::io::Result<()> {
     let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(8080);
     let app = Router::new()
         .route("/health/alive", get(|| async { "{\"healthy\":true}" }))
+        .route("/health/ready", get(|| async { "{\"healthy\":true}" }))
         .route("/hello", get(|| async { "hello" }));
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
     axum::serve(listener, app).await
