@@ -25,7 +25,7 @@ MUTATIONS = [
     ("common/src/jwt.rs", "expect.leeway_seconds.min(MAX_LEEWAY_SECONDS)", "expect.leeway_seconds"),
     ("common/src/iap.rs", ".and_then(|e| Email::parse(e).ok())", ".and_then(|e| Email::parse(e.trim_start_matches('<')).ok().or(Email::parse(\"x@y.z\").ok()))"),
     ("common/src/iap.rs", "algorithm: Algorithm::ES256,", "algorithm: Algorithm::RS256,"),
-    ("common/src/iap.rs", "            jwt::check_claims(&seen.claims, &expectations(audience, now, leeway_seconds))?;\n", ""),
+    ("common/src/iap.rs", "jwt::check_claims(&seen.claims, &expectations(audience, now, leeway_seconds))", "Ok::<(), JwtError>(())"),
     ("common/src/iap.rs", "            entries.retain(|_, entry| !entry.expired(now));\n", ""),
     ("common/src/iap.rs", "        if entries.len() >= self.capacity {\n            entries.retain", "        if false {\n            entries.retain"),
     ("common/src/token.rs", "if claims.reviewers.is_empty() {", "if false {"),

@@ -115,11 +115,35 @@ impl VerifiedAssertions {
         now: Timestamp,
         leeway_seconds: u64,
     ) -> Result<IapIdentity, IapError> {
-        let seen = self.lock().get(assertion).cloned();
-        if let Some(seen) = seen {
-            jwt::check_claims(&seen.claims, &expectations(audience, now, leeway_seconds))?;
-            return Ok(seen.identity);
+        match self.remembered(assertion, audience, now, leeway_seconds) {
+            Some(checked) => checked,
+            None => self.verify_and_remember(assertion, keys, audience, now, leeway_seconds),
         }
+    }
+
+    /// An assertion verified here before, its claims checked again at `now`; `None` if it is
+    /// new. Needs no keys, so a caller can ask before fetching them.
+    pub fn remembered(
+        &self,
+        assertion: &str,
+        audience: &str,
+        now: Timestamp,
+        leeway_seconds: u64,
+    ) -> Option<Result<IapIdentity, IapError>> {
+        let seen = self.lock().get(assertion).cloned()?;
+        let checked = jwt::check_claims(&seen.claims, &expectations(audience, now, leeway_seconds));
+        Some(checked.map(|()| seen.identity).map_err(IapError::from))
+    }
+
+    /// The full verification; a success is remembered.
+    pub(crate) fn verify_and_remember(
+        &self,
+        assertion: &str,
+        keys: &JwkSet,
+        audience: &str,
+        now: Timestamp,
+        leeway_seconds: u64,
+    ) -> Result<IapIdentity, IapError> {
         let verified = verify_keeping_claims(assertion, keys, audience, now, leeway_seconds)?;
         let identity = verified.identity.clone();
         let mut entries = self.lock();
@@ -133,12 +157,9 @@ impl VerifiedAssertions {
         Ok(identity)
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Verified>> {

@@ -76,7 +76,7 @@ async fn bind_port() -> std::io::Result<TcpListener> {
 /// Builds the router in the background. Building means building SDK clients, each of which
 /// loads the system's TLS roots: most of a cold start. If it fails the process exits 1, as
 /// it did before serving, so that Cloud Run reports the failed start.
-pub fn spawn_build<F, G>(service: &'static str, build: F) -> watch::Receiver<Option<Router>>
+fn spawn_build<F, G>(service: &'static str, build: F) -> watch::Receiver<Option<Router>>
 where
     F: std::future::Future<Output = Result<Router, G>> + Send + 'static,
     G: std::fmt::Display,
@@ -106,7 +106,7 @@ where
 /// The app while its router may still be building: `/health/alive` answers at once,
 /// `/health/ready` says 503 until the router exists (Cloud Run's startup probe), and any
 /// other request waits for it, since a platform may route traffic as soon as the port opens.
-pub fn app_when_built(built: watch::Receiver<Option<Router>>) -> Router {
+fn app_when_built(built: watch::Receiver<Option<Router>>) -> Router {
     let ready = built.clone();
     Router::new()
         .route("/health/alive", get(healthy))

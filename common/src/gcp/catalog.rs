@@ -20,7 +20,7 @@ use crate::condition::eligibility;
 use crate::config::{BackendSettings, ScopeSettings};
 use crate::email::Email;
 use crate::entitlement::{Entitlement, ProjectId, eligible_entitlement, merge_entitlements};
-use crate::gcp::{GcpError, credentials_for, retry_policy};
+use crate::gcp::{GcpError, credentials_for, resource_manager, retry_policy};
 use crate::policy::{Binding, Expr};
 
 /// What a user holds on one project.
@@ -58,16 +58,7 @@ impl PolicyAnalyzerCatalog {
             .map_err(|e| GcpError::Other(format!("building the Cloud Asset client ({e})")))?;
         let projects = match scope.available_projects_query {
             None => None,
-            Some(_) => Some(
-                Projects::builder()
-                    .with_endpoint(&backend.resource_manager_endpoint)
-                    .with_credentials(credentials_for(&backend.resource_manager_endpoint)?)
-                    .with_retry_policy(retry_policy(backend))
-                    .with_attempt_timeout(backend.read_timeout)
-                    .build()
-                    .await
-                    .map_err(|e| GcpError::Other(format!("building the Resource Manager client ({e})")))?,
-            ),
+            Some(_) => Some(resource_manager(backend, Some(backend.read_timeout)).await?),
         };
         Ok(PolicyAnalyzerCatalog { assets, projects, scope: scope.clone(), execution_timeout: backend.read_timeout })
     }
@@ -128,7 +119,8 @@ impl PolicyAnalyzerCatalog {
     }
 }
 
-async fn search_projects(projects: &Projects, filter: &str) -> Result<Vec<ProjectId>, GcpError> {
+/// Every project Resource Manager's `searchProjects` finds for `filter`, sorted, once each.
+pub async fn search_projects(projects: &Projects, filter: &str) -> Result<Vec<ProjectId>, GcpError> {
     let mut items = projects.search_projects().set_query(filter).by_item();
     let mut found = BTreeSet::new();
     while let Some(project) = items.next().await {

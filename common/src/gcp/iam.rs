@@ -10,7 +10,7 @@ use google_cloud_resourcemanager_v3::client::Projects;
 use crate::activation::{Activation, ActivationBinding};
 use crate::config::BackendSettings;
 use crate::entitlement::ProjectId;
-use crate::gcp::{GcpError, credentials_for, retry_policy, with_request_reason};
+use crate::gcp::{GcpError, resource_manager, with_request_reason};
 use crate::policy::{CONDITIONAL_POLICY_VERSION, Policy, add_activations, remove_expired_activations};
 use crate::timestamp::Timestamp;
 
@@ -42,14 +42,7 @@ pub struct Sweep {
 
 impl IamWriter {
     pub async fn new(backend: &BackendSettings) -> Result<IamWriter, GcpError> {
-        let client = Projects::builder()
-            .with_endpoint(&backend.resource_manager_endpoint)
-            .with_credentials(credentials_for(&backend.resource_manager_endpoint)?)
-            .with_retry_policy(retry_policy(backend))
-            .with_attempt_timeout(backend.read_timeout.max(backend.write_timeout))
-            .build()
-            .await
-            .map_err(|e| GcpError::Other(format!("building the Resource Manager client ({e})")))?;
+        let client = resource_manager(backend, Some(backend.read_timeout.max(backend.write_timeout))).await?;
         Ok(IamWriter { client, max_attempts: MAX_ATTEMPTS, base_delay: Duration::from_millis(200) })
     }
 

@@ -113,8 +113,12 @@ impl JwksCache {
         audience: &str,
         now: Timestamp,
     ) -> Result<Result<IapIdentity, IapError>, GcpError> {
+        // A repeat needs no keys: answered before they are looked up (or fetched).
+        if let Some(checked) = seen.remembered(assertion, audience, now, CLOCK_LEEWAY_SECONDS) {
+            return Ok(checked);
+        }
         self.verify(
-            |keys| seen.verify(assertion, keys, audience, now, CLOCK_LEEWAY_SECONDS),
+            |keys| seen.verify_and_remember(assertion, keys, audience, now, CLOCK_LEEWAY_SECONDS),
             |error| matches!(error, IapError::Jwt(JwtError::UnknownKeyId(_))),
         )
         .await

@@ -114,6 +114,22 @@ pub fn credentials_for(endpoint: &str) -> Result<Credentials, GcpError> {
     Ok(Credentials::from(ReasonCredentials { inner }))
 }
 
+/// A Resource Manager client with our credentials and retries; `attempt_timeout` bounds each
+/// call when given. Each client loads the TLS roots when built: build one per use, not more.
+pub async fn resource_manager(
+    backend: &BackendSettings,
+    attempt_timeout: Option<std::time::Duration>,
+) -> Result<google_cloud_resourcemanager_v3::client::Projects, GcpError> {
+    let mut builder = google_cloud_resourcemanager_v3::client::Projects::builder()
+        .with_endpoint(&backend.resource_manager_endpoint)
+        .with_credentials(credentials_for(&backend.resource_manager_endpoint)?)
+        .with_retry_policy(retry_policy(backend));
+    if let Some(timeout) = attempt_timeout {
+        builder = builder.with_attempt_timeout(timeout);
+    }
+    builder.build().await.map_err(|e| GcpError::Other(format!("building the Resource Manager client ({e})")))
+}
+
 /// Bounded retries of what Google says is retryable (AIP-194): a few attempts within the
 /// read timeout, never the SDK's default minute.
 pub fn retry_policy(settings: &BackendSettings) -> impl Into<google_cloud_gax::retry_policy::RetryPolicyArg> {

@@ -4,15 +4,12 @@
 //! how many conditional bindings a policy holds; the reference app only purged them on the
 //! next activation of the same role.
 
-use std::collections::BTreeSet;
-
 use common::config::{BackendSettings, ConfigError, Env, ScopeSettings};
 use common::entitlement::ProjectId;
+use common::gcp::catalog::search_projects;
 use common::gcp::iam::IamWriter;
-use common::gcp::{GcpError, credentials_for, retry_policy};
+use common::gcp::{GcpError, resource_manager};
 use common::timestamp::Timestamp;
-use google_cloud_gax::paginator::ItemPaginator as _;
-use google_cloud_resourcemanager_v3::client::Projects;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -101,21 +98,6 @@ async fn projects(config: &Config) -> Result<Vec<ProjectId>, GcpError> {
     if let Some(id) = config.scope.resource_scope.strip_prefix("projects/") {
         return Ok(vec![ProjectId::parse(id).map_err(|e| GcpError::InvalidArgument(e.to_string()))?]);
     }
-    let backend = &config.backend;
-    let client = Projects::builder()
-        .with_endpoint(&backend.resource_manager_endpoint)
-        .with_credentials(credentials_for(&backend.resource_manager_endpoint)?)
-        .with_retry_policy(retry_policy(backend))
-        .build()
-        .await
-        .map_err(|e| GcpError::Other(format!("building the Resource Manager client ({e})")))?;
-    let mut items = client.search_projects().set_query(&config.projects_query).by_item();
-    let mut found = BTreeSet::new();
-    while let Some(project) = items.next().await {
-        let project = project.map_err(|e| GcpError::from_sdk("searchProjects", &e))?;
-        if let Ok(id) = ProjectId::parse(&project.project_id) {
-            found.insert(id);
-        }
-    }
-    Ok(found.into_iter().collect())
+    let client = resource_manager(&config.backend, None).await?;
+    search_projects(&client, &config.projects_query).await
 }
