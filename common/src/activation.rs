@@ -128,8 +128,14 @@ impl Activation {
 }
 
 /// Recognises a binding this system wrote: our title, exactly one `user:` member, and an
-/// expression that is our window ANDed with at most a resource condition. Anything else
-/// (including hand-made time-bound bindings) is `None` and is never touched.
+/// expression that opens with our window (a start clause, then an end clause) ANDed with at
+/// most a resource condition. Anything else (including hand-made time-bound bindings) is
+/// `None` and is never touched.
+///
+/// Only the first two clauses are the window. Whatever follows is the eligible binding's
+/// resource condition, time clauses included: eligibility that itself ends on a date
+/// (`has({}.jitAccessConstraint) && request.time < timestamp("2030-…")`) keeps that clause in
+/// every activation, and the activation must still be recognised as ours.
 pub fn read_activation_binding(binding: &Binding) -> Option<ActivationBinding> {
     let condition = binding.condition.as_ref()?;
     if condition.title != ACTIVATION_TITLE {
@@ -141,27 +147,16 @@ pub fn read_activation_binding(binding: &Binding) -> Option<ActivationBinding> {
     let email = member.strip_prefix("user:").and_then(|e| Email::parse(e).ok())?;
     let role = RoleName::parse(&binding.role).ok()?;
     let clauses = split_and(&condition.expression).ok()?;
-    let mut start = None;
-    let mut end = None;
-    let mut others = Vec::new();
-    for clause in clauses {
-        if let Some(at) = time_bound(&clause, "request.time >= timestamp(") {
-            if start.replace(at).is_some() {
-                return None;
-            }
-        } else if let Some(at) = time_bound(&clause, "request.time < timestamp(") {
-            if end.replace(at).is_some() {
-                return None;
-            }
-        } else {
-            others.push(clause);
-        }
-    }
-    let window = ActivationWindow::new(start?, end?).ok()?;
+    let [first, second, others @ ..] = clauses.as_slice() else {
+        return None;
+    };
+    let start = time_bound(first, "request.time >= timestamp(")?;
+    let end = time_bound(second, "request.time < timestamp(")?;
+    let window = ActivationWindow::new(start, end).ok()?;
     Some(ActivationBinding {
         member: email,
         role,
-        resource_condition: ResourceCondition::from_clauses(&others),
+        resource_condition: ResourceCondition::from_clauses(others),
         window,
     })
 }
@@ -299,10 +294,13 @@ mod tests {
             ),
             ("or", modify(&|b| b.condition.as_mut().expect("c").expression = format!("{WINDOW} || true"))),
             (
-                "two starts",
+                "window not first",
+                modify(&|b| b.condition.as_mut().expect("c").expression = format!("(a) && {WINDOW}")),
+            ),
+            (
+                "end before the start clause",
                 modify(&|b| {
-                    b.condition.as_mut().expect("c").expression =
-                        format!("{WINDOW} && request.time >= timestamp(\"2021-01-01T00:00:00Z\")")
+                    b.condition.as_mut().expect("c").expression = "(request.time < timestamp(\"2020-01-01T00:05:00Z\") && request.time >= timestamp(\"2020-01-01T00:00:00Z\"))".into()
                 }),
             ),
             (
@@ -321,6 +319,20 @@ mod tests {
         for (name, binding) in cases {
             assert_eq!(read_activation_binding(&binding), None, "{name}");
         }
+    }
+
+    #[test]
+    fn time_clauses_of_the_eligible_binding_stay_in_the_resource_condition() {
+        // Eligibility that ends on a date: its time clause is part of the resource condition.
+        let eligible = "request.time < timestamp(\"2030-01-01T00:00:00Z\")";
+        let binding = activation(Some(eligible), Approval::SelfApproved, "j").binding();
+        let read = read_activation_binding(&binding).expect("ours");
+        assert_eq!(read.window, window());
+        assert_eq!(read.resource_condition.as_ref().map(|c| c.as_str()), Some(eligible));
+        let both = "(request.time >= timestamp(\"2021-01-01T00:00:00Z\")) && (request.time < timestamp(\"2030-01-01T00:00:00Z\"))";
+        let binding = activation(Some(both), Approval::SelfApproved, "j").binding();
+        let read = read_activation_binding(&binding).expect("ours");
+        assert_eq!((read.window, read.resource_condition.as_ref().map(|c| c.as_str())), (window(), Some(both)));
     }
 
     #[test]

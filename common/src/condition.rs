@@ -43,7 +43,19 @@ pub enum ConditionError {
     Unbalanced { bracket: char, position: usize },
     #[error("the condition has an unterminated string starting at position {position}")]
     UnterminatedString { position: usize },
+    #[error("the condition is {length} bytes long; IAM conditions are at most {MAX_CONDITION_BYTES}")]
+    TooLong { length: usize },
+    #[error("the condition nests brackets more than {MAX_NESTING} deep at position {position}")]
+    TooDeep { position: usize },
 }
+
+/// The longest condition expression we read. IAM refuses much shorter ones in a binding, so
+/// nothing legitimate is lost, and every scan stays linear in a bounded input.
+pub const MAX_CONDITION_BYTES: usize = 12_800;
+
+/// How deep brackets may nest. CEL parsers refuse deep nesting too; ours bounds the recursion
+/// of [`split_and`], so no input can exhaust a thread's stack.
+pub const MAX_NESTING: usize = 64;
 
 const JIT_MARKER: &str = "has({}.jitaccessconstraint)";
 const MPA_MARKER: &str = "has({}.multipartyapprovalconstraint)";
@@ -77,6 +89,9 @@ pub fn eligibility(expression: &str) -> Option<Eligibility> {
 /// in parentheses is unwrapped and split again, so `(a && b) && c` gives `a`, `b`, `c`. A part
 /// that holds a top-level `||` or `?:` is kept whole, since `a || b && c` is not `c`-and-more.
 pub fn split_and(expression: &str) -> Result<Vec<String>, ConditionError> {
+    if expression.len() > MAX_CONDITION_BYTES {
+        return Err(ConditionError::TooLong { length: expression.len() });
+    }
     let cleaned = blank_comments(expression)?;
     if cleaned.trim().is_empty() {
         return Err(ConditionError::Empty);
@@ -133,22 +148,25 @@ struct TopLevel {
 }
 
 fn split_into(text: &str, offset: usize, out: &mut Vec<String>) -> Result<(), ConditionError> {
-    let leading = text.len() - text.trim_start().len();
-    let trimmed = text.trim();
-    let offset = offset + leading;
-    // `()` and the like: nothing to evaluate, and nothing CEL accepts.
-    if trimmed.is_empty() {
-        return Err(ConditionError::EmptyClause { position: offset });
-    }
-    let top = scan(trimmed, offset)?;
-    if top.has_or_or_conditional {
-        out.push(collapse_whitespace(trimmed));
-        return Ok(());
-    }
-    if top.and_positions.is_empty() {
-        if top.wrapped_in_parentheses {
-            return split_into(&trimmed[1..trimmed.len() - 1], offset + 1, out);
+    let (mut text, mut offset) = (text, offset);
+    // Unwrap `( … )` in a loop, not by recursion: only a split at `&&` recurses, and the
+    // scanner has already refused nesting deeper than MAX_NESTING.
+    let (trimmed, offset, top) = loop {
+        let leading = text.len() - text.trim_start().len();
+        let trimmed = text.trim();
+        offset += leading;
+        // `()` and the like: nothing to evaluate, and nothing CEL accepts.
+        if trimmed.is_empty() {
+            return Err(ConditionError::EmptyClause { position: offset });
         }
+        let top = scan(trimmed, offset)?;
+        if top.has_or_or_conditional || !top.and_positions.is_empty() || !top.wrapped_in_parentheses {
+            break (trimmed, offset, top);
+        }
+        text = &trimmed[1..trimmed.len() - 1];
+        offset += 1;
+    };
+    if top.has_or_or_conditional || top.and_positions.is_empty() {
         out.push(collapse_whitespace(trimmed));
         return Ok(());
     }
@@ -177,7 +195,12 @@ fn scan(text: &str, offset: usize) -> Result<TopLevel, ConditionError> {
                 i = skip_string(bytes, i, offset)?;
                 continue;
             }
-            b'(' | b'[' | b'{' => stack.push((byte, i)),
+            b'(' | b'[' | b'{' => {
+                if stack.len() >= MAX_NESTING {
+                    return Err(ConditionError::TooDeep { position: offset + i });
+                }
+                stack.push((byte, i));
+            }
             b')' | b']' | b'}' => {
                 let expected = match byte {
                     b')' => b'(',
@@ -366,6 +389,26 @@ mod tests {
         check("a &&", ConditionError::EmptyClause { position: 4 });
         check("()", ConditionError::EmptyClause { position: 1 });
         check("a && ( )", ConditionError::EmptyClause { position: 7 });
+    }
+
+    #[test]
+    fn bounds_length_and_nesting_without_recursing_per_parenthesis() {
+        // The attack: thousands of nested parentheses once overflowed the stack.
+        let deep = format!("{}a{}", "(".repeat(5_000), ")".repeat(5_000));
+        assert_eq!(split_and(&deep), Err(ConditionError::TooDeep { position: MAX_NESTING }));
+        let long = format!("a == '{}'", "x".repeat(MAX_CONDITION_BYTES));
+        assert_eq!(split_and(&long), Err(ConditionError::TooLong { length: long.len() }));
+        // As deep as allowed still works, on a small stack.
+        let allowed = format!("{}a{} && b", "(".repeat(MAX_NESTING), ")".repeat(MAX_NESTING));
+        let clauses = std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(move || split_and(&allowed))
+            .expect("thread")
+            .join()
+            .expect("no overflow");
+        assert_eq!(clauses, Ok(vec!["a".to_string(), "b".to_string()]));
+        let nested_ands = format!("{}a{}", "(a && ".repeat(MAX_NESTING), ")".repeat(MAX_NESTING));
+        assert!(split_and(&nested_ands).is_ok());
     }
 
     fn check_eligibility(expression: &str, expected: Option<(ActivationType, Option<&str>)>) {

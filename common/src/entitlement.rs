@@ -27,6 +27,10 @@ pub struct EntitlementId {
     resource_condition: Option<ResourceCondition>,
 }
 
+/// Project and role (a few hundred bytes at most) and the longest resource condition IAM
+/// takes, in Base64: longer text cannot name an entitlement and is refused before decoding.
+pub const MAX_ID_BYTES: usize = 512 + crate::condition::MAX_CONDITION_BYTES.div_ceil(3) * 4;
+
 /// An entitlement a user holds, with how it is activated.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Entitlement {
@@ -42,6 +46,8 @@ pub enum EntitlementError {
     Role(String),
     #[error("'{0}' is not a valid entitlement ID")]
     Id(String),
+    #[error("the entitlement ID is {length} bytes long; IDs are at most {MAX_ID_BYTES}")]
+    TooLong { length: usize },
     #[error("the entitlement ID's resource condition is not valid: {0}")]
     Condition(#[from] ConditionError),
 }
@@ -125,6 +131,9 @@ impl EntitlementId {
     /// before anything is granted.
     pub fn parse(text: &str) -> Result<EntitlementId, EntitlementError> {
         let refuse = || EntitlementError::Id(text.chars().take(200).collect());
+        if text.len() > MAX_ID_BYTES {
+            return Err(EntitlementError::TooLong { length: text.len() });
+        }
         let (rest, last) = text.rsplit_once(':').ok_or_else(refuse)?;
         let (project, role, condition) = if last.contains('/') {
             (rest, last, None)
@@ -257,6 +266,15 @@ mod tests {
         ] {
             assert!(EntitlementId::parse(text).is_err(), "accepted {text:?}");
         }
+        // Deep nesting and sheer length are refused with a reason, not a crash.
+        let deep = format!("{}a{}", "(".repeat(5_000), ")".repeat(5_000));
+        let text = format!("project-1:roles/compute.admin:{}", URL_SAFE_NO_PAD.encode(&deep));
+        assert!(matches!(
+            EntitlementId::parse(&text),
+            Err(EntitlementError::Condition(ConditionError::TooDeep { .. }))
+        ));
+        let long = format!("project-1:roles/compute.admin:{}", "A".repeat(MAX_ID_BYTES));
+        assert!(matches!(EntitlementId::parse(&long), Err(EntitlementError::TooLong { .. })));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! Domain modules (pure, no I/O; time, keys and randomness come in as arguments):
 //! [`condition`], [`entitlement`], [`activation`], [`policy`], [`justification`],
-//! [`email`], [`timestamp`], [`token`], [`jwt`], [`iap`], [`config`], [`event`], [`rules`].
+//! [`email`], [`timestamp`], [`token`], [`jwt`], [`iap`], [`config`], [`event`], [`rules`],
+//! [`trace`].
 //!
 //! Edges: [`gcp`] (Google APIs through the official SDK), [`keys`] (local signing keys),
 //! [`http`] (errors, extractors, wire shapes), [`runner`] (serving a function's router).
@@ -24,6 +25,7 @@ pub mod rules;
 pub mod runner;
 pub mod timestamp;
 pub mod token;
+pub mod trace;
 
 #[cfg(test)]
 mod tidy;

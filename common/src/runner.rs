@@ -16,6 +16,8 @@ use tokio::sync::watch;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::trace::TraceContext;
+
 /// Request bodies are small JSON documents; anything larger is refused with 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -174,7 +176,8 @@ pub fn init_logging() {
         || std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let registry = tracing_subscriber::registry().with(filter);
     let _ = if json {
-        registry.with(tracing_stackdriver::layer()).try_init()
+        let project = std::env::var("GOOGLE_CLOUD_PROJECT").ok().filter(|p| !p.is_empty());
+        registry.with(tracing_stackdriver::layer().with_writer(TraceLifting::new(project, std::io::stdout))).try_init()
     } else {
         registry.with(tracing_subscriber::fmt::layer().compact()).try_init()
     };
@@ -187,13 +190,72 @@ async fn healthy() -> axum::Json<serde_json::Value> {
 fn request_span(request: &Request) -> tracing::Span {
     // The matched route, not the raw URI: tokens in query strings stay out of the logs.
     let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("unmatched");
-    let trace = request
-        .headers()
-        .get("x-cloud-trace-context")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split('/').next())
-        .unwrap_or("");
-    tracing::info_span!("request", method = %request.method(), route, trace, user = tracing::field::Empty)
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let context = TraceContext::from_headers(header("traceparent"), header("x-cloud-trace-context"));
+    let (trace, span_id, trace_sampled) =
+        context.map(|c| (c.trace_id, c.span_id, c.sampled)).unwrap_or_default();
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        route,
+        trace,
+        span_id,
+        trace_sampled,
+        user = tracing::field::Empty
+    )
+}
+
+/// Writes each Cloud Logging JSON line with its request's trace lifted to the top-level keys
+/// Cloud Logging reads ([`crate::trace::lift`]), so a request's lines group together and link to
+/// Cloud Trace. Without a project ID (`GOOGLE_CLOUD_PROJECT`) lines pass unchanged.
+#[derive(Debug, Clone)]
+pub struct TraceLifting<M> {
+    project: Option<std::sync::Arc<str>>,
+    inner: M,
+}
+
+impl<M> TraceLifting<M> {
+    pub fn new(project: Option<String>, inner: M) -> TraceLifting<M> {
+        TraceLifting { project: project.map(std::sync::Arc::from), inner }
+    }
+}
+
+/// One event's line, rewritten and written out when the formatter drops it.
+#[derive(Debug)]
+pub struct LiftingWriter<W: std::io::Write> {
+    line: Vec<u8>,
+    project: Option<std::sync::Arc<str>>,
+    inner: W,
+}
+
+impl<'a, M: tracing_subscriber::fmt::MakeWriter<'a>> tracing_subscriber::fmt::MakeWriter<'a> for TraceLifting<M> {
+    type Writer = LiftingWriter<M::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LiftingWriter { line: Vec::new(), project: self.project.clone(), inner: self.inner.make_writer() }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for LiftingWriter<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.line.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<W: std::io::Write> Drop for LiftingWriter<W> {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.line);
+        let lifted = self.project.as_deref().and_then(|project| crate::trace::lift(text.trim_end(), project));
+        let _ = match lifted {
+            Some(line) => self.inner.write_all(format!("{line}\n").as_bytes()),
+            None => self.inner.write_all(&self.line),
+        };
+    }
 }
 
 async fn shutdown_signal() {
@@ -290,6 +352,52 @@ mod tests {
         release.send(()).expect("builder waits");
         assert_eq!(status_and_body(&app, "/hello").await, (StatusCode::OK, "hi".to_string()));
         assert_eq!(status_and_body(&app, "/health/ready").await.0, StatusCode::OK);
+    }
+
+    /// Collects what the logging layer writes.
+    #[derive(Debug, Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn log_lines_carry_the_requests_trace_for_cloud_logging() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let layer = tracing_stackdriver::layer().with_writer(TraceLifting::new(Some("jit-project".into()), move || sink.clone()));
+        let subscriber = tracing_subscriber::registry().with(layer);
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        tracing::subscriber::with_default(subscriber, || {
+            for (name, value) in [
+                ("traceparent", format!("00-{trace}-00f067aa0ba902b7-01")),
+                ("x-cloud-trace-context", format!("{trace}/1;o=1")),
+            ] {
+                let request = Request::builder().uri("/x").header(name, value).body(axum::body::Body::empty()).expect("request");
+                let span = request_span(&request);
+                let _entered = span.enter();
+                tracing::info!("inside the request");
+            }
+            tracing::info!("outside any request");
+        });
+        let text = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        for (line, span) in lines.iter().zip(["00f067aa0ba902b7", "0000000000000001"]) {
+            assert_eq!(line["logging.googleapis.com/trace"], format!("projects/jit-project/traces/{trace}"), "{line}");
+            assert_eq!(line["logging.googleapis.com/spanId"], span);
+            assert_eq!(line["logging.googleapis.com/trace_sampled"], true);
+        }
+        assert!(lines[2].get("logging.googleapis.com/trace").is_none());
     }
 
     #[tokio::test]

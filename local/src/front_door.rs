@@ -53,6 +53,7 @@ impl FrontDoor {
             .route("/_local/signin", get(sign_in))
             .route("/_local/signout", get(sign_out))
             .fallback(forward)
+            .layer(axum::middleware::from_fn(only_local_hosts))
             .with_state(self)
     }
 
@@ -84,8 +85,7 @@ struct SignIn {
 }
 
 async fn sign_in(State(door): State<FrontDoor>, Query(query): Query<SignIn>) -> Response {
-    // Only a local path, so the sign-in page cannot be used to bounce people elsewhere.
-    let next = query.next.filter(|n| n.starts_with('/') && !n.starts_with("//")).unwrap_or_else(|| "/".into());
+    let next = query.next.filter(|n| is_same_site_path(n)).unwrap_or_else(|| "/".into());
     if let Some(user) = query.user.filter(|u| door.users.contains(&u.to_lowercase())) {
         let cookie = format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Lax", user.to_lowercase());
         return ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response();
@@ -170,6 +170,32 @@ async fn forward(State(door): State<FrontDoor>, method: Method, uri: Uri, header
     }
 }
 
+/// A path on this site, so the sign-in page cannot bounce anyone elsewhere. Browsers read
+/// `/\evil.com` as `//evil.com` and drop tabs and newlines from URLs, so a backslash or a
+/// control character anywhere refuses the path, as does a leading `//`.
+pub fn is_same_site_path(next: &str) -> bool {
+    next.starts_with('/') && !next.starts_with("//") && !next.chars().any(|c| c == '\\' || c.is_control())
+}
+
+/// Whether a `Host` header names this machine's loopback. Anything else means a page on
+/// another name (DNS rebinding) is driving the browser at the local run: refused.
+pub fn is_local_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map(|(name, _)| name),
+        None => host.split(':').next(),
+    };
+    matches!(name.map(str::to_ascii_lowercase).as_deref(), Some("127.0.0.1" | "localhost" | "::1"))
+}
+
+async fn only_local_hosts(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    if !is_local_host(host) {
+        return ApiError::forbidden("host_not_allowed", "the local run answers only to 127.0.0.1 and localhost")
+            .into_response();
+    }
+    next.run(request).await
+}
+
 fn cookie(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
@@ -181,4 +207,29 @@ fn cookie(headers: &HeaderMap) -> Option<String> {
 
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_is_a_same_site_path_only() {
+        for good in ["/", "/?activation=abc", "/api/projects", "/a//b"] {
+            assert!(is_same_site_path(good), "{good}");
+        }
+        for bad in ["//evil.com", "/\\evil.com", "/\\/evil.com", "\\evil.com", "https://evil.com", "/\t/evil.com", "/\n/x", ""] {
+            assert!(!is_same_site_path(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_loopback_hosts() {
+        for good in ["127.0.0.1:8080", "localhost:8080", "LOCALHOST", "127.0.0.1", "[::1]:8080"] {
+            assert!(is_local_host(good), "{good}");
+        }
+        for bad in ["evil.com", "evil.com:8080", "127.0.0.1.evil.com", "localhost.evil.com:8080", "", "[::2]:80", "10.0.0.1"] {
+            assert!(!is_local_host(bad), "{bad}");
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! the four functions' routers (the same code as production, configured to use the emulator),
 //! and a front door ([`front_door`]) that does what the load balancer and IAP do.
 
+pub mod cloud_run;
 pub mod front_door;
 
 use std::net::SocketAddr;
@@ -13,8 +14,8 @@ use emulator::{Emulator, World, WorldFile};
 
 /// The IAP audience of the local front door.
 pub const LOCAL_AUDIENCE: &str = "/projects/0/global/backendServices/local";
-const PUSH_AUDIENCE: &str = "http://mailer.local/";
-const PUSH_ACCOUNT: &str = "jit-push@local.iam.gserviceaccount.com";
+pub const PUSH_AUDIENCE: &str = "http://mailer.local/";
+pub const PUSH_ACCOUNT: &str = "jit-push@local.iam.gserviceaccount.com";
 const DEFAULT_TOPIC: &str = "projects/jit-project/topics/jit-events";
 const POLICIES_FILE: &str = "policies.json";
 
@@ -91,11 +92,13 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
         ("SMTP_SENDER_ADDRESS", "jit-access@example.com".to_string()),
         ("PUSH_AUDIENCE", PUSH_AUDIENCE.to_string()),
         ("PUSH_SERVICE_ACCOUNT", PUSH_ACCOUNT.to_string()),
+        // The mailer runs behind the Cloud Run stand-in, as deployed: Cloud Run's invoker
+        // check verifies the push token's signature, the mailer its claims.
+        ("K_SERVICE", "jit-mailer".to_string()),
+        ("PUSH_AUTH", "cloud-run".to_string()),
     ]);
     if let Some(host) = &real_pubsub {
         pairs.push(("PUBSUB_ENDPOINT", format!("http://{host}")));
-        // The real emulator pushes without an OIDC token.
-        pairs.push(("PUSH_AUTH", "false".to_string()));
     }
     for name in PASSED_THROUGH {
         if let Ok(value) = std::env::var(name) {
@@ -116,6 +119,8 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
     let approve = serve(approve::router(approve::AppState::new(approve_config).await?)).await?;
     let mailer_state = mailer::AppState::new(mailer_config).await.map_err(anyhow::Error::msg)?;
     let mailer = serve(mailer::router(mailer_state)).await?;
+    let push = Push { account: PUSH_ACCOUNT, audience: PUSH_AUDIENCE };
+    let mailer = front_mailer(&emulator, mailer, push, real_pubsub.is_some()).await?;
     subscribe_mailer(&http, &emulator, real_pubsub.as_deref(), &topic, mailer).await?;
 
     let users: Vec<String> = emulator.state.world().users().iter().cloned().collect();
@@ -142,6 +147,33 @@ impl Running {
         std::fs::write(&path, serde_json::to_vec_pretty(&policies)?)
             .with_context(|| format!("writing {}", path.display()))
     }
+}
+
+/// Puts Cloud Run's invoker check in front of the mailer, as Terraform deploys it (only the
+/// push account may invoke it); for the real Pub/Sub emulator, which pushes unsigned, also
+/// what Google's Pub/Sub adds: the push account's OIDC token. Returns where pushes go.
+pub async fn front_mailer(
+    emulator: &Emulator,
+    mailer: SocketAddr,
+    push: Push<'_>,
+    unsigned_pushes: bool,
+) -> anyhow::Result<SocketAddr> {
+    let jwks = format!("{}/oauth2/v3/certs", emulator.url());
+    let invoker = format!("serviceAccount:{}", push.account);
+    let front = cloud_run::CloudRunFront::new(mailer, push.audience, &[&invoker], &jwks);
+    let front = common::runner::spawn_local(front.router()).await?;
+    if !unsigned_pushes {
+        return Ok(front);
+    }
+    let signer = cloud_run::PubSubSigner::new(front, push.account, push.audience, emulator.state.clone());
+    Ok(common::runner::spawn_local(signer.router()).await?)
+}
+
+/// The push subscription's OIDC identity: its service account and the token's audience.
+#[derive(Debug, Clone, Copy)]
+pub struct Push<'a> {
+    pub account: &'a str,
+    pub audience: &'a str,
 }
 
 /// Push subscription from the topic to the mailer, on whichever Pub/Sub is in use.

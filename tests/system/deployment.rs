@@ -8,7 +8,7 @@ use common::config::Env;
 
 /// Read by the code, deliberately not set by Terraform.
 const NOT_DEPLOYED: &[(&str, &str)] = &[
-    ("GOOGLE_CLOUD_PROJECT", "a fallback for RESOURCE_SCOPE and bare topic names; Terraform sets both in full"),
+    ("GOOGLE_CLOUD_PROJECT", "for configuration, a fallback for RESOURCE_SCOPE and topic names, set in full; the runner reads it"),
     ("ELEVATION_DURATION", "the reference app's deprecated name for ACTIVATION_TIMEOUT"),
     ("IAP_BACKEND_SERVICE_ID", "the reference app's way to form IAP_AUDIENCE, which Terraform sets whole"),
     ("PROJECT_NUMBER", "goes with IAP_BACKEND_SERVICE_ID"),
@@ -23,12 +23,11 @@ const NOT_DEPLOYED: &[(&str, &str)] = &[
     ("SENDGRID_BASE_URL", "endpoint override; the default is SendGrid's"),
     ("PUSH_JWKS_URL", "endpoint override; the default is Google's"),
     ("SENDGRID_API_KEY", "local runs only; deployed, the key comes from Secret Manager"),
-    ("PUSH_AUTH", "turning push authentication off is refused on Cloud Run"),
     ("K_SERVICE", "set by Cloud Run itself"),
 ];
 
 /// Set by Terraform for the shared runner, which reads it directly.
-const RUNNER: &[&str] = &["RUST_LOG"];
+const RUNNER: &[&str] = &["RUST_LOG", "GOOGLE_CLOUD_PROJECT"];
 
 fn read_by_code() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
     let mut names = BTreeMap::new();
@@ -125,4 +124,26 @@ fn every_function_has_its_service_image_and_build() {
         assert!(variables.contains(&format!("    {key} ")), "{name}: no image in variable \"images\"");
         assert!(cloudbuild.contains(&format!("FUNCTION={name}")), "{name}: cloudbuild.yaml does not build its image");
     }
+}
+
+/// The mailer accepts a push token whose signature Cloud Run removed only because Cloud Run's
+/// invoker check verified it: that check must be on, and only the push account may invoke.
+#[test]
+fn the_mailer_sits_behind_cloud_runs_invoker_check() {
+    let main = module_file("main.tf");
+    let run = module_file("run.tf");
+    assert!(local_env(&main, "mailer_env").contains("PUSH_AUTH"));
+    assert!(main.contains("PUSH_AUTH = \"cloud-run\""), "the mailer checks claims behind Cloud Run");
+    let mailer = &run[run.find("resource \"google_cloud_run_v2_service\" \"mailer\"").expect("mailer service")..];
+    let mailer = &mailer[..mailer.find("\n}\n").expect("end of block")];
+    assert!(mailer.contains("invoker_iam_disabled = false"), "the invoker check stays on");
+    let everything = format!("{main}{run}{}", module_file("pubsub.tf"));
+    assert!(!everything.contains("allUsers") && !everything.contains("allAuthenticatedUsers"));
+    let invokers: Vec<&str> = run
+        .split("resource \"google_cloud_run_v2_service_iam_member\"")
+        .skip(1)
+        .filter(|block| block.contains("google_cloud_run_v2_service.mailer.name"))
+        .collect();
+    assert_eq!(invokers.len(), 1, "one invoker binding on the mailer");
+    assert!(invokers[0].contains("member   = \"serviceAccount:${google_service_account.push.email}\""));
 }

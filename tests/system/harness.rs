@@ -19,7 +19,10 @@ pub struct System {
     pub list: SocketAddr,
     pub request: SocketAddr,
     pub approve: SocketAddr,
+    /// The mailer's Cloud Run front (invoker check, signature removed), where pushes go.
     pub mailer: SocketAddr,
+    /// The mailer's container itself, behind that front.
+    pub mailer_container: SocketAddr,
 }
 
 /// The answer to one call.
@@ -54,6 +57,8 @@ impl System {
             ("SMTP_SENDER_ADDRESS", "jit-access@example.com".to_string()),
             ("PUSH_AUDIENCE", PUSH_AUDIENCE.to_string()),
             ("PUSH_SERVICE_ACCOUNT", PUSH_ACCOUNT.to_string()),
+            // As deployed: on Cloud Run, behind its invoker check.
+            ("K_SERVICE", "jit-mailer".to_string()),
         ]);
         pairs.extend(extra.iter().map(|(name, value)| (*name, value.to_string())));
         let lookup = |name: &str| pairs.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
@@ -73,7 +78,10 @@ impl System {
             serve(request_approval::router(request_approval::AppState::new(request_config).await.expect("state")))
                 .await;
         let approve = serve(approve::router(approve::AppState::new(approve_config).await.expect("state"))).await;
-        let mailer = serve(mailer::router(mailer::AppState::new(mailer_config).await.expect("state"))).await;
+        let mailer_container =
+            serve(mailer::router(mailer::AppState::new(mailer_config).await.expect("state"))).await;
+        let push = local::Push { account: PUSH_ACCOUNT, audience: PUSH_AUDIENCE };
+        let mailer = local::front_mailer(&backend.emulator, mailer_container, push, false).await.expect("front");
         // The emulator pushes the topic to the mailer with an OIDC token, as Pub/Sub does.
         let subscription = serde_json::json!({"topic": TOPIC, "pushConfig": {
             "pushEndpoint": format!("http://{mailer}/"),
@@ -81,7 +89,7 @@ impl System {
         let url = backend.url("/v1/projects/jit-project/subscriptions/mailer");
         let response = backend.http.put(url).json(&subscription).send().await.expect("emulator answers");
         assert_eq!(response.status(), 200);
-        System { backend, list, request, approve, mailer }
+        System { backend, list, request, approve, mailer, mailer_container }
     }
 
     /// An IAP assertion for `email`, minted by the emulator's IAP key.

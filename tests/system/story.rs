@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::System;
+use crate::harness::{PUSH_ACCOUNT, PUSH_AUDIENCE, System};
 use crate::support::{ALICE, BOB, CAROL};
 
 /// The real Pub/Sub emulator (`gcloud beta emulators pubsub start`), stopped on drop.
@@ -97,15 +97,18 @@ fn content(mail: &Value, kind: &str) -> String {
 #[tokio::test]
 async fn alice_asks_bob_approves_through_the_real_pubsub_emulator() {
     let Some(pubsub) = PubSubEmulator::start().await else { return };
-    // The real emulator pushes without an OIDC token, so this mailer runs with the local-only
-    // switch; push authentication itself is tested against our emulator's signed pushes.
+    // As deployed: the push reaches the mailer through Cloud Run's invoker check, which
+    // verifies the push token and removes its signature. The real emulator pushes unsigned, so
+    // the push first gets the OIDC token Google's Pub/Sub would add.
     let endpoint = format!("http://{}", pubsub.host);
-    let system = System::start_with(&[("PUBSUB_ENDPOINT", &endpoint), ("PUSH_AUTH", "false")]).await;
+    let system = System::start_with(&[("PUBSUB_ENDPOINT", &endpoint)]).await;
+    let push = local::Push { account: PUSH_ACCOUNT, audience: PUSH_AUDIENCE };
+    let signed = local::front_mailer(&system.backend.emulator, system.mailer_container, push, true).await.expect("front");
     pubsub.put("/v1/projects/jit-project/topics/jit-events", json!({})).await;
     pubsub
         .put(
             "/v1/projects/jit-project/subscriptions/mailer",
-            json!({"topic": "projects/jit-project/topics/jit-events", "pushConfig": {"pushEndpoint": format!("http://{}/", system.mailer)}}),
+            json!({"topic": "projects/jit-project/topics/jit-events", "pushConfig": {"pushEndpoint": format!("http://{signed}/")}}),
         )
         .await;
 

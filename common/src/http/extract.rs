@@ -70,13 +70,21 @@ where
         let verifier = IapVerifier::from_ref(state);
         // Only the signed assertion counts; X-Goog-Authenticated-User-Email and the like are
         // ignored, since anything that reaches us without IAP could set them.
-        let assertion =
-            parts.headers.get(IAP_ASSERTION_HEADER).and_then(|value| value.to_str().ok()).ok_or_else(|| {
-                ApiError::unauthenticated(
-                    "iap_assertion_missing",
-                    "Identity-Aware Proxy must be enabled for this application: the request has no IAP assertion",
-                )
-            })?;
+        let mut assertions = parts.headers.get_all(IAP_ASSERTION_HEADER).iter();
+        let assertion = assertions.next().and_then(|value| value.to_str().ok()).ok_or_else(|| {
+            ApiError::unauthenticated(
+                "iap_assertion_missing",
+                "Identity-Aware Proxy must be enabled for this application: the request has no IAP assertion",
+            )
+        })?;
+        // IAP sends exactly one. Two mean something else added one: which to believe is not
+        // ours to guess, so neither is.
+        if assertions.next().is_some() {
+            return Err(ApiError::unauthenticated(
+                "iap_assertion_ambiguous",
+                "the request carries more than one IAP assertion",
+            ));
+        }
         let verified =
             verifier.keys.verify_iap(&verifier.seen, assertion, &verifier.audience, Timestamp::now()).await?;
         let identity = verified.map_err(ApiError::from)?;

@@ -28,6 +28,10 @@ pub struct Style {
     pub thread_domain: String,
     /// Send `ActivationSelfApproved` mail at all.
     pub self_approved: bool,
+    /// `BASE_URL` without a trailing `/`: the only start a link in mail can have. Links in
+    /// events are never mailed as they are, so that whoever may publish to the topic cannot
+    /// send phishing from our sender.
+    pub base_url: String,
 }
 
 /// Why an event yields no mail. Both are final: the message is acknowledged.
@@ -99,10 +103,7 @@ fn request_activation(fields: &Fields<'_>) -> Result<Mail, Skip> {
     let beneficiary = fields.email("beneficiary")?;
     let reviewers = fields.emails("reviewers")?;
     let project = fields.text("project_id");
-    let action_url = fields.text("action_url");
-    if !(action_url.starts_with("https://") || action_url.starts_with("http://")) {
-        return Err(Skip::Poison("action_url is not an http(s) link".into()));
-    }
+    let action_url = review_link(&fields.style.base_url, &fields.text("action_url"))?;
     let details = details(fields, &beneficiary);
     let intro =
         format!("{beneficiary} requests your approval to activate a role on the Google Cloud project {project}.");
@@ -132,7 +133,7 @@ fn activation_approved(fields: &Fields<'_>) -> Result<Mail, Skip> {
     let approver = fields.email("approver")?;
     let reviewers = fields.emails("reviewers")?;
     let project = fields.text("project_id");
-    let base_url = fields.text("base_url");
+    let base_url = fields.style.base_url.clone();
     let details = details(fields, &beneficiary);
     let intro = format!(
         "{approver} approved the request of {beneficiary} to activate a role on the Google Cloud project {project}."
@@ -152,7 +153,7 @@ fn self_approved(fields: &Fields<'_>) -> Result<Mail, Skip> {
     let beneficiary = fields.email("beneficiary")?;
     let project = fields.text("project_id");
     let roles = fields.text("role");
-    let base_url = fields.text("base_url");
+    let base_url = fields.style.base_url.clone();
     let details = details(fields, &beneficiary);
     let intro = format!("You activated {roles} on the Google Cloud project {project}.");
     Ok(Mail {
@@ -167,6 +168,28 @@ fn self_approved(fields: &Fields<'_>) -> Result<Mail, Skip> {
 
 fn link(url: &str) -> Option<&str> {
     (url.starts_with("https://") || url.starts_with("http://")).then_some(url)
+}
+
+/// The review link: our `BASE_URL` with the activation token taken from the event's link. Only
+/// the token travels; it must look like a JWT (three Base64url parts, in the link's URL form),
+/// so nothing else can ride along in the query.
+fn review_link(base_url: &str, event_link: &str) -> Result<String, Skip> {
+    let carried = event_link
+        .split_once('?')
+        .map(|(_, query)| query)
+        .into_iter()
+        .flat_map(|query| query.split('&'))
+        .find_map(|pair| pair.strip_prefix("activation="))
+        .unwrap_or_default();
+    let token = common::token::from_url_form(carried);
+    let jwt_like = !carried.is_empty()
+        && token.split('.').count() == 3
+        && token.len() <= 16 * 1024
+        && token.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !jwt_like {
+        return Err(Skip::Poison("action_url carries no activation token".into()));
+    }
+    Ok(format!("{base_url}/?activation={}", common::token::to_url_form(&token)))
 }
 
 fn details(fields: &Fields<'_>, beneficiary: &Email) -> Vec<(&'static str, String)> {
@@ -244,6 +267,7 @@ mod tests {
             time_zone: jiff::tz::TimeZone::get("Europe/Berlin").expect("bundled time zone"),
             thread_domain: "example.com".into(),
             self_approved: true,
+            base_url: "https://jit.example.com".into(),
         }
     }
 
@@ -253,7 +277,7 @@ mod tests {
             "project_id": "project-1", "role": "roles/compute.admin", "resource_condition": "",
             "start_time": "2026-11-24T15:00:00Z", "end_time": "2026-11-24T16:00:00Z",
             "request_expiry_time": "2026-11-24T16:00:00Z", "justification": justification,
-            "base_url": "https://jit.example.com", "action_url": "https://jit.example.com/?activation=abc"}})
+            "base_url": "https://jit.example.com", "action_url": "https://jit.example.com/?activation=eyaa.eybb.cc"}})
     }
 
     #[test]
@@ -262,8 +286,8 @@ mod tests {
         assert_eq!(mail.to, vec![Email::parse("bob@example.com").expect("email")]);
         assert_eq!(mail.cc, vec![Email::parse("alice@example.com").expect("email")]);
         assert_eq!(mail.subject, "alice@example.com requests access to project project-1");
-        assert!(mail.text.contains("https://jit.example.com/?activation=abc"), "{}", mail.text);
-        assert!(mail.html.contains("href=\"https://jit.example.com/?activation=abc\""), "{}", mail.html);
+        assert!(mail.text.contains("https://jit.example.com/?activation=aa~~bb~cc"), "{}", mail.text);
+        assert!(mail.html.contains("href=\"https://jit.example.com/?activation=aa~~bb~cc\""), "{}", mail.html);
         assert!(mail.text.contains("Tue, 24 Nov 2026 16:00 CET"), "times in the configured zone: {}", mail.text);
         assert_eq!(mail.headers, vec![("Message-ID".to_string(), "<mpa-abc@example.com>".to_string())]);
     }
@@ -307,6 +331,28 @@ mod tests {
         let mut event = request_event("BUG-1");
         event["attributes"]["action_url"] = json!("javascript:alert(1)");
         assert!(matches!(compose(&event, &style()), Err(Skip::Poison(_))));
+    }
+
+    #[test]
+    fn links_are_built_from_base_url_never_taken_from_the_event() {
+        // Whoever may publish to the topic cannot make our sender mail their link.
+        let mut event = request_event("BUG-1");
+        event["attributes"]["action_url"] = json!("https://evil.example/?activation=eyaa.eybb.cc");
+        event["attributes"]["base_url"] = json!("https://evil.example");
+        let mail = compose(&event, &style()).expect("mail");
+        assert!(!mail.text.contains("evil") && !mail.html.contains("evil"), "{}", mail.text);
+        assert!(mail.text.contains("https://jit.example.com/?activation=aa~~bb~cc"), "{}", mail.text);
+        event["attributes"]["action_url"] = json!("https://jit.example.com/?activation=eya.eyb.c&next=//evil");
+        let mail = compose(&event, &style()).expect("mail");
+        assert!(mail.text.contains("https://jit.example.com/?activation=a~~b~c\n") && !mail.text.contains("evil"));
+        for smuggled in ["https://x/?activation=a.b", "https://x/", "https://x/?activation=a.b.c%0d", "https://x/?activation=a.b.c\"x"] {
+            event["attributes"]["action_url"] = json!(smuggled);
+            assert!(matches!(compose(&event, &style()), Err(Skip::Poison(_))), "{smuggled}");
+        }
+        event["type"] = json!("ActivationApproved");
+        event["attributes"]["approver"] = json!("bob@example.com");
+        let mail = compose(&event, &style()).expect("mail");
+        assert!(!mail.text.contains("evil") && !mail.html.contains("evil"), "{}", mail.text);
     }
 
     #[test]

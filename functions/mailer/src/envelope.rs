@@ -50,6 +50,7 @@ mod tests {
                     time_zone: jiff::tz::TimeZone::UTC,
                     thread_domain: "example.com".into(),
                     self_approved: true,
+                    base_url: "https://jit.example.com".into(),
                 };
                 let _ = crate::compose::compose(&event, &style);
             }
@@ -62,9 +63,9 @@ mod tests {
                 "activation_id": "mpa-x", "beneficiary": "alice@example.com", "reviewers": ["bob@example.com"],
                 "project_id": "p", "role": "roles/x", "resource_condition": "", "start_time": "2026-11-24T15:00:00Z",
                 "end_time": "2026-11-24T16:00:00Z", "request_expiry_time": "2026-11-24T16:00:00Z", "justification": "j",
-                "base_url": "https://jit.example.com", "action_url": "https://jit.example.com/?activation=x"}});
+                "base_url": "https://jit.example.com", "action_url": "https://jit.example.com/?activation=a.b.c"}});
             event["attributes"][field] = serde_json::json!(format!("<b>{value}"));
-            let style = crate::compose::Style { time_zone: jiff::tz::TimeZone::UTC, thread_domain: "example.com".into(), self_approved: true };
+            let style = crate::compose::Style { time_zone: jiff::tz::TimeZone::UTC, thread_domain: "example.com".into(), self_approved: true, base_url: "https://jit.example.com".into() };
             let mail = crate::compose::compose(&event, &style).expect("a valid event");
             proptest::prop_assert!(!mail.html.contains("<b>"));
             proptest::prop_assert!(!mail.subject.contains('\n') && !mail.subject.contains('\r'));

@@ -43,6 +43,8 @@ pub struct Config {
     pub time_zone: String,
     pub self_approved_mail: bool,
     pub push_auth: Option<PushAuth>,
+    /// `BASE_URL`: links in mail are built from it, never taken from an event.
+    pub base_url: String,
     pub secret_manager_endpoint: String,
     pub backend: BackendSettings,
 }
@@ -70,6 +72,18 @@ pub struct PushAuth {
     pub audience: String,
     pub service_account: String,
     pub jwks_url: String,
+    pub check: SignatureCheck,
+}
+
+/// Who checks the push token's signature: exactly one full check happens on every push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureCheck {
+    /// `PUSH_AUTH=verify`: we do, against Google's keys (Cloud Run's invoker check off, or not
+    /// on Cloud Run at all).
+    Ours,
+    /// `PUSH_AUTH=cloud-run`: Cloud Run's invoker check did, and replaced the signature with
+    /// its marker; we check every claim. Refused unless the process runs on Cloud Run.
+    CloudRun,
 }
 
 impl Config {
@@ -96,20 +110,36 @@ impl Config {
         if !sender_address.is_empty() && common::email::Email::parse(&sender_address).is_err() {
             env.problem(format!("SMTP_SENDER_ADDRESS must be an email address, not '{sender_address}'"));
         }
-        let push_auth = if env.boolean("PUSH_AUTH", true) {
-            Some(PushAuth {
-                audience: env.required("PUSH_AUDIENCE", "the URL the push subscription's OIDC token is addressed to"),
-                service_account: env
-                    .required("PUSH_SERVICE_ACCOUNT", "the service account the push subscription signs as"),
-                jwks_url: env.text("PUSH_JWKS_URL", "https://www.googleapis.com/oauth2/v3/certs"),
-            })
-        } else {
-            // Off is for a local run only: Cloud Run sets K_SERVICE.
-            if env.optional("K_SERVICE").is_some() {
-                env.problem("PUSH_AUTH=false is refused on Cloud Run: anyone could make the mailer send mail".into());
+        let on_cloud_run = env.optional("K_SERVICE").is_some();
+        let mode = env.text("PUSH_AUTH", if on_cloud_run { "cloud-run" } else { "verify" });
+        let check = match mode.to_ascii_lowercase().as_str() {
+            "verify" | "true" => Some(SignatureCheck::Ours),
+            "cloud-run" if on_cloud_run => Some(SignatureCheck::CloudRun),
+            "cloud-run" => {
+                env.problem("PUSH_AUTH=cloud-run needs Cloud Run's invoker check in front (K_SERVICE is not set)".into());
+                None
             }
-            None
+            // Off is for a local run only: Cloud Run sets K_SERVICE.
+            "false" if on_cloud_run => {
+                env.problem("PUSH_AUTH=false is refused on Cloud Run: anyone could make the mailer send mail".into());
+                None
+            }
+            "false" => None,
+            other => {
+                env.problem(format!("PUSH_AUTH must be verify, cloud-run or false, not '{other}'"));
+                None
+            }
         };
+        let push_auth = check.map(|check| PushAuth {
+            audience: env.required("PUSH_AUDIENCE", "the URL the push subscription's OIDC token is addressed to"),
+            service_account: env.required("PUSH_SERVICE_ACCOUNT", "the service account the push subscription signs as"),
+            jwks_url: env.text("PUSH_JWKS_URL", "https://www.googleapis.com/oauth2/v3/certs"),
+            check,
+        });
+        let base_url = env.required("BASE_URL", "the URL people open JIT access at; every link in mail starts with it");
+        if !base_url.is_empty() && !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
+            env.problem(format!("BASE_URL must be an http(s) URL, not '{base_url}'"));
+        }
         Config {
             api_key,
             sendgrid_url: env.text("SENDGRID_BASE_URL", "https://api.sendgrid.com"),
@@ -118,6 +148,7 @@ impl Config {
             time_zone,
             self_approved_mail: env.boolean("NOTIFY_SELF_APPROVED", true),
             push_auth,
+            base_url: base_url.trim_end_matches('/').to_string(),
             secret_manager_endpoint: env.text("SECRET_MANAGER_ENDPOINT", "https://secretmanager.googleapis.com"),
             backend: BackendSettings::read(env),
         }
@@ -163,6 +194,7 @@ impl AppState {
             time_zone: jiff::tz::TimeZone::get(&config.time_zone).map_err(|e| e.to_string())?,
             thread_domain: config.sender_address.rsplit('@').next().unwrap_or("jit-access").to_string(),
             self_approved: config.self_approved_mail,
+            base_url: config.base_url.clone(),
         };
         let push_auth = config.push_auth.map(|auth| {
             let keys = JwksCache::new(JwksCache::http_client(&config.backend), &auth.jwks_url);
@@ -258,14 +290,26 @@ fn poison(state: &AppState, message_id: &str, reason: &str) -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
-/// Checks the push subscription's Google-signed OIDC token.
+/// Checks the push subscription's Google-signed OIDC token: its signature (ours to check, or
+/// Cloud Run's, see [`SignatureCheck`]), then issuer, audience, times, account and
+/// `email_verified`.
 async fn authenticate(auth: &PushAuth, keys: &JwksCache, headers: &HeaderMap) -> Result<(), ApiError> {
     let refuse = |message: String| ApiError::unauthenticated("push_unauthenticated", message);
-    let token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| refuse("a push needs Authorization: Bearer with the subscription's OIDC token".into()))?;
+    let bearer = |name: &str| -> Result<Option<&str>, ApiError> {
+        let mut values = headers.get_all(name).iter();
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(refuse(format!("a push carries one {name} header, not several")));
+        }
+        Ok(first.and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")))
+    };
+    // Cloud Run checks X-Serverless-Authorization when it is present, and then passes
+    // Authorization through unchecked: the token it vouches for is the one it read.
+    let token = match auth.check {
+        SignatureCheck::CloudRun => bearer("x-serverless-authorization")?.map_or_else(|| bearer("authorization"), |t| Ok(Some(t)))?,
+        SignatureCheck::Ours => bearer("authorization")?,
+    }
+    .ok_or_else(|| refuse("a push needs Authorization: Bearer with the subscription's OIDC token".into()))?;
     let now = Timestamp::now();
     let expect = Expectations {
         algorithm: jsonwebtoken::Algorithm::RS256,
@@ -275,10 +319,22 @@ async fn authenticate(auth: &PushAuth, keys: &JwksCache, headers: &HeaderMap) ->
         leeway_seconds: CLOCK_LEEWAY_SECONDS,
         require_not_before: false,
     };
-    let claims = keys
-        .verify(|keys| common::jwt::verify(token, keys, &expect), |e| matches!(e, JwtError::UnknownKeyId(_)))
-        .await?
-        .map_err(|e| refuse(e.to_string()))?;
+    let signature_removed = token.rsplit('.').next() == Some(common::jwt::SIGNATURE_REMOVED);
+    let claims = match (auth.check, signature_removed) {
+        (SignatureCheck::CloudRun, true) => {
+            common::jwt::claims_checked_by_cloud_run(token, &expect).map_err(|e| refuse(e.to_string()))?
+        }
+        (SignatureCheck::Ours, true) => {
+            return Err(refuse(
+                "the push token's signature was removed, and nothing here checked it: behind Cloud Run's invoker check set PUSH_AUTH=cloud-run".into(),
+            ));
+        }
+        // A signature still in place means nobody checked it yet: we do, fully.
+        (_, false) => keys
+            .verify(|keys| common::jwt::verify(token, keys, &expect), |e| matches!(e, JwtError::UnknownKeyId(_)))
+            .await?
+            .map_err(|e| refuse(e.to_string()))?,
+    };
     let email_matches =
         claims.get("email").and_then(|e| e.as_str()).is_some_and(|e| e.eq_ignore_ascii_case(&auth.service_account));
     let verified = claims.get("email_verified").and_then(|v| v.as_bool()).unwrap_or(false);

@@ -54,6 +54,8 @@ locals {
     BACKEND_READ_TIMEOUT    = tostring(var.backend_timeouts.read)
     BACKEND_WRITE_TIMEOUT   = tostring(var.backend_timeouts.write)
     RUST_LOG                = var.log_level
+    # Log lines name their trace as projects/PROJECT/traces/ID.
+    GOOGLE_CLOUD_PROJECT = var.project_id
   }
   scope_env = {
     RESOURCE_SCOPE           = var.resource_scope
@@ -84,6 +86,10 @@ locals {
     NOTIFY_SELF_APPROVED    = tostring(var.notify_self_approved)
     PUSH_AUDIENCE           = local.mailer_url
     PUSH_SERVICE_ACCOUNT    = google_service_account.push.email
+    # Cloud Run's invoker check verifies the push token's signature and removes it; the
+    # mailer checks the claims (docs/security.md, "The push endpoint").
+    PUSH_AUTH = "cloud-run"
+    BASE_URL  = local.base_url
   })
   sweeper_env = merge(local.backend_env, local.scope_env, {
     SWEEP_GRACE_PERIOD   = tostring(var.sweep_grace_period)

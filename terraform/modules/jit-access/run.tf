@@ -52,13 +52,16 @@ resource "google_cloud_run_v2_service" "http" {
 }
 
 # The mailer: reachable from the internet, but invocable only by the push subscription's
-# identity, and it checks that identity's OIDC token itself too.
+# identity. Cloud Run's invoker check verifies the push token's signature and forwards it with
+# the signature removed; the mailer (PUSH_AUTH=cloud-run) checks every claim. The invoker check
+# must stay on: the mailer trusts a removed signature only because of it.
 resource "google_cloud_run_v2_service" "mailer" {
-  project             = var.project_id
-  name                = "jit-mailer"
-  location            = var.region
-  ingress             = "INGRESS_TRAFFIC_ALL"
-  deletion_protection = false
+  project              = var.project_id
+  name                 = "jit-mailer"
+  location             = var.region
+  ingress              = "INGRESS_TRAFFIC_ALL"
+  invoker_iam_disabled = false
+  deletion_protection  = false
 
   template {
     service_account = google_service_account.function["mailer"].email
