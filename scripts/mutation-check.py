@@ -1,92 +1,131 @@
 #!/usr/bin/env python3
 """Removes each security check in turn and asserts that some test fails without it.
 
-Slow (one rebuild per mutation), so it is not part of scripts/test; run it after touching a
-check: `python3 scripts/mutation-check.py [filter]`. Each row: file, the check as written,
-the same code with the check disabled.
+Slow (one rebuild and test run per mutation, about half an hour for all of them on two cores),
+so it is not part of scripts/test: run it after touching a check, and record its last result
+in docs/security.md. `python3 scripts/mutation-check.py [filter]`.
+
+Each row: file, the check as written, the same code with the check disabled, and which tests
+must catch it (`common`: the core's unit tests; `mailer`: the mailer's; `system FILTER`: the
+system tests named by FILTER). A check is found with whitespace folded, so reformatting does not
+make it stale; a check found other than exactly once is reported STALE and counts as a failure.
 """
 import pathlib
+import re
 import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
+COMMON = ["cargo", "test", "-q", "-p", "common", "--lib"]
+MAILER = ["cargo", "test", "-q", "-p", "mailer", "--lib"]
+
+
+def system(name_filter):
+    return ["cargo", "test", "-q", "-p", "system-tests", "--test", "system", "--", name_filter]
+
+
 MUTATIONS = [
-    ("common/src/jwt.rs", "if signature.is_empty() {", "if false {"),
-    ("common/src/jwt.rs", "if algorithm != algorithm_name(expect.algorithm) {", "if false {"),
-    ("common/src/jwt.rs", "if !key_fits(jwk, expect.algorithm) {", "if false {"),
-    ("common/src/jwt.rs", "    let claims = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(\n        token,\n        &key,\n        &signature_only,\n    )",
-     "    let _ = (&key, &signature_only);\n    let claims = jsonwebtoken::insecure_decode::<serde_json::Map<String, serde_json::Value>>(token)"),
-    ("common/src/jwt.rs", "if issuer != expect.issuer {", "if false {"),
-    ("common/src/jwt.rs", "if !audience_matches {", "if false {"),
-    ("common/src/jwt.rs", "if now >= number(\"exp\")?.saturating_add(leeway) {", "if false {"),
-    ("common/src/jwt.rs", "if expect.require_not_before && number(\"nbf\")? > now.saturating_add(leeway) {", "if false {"),
-    ("common/src/jwt.rs", "if number(\"iat\")? > now.saturating_add(leeway) {", "if false {"),
-    ("common/src/jwt.rs", "expect.leeway_seconds.min(MAX_LEEWAY_SECONDS)", "expect.leeway_seconds"),
-    ("common/src/iap.rs", ".and_then(|e| Email::parse(e).ok())", ".and_then(|e| Email::parse(e.trim_start_matches('<')).ok().or(Email::parse(\"x@y.z\").ok()))"),
-    ("common/src/iap.rs", "algorithm: Algorithm::ES256,", "algorithm: Algorithm::RS256,"),
-    ("common/src/iap.rs", "jwt::check_claims(&seen.claims, &expectations(audience, now, leeway_seconds))", "Ok::<(), JwtError>(())"),
-    ("common/src/iap.rs", "            entries.retain(|_, entry| !entry.expired(now));\n", ""),
-    ("common/src/iap.rs", "        if entries.len() >= self.capacity {\n            entries.retain", "        if false {\n            entries.retain"),
-    ("common/src/token.rs", "if claims.reviewers.is_empty() {", "if false {"),
-    ("common/src/token.rs", "require_not_before: true,", "require_not_before: false,"),
-    ("common/src/activation.rs", "if condition.title != ACTIVATION_TITLE {", "if false {"),
-    ("common/src/activation.rs", "let [member] = binding.members.as_slice() else {", "let [member, ..] = binding.members.as_slice() else {"),
-    ("common/src/activation.rs", "if start.replace(at).is_some() {", "if false {"),
-    ("common/src/activation.rs", ".take(MAX_DESCRIPTION_CHARS)", ".take(usize::MAX)"),
-    ("common/src/policy.rs", "existing.member == activation.beneficiary\n                && ", ""),
-    ("common/src/policy.rs", "    if policy.bindings.iter().any(same_access) {\n        return ActivationUpdate::AlreadyPresent;\n    }\n", ""),
-    ("common/src/condition.rs", "                top.has_or_or_conditional = true;\n            }\n            // `?`", "            }\n            // `?`"),
-    ("common/src/condition.rs", "            Some(ActivationType::Jit) => activation_type = Some(ActivationType::Jit),", "            Some(ActivationType::Jit) => activation_type = activation_type.or(Some(ActivationType::Jit)),"),
-    ("common/src/justification.rs", "if trimmed.chars().any(char::is_control) {", "if false {"),
-    ("common/src/justification.rs", "if trimmed.chars().count() > MAX_JUSTIFICATION_CHARS {", "if false {"),
-    ("common/src/justification.rs", "format!(\"^(?:{pattern})$\")", "format!(\"^{pattern}$\")"),
-    ("common/src/email.rs", "if !local.chars().all(allowed_local) {", "if false {"),
-    ("common/src/entitlement.rs", "Some(ResourceCondition::parse(&text)?)", "Some(ResourceCondition::from_clauses(&[text]).ok_or_else(refuse)?)"),
-    ("common/src/config.rs", "if min_reviewers > max_reviewers {", "if false {"),
-    ("common/src/rules.rs", "    if &request.beneficiary == caller {\n        return Err(Refusal::SelfApproval);", "    if false {\n        return Err(Refusal::SelfApproval);"),
-    ("common/src/rules.rs", "if !request.reviewers.contains(caller) {\n        return Err(Refusal::NotAReviewer", "if false {\n        return Err(Refusal::NotAReviewer"),
-    ("common/src/rules.rs", "if request.window.status(now) == WindowStatus::Ended {", "if false {"),
-    ("common/src/rules.rs", "let justification = settings.justification.check(&request.justification)?;", "let justification = settings.justification.check(\".\").expect(\"x\"); let _ = &request.justification;"),
-    ("common/src/rules.rs", "if minutes > settings.max_activation_minutes {", "if false {"),
-    ("common/src/rules.rs", "if !holders.contains(&request.beneficiary) {", "if false {"),
-    ("common/src/rules.rs", "if !holders.contains(caller) {", "if false {"),
-    ("common/src/rules.rs", "if unique.contains(requester) {", "if false {"),
-    ("common/src/rules.rs", "if let Some(stranger) = unique.iter().find(|reviewer| !holders.contains(reviewer)) {", "if let Some(stranger) = unique.iter().find(|_| false) {"),
-    ("common/src/rules.rs", "if entitlement.activation_type != expected {", "if false {"),
-    ("common/src/rules.rs", "if &request.beneficiary == caller || request.reviewers.contains(caller) {", "if true {"),
-    ("common/src/rules.rs", "if minutes == 0 || minutes > max {", "if false {"),
-    ("common/src/rules.rs", "if parsed.len() as u64 > settings.max_roles {", "if false {"),
-    ("common/src/rules.rs", "if id.project() != project {", "if false {"),
+    ("common/src/jwt.rs", "if signature.is_empty() {", "if false {", COMMON),
+    ("common/src/jwt.rs", "if algorithm != algorithm_name(expect.algorithm) {", "if false {", COMMON),
+    ("common/src/jwt.rs", "if !key_fits(jwk, expect.algorithm) {", "if false {", COMMON),
+    ("common/src/jwt.rs", "let claims = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, &key, &signature_only)",
+     "let _ = (&key, &signature_only); let claims = jsonwebtoken::insecure_decode::<serde_json::Map<String, serde_json::Value>>(token)", COMMON),
+    ("common/src/jwt.rs", "if issuer != expect.issuer {", "if false {", COMMON),
+    ("common/src/jwt.rs", "if !audience_matches {", "if false {", COMMON),
+    ("common/src/jwt.rs", "if now >= number(\"exp\")?.saturating_add(leeway) {", "if false {", COMMON),
+    ("common/src/jwt.rs", "if expect.require_not_before && number(\"nbf\")? > now.saturating_add(leeway) {", "if false {", COMMON),
+    ("common/src/jwt.rs", "if number(\"iat\")? > now.saturating_add(leeway) {", "if false {", COMMON),
+    ("common/src/jwt.rs", "expect.leeway_seconds.min(MAX_LEEWAY_SECONDS)", "expect.leeway_seconds", COMMON),
+    ("common/src/iap.rs", ".and_then(|e| Email::parse(e).ok())", ".and_then(|e| Email::parse(e.trim_start_matches('<')).ok().or(Email::parse(\"x@y.z\").ok()))", COMMON),
+    ("common/src/iap.rs", "algorithm: Algorithm::ES256,", "algorithm: Algorithm::RS256,", COMMON),
+    ("common/src/iap.rs", "jwt::check_claims(&seen.claims, &expectations(audience, now, leeway_seconds))", "Ok::<(), JwtError>(())", COMMON),
+    ("common/src/iap.rs", "            entries.retain(|_, entry| !entry.expired(now));\n", "", COMMON),
+    ("common/src/iap.rs", "        if entries.len() >= self.capacity {\n            entries.retain", "        if false {\n            entries.retain", COMMON),
+    ("common/src/token.rs", "if claims.reviewers.is_empty() {", "if false {", COMMON),
+    ("common/src/token.rs", "require_not_before: true,", "require_not_before: false,", COMMON),
+    ("common/src/activation.rs", "if condition.title != ACTIVATION_TITLE {", "if false {", COMMON),
+    ("common/src/activation.rs", "let [member] = binding.members.as_slice() else {", "let [member, ..] = binding.members.as_slice() else {", COMMON),
+    ("common/src/activation.rs", "let end = time_bound(second, \"request.time < timestamp(\")?;", "let end = time_bound(second, \"request.time < timestamp(\").or(Some(start.plus_seconds(1)))?;", COMMON),
+    ("common/src/activation.rs", ".take(MAX_DESCRIPTION_CHARS)", ".take(usize::MAX)", COMMON),
+    ("common/src/policy.rs", "existing.member == activation.beneficiary\n                && ", "", COMMON),
+    ("common/src/policy.rs", "    if policy.bindings.iter().any(same_access) {\n        return ActivationUpdate::AlreadyPresent;\n    }\n", "", COMMON),
+    ("common/src/condition.rs", "                top.has_or_or_conditional = true;\n            }\n            // `?`", "            }\n            // `?`", COMMON),
+    ("common/src/condition.rs", "            Some(ActivationType::Jit) => activation_type = Some(ActivationType::Jit),", "            Some(ActivationType::Jit) => activation_type = activation_type.or(Some(ActivationType::Jit)),", COMMON),
+    ("common/src/justification.rs", "if trimmed.chars().any(char::is_control) {", "if false {", COMMON),
+    ("common/src/justification.rs", "if trimmed.chars().count() > MAX_JUSTIFICATION_CHARS {", "if false {", COMMON),
+    ("common/src/justification.rs", "format!(\"^(?:{pattern})$\")", "format!(\"^{pattern}$\")", COMMON),
+    ("common/src/email.rs", "if !local.chars().all(allowed_local) {", "if false {", COMMON),
+    ("common/src/entitlement.rs", "Some(ResourceCondition::parse(&text)?)", "Some(ResourceCondition::from_clauses(&[text]).ok_or_else(refuse)?)", COMMON),
+    ("common/src/config.rs", "if min_reviewers > max_reviewers {", "if false {", COMMON),
+    ("common/src/rules.rs", "    if &request.beneficiary == caller {\n        return Err(Refusal::SelfApproval);", "    if false {\n        return Err(Refusal::SelfApproval);", COMMON),
+    ("common/src/rules.rs", "if !request.reviewers.contains(caller) {\n        return Err(Refusal::NotAReviewer", "if false {\n        return Err(Refusal::NotAReviewer", COMMON),
+    ("common/src/rules.rs", "if request.window.status(now) == WindowStatus::Ended {", "if false {", COMMON),
+    ("common/src/rules.rs", "let justification = settings.justification.check(&request.justification)?;", "let justification = settings.justification.check(\".\").expect(\"x\"); let _ = &request.justification;", COMMON),
+    ("common/src/rules.rs", "if minutes > settings.max_activation_minutes {", "if false {", COMMON),
+    ("common/src/rules.rs", "if !holders.contains(&request.beneficiary) {", "if false {", COMMON),
+    ("common/src/rules.rs", "if !holders.contains(caller) {", "if false {", COMMON),
+    ("common/src/rules.rs", "if unique.contains(requester) {", "if false {", COMMON),
+    ("common/src/rules.rs", "if let Some(stranger) = unique.iter().find(|reviewer| !holders.contains(reviewer)) {", "if let Some(stranger) = unique.iter().find(|_| false) {", COMMON),
+    ("common/src/rules.rs", "if entitlement.activation_type != expected {", "if false {", COMMON),
+    ("common/src/rules.rs", "if &request.beneficiary == caller || request.reviewers.contains(caller) {", "if true {", COMMON),
+    ("common/src/rules.rs", "if minutes == 0 || minutes > max {", "if false {", COMMON),
+    ("common/src/rules.rs", "if parsed.len() as u64 > settings.max_roles {", "if false {", COMMON),
+    ("common/src/rules.rs", "if id.project() != project {", "if false {", COMMON),
+    ("common/src/condition.rs", "if stack.len() >= MAX_NESTING {", "if false {", COMMON),
+    ("common/src/condition.rs", "if expression.len() > MAX_CONDITION_BYTES {", "if false {", COMMON),
+    ("common/src/entitlement.rs", "if text.len() > MAX_ID_BYTES {", "if false {", COMMON),
+    ("common/src/jwt.rs", "    check_claims(&claims, expect)?;\n    Ok(claims)\n}\n\n/// Verifies", "    Ok(claims)\n}\n\n/// Verifies", system("behind_cloud_run")),
+    # The handlers and the edges: checks that live outside the pure core.
+    ("common/src/http/extract.rs", "if assertions.next().is_some() {", "if false {", system("two_iap_assertions")),
+    ("common/src/http/extract.rs", "let present = request.headers().get(\"x-jitaccess\").is_some_and(|v| v.as_bytes() == b\"1\");", "let present = true;", system("every_api_call_needs_the_xsrf_header")),
+    ("functions/list-eligibility/src/lib.rs", "if !holders.contains(caller.email()) {", "if false {", system("peers_are_hidden")),
+    ("functions/request-approval/src/lib.rs", "rules::require_entitlement(&held.entitlements, id, ActivationType::Jit)?;", "let _ = (&held, id);", system("self_activation_refusals")),
+    ("functions/request-approval/src/lib.rs", "rules::require_entitlement(&held.entitlements, &id, ActivationType::Mpa)?;", "let _ = &held;", system("request_refusals")),
+    ("functions/approve/src/lib.rs", "if &request.beneficiary == caller {", "if false {", system("the_beneficiary_cannot_approve")),
+    ("functions/approve/src/lib.rs", "if !request.reviewers.contains(caller) {", "if false {", system("a_peer_who_is_not_listed")),
+    ("functions/approve/src/lib.rs", "let justification = rules::may_approve(request, caller, &holders, &state.config.activation, now)?;", "let justification = state.config.activation.justification.check(&request.justification).map_err(rules::Refusal::from)?; let _ = &holders;", system("lost_eligibility")),
+    ("functions/mailer/src/lib.rs", "if !email_matches || !verified {", "if false {", system("mailer::")),
+    ("functions/mailer/src/lib.rs", "(SignatureCheck::Ours, true) => {", "(SignatureCheck::Ours, true) if false => {", system("a_removed_signature_is_refused")),
+    ("functions/mailer/src/compose.rs", "Ok(format!(\"{base_url}/?activation={}\", common::token::to_url_form(&token)))", "Ok(event_link.to_string())", MAILER),
+    ("local/src/front_door.rs", "if !is_local_host(host) {", "if false {", system("the_front_door_stays_on_site")),
+    ("local/src/front_door.rs", "&& !next.chars().any(|c| c == '\\\\' || c.is_control())", "", system("the_front_door_stays_on_site")),
+    ("local/src/cloud_run.rs", "if !self.invokers.contains(&member) {", "if false {", system("pushes_without_a_valid_token")),
 ]
+
+def find(text, original):
+    """The spans where `original` stands in `text`, with any run of whitespace folded."""
+    pattern = r"\s*".join(re.escape(part) for part in original.split())
+    return [m.span() for m in re.finditer(pattern, text)]
 
 
 def main() -> int:
     only = sys.argv[1] if len(sys.argv) > 1 else ""
-    survivors = []
-    for path, original, mutated in MUTATIONS:
+    failures = []
+    checked = 0
+    for path, original, mutated, command in MUTATIONS:
         if only and only not in path and only not in original:
             continue
         file = ROOT / path
         text = file.read_text()
-        if text.count(original) != 1:
-            print(f"STALE  {path}: check not found once: {original!r}")
-            survivors.append((path, original))
+        spans = find(text, original)
+        if len(spans) != 1:
+            print(f"STALE    {path}: found {len(spans)} times: {original.splitlines()[0].strip()[:70]!r}")
+            failures.append((path, original))
             continue
-        file.write_text(text.replace(original, mutated))
+        start, end = spans[0]
+        file.write_text(text[:start] + mutated + text[end:])
+        checked += 1
         try:
-            result = subprocess.run(
-                ["cargo", "test", "-q", "-p", "common", "--lib"],
-                cwd=ROOT, capture_output=True, text=True,
-            )
+            result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         finally:
             file.write_text(text)
         verdict = "caught" if result.returncode != 0 else "SURVIVED"
-        print(f"{verdict:8} {path}: {original.splitlines()[0].strip()[:70]}")
+        print(f"{verdict:8} {path}: {original.splitlines()[0].strip()[:70]}", flush=True)
         if result.returncode == 0:
-            survivors.append((path, original))
-    print(f"{len(survivors)} of the checks above survived removal")
-    return 1 if survivors else 0
+            failures.append((path, original))
+    print(f"{checked} mutations applied; {len(failures)} survived or stale")
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

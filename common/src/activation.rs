@@ -153,12 +153,7 @@ pub fn read_activation_binding(binding: &Binding) -> Option<ActivationBinding> {
     let start = time_bound(first, "request.time >= timestamp(")?;
     let end = time_bound(second, "request.time < timestamp(")?;
     let window = ActivationWindow::new(start, end).ok()?;
-    Some(ActivationBinding {
-        member: email,
-        role,
-        resource_condition: ResourceCondition::from_clauses(others),
-        window,
-    })
+    Some(ActivationBinding { member: email, role, resource_condition: ResourceCondition::from_clauses(others), window })
 }
 
 fn time_bound(clause: &str, prefix: &str) -> Option<Timestamp> {
@@ -293,10 +288,7 @@ mod tests {
                 }),
             ),
             ("or", modify(&|b| b.condition.as_mut().expect("c").expression = format!("{WINDOW} || true"))),
-            (
-                "window not first",
-                modify(&|b| b.condition.as_mut().expect("c").expression = format!("(a) && {WINDOW}")),
-            ),
+            ("window not first", modify(&|b| b.condition.as_mut().expect("c").expression = format!("(a) && {WINDOW}"))),
             (
                 "end before the start clause",
                 modify(&|b| {

@@ -192,8 +192,7 @@ fn request_span(request: &Request) -> tracing::Span {
     let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("unmatched");
     let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
     let context = TraceContext::from_headers(header("traceparent"), header("x-cloud-trace-context"));
-    let (trace, span_id, trace_sampled) =
-        context.map(|c| (c.trace_id, c.span_id, c.sampled)).unwrap_or_default();
+    let (trace, span_id, trace_sampled) = context.map(|c| (c.trace_id, c.span_id, c.sampled)).unwrap_or_default();
     tracing::info_span!(
         "request",
         method = %request.method(),
@@ -374,7 +373,8 @@ mod tests {
         use tracing_subscriber::layer::SubscriberExt as _;
         let captured = Captured::default();
         let sink = captured.clone();
-        let layer = tracing_stackdriver::layer().with_writer(TraceLifting::new(Some("jit-project".into()), move || sink.clone()));
+        let layer = tracing_stackdriver::layer()
+            .with_writer(TraceLifting::new(Some("jit-project".into()), move || sink.clone()));
         let subscriber = tracing_subscriber::registry().with(layer);
         let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
         tracing::subscriber::with_default(subscriber, || {
@@ -382,7 +382,8 @@ mod tests {
                 ("traceparent", format!("00-{trace}-00f067aa0ba902b7-01")),
                 ("x-cloud-trace-context", format!("{trace}/1;o=1")),
             ] {
-                let request = Request::builder().uri("/x").header(name, value).body(axum::body::Body::empty()).expect("request");
+                let request =
+                    Request::builder().uri("/x").header(name, value).body(axum::body::Body::empty()).expect("request");
                 let span = request_span(&request);
                 let _entered = span.enter();
                 tracing::info!("inside the request");

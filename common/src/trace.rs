@@ -103,7 +103,10 @@ mod tests {
         // traceparent wins; a broken one falls back.
         let both = TraceContext::from_headers(Some(&parent), Some(&cloud)).expect("valid");
         assert_eq!(both.span_id, "00f067aa0ba902b7");
-        assert_eq!(TraceContext::from_headers(Some("00-xyz"), Some(&cloud)).expect("fallback").span_id, "0000000000000001");
+        assert_eq!(
+            TraceContext::from_headers(Some("00-xyz"), Some(&cloud)).expect("fallback").span_id,
+            "0000000000000001"
+        );
     }
 
     #[test]
@@ -129,7 +132,8 @@ mod tests {
         let line = format!(
             r#"{{"time":"t","severity":"INFO","message":"m","span":{{"name":"inner"}},"spans":[{{"name":"request","trace":"{TRACE}","span_id":"00f067aa0ba902b7","trace_sampled":true}},{{"name":"inner"}}]}}"#
         );
-        let lifted: serde_json::Value = serde_json::from_str(&lift(&line, "jit-project").expect("lifted")).expect("json");
+        let lifted: serde_json::Value =
+            serde_json::from_str(&lift(&line, "jit-project").expect("lifted")).expect("json");
         assert_eq!(lifted["logging.googleapis.com/trace"], format!("projects/jit-project/traces/{TRACE}"));
         assert_eq!(lifted["logging.googleapis.com/spanId"], "00f067aa0ba902b7");
         assert_eq!(lifted["logging.googleapis.com/trace_sampled"], true);

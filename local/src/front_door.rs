@@ -218,7 +218,9 @@ mod tests {
         for good in ["/", "/?activation=abc", "/api/projects", "/a//b"] {
             assert!(is_same_site_path(good), "{good}");
         }
-        for bad in ["//evil.com", "/\\evil.com", "/\\/evil.com", "\\evil.com", "https://evil.com", "/\t/evil.com", "/\n/x", ""] {
+        for bad in
+            ["//evil.com", "/\\evil.com", "/\\/evil.com", "\\evil.com", "https://evil.com", "/\t/evil.com", "/\n/x", ""]
+        {
             assert!(!is_same_site_path(bad), "{bad:?}");
         }
     }
@@ -228,7 +230,9 @@ mod tests {
         for good in ["127.0.0.1:8080", "localhost:8080", "LOCALHOST", "127.0.0.1", "[::1]:8080"] {
             assert!(is_local_host(good), "{good}");
         }
-        for bad in ["evil.com", "evil.com:8080", "127.0.0.1.evil.com", "localhost.evil.com:8080", "", "[::2]:80", "10.0.0.1"] {
+        for bad in
+            ["evil.com", "evil.com:8080", "127.0.0.1.evil.com", "localhost.evil.com:8080", "", "[::2]:80", "10.0.0.1"]
+        {
             assert!(!is_local_host(bad), "{bad}");
         }
     }

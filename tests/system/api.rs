@@ -368,32 +368,42 @@ async fn a_changed_justification_policy_applies_at_approval() {
 #[tokio::test]
 async fn identity_comes_only_from_a_valid_iap_assertion() {
     let system = System::start().await;
-    let at = system.list;
-    let ok = system.assertion(ALICE, AUDIENCE).await;
-    let reply =
-        system.send("GET", at, "/api/policy", None, &[("x-goog-iap-jwt-assertion", &ok), ("x-jitaccess", "1")]).await;
-    assert_eq!(reply.status, 200);
-
-    let missing = system.send("GET", at, "/api/policy", None, &[("x-jitaccess", "1")]).await;
-    assert_eq!((missing.status, missing.code()), (401, "iap_assertion_missing"));
-
-    let plain = [("x-jitaccess", "1"), ("x-goog-authenticated-user-email", "accounts.google.com:alice@example.com")];
-    let reply = system.send("GET", at, "/api/policy", None, &plain).await;
-    assert_eq!((reply.status, reply.code()), (401, "iap_assertion_missing"), "a plain header is never trusted");
-
     let other_audience = system.assertion(ALICE, "/projects/1/global/backendServices/2").await;
-    let reply = system
-        .send("GET", at, "/api/policy", None, &[("x-goog-iap-jwt-assertion", &other_audience), ("x-jitaccess", "1")])
-        .await;
-    assert_eq!((reply.status, reply.code()), (401, "iap_assertion_invalid"));
-
-    let forged = common::keys::LocalKey::generate_es256("emulator-iap-key-1").expect("key");
+    let forger = common::keys::LocalKey::generate_es256("emulator-iap-key-1").expect("key");
     let claims = common::iap::assertion_claims(ALICE, "x", AUDIENCE, common::timestamp::Timestamp::now());
-    let forged = forged.sign_json(&claims).expect("signed");
-    let reply = system
-        .send("GET", at, "/api/policy", None, &[("x-goog-iap-jwt-assertion", &forged), ("x-jitaccess", "1")])
-        .await;
-    assert_eq!((reply.status, reply.code()), (401, "iap_assertion_invalid"));
+    let forged = forger.sign_json(&claims).expect("signed");
+    let ok = system.assertion(ALICE, AUDIENCE).await;
+    // Every function, each with a call it answers for a signed-in caller.
+    for (at, method, path) in [
+        (system.list, "GET", "/api/policy"),
+        (system.request, "POST", SELF),
+        (system.approve, "GET", "/api/activation-request?activation=x"),
+    ] {
+        let body = Some(json!({}));
+        let reply = system
+            .send(method, at, path, body.clone(), &[("x-goog-iap-jwt-assertion", &ok), ("x-jitaccess", "1")])
+            .await;
+        assert_ne!(reply.status, 401, "{path}: a valid assertion is accepted: {reply:?}");
+
+        let missing = system.send(method, at, path, body.clone(), &[("x-jitaccess", "1")]).await;
+        assert_eq!((missing.status, missing.code()), (401, "iap_assertion_missing"), "{path}");
+
+        let plain =
+            [("x-jitaccess", "1"), ("x-goog-authenticated-user-email", "accounts.google.com:alice@example.com")];
+        let reply = system.send(method, at, path, body.clone(), &plain).await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (401, "iap_assertion_missing"),
+            "{path}: a plain header is never trusted"
+        );
+
+        for bad in [&other_audience, &forged] {
+            let reply = system
+                .send(method, at, path, body.clone(), &[("x-goog-iap-jwt-assertion", bad), ("x-jitaccess", "1")])
+                .await;
+            assert_eq!((reply.status, reply.code()), (401, "iap_assertion_invalid"), "{path}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -8,7 +8,10 @@ use common::config::Env;
 
 /// Read by the code, deliberately not set by Terraform.
 const NOT_DEPLOYED: &[(&str, &str)] = &[
-    ("GOOGLE_CLOUD_PROJECT", "for configuration, a fallback for RESOURCE_SCOPE and topic names, set in full; the runner reads it"),
+    (
+        "GOOGLE_CLOUD_PROJECT",
+        "for configuration, a fallback for RESOURCE_SCOPE and topic names, set in full; the runner reads it",
+    ),
     ("ELEVATION_DURATION", "the reference app's deprecated name for ACTIVATION_TIMEOUT"),
     ("IAP_BACKEND_SERVICE_ID", "the reference app's way to form IAP_AUDIENCE, which Terraform sets whole"),
     ("PROJECT_NUMBER", "goes with IAP_BACKEND_SERVICE_ID"),

@@ -78,8 +78,7 @@ impl System {
             serve(request_approval::router(request_approval::AppState::new(request_config).await.expect("state")))
                 .await;
         let approve = serve(approve::router(approve::AppState::new(approve_config).await.expect("state"))).await;
-        let mailer_container =
-            serve(mailer::router(mailer::AppState::new(mailer_config).await.expect("state"))).await;
+        let mailer_container = serve(mailer::router(mailer::AppState::new(mailer_config).await.expect("state"))).await;
         let push = local::Push { account: PUSH_ACCOUNT, audience: PUSH_AUDIENCE };
         let mailer = local::front_mailer(&backend.emulator, mailer_container, push, false).await.expect("front");
         // The emulator pushes the topic to the mailer with an OIDC token, as Pub/Sub does.

@@ -103,7 +103,8 @@ async fn alice_asks_bob_approves_through_the_real_pubsub_emulator() {
     let endpoint = format!("http://{}", pubsub.host);
     let system = System::start_with(&[("PUBSUB_ENDPOINT", &endpoint)]).await;
     let push = local::Push { account: PUSH_ACCOUNT, audience: PUSH_AUDIENCE };
-    let signed = local::front_mailer(&system.backend.emulator, system.mailer_container, push, true).await.expect("front");
+    let signed =
+        local::front_mailer(&system.backend.emulator, system.mailer_container, push, true).await.expect("front");
     pubsub.put("/v1/projects/jit-project/topics/jit-events", json!({})).await;
     pubsub
         .put(

@@ -345,7 +345,12 @@ mod tests {
         event["attributes"]["action_url"] = json!("https://jit.example.com/?activation=eya.eyb.c&next=//evil");
         let mail = compose(&event, &style()).expect("mail");
         assert!(mail.text.contains("https://jit.example.com/?activation=a~~b~c\n") && !mail.text.contains("evil"));
-        for smuggled in ["https://x/?activation=a.b", "https://x/", "https://x/?activation=a.b.c%0d", "https://x/?activation=a.b.c\"x"] {
+        for smuggled in [
+            "https://x/?activation=a.b",
+            "https://x/",
+            "https://x/?activation=a.b.c%0d",
+            "https://x/?activation=a.b.c\"x",
+        ] {
             event["attributes"]["action_url"] = json!(smuggled);
             assert!(matches!(compose(&event, &style()), Err(Skip::Poison(_))), "{smuggled}");
         }

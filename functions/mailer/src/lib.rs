@@ -116,7 +116,9 @@ impl Config {
             "verify" | "true" => Some(SignatureCheck::Ours),
             "cloud-run" if on_cloud_run => Some(SignatureCheck::CloudRun),
             "cloud-run" => {
-                env.problem("PUSH_AUTH=cloud-run needs Cloud Run's invoker check in front (K_SERVICE is not set)".into());
+                env.problem(
+                    "PUSH_AUTH=cloud-run needs Cloud Run's invoker check in front (K_SERVICE is not set)".into(),
+                );
                 None
             }
             // Off is for a local run only: Cloud Run sets K_SERVICE.
@@ -137,7 +139,7 @@ impl Config {
             check,
         });
         let base_url = env.required("BASE_URL", "the URL people open JIT access at; every link in mail starts with it");
-        if !base_url.is_empty() && !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
+        if !(base_url.is_empty() || base_url.starts_with("https://") || base_url.starts_with("http://")) {
             env.problem(format!("BASE_URL must be an http(s) URL, not '{base_url}'"));
         }
         Config {
@@ -306,7 +308,9 @@ async fn authenticate(auth: &PushAuth, keys: &JwksCache, headers: &HeaderMap) ->
     // Cloud Run checks X-Serverless-Authorization when it is present, and then passes
     // Authorization through unchecked: the token it vouches for is the one it read.
     let token = match auth.check {
-        SignatureCheck::CloudRun => bearer("x-serverless-authorization")?.map_or_else(|| bearer("authorization"), |t| Ok(Some(t)))?,
+        SignatureCheck::CloudRun => {
+            bearer("x-serverless-authorization")?.map_or_else(|| bearer("authorization"), |t| Ok(Some(t)))?
+        }
         SignatureCheck::Ours => bearer("authorization")?,
     }
     .ok_or_else(|| refuse("a push needs Authorization: Bearer with the subscription's OIDC token".into()))?;

@@ -97,15 +97,19 @@ locals {
     SWEEP_DRY_RUN        = "false"
   })
 
-  # Roles on the scope, wherever it is.
-  scope_grants = {
+  # Roles on the scope, wherever it is (docs/permissions.md says which call needs which).
+  # Browser only where AVAILABLE_PROJECTS_QUERY makes list-eligibility search projects: the
+  # search returns projects the caller may `resourcemanager.projects.get`.
+  scope_grants = merge(var.available_projects_query == "" ? {} : {
+    list_browse = { role = "roles/browser", member = "serviceAccount:${google_service_account.function["list_eligibility"].email}" }
+    }, {
     list_asset    = { role = "roles/cloudasset.viewer", member = "serviceAccount:${google_service_account.function["list_eligibility"].email}" }
     request_asset = { role = "roles/cloudasset.viewer", member = "serviceAccount:${google_service_account.function["request_approval"].email}" }
     request_iam   = { role = "roles/resourcemanager.projectIamAdmin", member = "serviceAccount:${google_service_account.function["request_approval"].email}" }
     approve_asset = { role = "roles/cloudasset.viewer", member = "serviceAccount:${google_service_account.function["approve"].email}" }
     approve_iam   = { role = "roles/resourcemanager.projectIamAdmin", member = "serviceAccount:${google_service_account.function["approve"].email}" }
     sweeper_iam   = { role = "roles/resourcemanager.projectIamAdmin", member = "serviceAccount:${google_service_account.function["sweeper"].email}" }
-  }
+  })
 }
 
 resource "google_project_service" "apis" {

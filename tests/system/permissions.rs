@@ -1,0 +1,194 @@
+//! Each function's Google API calls map to IAM permissions, and Terraform grants each function's
+//! service account exactly the roles those permissions need: no call without its role, no role
+//! without a call. The calls are observed, not declared: each function's flows run against the
+//! emulator, which counts every call by API and method. docs/permissions.md is the same table
+//! for people, and this test checks that it names every call.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::json;
+
+use crate::harness::System;
+use crate::support::{ALICE, BOB, CAROL};
+
+/// The permission each emulated call needs (Google's API references); `None` for calls that
+/// need none (public key sets, SendGrid).
+fn permission(call: &str) -> Option<&'static str> {
+    match call {
+        "asset.analyzeIamPolicy" => Some("cloudasset.assets.analyzeIamPolicy"),
+        "resourcemanager.getIamPolicy" => Some("resourcemanager.projects.getIamPolicy"),
+        "resourcemanager.setIamPolicy" => Some("resourcemanager.projects.setIamPolicy"),
+        "resourcemanager.searchProjects" => Some("resourcemanager.projects.get"),
+        "iamcredentials.signJwt" => Some("iam.serviceAccounts.signJwt"),
+        "pubsub.publish" => Some("pubsub.topics.publish"),
+        "secretmanager.accessSecretVersion" => Some("secretmanager.versions.access"),
+        call if call.starts_with("jwks.") || call.starts_with("sendgrid.") => None,
+        other => panic!("no permission known for {other}: add it here and to docs/permissions.md"),
+    }
+}
+
+/// The permissions of the roles Terraform grants that matter here (from Google's predefined
+/// roles reference; each role holds more).
+fn role_permissions(role: &str) -> &'static [&'static str] {
+    match role {
+        "roles/cloudasset.viewer" => &["cloudasset.assets.analyzeIamPolicy", "cloudasset.assets.searchAllIamPolicies"],
+        "roles/resourcemanager.projectIamAdmin" => &[
+            "resourcemanager.projects.get",
+            "resourcemanager.projects.getIamPolicy",
+            "resourcemanager.projects.setIamPolicy",
+        ],
+        "roles/browser" => &["resourcemanager.projects.get", "resourcemanager.folders.get"],
+        "roles/iam.serviceAccountTokenCreator" => {
+            &["iam.serviceAccounts.signJwt", "iam.serviceAccounts.getOpenIdToken"]
+        }
+        "roles/pubsub.publisher" => &["pubsub.topics.publish"],
+        "roles/secretmanager.secretAccessor" => &["secretmanager.versions.access"],
+        other => panic!("Terraform grants {other}: add its permissions here"),
+    }
+}
+
+fn terraform() -> String {
+    ["main.tf", "pubsub.tf", "run.tf"]
+        .iter()
+        .map(|name| {
+            let path = format!("{}/../terraform/modules/jit-access/{name}", env!("CARGO_MANIFEST_DIR"));
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+        })
+        .collect()
+}
+
+/// Roles Terraform grants each function's account: one-line grants in `scope_grants`, and
+/// resource blocks whose member is a function account (directly or through `for_each`).
+fn granted_roles() -> BTreeMap<String, BTreeSet<String>> {
+    let text = terraform();
+    let mut grants: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let quoted_after = |line: &str, key: &str| -> Option<String> {
+        let rest = &line[line.find(key)? + key.len()..];
+        let rest = rest.trim_start().strip_prefix('=')?.trim_start().strip_prefix('"')?;
+        Some(rest[..rest.find('"')?].to_string())
+    };
+    for line in text.lines().filter(|l| l.contains("role = ") && l.contains("function[\"")) {
+        let role = quoted_after(line, "role").expect("role");
+        let function = line.split("function[\"").nth(1).and_then(|r| r.split('"').next()).expect("function");
+        grants.entry(function.to_string()).or_default().insert(role);
+    }
+    for block in text.split("\nresource ").skip(1) {
+        let block = &block[..block.find("\n}\n").unwrap_or(block.len())];
+        let Some(role) =
+            block.lines().find(|l| l.trim_start().starts_with("role ")).and_then(|l| quoted_after(l, "role"))
+        else {
+            continue;
+        };
+        let Some(member) = block.lines().find(|l| l.trim_start().starts_with("member ")) else { continue };
+        let functions: Vec<String> = if member.contains("function[each.key]") {
+            let for_each = block.lines().find(|l| l.contains("for_each")).expect("for_each");
+            for_each.split('"').skip(1).step_by(2).map(str::to_string).collect()
+        } else if let Some(name) = member.split("function[\"").nth(1).and_then(|r| r.split('"').next()) {
+            vec![name.to_string()]
+        } else {
+            continue;
+        };
+        for function in functions {
+            grants.entry(function).or_default().insert(role.clone());
+        }
+    }
+    grants
+}
+
+/// The calls the emulator counted since the last reset.
+async fn calls(system: &System) -> BTreeSet<String> {
+    let counted: BTreeMap<String, u64> = system.backend.get_json("/_emulator/calls").await;
+    counted.into_iter().filter(|(_, n)| *n > 0).map(|(call, _)| call).collect()
+}
+
+async fn reset(system: &System) {
+    let response = system.backend.http.delete(system.backend.url("/_emulator/calls")).send().await.expect("answers");
+    assert!(response.status().is_success());
+}
+
+/// What each function calls, observed while it does its whole job.
+async fn observed() -> BTreeMap<String, BTreeSet<String>> {
+    let mut observed = BTreeMap::new();
+    let system = System::start_with(&[("AVAILABLE_PROJECTS_QUERY", "state:ACTIVE")]).await;
+
+    reset(&system).await;
+    for path in ["/api/policy", "/api/projects", "/api/projects/project-1/roles"] {
+        assert_eq!(system.get(ALICE, system.list, path).await.status, 200, "{path}");
+    }
+    let peers = "/api/projects/project-1/peers?id=project-1:roles/compute.admin";
+    assert_eq!(system.get(ALICE, system.list, peers).await.status, 200);
+    observed.insert("list_eligibility".to_string(), calls(&system).await);
+
+    reset(&system).await;
+    let body =
+        json!({"entitlementIds": ["project-1:roles/storage.admin"], "justification": "BUG-1", "activationTimeout": 30});
+    assert_eq!(
+        system.post(CAROL, system.request, "/api/projects/project-1/roles/self-activate", body).await.status,
+        200
+    );
+    let body = json!({"entitlementId": "project-1:roles/compute.admin", "justification": "BUG-1", "peers": [BOB], "activationTimeout": 30});
+    assert_eq!(system.post(ALICE, system.request, "/api/projects/project-1/roles/request", body).await.status, 200);
+    observed.insert("request_approval".to_string(), calls(&system).await);
+
+    let events = system.events().await;
+    let link = events.iter().rev().find_map(|e| e["attributes"]["action_url"].as_str()).expect("link").to_string();
+    let path = format!("/api/activation-request?{}", link.split('?').nth(1).expect("query"));
+    reset(&system).await;
+    assert_eq!(system.call(BOB, "GET", system.approve, &path, None).await.status, 200);
+    assert_eq!(system.call(BOB, "POST", system.approve, &path, None).await.status, 200);
+    observed.insert("approve".to_string(), calls(&system).await);
+
+    // The mailer reads its key at start, then sends: a fresh one, counted from its start.
+    reset(&system).await;
+    let mut pairs = system.backend.emulator.environment();
+    pairs.extend([
+        ("SENDGRID_API_KEY_SECRET", "projects/jit-project/secrets/sendgrid-api-key".to_string()),
+        ("SMTP_SENDER_ADDRESS", "jit@example.com".to_string()),
+        ("BASE_URL", "https://jit.example.com".to_string()),
+        ("PUSH_AUTH", "false".to_string()),
+    ]);
+    let mut env = common::config::Env::new(|name| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone()));
+    let config = mailer::Config::read(&mut env);
+    env.finish().expect("valid");
+    drop(mailer::AppState::new(config).await.expect("mailer starts"));
+    observed.insert("mailer".to_string(), calls(&system).await);
+
+    reset(&system).await;
+    let mut pairs = system.backend.emulator.environment();
+    pairs.push(("RESOURCE_SCOPE", crate::support::SCOPE.to_string()));
+    let mut env = common::config::Env::new(|name| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone()));
+    let config = sweeper::Config::read(&mut env);
+    env.finish().expect("valid");
+    sweeper::run(&config, common::timestamp::Timestamp::now()).await.expect("sweeps");
+    observed.insert("sweeper".to_string(), calls(&system).await);
+    observed
+}
+
+#[tokio::test]
+async fn terraform_grants_each_function_exactly_the_roles_its_calls_need() {
+    let observed = observed().await;
+    let grants = granted_roles();
+    let docs = std::fs::read_to_string(format!("{}/../docs/permissions.md", env!("CARGO_MANIFEST_DIR")))
+        .expect("docs/permissions.md");
+    for (function, calls) in &observed {
+        let roles = grants.get(function).cloned().unwrap_or_default();
+        let needed: BTreeSet<&str> = calls.iter().filter_map(|call| permission(call)).collect();
+        for call in calls.iter().filter(|call| permission(call).is_some()) {
+            let row = format!("| {} | `{call}` |", function.replace('_', "-"));
+            assert!(docs.contains(&row), "docs/permissions.md lacks the row starting {row}");
+        }
+        for permission in &needed {
+            assert!(
+                roles.iter().any(|role| role_permissions(role).contains(permission)),
+                "{function} calls what needs {permission}, but Terraform grants only {roles:?}"
+            );
+        }
+        for role in &roles {
+            assert!(
+                role_permissions(role).iter().any(|p| needed.contains(p)),
+                "Terraform grants {function} {role}, which none of its calls ({calls:?}) needs"
+            );
+        }
+    }
+    assert_eq!(observed.keys().collect::<Vec<_>>(), grants.keys().collect::<Vec<_>>(), "every function is covered");
+}
