@@ -15,6 +15,7 @@ const DOMAIN_MODULES: &[&str] = &[
     "rules.rs",
     "timestamp.rs",
     "token.rs",
+    "trace.rs",
 ];
 
 const FORBIDDEN: &[&str] = &["tokio", "axum", "reqwest", "hyper", "tower", "google_cloud", "std::net", "std::fs"];
