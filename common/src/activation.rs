@@ -287,6 +287,13 @@ mod tests {
                         "request.time >= timestamp(\"2020-01-01T00:00:00Z\")".into()
                 }),
             ),
+            (
+                "no end, a resource condition instead",
+                modify(&|b| {
+                    b.condition.as_mut().expect("c").expression =
+                        "request.time >= timestamp(\"2020-01-01T00:00:00Z\") && (a) && (b)".into()
+                }),
+            ),
             ("or", modify(&|b| b.condition.as_mut().expect("c").expression = format!("{WINDOW} || true"))),
             ("window not first", modify(&|b| b.condition.as_mut().expect("c").expression = format!("(a) && {WINDOW}"))),
             (

@@ -83,6 +83,62 @@ pub fn eligibility(expression: &str) -> Option<Eligibility> {
     })
 }
 
+/// What a condition is known to be at a given time, as IAM's analyzers report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evaluation {
+    True,
+    False,
+    /// Depends on more than the time (a resource attribute, an eligibility marker).
+    Conditional,
+}
+
+/// Evaluates the top-level `request.time` comparisons of `expression` at `at`: false if one
+/// of them fails, true if all clauses are such comparisons and hold, conditional otherwise.
+/// An eligible binding whose time clauses fail grants nothing, whichever catalog reads it.
+pub fn evaluate_at(expression: &str, at: crate::timestamp::Timestamp) -> Evaluation {
+    let Ok(clauses) = split_and(expression) else {
+        return Evaluation::Conditional;
+    };
+    let mut all_true = true;
+    for clause in clauses {
+        match time_clause_holds(&clause, at) {
+            Some(false) => return Evaluation::False,
+            Some(true) => {}
+            None => all_true = false,
+        }
+    }
+    if all_true { Evaluation::True } else { Evaluation::Conditional }
+}
+
+fn time_clause_holds(clause: &str, at: crate::timestamp::Timestamp) -> Option<bool> {
+    use crate::timestamp::Timestamp;
+    for (operator, holds) in [
+        (">=", (|a: Timestamp, b: Timestamp| a >= b) as fn(Timestamp, Timestamp) -> bool),
+        ("<=", |a, b| a <= b),
+        ("<", |a, b| a < b),
+        (">", |a, b| a > b),
+    ] {
+        let prefix = format!("request.time {operator} timestamp(");
+        if let Some(rest) = clause.strip_prefix(&prefix) {
+            let quoted = rest.strip_suffix(')')?;
+            let bound = quoted
+                .strip_prefix('"')
+                .and_then(|q| q.strip_suffix('"'))
+                .or_else(|| quoted.strip_prefix('\'').and_then(|q| q.strip_suffix('\'')))?;
+            return Some(holds(at, Timestamp::parse_rfc3339(&without_fraction(bound))?));
+        }
+    }
+    None
+}
+
+/// `2024-01-01T00:00:00.123Z` → `2024-01-01T00:00:00Z`.
+pub fn without_fraction(text: &str) -> String {
+    match (text.find('.'), text.ends_with('Z')) {
+        (Some(19), true) => format!("{}Z", &text[..19]),
+        _ => text.to_string(),
+    }
+}
+
 /// Splits an expression into its top-level `&&` clauses.
 ///
 /// Comments are dropped, whitespace outside strings is collapsed, and a clause wrapped whole
@@ -473,6 +529,20 @@ mod tests {
             ResourceCondition::parse("true) || (true"),
             Err(ConditionError::Unbalanced { bracket: ')', position: 4 })
         );
+    }
+
+    #[test]
+    fn evaluates_time_clauses_as_the_analyzer_does() {
+        let at = |s: i64| crate::timestamp::Timestamp::from_unix_seconds(s).expect("in range");
+        let window = "(request.time >= timestamp(\"1970-01-01T00:00:10Z\") && request.time < timestamp(\"1970-01-01T00:00:20Z\"))";
+        assert_eq!(evaluate_at("has({}.jitAccessConstraint)", at(0)), Evaluation::Conditional);
+        assert_eq!(evaluate_at(window, at(15)), Evaluation::True);
+        assert_eq!(evaluate_at(window, at(20)), Evaluation::False);
+        assert_eq!(evaluate_at(window, at(5)), Evaluation::False);
+        assert_eq!(evaluate_at(&format!("{window} && resource.type == 'x'"), at(15)), Evaluation::Conditional);
+        assert_eq!(evaluate_at(&format!("{window} && resource.type == 'x'"), at(25)), Evaluation::False);
+        assert_eq!(evaluate_at("request.time <= timestamp('1970-01-01T00:00:10.500Z')", at(10)), Evaluation::True);
+        assert_eq!(evaluate_at("(", at(0)), Evaluation::Conditional);
     }
 
     proptest! {

@@ -184,6 +184,21 @@ pub struct ScopeSettings {
     pub resource_scope: String,
     /// `AVAILABLE_PROJECTS_QUERY`: list projects with Resource Manager search instead.
     pub available_projects_query: Option<String>,
+    /// `RESOURCE_CATALOG`: where eligibility comes from.
+    pub catalog: CatalogKind,
+    /// `RESOURCE_CACHE_TIMEOUT` (seconds): how long listings may reuse policies and group
+    /// memberships. Decisions that write IAM or approve never do.
+    pub cache_timeout: Duration,
+}
+
+/// The two catalogs of eligibility.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatalogKind {
+    /// Effective policies from Cloud Asset, groups from Cloud Identity: no daily quota.
+    AssetInventory,
+    /// Policy Analyzer (`analyzeIamPolicy`): 20 queries a day without a paid Security
+    /// Command Center tier.
+    PolicyAnalyzer,
 }
 
 impl ScopeSettings {
@@ -204,7 +219,27 @@ impl ScopeSettings {
                 "RESOURCE_SCOPE must be organizations/NUMBER, folders/NUMBER or projects/ID, not '{resource_scope}'"
             ));
         }
-        ScopeSettings { resource_scope, available_projects_query: env.optional("AVAILABLE_PROJECTS_QUERY") }
+        let catalog = match env.text("RESOURCE_CATALOG", "AssetInventory").to_ascii_lowercase().as_str() {
+            "assetinventory" => CatalogKind::AssetInventory,
+            "policyanalyzer" => CatalogKind::PolicyAnalyzer,
+            other => {
+                env.problem(format!("RESOURCE_CATALOG must be AssetInventory or PolicyAnalyzer, not '{other}'"));
+                CatalogKind::AssetInventory
+            }
+        };
+        ScopeSettings {
+            resource_scope,
+            available_projects_query: env.optional("AVAILABLE_PROJECTS_QUERY"),
+            catalog,
+            cache_timeout: env.seconds("RESOURCE_CACHE_TIMEOUT", 60, 0..=3600),
+        }
+    }
+}
+
+impl ScopeSettings {
+    /// The same scope with caching off: for decisions that write IAM or approve.
+    pub fn fresh(&self) -> ScopeSettings {
+        ScopeSettings { cache_timeout: Duration::ZERO, ..self.clone() }
     }
 }
 
@@ -274,6 +309,7 @@ impl TokenSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendSettings {
     pub cloud_asset_endpoint: String,
+    pub cloud_identity_endpoint: String,
     pub resource_manager_endpoint: String,
     pub iam_credentials_endpoint: String,
     pub pubsub_endpoint: String,
@@ -300,6 +336,7 @@ impl BackendSettings {
         };
         BackendSettings {
             cloud_asset_endpoint: url(env, "CLOUD_ASSET_ENDPOINT", "https://cloudasset.googleapis.com"),
+            cloud_identity_endpoint: url(env, "CLOUD_IDENTITY_ENDPOINT", "https://cloudidentity.googleapis.com"),
             resource_manager_endpoint: url(
                 env,
                 "RESOURCE_MANAGER_ENDPOINT",

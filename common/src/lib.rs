@@ -1,7 +1,7 @@
 //! The shared core of the JIT access functions.
 //!
 //! Domain modules (pure, no I/O; time, keys and randomness come in as arguments):
-//! [`condition`], [`entitlement`], [`activation`], [`policy`], [`justification`],
+//! [`condition`], [`eligibility`], [`entitlement`], [`activation`], [`policy`], [`justification`],
 //! [`email`], [`timestamp`], [`token`], [`jwt`], [`iap`], [`config`], [`event`], [`rules`],
 //! [`trace`].
 //!
@@ -11,6 +11,7 @@
 pub mod activation;
 pub mod condition;
 pub mod config;
+pub mod eligibility;
 pub mod email;
 pub mod entitlement;
 pub mod event;

@@ -5,6 +5,7 @@ const DOMAIN_MODULES: &[&str] = &[
     "activation.rs",
     "condition.rs",
     "config.rs",
+    "eligibility.rs",
     "email.rs",
     "entitlement.rs",
     "event.rs",

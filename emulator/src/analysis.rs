@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 
-use common::condition::split_and;
+use common::condition::{Evaluation, evaluate_at, without_fraction};
 use common::timestamp::Timestamp;
 use serde_json::{Value, json};
 
@@ -49,7 +49,7 @@ impl Query {
                 "analysisQuery.options.expandGroups" => parsed.expand_groups = value.eq_ignore_ascii_case("true"),
                 "analysisQuery.options.expandResources" => parsed.expand_resources = value.eq_ignore_ascii_case("true"),
                 "analysisQuery.conditionContext.accessTime" if !value.is_empty() => {
-                    let trimmed = trim_fraction(&value);
+                    let trimmed = without_fraction(&value);
                     parsed.access_time = Some(
                         Timestamp::parse_rfc3339(&trimmed)
                             .ok_or_else(|| GoogleError::new(400, &format!("Invalid accessTime {value}")))?,
@@ -66,6 +66,14 @@ impl Query {
 pub fn analyze(world: &World, query: &Query, now: Timestamp) -> Result<Value, GoogleError> {
     if world.resolve(&query.scope).is_none() {
         return Err(GoogleError::new(403, &format!("Scope {} is not accessible", query.scope)));
+    }
+    // "If IamPolicyAnalysisQuery.identity_selector is specified, the identity in the result
+    // will be determined by the selector, and this flag is not allowed to set."
+    if query.identity.is_some() && query.expand_groups {
+        return Err(GoogleError::new(
+            400,
+            "options.expandGroups is not allowed to set when identitySelector is specified",
+        ));
     }
     if query.identity.is_none() && query.full_resource_name.is_none() && query.roles.is_empty() {
         return Err(GoogleError::new(400, "At least one of resource, identity or access selector is required"));
@@ -102,11 +110,11 @@ pub fn analyze(world: &World, query: &Query, now: Timestamp) -> Result<Value, Go
             let identities = match (&query.identity, &identity_groups) {
                 (Some(identity), Some(groups)) => {
                     let direct = binding.members.iter().any(|m| m.eq_ignore_ascii_case(identity));
-                    let through_group = query.expand_groups
-                        && binding
-                            .members
-                            .iter()
-                            .any(|m| m.strip_prefix("group:").is_some_and(|g| groups.contains(&g.to_lowercase())));
+                    // The selector's identity is analysed with all of its groups.
+                    let through_group = binding
+                        .members
+                        .iter()
+                        .any(|m| m.strip_prefix("group:").is_some_and(|g| groups.contains(&g.to_lowercase())));
                     if !(direct || through_group) {
                         continue;
                     }
@@ -147,36 +155,13 @@ pub fn analyze(world: &World, query: &Query, now: Timestamp) -> Result<Value, Go
     }))
 }
 
-/// `TRUE`, `FALSE` or `CONDITIONAL` for an expression at `at`.
+/// `TRUE`, `FALSE` or `CONDITIONAL` for an expression at `at`: the core's rule.
 pub fn evaluate(expression: &str, at: Timestamp) -> &'static str {
-    let Ok(clauses) = split_and(expression) else {
-        return "CONDITIONAL";
-    };
-    let mut all_true = true;
-    for clause in clauses {
-        match evaluate_clause(&clause, at) {
-            Some(false) => return "FALSE",
-            Some(true) => {}
-            None => all_true = false,
-        }
+    match evaluate_at(expression, at) {
+        Evaluation::True => "TRUE",
+        Evaluation::False => "FALSE",
+        Evaluation::Conditional => "CONDITIONAL",
     }
-    if all_true { "TRUE" } else { "CONDITIONAL" }
-}
-
-fn evaluate_clause(clause: &str, at: Timestamp) -> Option<bool> {
-    for (operator, holds) in [
-        (">=", (|a: Timestamp, b: Timestamp| a >= b) as fn(Timestamp, Timestamp) -> bool),
-        ("<", |a, b| a < b),
-        ("<=", |a, b| a <= b),
-        (">", |a, b| a > b),
-    ] {
-        let prefix = format!("request.time {operator} timestamp(\"");
-        if let Some(rest) = clause.strip_prefix(&prefix) {
-            let bound = rest.strip_suffix("\")")?;
-            return Some(holds(at, Timestamp::parse_rfc3339(&trim_fraction(bound))?));
-        }
-    }
-    None
 }
 
 fn expand_members(world: &World, members: &[String], expand_groups: bool) -> Vec<String> {
@@ -193,14 +178,6 @@ fn expand_members(world: &World, members: &[String], expand_groups: bool) -> Vec
 
 fn full_name(node: &Node) -> String {
     format!("{RESOURCE_PREFIX}{}", node.name)
-}
-
-/// `2024-01-01T00:00:00.123Z` → `2024-01-01T00:00:00Z`.
-fn trim_fraction(text: &str) -> String {
-    match (text.find('.'), text.ends_with('Z')) {
-        (Some(dot), true) if dot == 19 => format!("{}Z", &text[..dot]),
-        _ => text.to_string(),
-    }
 }
 
 fn echo(query: &Query) -> Value {
@@ -221,22 +198,6 @@ fn echo(query: &Query) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(seconds: i64) -> Timestamp {
-        Timestamp::from_unix_seconds(seconds).expect("in range")
-    }
-
-    #[test]
-    fn evaluates_markers_and_windows() {
-        let window = "(request.time >= timestamp(\"1970-01-01T00:00:10Z\") && request.time < timestamp(\"1970-01-01T00:00:20Z\"))";
-        assert_eq!(evaluate("has({}.jitAccessConstraint)", at(0)), "CONDITIONAL");
-        assert_eq!(evaluate(window, at(15)), "TRUE");
-        assert_eq!(evaluate(window, at(20)), "FALSE");
-        assert_eq!(evaluate(window, at(5)), "FALSE");
-        assert_eq!(evaluate(&format!("{window} && resource.type == 'x'"), at(15)), "CONDITIONAL");
-        assert_eq!(evaluate(&format!("{window} && resource.type == 'x'"), at(25)), "FALSE");
-        assert_eq!(evaluate("(", at(0)), "CONDITIONAL");
-    }
 
     #[test]
     fn reads_the_sdk_and_gcloud_query_strings() {

@@ -3,7 +3,11 @@
 //! production SDK clients unchanged. It never ships: deployed binaries do not depend on it.
 //!
 //! Served:
-//! - Cloud Asset `GET /v1/{scope}:analyzeIamPolicy` ([`analysis`]);
+//! - Cloud Asset `GET /v1/{scope}:analyzeIamPolicy` ([`analysis`]), with the free tier's daily
+//!   limit when the organization has one; `…/effectiveIamPolicies:batchGet`,
+//!   `:searchAllIamPolicies` and `:searchAllResources` ([`assets`]);
+//! - Cloud Identity `groups:lookup`, `memberships`, `:searchDirectGroups` and the transitive
+//!   searches, refused (403) for an edition without them ([`identity`]);
 //! - Resource Manager `POST /v3|v1/{resource}:getIamPolicy|setIamPolicy` with etags, and
 //!   `GET /v3/projects:search`;
 //! - IAM Credentials `POST /v1/projects/-/serviceAccounts/EMAIL:signJwt`, and that account's
@@ -18,7 +22,10 @@
 //!   `POST /_emulator/faults` to make the next calls fail or slow down.
 
 pub mod analysis;
+pub mod assets;
 pub mod google;
+pub mod identity;
+pub mod paging;
 pub mod pubsub;
 pub mod routes;
 pub mod state;
@@ -75,6 +82,7 @@ impl Emulator {
         let service_account = self.state.world().service_account.clone();
         vec![
             ("CLOUD_ASSET_ENDPOINT", url.clone()),
+            ("CLOUD_IDENTITY_ENDPOINT", url.clone()),
             ("RESOURCE_MANAGER_ENDPOINT", url.clone()),
             ("IAM_CREDENTIALS_ENDPOINT", url.clone()),
             ("PUBSUB_ENDPOINT", url.clone()),

@@ -19,6 +19,7 @@ use crate::analysis::{Query, analyze};
 use crate::google::GoogleError;
 use crate::pubsub::{GrpcPublisher, publish_rest};
 use crate::state::{Fault, State, lock};
+use crate::{assets, identity, paging};
 
 pub fn router(state: Arc<State>) -> Router {
     Router::new()
@@ -60,14 +61,55 @@ async fn dispatch(state: &Arc<State>, method: &Method, uri: &Uri, headers: &Head
         serde_json::from_slice(body).map_err(|e| GoogleError::new(400, &format!("Invalid JSON payload: {e}")))
     };
 
-    // Cloud Asset: GET /v1/{scope}:analyzeIamPolicy
-    if let (&Method::GET, Some(scope)) =
-        (method, path.strip_prefix("/v1/").and_then(|p| p.strip_suffix(":analyzeIamPolicy")))
+    // Cloud Asset: GET /v1/{scope}:analyzeIamPolicy, …/effectiveIamPolicies:batchGet,
+    // :searchAllIamPolicies, :searchAllResources
+    if method == Method::GET
+        && let Some(rest) = path.strip_prefix("/v1/")
     {
-        state.enter("asset", "analyzeIamPolicy").await?;
-        let query = Query::from_query_string(scope, query)?;
-        let response = analyze(&state.world(), &query, Timestamp::now())?;
-        return Ok(Json(response).into_response());
+        if let Some(scope) = rest.strip_suffix(":analyzeIamPolicy") {
+            state.enter("asset", "analyzeIamPolicy").await?;
+            let query = Query::from_query_string(scope, query)?;
+            state.spend_analysis_query()?;
+            let response = analyze(&state.world(), &query, Timestamp::now())?;
+            return Ok(Json(response).into_response());
+        }
+        let parameters = paging::parameters(query);
+        if let Some(scope) = rest.strip_suffix("/effectiveIamPolicies:batchGet") {
+            state.enter("asset", "batchGetEffectiveIamPolicies").await?;
+            let response = assets::batch_get_effective_iam_policies(&state.world(), scope, &parameters)?;
+            return Ok(Json(response).into_response());
+        }
+        if let Some(scope) = rest.strip_suffix(":searchAllIamPolicies") {
+            state.enter("asset", "searchAllIamPolicies").await?;
+            return Ok(Json(assets::search_all_iam_policies(&state.world(), scope, &parameters)?).into_response());
+        }
+        if let Some(scope) = rest.strip_suffix(":searchAllResources") {
+            state.enter("asset", "searchAllResources").await?;
+            return Ok(Json(assets::search_all_resources(&state.world(), scope, &parameters)?).into_response());
+        }
+        // Cloud Identity groups
+        if rest == "groups:lookup" {
+            state.enter("cloudidentity", "lookup").await?;
+            return Ok(Json(identity::lookup(&state.world(), &parameters)?).into_response());
+        }
+        if let Some(parent) = rest.strip_suffix("/memberships:searchDirectGroups") {
+            state.enter("cloudidentity", "searchDirectGroups").await?;
+            return Ok(Json(identity::search_direct_groups(&state.world(), parent, &parameters)?).into_response());
+        }
+        if let Some(parent) = rest.strip_suffix("/memberships:searchTransitiveGroups") {
+            state.enter("cloudidentity", "searchTransitiveGroups").await?;
+            let response = identity::search_transitive_groups(&state.world(), parent, &parameters)?;
+            return Ok(Json(response).into_response());
+        }
+        if let Some(parent) = rest.strip_suffix("/memberships:searchTransitiveMemberships") {
+            state.enter("cloudidentity", "searchTransitiveMemberships").await?;
+            let response = identity::search_transitive_memberships(&state.world(), parent, &parameters)?;
+            return Ok(Json(response).into_response());
+        }
+        if let Some(parent) = rest.strip_suffix("/memberships").filter(|p| p.starts_with("groups/")) {
+            state.enter("cloudidentity", "listMemberships").await?;
+            return Ok(Json(identity::list_memberships(&state.world(), parent, &parameters)?).into_response());
+        }
     }
     // Resource Manager v3 (and v1, which gcloud calls): get/setIamPolicy on any node.
     if method == Method::POST {

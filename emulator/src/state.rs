@@ -22,6 +22,8 @@ pub struct State {
     pub google_oidc_key: LocalKey,
     faults: Mutex<Vec<Fault>>,
     calls: Mutex<BTreeMap<String, u64>>,
+    /// Policy Analyzer queries answered since start: the emulator's "day".
+    analysis_queries: Mutex<u64>,
     mail: Mutex<Vec<Value>>,
     audit: Mutex<Vec<Value>>,
     pub pubsub: Mutex<PubSub>,
@@ -67,6 +69,7 @@ impl State {
             google_oidc_key: LocalKey::generate_rs256("emulator-google-oidc-key-1")?,
             faults: Mutex::default(),
             calls: Mutex::default(),
+            analysis_queries: Mutex::default(),
             mail: Mutex::default(),
             audit: Mutex::default(),
             pubsub: Mutex::new(PubSub::with_topics(&topics)),
@@ -77,6 +80,25 @@ impl State {
 
     pub fn world(&self) -> MutexGuard<'_, World> {
         lock(&self.world)
+    }
+
+    /// Counts one Policy Analyzer query against the organization's free daily limit, if it
+    /// has one: past it, Google answers 429 RESOURCE_EXHAUSTED.
+    pub fn spend_analysis_query(&self) -> Result<(), GoogleError> {
+        let limit = self.world().settings.free_analysis_queries_per_day;
+        let mut spent = lock(&self.analysis_queries);
+        if let Some(limit) = limit
+            && *spent >= limit
+        {
+            return Err(GoogleError::new(
+                429,
+                &format!(
+                    "Quota exceeded: this organization's free Policy Analyzer quota of {limit} analysis queries per day is used up. Activate Security Command Center Premium or Enterprise for more."
+                ),
+            ));
+        }
+        *spent += 1;
+        Ok(())
     }
 
     /// Counts the call, then applies the first matching fault, if any.

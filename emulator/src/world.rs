@@ -32,6 +32,30 @@ pub struct WorldFile {
     /// Secret Manager secrets: `projects/P/secrets/S` → value (every version reads it).
     #[serde(default)]
     pub secrets: BTreeMap<String, String>,
+    /// What the organization has bought, and test devices.
+    #[serde(default)]
+    pub settings: Settings,
+}
+
+/// The organization's edition and quotas, which change how Google answers.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Cloud Identity's transitive group searches: only Workspace Enterprise and Cloud
+    /// Identity Premium have them; elsewhere Google answers 403.
+    pub transitive_group_search: bool,
+    /// Policy Analyzer queries a day without a paid Security Command Center tier (Google: 20);
+    /// absent for a paid tier, with no daily cap.
+    pub free_analysis_queries_per_day: Option<u64>,
+    /// Test device: serve at most this many items a page, whatever is asked, so that paging
+    /// is exercised with a small organization.
+    pub max_page_size: Option<usize>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings { transitive_group_search: true, free_analysis_queries_per_day: None, max_page_size: None }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -85,6 +109,7 @@ pub struct World {
     pub service_account: String,
     pub topics: Vec<String>,
     pub secrets: BTreeMap<String, String>,
+    pub settings: Settings,
 }
 
 impl WorldFile {
@@ -145,6 +170,7 @@ impl World {
             service_account: file.service_account,
             topics: file.topics,
             secrets: file.secrets,
+            settings: file.settings,
         };
         let names: Vec<String> = world.nodes.keys().cloned().collect();
         for name in names {
@@ -211,6 +237,12 @@ impl World {
             }
         }
         found
+    }
+
+    /// The groups `member` (`user:…` or `group:…`) is directly in.
+    pub fn direct_groups_of(&self, member: &str) -> BTreeSet<String> {
+        let member = member.to_lowercase();
+        self.groups.iter().filter(|(_, members)| members.contains(&member)).map(|(g, _)| g.clone()).collect()
     }
 
     /// The users in a group, through nested groups.

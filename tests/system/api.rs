@@ -297,7 +297,17 @@ async fn the_beneficiary_cannot_approve_their_own_request() {
 async fn a_peer_who_is_not_listed_cannot_approve() {
     let system = System::start().await;
     let token = alice_requests(&system).await;
+    let catalog_calls = || async {
+        let calls: std::collections::BTreeMap<String, u64> = system.backend.get_json("/_emulator/calls").await;
+        calls
+            .into_iter()
+            .filter(|(call, _)| call.starts_with("asset.") || call.starts_with("cloudidentity."))
+            .collect::<Vec<_>>()
+    };
+    let asked = catalog_calls().await;
     assert_approval_refused(&system, CAROL, &token, 403, "not_a_reviewer").await;
+    // Refused before any catalog call: a stranger with a leaked link costs no quota.
+    assert_eq!(catalog_calls().await, asked, "no catalog call for a caller who is not listed");
 }
 
 #[tokio::test]

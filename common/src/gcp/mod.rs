@@ -4,8 +4,10 @@
 
 pub mod catalog;
 pub mod events;
+pub mod groups;
 pub mod iam;
 pub mod jwks;
+pub mod rest;
 pub mod signer;
 
 use std::future::Future;
@@ -34,6 +36,9 @@ pub enum GcpError {
     Conflict(String),
     #[error("{0}: quota exhausted")]
     RateLimited(String),
+    /// Policy Analyzer's quota: 20 queries a day per organization without a paid tier.
+    #[error("{0}: Policy Analyzer quota exhausted")]
+    AnalysisQuota(String),
     #[error("{0}: unavailable")]
     Unavailable(String),
     #[error("{0}: failed")]
@@ -94,6 +99,7 @@ impl From<GcpError> for ApiError {
             )
             .with_cause(cause),
             GcpError::RateLimited(_) => ApiError::quota(cause),
+            GcpError::AnalysisQuota(_) => ApiError::analysis_quota(cause),
             GcpError::Unavailable(_) => ApiError::unavailable(cause),
             GcpError::Other(_) => ApiError::backend(cause),
         }

@@ -68,6 +68,16 @@ impl ApiError {
         .with_cause(cause)
     }
 
+    /// 429: Policy Analyzer's daily quota is used up; the message names the fix.
+    pub fn analysis_quota(cause: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "analysis_quota_exhausted",
+            "Policy Analyzer's quota is used up: without Security Command Center Premium or Enterprise, Google allows 20 analysis queries a day per organization. An administrator can set RESOURCE_CATALOG=AssetInventory (the default), which needs none.",
+        )
+        .with_cause(cause)
+    }
+
     /// 502: a backend answered with an error we cannot pass on.
     pub fn backend(cause: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_GATEWAY, "backend_failed", "a Google Cloud API call failed, see the logs")

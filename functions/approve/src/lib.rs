@@ -21,7 +21,7 @@ use common::config::ConfigError;
 use common::entitlement::Entitlement;
 use common::event;
 use common::gcp::GcpError;
-use common::gcp::catalog::PolicyAnalyzerCatalog;
+use common::gcp::catalog::{AnyCatalog, Catalog as _};
 use common::gcp::events::{EventPublisher, publish_or_log, publisher_for};
 use common::gcp::iam::{ActivationWrite, IamWriter};
 use common::gcp::jwks::JwksCache;
@@ -45,7 +45,7 @@ pub struct AppState {
     config: Arc<Config>,
     iap: IapVerifier,
     token_keys: Arc<JwksCache>,
-    catalog: PolicyAnalyzerCatalog,
+    catalog: AnyCatalog,
     writer: IamWriter,
     publisher: Arc<dyn EventPublisher>,
 }
@@ -61,7 +61,8 @@ impl AppState {
         let http = JwksCache::http_client(&config.backend);
         let iap = IapVerifier::from_settings(http.clone(), &config.backend, &config.iap);
         let token_keys = Arc::new(JwksCache::service_account(http, &config.backend, &config.token.service_account));
-        let catalog = PolicyAnalyzerCatalog::new(&config.backend, &config.scope).await?;
+        // Every decision here writes IAM or approves: no cached policies or memberships.
+        let catalog = AnyCatalog::new(&config.backend, &config.scope.fresh()).await?;
         let writer = IamWriter::new(&config.backend).await?;
         let publisher = publisher_for(&config.backend, &config.notification).await?;
         Ok(AppState { config: Arc::new(config), iap, token_keys, catalog, writer, publisher })

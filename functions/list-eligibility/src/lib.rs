@@ -20,7 +20,7 @@ use common::condition::ActivationType;
 use common::config::{ActivationSettings, BackendSettings, ConfigError, Env, IapSettings, ScopeSettings};
 use common::entitlement::{Entitlement, EntitlementId, ProjectId};
 use common::gcp::GcpError;
-use common::gcp::catalog::PolicyAnalyzerCatalog;
+use common::gcp::catalog::{AnyCatalog, Catalog as _};
 use common::gcp::jwks::JwksCache;
 use common::http::wire::UserJson;
 use common::http::{ApiError, ApiQuery, IapUser, IapVerifier, Routes, api_router};
@@ -52,7 +52,7 @@ impl Config {
 pub struct AppState {
     config: Arc<Config>,
     iap: IapVerifier,
-    catalog: PolicyAnalyzerCatalog,
+    catalog: AnyCatalog,
 }
 
 impl FromRef<AppState> for IapVerifier {
@@ -64,7 +64,7 @@ impl FromRef<AppState> for IapVerifier {
 impl AppState {
     pub async fn new(config: Config) -> Result<AppState, GcpError> {
         let iap = IapVerifier::from_settings(JwksCache::http_client(&config.backend), &config.backend, &config.iap);
-        let catalog = PolicyAnalyzerCatalog::new(&config.backend, &config.scope).await?;
+        let catalog = AnyCatalog::new(&config.backend, &config.scope).await?;
         Ok(AppState { config: Arc::new(config), iap, catalog })
     }
 }

@@ -18,7 +18,7 @@ use common::email::Email;
 use common::entitlement::{Entitlement, EntitlementId, ProjectId};
 use common::event;
 use common::gcp::GcpError;
-use common::gcp::catalog::PolicyAnalyzerCatalog;
+use common::gcp::catalog::{AnyCatalog, Catalog as _};
 use common::gcp::events::{EventPublisher, publish_or_log, publisher_for};
 use common::gcp::iam::IamWriter;
 use common::gcp::jwks::JwksCache;
@@ -42,7 +42,7 @@ pub fn config_from_env() -> Result<Config, ConfigError> {
 pub struct AppState {
     config: Arc<Config>,
     iap: IapVerifier,
-    catalog: PolicyAnalyzerCatalog,
+    catalog: AnyCatalog,
     writer: IamWriter,
     signer: Arc<dyn TokenSigner>,
     publisher: Arc<dyn EventPublisher>,
@@ -57,7 +57,8 @@ impl FromRef<AppState> for IapVerifier {
 impl AppState {
     pub async fn new(config: Config) -> Result<AppState, GcpError> {
         let iap = IapVerifier::from_settings(JwksCache::http_client(&config.backend), &config.backend, &config.iap);
-        let catalog = PolicyAnalyzerCatalog::new(&config.backend, &config.scope).await?;
+        // Every decision here writes IAM or approves: no cached policies or memberships.
+        let catalog = AnyCatalog::new(&config.backend, &config.scope.fresh()).await?;
         let writer = IamWriter::new(&config.backend).await?;
         let signer = Arc::new(IamCredentialsSigner::new(&config.backend, &config.token.service_account).await?);
         let publisher = publisher_for(&config.backend, &config.notification).await?;

@@ -1,10 +1,12 @@
 //! Eligibility from Cloud Asset's Policy Analyzer (`analyzeIamPolicy`): a user's entitlements
 //! and activations on a project, the holders of an entitlement (peers), and the projects a
-//! user is eligible on (or Resource Manager search with `AVAILABLE_PROJECTS_QUERY`).
+//! user is eligible on.
 //!
 //! The analyzer resolves inheritance and nested groups; this module reads its answer with the
 //! core's own rules (markers, resource conditions, activation bindings), so the decision
-//! logic is the same whatever the source.
+//! logic is the same whatever the source. Without a paid Security Command Center tier Google
+//! allows 20 analysis queries a day per organization; past them the answer is 429, which the
+//! caller gets as a clear error naming the fix (`RESOURCE_CATALOG=AssetInventory`).
 
 use std::collections::BTreeSet;
 
@@ -12,27 +14,16 @@ use google_cloud_asset_v1::client::AssetService;
 use google_cloud_asset_v1::model::condition_evaluation::EvaluationValue;
 use google_cloud_asset_v1::model::iam_policy_analysis_query as query;
 use google_cloud_asset_v1::model::{AnalyzeIamPolicyResponse, IamPolicyAnalysisQuery, IamPolicyAnalysisResult};
-use google_cloud_gax::paginator::ItemPaginator as _;
 use google_cloud_resourcemanager_v3::client::Projects;
 
-use crate::activation::{ActivationBinding, read_activation_binding};
+use super::{UserEntitlements, asset_service, search_projects};
+use crate::activation::read_activation_binding;
 use crate::condition::eligibility;
 use crate::config::{BackendSettings, ScopeSettings};
 use crate::email::Email;
 use crate::entitlement::{Entitlement, ProjectId, eligible_entitlement, merge_entitlements};
-use crate::gcp::{GcpError, credentials_for, resource_manager, retry_policy};
+use crate::gcp::{GcpError, resource_manager};
 use crate::policy::{Binding, Expr};
-
-/// What a user holds on one project.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UserEntitlements {
-    /// Sorted by ID, one per ID (self-approval wins over peer approval).
-    pub entitlements: Vec<Entitlement>,
-    /// The user's activation bindings on the project, active or not.
-    pub activations: Vec<ActivationBinding>,
-    /// Parts of the analysis Google could not complete.
-    pub warnings: Vec<String>,
-}
 
 #[derive(Debug, Clone)]
 pub struct PolicyAnalyzerCatalog {
@@ -48,14 +39,7 @@ const PROJECT_PREFIX: &str = "//cloudresourcemanager.googleapis.com/projects/";
 
 impl PolicyAnalyzerCatalog {
     pub async fn new(backend: &BackendSettings, scope: &ScopeSettings) -> Result<PolicyAnalyzerCatalog, GcpError> {
-        let assets = AssetService::builder()
-            .with_endpoint(&backend.cloud_asset_endpoint)
-            .with_credentials(credentials_for(&backend.cloud_asset_endpoint)?)
-            .with_retry_policy(retry_policy(backend))
-            .with_attempt_timeout(backend.read_timeout)
-            .build()
-            .await
-            .map_err(|e| GcpError::Other(format!("building the Cloud Asset client ({e})")))?;
+        let assets = asset_service(backend).await?;
         let projects = match scope.available_projects_query {
             None => None,
             Some(_) => Some(resource_manager(backend, Some(backend.read_timeout)).await?),
@@ -69,8 +53,9 @@ impl PolicyAnalyzerCatalog {
         let query = self
             .query()
             .set_resource_selector(query::ResourceSelector::new().set_full_resource_name(project.full_resource_name()))
-            .set_identity_selector(query::IdentitySelector::new().set_identity(user.iam_member()))
-            .set_options(query::Options::new().set_expand_groups(true));
+            // With an identity selector Google resolves the identity's groups itself, and
+            // refuses `expandGroups` ("this flag is not allowed to set").
+            .set_identity_selector(query::IdentitySelector::new().set_identity(user.iam_member()));
         let response = self.analyze("analyzeIamPolicy (entitlements)", query).await?;
         Ok(read_user_entitlements(&response, user, project))
     }
@@ -98,7 +83,7 @@ impl PolicyAnalyzerCatalog {
         let query = self
             .query()
             .set_identity_selector(query::IdentitySelector::new().set_identity(user.iam_member()))
-            .set_options(query::Options::new().set_expand_groups(true).set_expand_resources(true));
+            .set_options(query::Options::new().set_expand_resources(true));
         let response = self.analyze("analyzeIamPolicy (projects)", query).await?;
         Ok(read_projects(&response))
     }
@@ -115,21 +100,25 @@ impl PolicyAnalyzerCatalog {
             .set_execution_timeout(google_cloud_wkt::Duration::clamp(seconds, 0))
             .send()
             .await
-            .map_err(|e| GcpError::from_sdk(what, &e))
+            .map_err(|e| match GcpError::from_sdk(what, &e) {
+                GcpError::RateLimited(cause) => GcpError::AnalysisQuota(cause),
+                other => other,
+            })
     }
 }
 
-/// Every project Resource Manager's `searchProjects` finds for `filter`, sorted, once each.
-pub async fn search_projects(projects: &Projects, filter: &str) -> Result<Vec<ProjectId>, GcpError> {
-    let mut items = projects.search_projects().set_query(filter).by_item();
-    let mut found = BTreeSet::new();
-    while let Some(project) = items.next().await {
-        let project = project.map_err(|e| GcpError::from_sdk("searchProjects", &e))?;
-        if let Ok(id) = ProjectId::parse(&project.project_id) {
-            found.insert(id);
-        }
+impl super::Catalog for PolicyAnalyzerCatalog {
+    async fn user_entitlements(&self, user: &Email, project: &ProjectId) -> Result<UserEntitlements, GcpError> {
+        PolicyAnalyzerCatalog::user_entitlements(self, user, project).await
     }
-    Ok(found.into_iter().collect())
+
+    async fn holders(&self, entitlement: &Entitlement) -> Result<Vec<Email>, GcpError> {
+        PolicyAnalyzerCatalog::holders(self, entitlement).await
+    }
+
+    async fn projects(&self, user: &Email) -> Result<Vec<ProjectId>, GcpError> {
+        PolicyAnalyzerCatalog::projects(self, user).await
+    }
 }
 
 fn results(response: &AnalyzeIamPolicyResponse) -> impl Iterator<Item = &IamPolicyAnalysisResult> {

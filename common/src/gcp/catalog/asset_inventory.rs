@@ -1,0 +1,223 @@
+//! Eligibility without Policy Analyzer: a project's effective policies from Cloud Asset
+//! (`batchGetEffectiveIamPolicies`: the project's and every ancestor's within the scope, 100 a
+//! minute, no daily cap), the user's groups and a group's users from Cloud Identity (nested,
+//! every page), and every decision made by the pure core ([`crate::eligibility`]).
+//!
+//! Calls per question: entitlements 1 Cloud Asset + 1 Cloud Identity (with transitive search);
+//! peers 1 Cloud Asset + 2 Cloud Identity per group holding the role; projects 1 Cloud
+//! Identity + 1 `searchAllIamPolicies` per 16 principals (+1 `searchAllResources` per folder
+//! or organization with an eligible binding). Listings may reuse policies and memberships for
+//! `RESOURCE_CACHE_TIMEOUT`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use google_cloud_asset_v1::client::AssetService;
+use google_cloud_gax::paginator::ItemPaginator as _;
+use google_cloud_resourcemanager_v3::client::Projects;
+
+use super::{Cache, UserEntitlements, asset_service, core_binding, search_projects};
+use crate::config::{BackendSettings, ScopeSettings};
+use crate::eligibility;
+use crate::email::Email;
+use crate::entitlement::{Entitlement, ProjectId};
+use crate::gcp::groups::GroupDirectory;
+use crate::gcp::rest::RestClient;
+use crate::gcp::{GcpError, resource_manager};
+use crate::policy::Binding;
+use crate::timestamp::Timestamp;
+
+const RESOURCE_MANAGER: &str = "//cloudresourcemanager.googleapis.com/";
+const PROJECT_TYPE: &str = "cloudresourcemanager.googleapis.com/Project";
+
+/// Principals per `searchAllIamPolicies` query, so that a user in many groups still gets a
+/// query of reasonable length.
+const PRINCIPALS_PER_QUERY: usize = 16;
+
+#[derive(Debug, Clone)]
+pub struct AssetInventoryCatalog {
+    assets: AssetService,
+    groups: Arc<GroupDirectory>,
+    /// Built only for `AVAILABLE_PROJECTS_QUERY`.
+    projects: Option<Projects>,
+    scope: ScopeSettings,
+    policies: Arc<Cache<Vec<Binding>>>,
+    groups_of: Arc<Cache<BTreeSet<String>>>,
+    members_of: Arc<Cache<BTreeSet<Email>>>,
+}
+
+impl AssetInventoryCatalog {
+    pub async fn new(backend: &BackendSettings, scope: &ScopeSettings) -> Result<AssetInventoryCatalog, GcpError> {
+        let assets = asset_service(backend).await?;
+        let http = crate::gcp::jwks::JwksCache::http_client(backend);
+        let rest = RestClient::new(http, &backend.cloud_identity_endpoint, &[crate::gcp::groups::SCOPE])?;
+        let projects = match scope.available_projects_query {
+            None => None,
+            Some(_) => Some(resource_manager(backend, Some(backend.read_timeout)).await?),
+        };
+        let timeout = scope.cache_timeout;
+        Ok(AssetInventoryCatalog {
+            assets,
+            groups: Arc::new(GroupDirectory::new(rest)),
+            projects,
+            scope: scope.clone(),
+            policies: Arc::new(Cache::new(timeout)),
+            groups_of: Arc::new(Cache::new(timeout)),
+            members_of: Arc::new(Cache::new(timeout)),
+        })
+    }
+
+    /// Every binding that applies to `project`: its own policy's and its ancestors'.
+    async fn effective_bindings(&self, project: &ProjectId) -> Result<Vec<Binding>, GcpError> {
+        if let Some(bindings) = self.policies.get(project.as_str()) {
+            return Ok(bindings);
+        }
+        let response = self
+            .assets
+            .batch_get_effective_iam_policies()
+            .set_scope(self.scope.resource_scope.clone())
+            .set_names([project.full_resource_name()])
+            .send()
+            .await
+            .map_err(|e| GcpError::from_sdk("batchGetEffectiveIamPolicies", &e))?;
+        let bindings: Vec<Binding> = response
+            .policy_results
+            .iter()
+            .flat_map(|result| result.policies.iter())
+            .filter_map(|info| info.policy.as_ref())
+            .flat_map(|policy| policy.bindings.iter().map(core_binding))
+            .collect();
+        self.policies.put(project.as_str(), bindings.clone());
+        Ok(bindings)
+    }
+
+    async fn groups_of(&self, user: &Email) -> Result<BTreeSet<String>, GcpError> {
+        if let Some(groups) = self.groups_of.get(user.as_str()) {
+            return Ok(groups);
+        }
+        let groups = self.groups.groups_of(user).await?;
+        self.groups_of.put(user.as_str(), groups.clone());
+        Ok(groups)
+    }
+
+    async fn members_of(&self, group: &str) -> Result<BTreeSet<Email>, GcpError> {
+        if let Some(members) = self.members_of.get(group) {
+            return Ok(members);
+        }
+        let members = self.groups.members_of(group).await?;
+        self.members_of.put(group, members.clone());
+        Ok(members)
+    }
+
+    /// Every project under a folder or organization (or the scope), by ID and by number.
+    async fn projects_under(&self, container: &str) -> Result<BTreeMap<String, ProjectId>, GcpError> {
+        let mut items =
+            self.assets.search_all_resources().set_scope(container).set_asset_types([PROJECT_TYPE]).by_item();
+        let mut found = BTreeMap::new();
+        while let Some(resource) = items.next().await {
+            let resource = resource.map_err(|e| GcpError::from_sdk("searchAllResources", &e))?;
+            let id = resource
+                .additional_attributes
+                .as_ref()
+                .and_then(|attributes| attributes.get("projectId"))
+                .and_then(|id| id.as_str())
+                .and_then(|id| ProjectId::parse(id).ok());
+            let number = resource.project.strip_prefix("projects/").unwrap_or_default().to_string();
+            if let Some(id) = id {
+                found.insert(number, id);
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Where a policy found by `searchAllIamPolicies` is attached.
+enum Attached {
+    Project(ProjectId),
+    ProjectNumber(String),
+    Container(String),
+    Other,
+}
+
+fn attached(resource: &str) -> Attached {
+    let Some(name) = resource.strip_prefix(RESOURCE_MANAGER) else {
+        return Attached::Other;
+    };
+    match name.split_once('/') {
+        Some(("projects", id)) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => {
+            Attached::ProjectNumber(id.to_string())
+        }
+        Some(("projects", id)) => ProjectId::parse(id).map(Attached::Project).unwrap_or(Attached::Other),
+        Some(("folders" | "organizations", _)) => Attached::Container(name.to_string()),
+        _ => Attached::Other,
+    }
+}
+
+impl super::Catalog for AssetInventoryCatalog {
+    async fn user_entitlements(&self, user: &Email, project: &ProjectId) -> Result<UserEntitlements, GcpError> {
+        let (bindings, groups) = tokio::try_join!(self.effective_bindings(project), self.groups_of(user))?;
+        let principals = eligibility::principals(user, &groups);
+        let (entitlements, activations) =
+            eligibility::user_entitlements(project, user, &principals, &bindings, Timestamp::now());
+        Ok(UserEntitlements { entitlements, activations, warnings: Vec::new() })
+    }
+
+    async fn holders(&self, entitlement: &Entitlement) -> Result<Vec<Email>, GcpError> {
+        let bindings = self.effective_bindings(entitlement.id.project()).await?;
+        let (mut users, groups) = eligibility::holders(entitlement, &bindings, Timestamp::now());
+        for group in &groups {
+            users.extend(self.members_of(group).await?);
+        }
+        Ok(users.into_iter().collect())
+    }
+
+    async fn projects(&self, user: &Email) -> Result<Vec<ProjectId>, GcpError> {
+        if let (Some(filter), Some(projects)) = (&self.scope.available_projects_query, &self.projects) {
+            return search_projects(projects, filter).await;
+        }
+        let groups = self.groups_of(user).await?;
+        let principals = eligibility::principals(user, &groups);
+        let now = Timestamp::now();
+        let mut projects = BTreeSet::new();
+        let mut numbers = BTreeSet::new();
+        let mut containers = BTreeSet::new();
+        let listed: Vec<&String> = principals.iter().collect();
+        for chunk in listed.chunks(PRINCIPALS_PER_QUERY) {
+            let terms: Vec<String> = chunk.iter().map(|p| format!("\"{p}\"")).collect();
+            let mut items = self
+                .assets
+                .search_all_iam_policies()
+                .set_scope(self.scope.resource_scope.clone())
+                .set_query(format!("policy:({})", terms.join(" OR ")))
+                .by_item();
+            while let Some(result) = items.next().await {
+                let result = result.map_err(|e| GcpError::from_sdk("searchAllIamPolicies", &e))?;
+                let bindings: Vec<Binding> =
+                    result.policy.iter().flat_map(|p| p.bindings.iter().map(core_binding)).collect();
+                if !eligibility::eligible_in(&bindings, &principals, now) {
+                    continue;
+                }
+                match attached(&result.resource) {
+                    Attached::Project(id) => {
+                        projects.insert(id);
+                    }
+                    Attached::ProjectNumber(number) => {
+                        numbers.insert(number);
+                    }
+                    Attached::Container(name) => {
+                        containers.insert(name);
+                    }
+                    Attached::Other => {}
+                }
+            }
+        }
+        for container in &containers {
+            projects.extend(self.projects_under(container).await?.into_values());
+        }
+        if !numbers.is_empty() {
+            let by_number = self.projects_under(&self.scope.resource_scope).await?;
+            projects.extend(numbers.iter().filter_map(|n| by_number.get(n).cloned()));
+        }
+        Ok(projects.into_iter().collect())
+    }
+}

@@ -1,0 +1,143 @@
+//! Where eligibility comes from: one [`Catalog`] trait, two implementations, chosen by
+//! `RESOURCE_CATALOG`. Handlers hold an [`AnyCatalog`] and never know which one answers.
+//!
+//! - [`AssetInventoryCatalog`] (the default): effective policies from Cloud Asset
+//!   (`batchGetEffectiveIamPolicies`, `searchAllIamPolicies`), nested groups from Cloud
+//!   Identity, and the decisions made by the pure core ([`crate::eligibility`]). No daily quota.
+//! - [`PolicyAnalyzerCatalog`]: `analyzeIamPolicy`, 20 queries a day per organization without
+//!   a paid Security Command Center tier.
+
+mod asset_inventory;
+mod cache;
+mod policy_analyzer;
+
+use std::collections::BTreeSet;
+
+use google_cloud_asset_v1::client::AssetService;
+use google_cloud_gax::paginator::ItemPaginator as _;
+use google_cloud_resourcemanager_v3::client::Projects;
+
+pub use asset_inventory::AssetInventoryCatalog;
+pub use cache::Cache;
+pub use policy_analyzer::PolicyAnalyzerCatalog;
+
+use crate::activation::ActivationBinding;
+use crate::config::{BackendSettings, CatalogKind, ScopeSettings};
+use crate::email::Email;
+use crate::entitlement::{Entitlement, ProjectId};
+use crate::gcp::{GcpError, credentials_for, retry_policy};
+use crate::policy::{Binding, Expr};
+
+/// What a user holds on one project.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserEntitlements {
+    /// Sorted by ID, one per ID (self-approval wins over peer approval).
+    pub entitlements: Vec<Entitlement>,
+    /// The user's activation bindings on the project, active or not.
+    pub activations: Vec<ActivationBinding>,
+    /// Parts of the answer Google could not complete.
+    pub warnings: Vec<String>,
+}
+
+/// The questions every handler asks about eligibility.
+pub trait Catalog {
+    /// The user's entitlements and activations on `project`, through inherited bindings and
+    /// nested groups.
+    fn user_entitlements(
+        &self,
+        user: &Email,
+        project: &ProjectId,
+    ) -> impl Future<Output = Result<UserEntitlements, GcpError>> + Send;
+
+    /// The users who hold `entitlement` with the same activation type: the qualified peers.
+    fn holders(&self, entitlement: &Entitlement) -> impl Future<Output = Result<Vec<Email>, GcpError>> + Send;
+
+    /// Projects the user can activate something on, or every project matching
+    /// `AVAILABLE_PROJECTS_QUERY` when that is set.
+    fn projects(&self, user: &Email) -> impl Future<Output = Result<Vec<ProjectId>, GcpError>> + Send;
+}
+
+/// The configured catalog.
+#[derive(Debug, Clone)]
+pub enum AnyCatalog {
+    AssetInventory(AssetInventoryCatalog),
+    PolicyAnalyzer(PolicyAnalyzerCatalog),
+}
+
+impl AnyCatalog {
+    /// The catalog `RESOURCE_CATALOG` names. Its caches live as long as
+    /// `RESOURCE_CACHE_TIMEOUT` says; a function that writes IAM or approves passes
+    /// [`ScopeSettings::fresh`] so that it always reads current data.
+    pub async fn new(backend: &BackendSettings, scope: &ScopeSettings) -> Result<AnyCatalog, GcpError> {
+        Ok(match scope.catalog {
+            CatalogKind::AssetInventory => {
+                AnyCatalog::AssetInventory(AssetInventoryCatalog::new(backend, scope).await?)
+            }
+            CatalogKind::PolicyAnalyzer => {
+                AnyCatalog::PolicyAnalyzer(PolicyAnalyzerCatalog::new(backend, scope).await?)
+            }
+        })
+    }
+}
+
+impl Catalog for AnyCatalog {
+    async fn user_entitlements(&self, user: &Email, project: &ProjectId) -> Result<UserEntitlements, GcpError> {
+        match self {
+            AnyCatalog::AssetInventory(catalog) => catalog.user_entitlements(user, project).await,
+            AnyCatalog::PolicyAnalyzer(catalog) => catalog.user_entitlements(user, project).await,
+        }
+    }
+
+    async fn holders(&self, entitlement: &Entitlement) -> Result<Vec<Email>, GcpError> {
+        match self {
+            AnyCatalog::AssetInventory(catalog) => catalog.holders(entitlement).await,
+            AnyCatalog::PolicyAnalyzer(catalog) => catalog.holders(entitlement).await,
+        }
+    }
+
+    async fn projects(&self, user: &Email) -> Result<Vec<ProjectId>, GcpError> {
+        match self {
+            AnyCatalog::AssetInventory(catalog) => catalog.projects(user).await,
+            AnyCatalog::PolicyAnalyzer(catalog) => catalog.projects(user).await,
+        }
+    }
+}
+
+/// The Cloud Asset client with our credentials, retries and timeout.
+async fn asset_service(backend: &BackendSettings) -> Result<AssetService, GcpError> {
+    AssetService::builder()
+        .with_endpoint(&backend.cloud_asset_endpoint)
+        .with_credentials(credentials_for(&backend.cloud_asset_endpoint)?)
+        .with_retry_policy(retry_policy(backend))
+        .with_attempt_timeout(backend.read_timeout)
+        .build()
+        .await
+        .map_err(|e| GcpError::Other(format!("building the Cloud Asset client ({e})")))
+}
+
+/// Every project Resource Manager's `searchProjects` finds for `filter`, sorted, once each.
+pub async fn search_projects(projects: &Projects, filter: &str) -> Result<Vec<ProjectId>, GcpError> {
+    let mut items = projects.search_projects().set_query(filter).by_item();
+    let mut found = BTreeSet::new();
+    while let Some(project) = items.next().await {
+        let project = project.map_err(|e| GcpError::from_sdk("searchProjects", &e))?;
+        if let Ok(id) = ProjectId::parse(&project.project_id) {
+            found.insert(id);
+        }
+    }
+    Ok(found.into_iter().collect())
+}
+
+/// The core's binding for the SDK's.
+fn core_binding(binding: &google_cloud_iam_v1::model::Binding) -> Binding {
+    Binding {
+        role: binding.role.clone(),
+        members: binding.members.clone(),
+        condition: binding.condition.as_ref().map(|c| Expr {
+            expression: c.expression.clone(),
+            title: c.title.clone(),
+            description: c.description.clone(),
+            location: c.location.clone(),
+        }),
+    }
+}
