@@ -186,8 +186,8 @@ pub struct ScopeSettings {
     pub available_projects_query: Option<String>,
     /// `RESOURCE_CATALOG`: where eligibility comes from.
     pub catalog: CatalogKind,
-    /// `RESOURCE_CACHE_TIMEOUT` (seconds): how long listings may reuse policies and group
-    /// memberships. Decisions that write IAM or approve never do.
+    /// `RESOURCE_CACHE_TIMEOUT` (seconds): how long listings may reuse group memberships and
+    /// project lists. Decisions that write IAM or approve never do.
     pub cache_timeout: Duration,
 }
 

@@ -64,9 +64,7 @@ impl Query {
 
 /// Answers the query in the wire shape of `AnalyzeIamPolicyResponse`.
 pub fn analyze(world: &World, query: &Query, now: Timestamp) -> Result<Value, GoogleError> {
-    if world.resolve(&query.scope).is_none() {
-        return Err(GoogleError::new(403, &format!("Scope {} is not accessible", query.scope)));
-    }
+    crate::assets::scope(world, &query.scope)?;
     // "If IamPolicyAnalysisQuery.identity_selector is specified, the identity in the result
     // will be determined by the selector, and this flag is not allowed to set."
     if query.identity.is_some() && query.expand_groups {

@@ -29,6 +29,7 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/_emulator/faults", post(add_fault).delete(clear_faults))
         .route("/_emulator/audit", get(audit))
         .route("/_emulator/users", get(users))
+        .route("/_emulator/groups/{group}", axum::routing::put(set_group))
         .route("/_emulator/iap/assertion", post(mint_assertion))
         .route("/_emulator/oidc/token", post(mint_oidc_token))
         .route_service("/google.pubsub.v1.Publisher/Publish", GrpcPublisher(state.clone()))
@@ -333,6 +334,17 @@ async fn audit(Extract(state): Extract<Arc<State>>) -> Json<Vec<Value>> {
 async fn users(Extract(state): Extract<Arc<State>>) -> Json<Value> {
     let world = state.world();
     Json(json!({"users": world.users(), "groups": world.groups()}))
+}
+
+/// `PUT /_emulator/groups/EMAIL` with `{"members": ["user:…", "group:…"]}`: changes a group.
+async fn set_group(
+    Extract(state): Extract<Arc<State>>,
+    axum::extract::Path(group): axum::extract::Path<String>,
+    Json(body): Json<Value>,
+) -> StatusCode {
+    let members = body["members"].as_array().into_iter().flatten().filter_map(|m| m.as_str().map(str::to_string));
+    state.world().set_group_members(&group, members.collect());
+    StatusCode::NO_CONTENT
 }
 
 /// `GET /v1/projects/P/secrets/S/versions/V:access`: any version reads the secret's value.

@@ -239,6 +239,13 @@ impl World {
         found
     }
 
+    /// Replaces a group's direct members, as an administrator would (a test control).
+    pub fn set_group_members(&mut self, group: &str, members: Vec<String>) {
+        let members: Vec<String> = members.iter().map(|m| m.to_lowercase()).collect();
+        self.users.extend(members.iter().filter_map(|m| m.strip_prefix("user:")).map(str::to_string));
+        self.groups.insert(group.to_lowercase(), members);
+    }
+
     /// The groups `member` (`user:…` or `group:…`) is directly in.
     pub fn direct_groups_of(&self, member: &str) -> BTreeSet<String> {
         let member = member.to_lowercase();

@@ -109,8 +109,9 @@ async fn asset_429_surfaces_as_a_quota_error() {
     backend.inject("asset", "analyzeIamPolicy", 429, 10).await;
     let catalog = PolicyAnalyzerCatalog::new(&backend.settings, &backend.scope).await.expect("client");
     let error = catalog.user_entitlements(&email(ALICE), &project("project-1")).await.expect_err("quota");
-    assert!(matches!(error, GcpError::RateLimited(_)), "{error:?}");
-    assert_eq!(ApiError::from(error).status().as_u16(), 429);
+    assert!(matches!(error, GcpError::AnalysisQuota(_)), "{error:?}");
+    let error = ApiError::from(error);
+    assert_eq!((error.status().as_u16(), error.code()), (429, "analysis_quota_exhausted"));
 }
 
 #[tokio::test]

@@ -17,6 +17,7 @@ const NOT_DEPLOYED: &[(&str, &str)] = &[
     ("PROJECT_NUMBER", "goes with IAP_BACKEND_SERVICE_ID"),
     ("PUBSUB_EMULATOR_HOST", "local and tests only"),
     ("CLOUD_ASSET_ENDPOINT", "endpoint override; the default is Google's"),
+    ("CLOUD_IDENTITY_ENDPOINT", "endpoint override; the default is Google's"),
     ("RESOURCE_MANAGER_ENDPOINT", "endpoint override; the default is Google's"),
     ("IAM_CREDENTIALS_ENDPOINT", "endpoint override; the default is Google's"),
     ("PUBSUB_ENDPOINT", "endpoint override; the default is Google's"),

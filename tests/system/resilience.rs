@@ -155,7 +155,7 @@ async fn resource_manager_failures_are_honest_and_grant_nothing() {
 #[tokio::test]
 async fn asset_quota_and_sign_jwt_outage_are_honest() {
     let system = System::start().await;
-    system.backend.inject("asset", "analyzeIamPolicy", 429, 100).await;
+    system.backend.inject("asset", "batchGetEffectiveIamPolicies", 429, 100).await;
     let reply = system.get(ALICE, system.list, "/api/projects/project-1/roles").await;
     assert_eq!((reply.status, reply.code()), (429, "quota_exceeded"), "{reply:?}");
     system.backend.http.delete(system.backend.url("/_emulator/faults")).send().await.expect("cleared");

@@ -21,7 +21,17 @@ pub async fn backend() -> Backend {
 }
 
 pub async fn backend_with(yaml: &str, scope: &str) -> Backend {
-    let world = World::new(WorldFile::parse(yaml).expect("valid world")).expect("consistent world");
+    backend_of(WorldFile::parse(yaml).expect("valid world"), scope).await
+}
+
+/// The default organization with other settings (edition, quotas, page sizes).
+pub async fn backend_with_settings(settings: emulator::world::Settings) -> Backend {
+    let file = WorldFile::parse(emulator::DEFAULT_WORLD).expect("valid world");
+    backend_of(WorldFile { settings, ..file }, SCOPE).await
+}
+
+pub async fn backend_of(file: WorldFile, scope: &str) -> Backend {
+    let world = World::new(file).expect("consistent world");
     let emulator = Emulator::start(world).await.expect("emulator starts");
     let mut pairs = emulator.environment();
     pairs.push(("RESOURCE_SCOPE", scope.to_string()));

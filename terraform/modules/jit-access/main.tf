@@ -60,6 +60,8 @@ locals {
   scope_env = {
     RESOURCE_SCOPE           = var.resource_scope
     AVAILABLE_PROJECTS_QUERY = var.available_projects_query
+    RESOURCE_CATALOG         = var.resource_catalog
+    RESOURCE_CACHE_TIMEOUT   = tostring(var.resource_cache_timeout)
   }
 
   # What each function reads, exactly (a test checks these maps against the code).
@@ -115,6 +117,7 @@ locals {
 resource "google_project_service" "apis" {
   for_each = toset([
     "cloudasset.googleapis.com",
+    "cloudidentity.googleapis.com",
     "cloudresourcemanager.googleapis.com",
     "cloudscheduler.googleapis.com",
     "compute.googleapis.com",

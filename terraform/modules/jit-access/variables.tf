@@ -48,6 +48,22 @@ variable "available_projects_query" {
   default     = ""
 }
 
+variable "resource_catalog" {
+  description = "RESOURCE_CATALOG: AssetInventory (effective policies and Cloud Identity groups, no daily quota) or PolicyAnalyzer (20 queries a day per organization without a paid Security Command Center tier)."
+  type        = string
+  default     = "AssetInventory"
+  validation {
+    condition     = contains(["AssetInventory", "PolicyAnalyzer"], var.resource_catalog)
+    error_message = "resource_catalog must be AssetInventory or PolicyAnalyzer."
+  }
+}
+
+variable "resource_cache_timeout" {
+  description = "RESOURCE_CACHE_TIMEOUT: seconds the listing function may reuse group memberships and project lists. Decisions that write IAM or approve always read fresh data."
+  type        = number
+  default     = 60
+}
+
 variable "activation_timeout" {
   description = "ACTIVATION_TIMEOUT: longest activation, minutes."
   type        = number

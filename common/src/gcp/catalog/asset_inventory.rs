@@ -6,8 +6,9 @@
 //! Calls per question: entitlements 1 Cloud Asset + 1 Cloud Identity (with transitive search);
 //! peers 1 Cloud Asset + 2 Cloud Identity per group holding the role; projects 1 Cloud
 //! Identity + 1 `searchAllIamPolicies` per 16 principals (+1 `searchAllResources` per folder
-//! or organization with an eligible binding). Listings may reuse policies and memberships for
-//! `RESOURCE_CACHE_TIMEOUT`.
+//! or organization with an eligible binding). Listings may reuse group memberships and the
+//! project list for `RESOURCE_CACHE_TIMEOUT`; a project's policies are always read afresh,
+//! since they hold the activation a person has just made and wants to see.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -41,8 +42,8 @@ pub struct AssetInventoryCatalog {
     /// Built only for `AVAILABLE_PROJECTS_QUERY`.
     projects: Option<Projects>,
     scope: ScopeSettings,
-    policies: Arc<Cache<Vec<Binding>>>,
     groups_of: Arc<Cache<BTreeSet<String>>>,
+    projects_of: Arc<Cache<Vec<ProjectId>>>,
     members_of: Arc<Cache<BTreeSet<Email>>>,
 }
 
@@ -61,17 +62,14 @@ impl AssetInventoryCatalog {
             groups: Arc::new(GroupDirectory::new(rest)),
             projects,
             scope: scope.clone(),
-            policies: Arc::new(Cache::new(timeout)),
             groups_of: Arc::new(Cache::new(timeout)),
+            projects_of: Arc::new(Cache::new(timeout)),
             members_of: Arc::new(Cache::new(timeout)),
         })
     }
 
     /// Every binding that applies to `project`: its own policy's and its ancestors'.
     async fn effective_bindings(&self, project: &ProjectId) -> Result<Vec<Binding>, GcpError> {
-        if let Some(bindings) = self.policies.get(project.as_str()) {
-            return Ok(bindings);
-        }
         let response = self
             .assets
             .batch_get_effective_iam_policies()
@@ -87,7 +85,6 @@ impl AssetInventoryCatalog {
             .filter_map(|info| info.policy.as_ref())
             .flat_map(|policy| policy.bindings.iter().map(core_binding))
             .collect();
-        self.policies.put(project.as_str(), bindings.clone());
         Ok(bindings)
     }
 
@@ -175,6 +172,9 @@ impl super::Catalog for AssetInventoryCatalog {
         if let (Some(filter), Some(projects)) = (&self.scope.available_projects_query, &self.projects) {
             return search_projects(projects, filter).await;
         }
+        if let Some(projects) = self.projects_of.get(user.as_str()) {
+            return Ok(projects);
+        }
         let groups = self.groups_of(user).await?;
         let principals = eligibility::principals(user, &groups);
         let now = Timestamp::now();
@@ -218,6 +218,8 @@ impl super::Catalog for AssetInventoryCatalog {
             let by_number = self.projects_under(&self.scope.resource_scope).await?;
             projects.extend(numbers.iter().filter_map(|n| by_number.get(n).cloned()));
         }
-        Ok(projects.into_iter().collect())
+        let projects: Vec<ProjectId> = projects.into_iter().collect();
+        self.projects_of.put(user.as_str(), projects.clone());
+        Ok(projects)
     }
 }
