@@ -79,6 +79,8 @@ fn tokens(c: &mut Criterion) {
         justification: "BUG-12345".into(),
         window: ActivationWindow::new(now, now.plus_seconds(3600)).expect("window"),
         expires: now.plus_seconds(3600),
+        approvals_needed: 1,
+        approver_reason_required: false,
     };
     let claims = serde_json::to_value(request.claims(SERVICE_ACCOUNT, now)).expect("json");
     let token = key.sign_json(&claims).expect("signed");

@@ -59,6 +59,7 @@ pub const MAX_NESTING: usize = 64;
 
 const JIT_MARKER: &str = "has({}.jitaccessconstraint)";
 const MPA_MARKER: &str = "has({}.multipartyapprovalconstraint)";
+const REVIEWER_MARKER: &str = "has({}.multipartyapprovalreviewerconstraint)";
 
 /// Reads an eligibility marker from a binding's condition expression.
 ///
@@ -74,6 +75,7 @@ pub fn eligibility(expression: &str) -> Option<Eligibility> {
             Some(ActivationType::Mpa) => {
                 activation_type = activation_type.or(Some(ActivationType::Mpa));
             }
+            None if is_reviewer_marker(&clause) => {}
             None => others.push(clause),
         }
     }
@@ -81,6 +83,24 @@ pub fn eligibility(expression: &str) -> Option<Eligibility> {
         activation_type: activation_type?,
         resource_condition: ResourceCondition::from_clauses(&others),
     })
+}
+
+/// Reads the designated-approver marker, `has({}.multiPartyApprovalReviewerConstraint)`: its
+/// holders may approve peer-approval requests for the role under the binding's resource
+/// condition, without being able to activate it. `Some(condition)` when the marker stands at
+/// the top level of the expression.
+pub fn reviewer_condition(expression: &str) -> Option<Option<ResourceCondition>> {
+    let clauses = split_and(expression).ok()?;
+    if !clauses.iter().any(|c| is_reviewer_marker(c)) {
+        return None;
+    }
+    let others: Vec<String> = clauses.into_iter().filter(|c| !is_reviewer_marker(c) && marker(c).is_none()).collect();
+    Some(ResourceCondition::from_clauses(&others))
+}
+
+fn is_reviewer_marker(clause: &str) -> bool {
+    let squeezed: String = clause.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_lowercase();
+    squeezed == REVIEWER_MARKER
 }
 
 /// What a condition is known to be at a given time, as IAM's analyzers report it.
@@ -510,6 +530,19 @@ mod tests {
         check_eligibility("// has({}.jitAccessConstraint)\ntrue", None);
         check_eligibility("request.time < timestamp('2030-01-01T00:00:00Z')", None);
         check_eligibility("has({}.jitAccessConstraint) && (", None);
+    }
+
+    #[test]
+    fn the_reviewer_marker_designates_approvers_and_grants_no_activation() {
+        let expression = "has({}.multiPartyApprovalReviewerConstraint) && resource.type == 'a'";
+        assert_eq!(eligibility(expression), None, "a designated approver cannot activate");
+        assert_eq!(
+            reviewer_condition(expression),
+            Some(Some(ResourceCondition::parse("resource.type == 'a'").expect("condition")))
+        );
+        assert_eq!(reviewer_condition("has({}.multiPartyApprovalReviewerConstraint)"), Some(None));
+        assert_eq!(reviewer_condition("has({}.multiPartyApprovalReviewerConstraint) || true"), None);
+        assert_eq!(reviewer_condition("has({}.multiPartyApprovalConstraint)"), None);
     }
 
     #[test]

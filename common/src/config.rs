@@ -357,6 +357,86 @@ impl BackendSettings {
     }
 }
 
+/// How many approvals a request needs, and who may revoke any grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalSettings {
+    /// `APPROVAL_POLICY`: rules by role and resource; one approval when none matches.
+    pub policy: crate::approval_policy::ApprovalPolicy,
+    /// `ADMINISTRATORS`: `user:EMAIL` and `group:EMAIL`, comma separated: may revoke any grant
+    /// and see any request.
+    pub administrators: Vec<String>,
+}
+
+impl ApprovalSettings {
+    pub fn read(env: &mut Env<'_>) -> ApprovalSettings {
+        let policy = match crate::approval_policy::ApprovalPolicy::parse(&env.text("APPROVAL_POLICY", "")) {
+            Ok(policy) => policy,
+            Err(problems) => {
+                for problem in problems {
+                    env.problem(problem);
+                }
+                crate::approval_policy::ApprovalPolicy::default()
+            }
+        };
+        let mut administrators = Vec::new();
+        for member in env.text("ADMINISTRATORS", "").split(',').map(str::trim).filter(|m| !m.is_empty()) {
+            let valid = member
+                .split_once(':')
+                .filter(|(kind, _)| matches!(*kind, "user" | "group"))
+                .is_some_and(|(_, email)| crate::email::Email::parse(email).is_ok());
+            if valid {
+                administrators.push(member.to_lowercase());
+            } else {
+                env.problem(format!("ADMINISTRATORS holds user:EMAIL or group:EMAIL, not '{member}'"));
+            }
+        }
+        ApprovalSettings { policy, administrators }
+    }
+}
+
+/// Where the request ledger lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerSettings {
+    /// `FIRESTORE_ENDPOINT` (or `http://$FIRESTORE_EMULATOR_HOST`).
+    pub endpoint: String,
+    /// `FIRESTORE_DATABASE`: `projects/P/databases/D`; default `(default)` in
+    /// `GOOGLE_CLOUD_PROJECT`.
+    pub database: String,
+    /// `LEDGER_RETENTION_DAYS`: how long a request is kept after it closes (TTL), default 400.
+    pub retention_days: u32,
+}
+
+impl LedgerSettings {
+    pub fn read(env: &mut Env<'_>) -> LedgerSettings {
+        let endpoint_default = match env.optional("FIRESTORE_EMULATOR_HOST") {
+            Some(host) => format!("http://{host}"),
+            None => "https://firestore.googleapis.com".to_string(),
+        };
+        let endpoint = env.text("FIRESTORE_ENDPOINT", &endpoint_default);
+        if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
+            env.problem(format!("FIRESTORE_ENDPOINT must be an http(s) URL, not '{endpoint}'"));
+        }
+        let project = env.optional("GOOGLE_CLOUD_PROJECT");
+        let database = match (env.optional("FIRESTORE_DATABASE"), project) {
+            (Some(database), _) => database,
+            (None, Some(project)) => format!("projects/{project}/databases/(default)"),
+            (None, None) => {
+                env.problem(
+                    "FIRESTORE_DATABASE (projects/P/databases/D) is required unless GOOGLE_CLOUD_PROJECT is set".into(),
+                );
+                String::new()
+            }
+        };
+        let well_formed = database.split('/').collect::<Vec<_>>().as_slice().len() == 4
+            && database.starts_with("projects/")
+            && database.contains("/databases/");
+        if !database.is_empty() && !well_formed {
+            env.problem(format!("FIRESTORE_DATABASE must be projects/P/databases/D, not '{database}'"));
+        }
+        LedgerSettings { endpoint, database, retention_days: env.number("LEDGER_RETENTION_DAYS", 400, 1..=3650) as u32 }
+    }
+}
+
 /// Where events go and what links point at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotificationSettings {
@@ -395,10 +475,12 @@ impl NotificationSettings {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub activation: ActivationSettings,
+    pub approval: ApprovalSettings,
     pub scope: ScopeSettings,
     pub iap: IapSettings,
     pub token: TokenSettings,
     pub backend: BackendSettings,
+    pub ledger: LedgerSettings,
     pub notification: NotificationSettings,
 }
 
@@ -406,10 +488,12 @@ impl Config {
     pub fn read(env: &mut Env<'_>) -> Config {
         Config {
             activation: ActivationSettings::read(env),
+            approval: ApprovalSettings::read(env),
             scope: ScopeSettings::read(env),
             iap: IapSettings::read(env),
             token: TokenSettings::read(env),
             backend: BackendSettings::read(env),
+            ledger: LedgerSettings::read(env),
             notification: NotificationSettings::read(env),
         }
     }
@@ -433,6 +517,7 @@ mod tests {
 
     const MINIMAL: &[(&str, &str)] = &[
         ("RESOURCE_SCOPE", "organizations/123"),
+        ("FIRESTORE_DATABASE", "projects/p/databases/(default)"),
         ("IAP_AUDIENCE", "/projects/1/global/backendServices/2"),
         ("SIGNING_SERVICE_ACCOUNT", "jit@p.iam.gserviceaccount.com"),
         ("BASE_URL", "https://jit.example.com/"),
@@ -485,10 +570,11 @@ mod tests {
             "SIGNING_SERVICE_ACCOUNT is required",
             "BASE_URL is required",
             "CLOUD_ASSET_ENDPOINT must be",
+            "FIRESTORE_DATABASE",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
-        assert_eq!(error.problems.len(), 8, "{text}");
+        assert_eq!(error.problems.len(), 9, "{text}");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use crate::activation::{ActivationBinding, read_activation_binding};
-use crate::condition::{Evaluation, eligibility, evaluate_at};
+use crate::condition::{Evaluation, eligibility, evaluate_at, reviewer_condition};
 use crate::email::Email;
 use crate::entitlement::{Entitlement, ProjectId, eligible_entitlement, merge_entitlements};
 use crate::policy::Binding;
@@ -63,6 +63,35 @@ pub fn holders<'a>(
     let mut groups = BTreeSet::new();
     for binding in bindings {
         let same = eligible_entitlement(entitlement.id.project(), binding).is_some_and(|e| &e == entitlement);
+        if !same || !in_force(binding, now) {
+            continue;
+        }
+        for member in &binding.members {
+            let member = member.to_lowercase();
+            if let Some(email) = member.strip_prefix("user:").and_then(|e| Email::parse(e).ok()) {
+                users.insert(email);
+            } else if let Some(group) = member.strip_prefix("group:") {
+                groups.insert(group.to_string());
+            }
+        }
+    }
+    (users, groups)
+}
+
+/// Who is designated to approve requests for `entitlement` (the reviewer marker on the same
+/// role, project and resource condition): users named directly, and groups.
+pub fn designated_approvers<'a>(
+    entitlement: &Entitlement,
+    bindings: impl IntoIterator<Item = &'a Binding>,
+    now: Timestamp,
+) -> (BTreeSet<Email>, BTreeSet<String>) {
+    let mut users = BTreeSet::new();
+    let mut groups = BTreeSet::new();
+    for binding in bindings {
+        let condition = binding.condition.as_ref().and_then(|c| reviewer_condition(&c.expression));
+        let same = condition.is_some_and(|condition| {
+            binding.role == entitlement.id.role().as_str() && condition.as_ref() == entitlement.id.resource_condition()
+        });
         if !same || !in_force(binding, now) {
             continue;
         }

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::activation::Activation;
 use crate::email::Email;
+use crate::lifecycle::{Entry, Record};
 use crate::token::ActivationRequest;
 
 /// Bumped when a field changes meaning or disappears; new fields do not bump it.
@@ -20,6 +21,13 @@ pub const EVENT_SCHEMA_VERSION: &str = "1";
 pub const REQUEST_ACTIVATION: &str = "RequestActivation";
 pub const ACTIVATION_APPROVED: &str = "ActivationApproved";
 pub const ACTIVATION_SELF_APPROVED: &str = "ActivationSelfApproved";
+pub const APPROVAL_RECORDED: &str = "ApprovalRecorded";
+pub const REQUEST_DENIED: &str = "RequestDenied";
+pub const REQUEST_WITHDRAWN: &str = "RequestWithdrawn";
+pub const ACTIVATION_ENDED: &str = "ActivationEnded";
+pub const ACTIVATION_REVOKED: &str = "ActivationRevoked";
+pub const ACTIVATION_FAILED: &str = "ActivationFailed";
+pub const ACTIVATION_EXTERNALLY_MODIFIED: &str = "ActivationExternallyModified";
 
 /// One event: JSON data plus the message attributes.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,13 +74,20 @@ pub fn request_activation(request: &ActivationRequest, base_url: &str, action_ur
     )
 }
 
-/// A reviewer approved a request, and the binding was written.
-pub fn activation_approved(request: &ActivationRequest, approver: &Email, base_url: &str) -> Event {
+/// A request reached its approvals, and the binding was written. `approver` gave the last
+/// approval; `approvers` lists them all.
+pub fn activation_approved(
+    request: &ActivationRequest,
+    approver: &Email,
+    approvers: &[&Email],
+    base_url: &str,
+) -> Event {
     Event::new(
         ACTIVATION_APPROVED,
         json!({
             "activation_id": request.id,
             "approver": approver,
+            "approvers": approvers,
             "beneficiary": request.beneficiary,
             "reviewers": request.reviewers,
             "project_id": request.entitlement.project().as_str(),
@@ -107,6 +122,45 @@ pub fn activation_self_approved(activation_id: &str, activations: &[Activation],
     )
 }
 
+/// Any other change to a request recorded in the ledger: an approval short of the quorum, a
+/// deny, a withdrawal, an early end, a revocation, a failed activation, or a binding changed
+/// behind the ledger's back. `None` for entries announced otherwise (requested, activated).
+pub fn lifecycle_event(record: &Record, entry: &Entry, base_url: &str) -> Option<Event> {
+    let (kind, actor, reason) = match entry {
+        Entry::Approved { actor, reason, .. } => (APPROVAL_RECORDED, Some(actor), reason.as_str()),
+        Entry::Denied { actor, reason, .. } => (REQUEST_DENIED, Some(actor), reason.as_str()),
+        Entry::Withdrawn { actor, reason, .. } => (REQUEST_WITHDRAWN, Some(actor), reason.as_str()),
+        Entry::Ended { actor, reason, .. } => (ACTIVATION_ENDED, Some(actor), reason.as_str()),
+        Entry::Revoked { actor, reason, .. } => (ACTIVATION_REVOKED, Some(actor), reason.as_str()),
+        Entry::ActivationFailed { reason, .. } => (ACTIVATION_FAILED, None, reason.as_str()),
+        Entry::ExternallyModified { .. } => (ACTIVATION_EXTERNALLY_MODIFIED, None, ""),
+        Entry::Requested { .. } | Entry::Activated { .. } => return None,
+    };
+    let first = record.entitlements.first().and_then(|id| crate::entitlement::EntitlementId::parse(id).ok());
+    let roles: Vec<&str> = record.entitlements.iter().filter_map(|id| id.split(':').nth(1)).collect();
+    let time = |seconds: i64| crate::timestamp::Timestamp::from_unix_seconds(seconds).map(|t| t.to_string());
+    Some(Event::new(
+        kind,
+        json!({
+            "activation_id": record.id,
+            "actor": actor,
+            "reason": reason,
+            "beneficiary": record.beneficiary,
+            "reviewers": record.reviewers,
+            "approvers": record.approvers(),
+            "approvals": record.approvers().len(),
+            "approvals_needed": record.approvals_needed,
+            "project_id": first.as_ref().map(|id| id.project().as_str().to_string()),
+            "role": roles.join(", "),
+            "resource_condition": first.as_ref().and_then(|id| id.resource_condition().map(|c| c.to_string())).unwrap_or_default(),
+            "start_time": time(record.start),
+            "end_time": time(record.end),
+            "justification": record.justification,
+            "base_url": base_url,
+        }),
+    ))
+}
+
 fn resource_condition(request: &ActivationRequest) -> String {
     request.entitlement.resource_condition().map(|c| c.to_string()).unwrap_or_default()
 }
@@ -128,6 +182,8 @@ mod tests {
             justification: "BUG-12345".into(),
             window: ActivationWindow::new(start, start.plus_seconds(3600)).expect("window"),
             expires: start.plus_seconds(3600),
+            approvals_needed: 1,
+            approver_reason_required: false,
         }
     }
 
@@ -148,7 +204,7 @@ mod tests {
     #[test]
     fn approved_event_names_the_approver() {
         let bob = Email::parse("bob@example.com").expect("email");
-        let event = activation_approved(&request(), &bob, "https://jit.example.com");
+        let event = activation_approved(&request(), &bob, &[&bob], "https://jit.example.com");
         assert_eq!(event.kind(), "ActivationApproved");
         assert_eq!(event.data["attributes"]["approver"], "bob@example.com");
     }

@@ -3,12 +3,13 @@
 //! Domain modules (pure, no I/O; time, keys and randomness come in as arguments):
 //! [`condition`], [`eligibility`], [`entitlement`], [`activation`], [`policy`], [`justification`],
 //! [`email`], [`timestamp`], [`token`], [`jwt`], [`iap`], [`config`], [`event`], [`rules`],
-//! [`trace`].
+//! [`trace`], [`lifecycle`], [`approval_policy`].
 //!
 //! Edges: [`gcp`] (Google APIs through the official SDK), [`keys`] (local signing keys),
 //! [`http`] (errors, extractors, wire shapes), [`runner`] (serving a function's router).
 
 pub mod activation;
+pub mod approval_policy;
 pub mod condition;
 pub mod config;
 pub mod eligibility;
@@ -21,6 +22,7 @@ pub mod iap;
 pub mod justification;
 pub mod jwt;
 pub mod keys;
+pub mod lifecycle;
 pub mod policy;
 pub mod rules;
 pub mod runner;

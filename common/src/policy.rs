@@ -125,11 +125,25 @@ pub fn remove_expired_activations(
     policy: &Policy,
     ended_before: Timestamp,
 ) -> Option<(Policy, Vec<ActivationBinding>)> {
+    remove_activations(policy, |activation| activation.window.end() <= ended_before)
+}
+
+/// Removes the activation binding of one grant (member, role, resource condition and window),
+/// when a grant is revoked or ended early. `None` when it is not there.
+pub fn remove_grant(policy: &Policy, grant: &ActivationBinding) -> Option<(Policy, Vec<ActivationBinding>)> {
+    remove_activations(policy, |activation| activation == grant)
+}
+
+/// Removes our activation bindings that `remove` selects; every other binding stays.
+fn remove_activations(
+    policy: &Policy,
+    remove: impl Fn(&ActivationBinding) -> bool,
+) -> Option<(Policy, Vec<ActivationBinding>)> {
     let mut removed = Vec::new();
     let mut kept = Vec::with_capacity(policy.bindings.len());
     for binding in &policy.bindings {
         match read_activation_binding(binding) {
-            Some(activation) if activation.window.end() <= ended_before => removed.push(activation),
+            Some(activation) if remove(&activation) => removed.push(activation),
             _ => kept.push(binding.clone()),
         }
     }

@@ -138,11 +138,14 @@ pub fn may_view(request: &ActivationRequest, caller: &Email) -> Result<(), Refus
 }
 
 /// May `caller` approve `request` now? `holders` are the current holders of the request's
-/// entitlement with peer approval. Returns the justification, checked against today's policy.
+/// entitlement with peer approval (the beneficiary must still be one); `approvers` those who
+/// may approve it (holders and designated approvers; the caller must be one). Returns the
+/// justification, checked against today's policy.
 pub fn may_approve(
     request: &ActivationRequest,
     caller: &Email,
     holders: &[Email],
+    approvers: &[Email],
     settings: &ActivationSettings,
     now: Timestamp,
 ) -> Result<Justification, Refusal> {
@@ -163,7 +166,7 @@ pub fn may_approve(
     if !holders.contains(&request.beneficiary) {
         return Err(Refusal::BeneficiaryNotEligible(request.beneficiary.clone()));
     }
-    if !holders.contains(caller) {
+    if !approvers.contains(caller) {
         return Err(Refusal::ApproverNotEligible);
     }
     Ok(justification)
@@ -202,6 +205,8 @@ mod tests {
             justification: "BUG-12345".into(),
             window: ActivationWindow::new(at(1_000), at(4_600)).expect("window"),
             expires: at(4_600),
+            approvals_needed: 1,
+            approver_reason_required: false,
         }
     }
 
@@ -287,13 +292,15 @@ mod tests {
     fn listed_eligible_peer_may_approve() {
         let settings = settings(&[]);
         let justification =
-            may_approve(&request(), &email("bob@example.com"), &holders(), &settings, at(2_000)).expect("allowed");
+            may_approve(&request(), &email("bob@example.com"), &holders(), &holders(), &settings, at(2_000))
+                .expect("allowed");
         assert_eq!(justification.as_str(), "BUG-12345");
     }
 
     #[test]
     fn beneficiary_cannot_approve_own_request() {
-        let outcome = may_approve(&request(), &email("alice@example.com"), &holders(), &settings(&[]), at(2_000));
+        let outcome =
+            may_approve(&request(), &email("alice@example.com"), &holders(), &holders(), &settings(&[]), at(2_000));
         assert_eq!(outcome, Err(Refusal::SelfApproval));
     }
 
@@ -302,41 +309,42 @@ mod tests {
         let carol = email("carol@example.com");
         let mut holders = holders();
         holders.push(carol.clone());
-        let outcome = may_approve(&request(), &carol, &holders, &settings(&[]), at(2_000));
+        let outcome = may_approve(&request(), &carol, &holders, &holders, &settings(&[]), at(2_000));
         assert_eq!(outcome, Err(Refusal::NotAReviewer(carol)));
     }
 
     #[test]
     fn approval_after_the_window_is_refused() {
-        let outcome = may_approve(&request(), &email("bob@example.com"), &holders(), &settings(&[]), at(4_600));
+        let outcome =
+            may_approve(&request(), &email("bob@example.com"), &holders(), &holders(), &settings(&[]), at(4_600));
         assert_eq!(outcome, Err(Refusal::WindowEnded(at(4_600))));
     }
 
     #[test]
     fn justification_must_still_match_the_policy() {
         let strict = settings(&[("JUSTIFICATION_PATTERN", "CASE-\\d+")]);
-        let outcome = may_approve(&request(), &email("bob@example.com"), &holders(), &strict, at(2_000));
+        let outcome = may_approve(&request(), &email("bob@example.com"), &holders(), &holders(), &strict, at(2_000));
         assert!(matches!(outcome, Err(Refusal::Justification(_))), "{outcome:?}");
     }
 
     #[test]
     fn duration_must_still_be_allowed() {
         let shorter = settings(&[("ACTIVATION_TIMEOUT", "30")]);
-        let outcome = may_approve(&request(), &email("bob@example.com"), &holders(), &shorter, at(2_000));
+        let outcome = may_approve(&request(), &email("bob@example.com"), &holders(), &holders(), &shorter, at(2_000));
         assert_eq!(outcome, Err(Refusal::Duration { minutes: 60, max: 30 }));
     }
 
     #[test]
     fn beneficiary_who_lost_eligibility_cannot_be_approved() {
         let holders = vec![email("bob@example.com"), email("dave@example.com")];
-        let outcome = may_approve(&request(), &email("bob@example.com"), &holders, &settings(&[]), at(2_000));
+        let outcome = may_approve(&request(), &email("bob@example.com"), &holders, &holders, &settings(&[]), at(2_000));
         assert_eq!(outcome, Err(Refusal::BeneficiaryNotEligible(email("alice@example.com"))));
     }
 
     #[test]
     fn reviewer_who_lost_eligibility_cannot_approve() {
         let holders = vec![email("alice@example.com"), email("dave@example.com")];
-        let outcome = may_approve(&request(), &email("bob@example.com"), &holders, &settings(&[]), at(2_000));
+        let outcome = may_approve(&request(), &email("bob@example.com"), &holders, &holders, &settings(&[]), at(2_000));
         assert_eq!(outcome, Err(Refusal::ApproverNotEligible));
     }
 

@@ -3,6 +3,7 @@
 
 const DOMAIN_MODULES: &[&str] = &[
     "activation.rs",
+    "approval_policy.rs",
     "condition.rs",
     "config.rs",
     "eligibility.rs",
@@ -12,6 +13,7 @@ const DOMAIN_MODULES: &[&str] = &[
     "iap.rs",
     "justification.rs",
     "jwt.rs",
+    "lifecycle.rs",
     "policy.rs",
     "rules.rs",
     "timestamp.rs",

@@ -40,6 +40,17 @@ pub struct ActivationClaims {
     pub justification: String,
     pub start: i64,
     pub end: i64,
+    /// Distinct approvals needed, signed so that the ledger's copy cannot lower it. Tokens
+    /// issued before approval policies need one.
+    #[serde(default = "one_approval")]
+    pub approvals: u32,
+    /// Approvers must give a reason.
+    #[serde(default, rename = "approverReason")]
+    pub approver_reason_required: bool,
+}
+
+fn one_approval() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +75,9 @@ pub struct ActivationRequest {
     pub window: ActivationWindow,
     /// When the request itself stops being approvable (the token's `exp`).
     pub expires: Timestamp,
+    /// Distinct approvals needed (`APPROVAL_POLICY`), 1 to 10.
+    pub approvals_needed: u32,
+    pub approver_reason_required: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -118,6 +132,8 @@ impl ActivationRequest {
             justification: self.justification.clone(),
             start: self.window.start().unix_seconds(),
             end: self.window.end().unix_seconds(),
+            approvals: self.approvals_needed,
+            approver_reason_required: self.approver_reason_required,
         }
     }
 
@@ -143,6 +159,9 @@ impl ActivationRequest {
         if claims.reviewers.is_empty() {
             return Err(invalid("it lists no reviewers".into()));
         }
+        if !(1..=10).contains(&claims.approvals) {
+            return Err(invalid(format!("it needs {} approvals; 1 to 10 are possible", claims.approvals)));
+        }
         Ok(ActivationRequest {
             id: claims.jti,
             beneficiary: claims.beneficiary,
@@ -151,6 +170,8 @@ impl ActivationRequest {
             justification: claims.justification,
             window,
             expires: time(claims.exp)?,
+            approvals_needed: claims.approvals,
+            approver_reason_required: claims.approver_reason_required,
         })
     }
 }
@@ -263,6 +284,8 @@ mod tests {
             justification: "BUG-12345".into(),
             window: ActivationWindow::new(at(NOW), at(NOW + 3_600)).expect("window"),
             expires: at(NOW + 3_600),
+            approvals_needed: 1,
+            approver_reason_required: false,
         }
     }
 

@@ -36,7 +36,7 @@ fn full_name(node: &Node) -> String {
     format!("{RESOURCE_PREFIX}{}", node.name)
 }
 
-fn within<'w>(world: &'w World, node: &Node, scope: &Node) -> bool {
+fn within(world: &World, node: &Node, scope: &Node) -> bool {
     world.ancestry(&node.name).iter().any(|ancestor| ancestor.name == scope.name)
 }
 

@@ -9,14 +9,25 @@ use axum::response::{IntoResponse, Response};
 pub struct GoogleError {
     pub code: u16,
     pub message: String,
+    /// The status name when it is not the usual one for the code (Firestore answers a failed
+    /// precondition with 400 `FAILED_PRECONDITION`, a create over a document with 409
+    /// `ALREADY_EXISTS`).
+    pub status: Option<&'static str>,
 }
 
 impl GoogleError {
     pub fn new(code: u16, message: &str) -> GoogleError {
-        GoogleError { code, message: message.to_string() }
+        GoogleError { code, message: message.to_string(), status: None }
+    }
+
+    pub fn with_status(code: u16, status: &'static str, message: &str) -> GoogleError {
+        GoogleError { code, message: message.to_string(), status: Some(status) }
     }
 
     pub fn status_name(&self) -> &'static str {
+        if let Some(status) = self.status {
+            return status;
+        }
         match self.code {
             400 => "INVALID_ARGUMENT",
             401 => "UNAUTHENTICATED",

@@ -17,12 +17,14 @@
 //! - Secret Manager `GET /v1/projects/P/secrets/S/versions/V:access`;
 //! - Google's OIDC keys at `GET /oauth2/v3/certs`, and `POST /_emulator/oidc/token`, the
 //!   tokens authenticated pushes carry;
+//! - Firestore's document `GET`, `:commit` with preconditions and `:runQuery` ([`firestore`]);
 //! - Pub/Sub gRPC `Publish`, REST publish, topic and push-subscription creation ([`pubsub`]);
 //! - test controls: `GET /_emulator/mail`, `/pubsub`, `/calls`, `/audit`, `/users`;
 //!   `POST /_emulator/faults` to make the next calls fail or slow down.
 
 pub mod analysis;
 pub mod assets;
+pub mod firestore;
 pub mod google;
 pub mod identity;
 pub mod paging;
@@ -92,6 +94,8 @@ impl Emulator {
             ("SENDGRID_BASE_URL", url.clone()),
             ("SECRET_MANAGER_ENDPOINT", url.clone()),
             ("PUSH_JWKS_URL", format!("{url}/oauth2/v3/certs")),
+            ("FIRESTORE_ENDPOINT", url.clone()),
+            ("FIRESTORE_DATABASE", "projects/jit-project/databases/(default)".to_string()),
         ]
     }
 }

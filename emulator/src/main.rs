@@ -32,6 +32,8 @@ async fn main() -> anyhow::Result<()> {
     for (name, value) in emulator.environment() {
         println!("  {name}={value}");
     }
+    // An empty line ends the list, for scripts that read it.
+    println!();
     tokio::signal::ctrl_c().await?;
     Ok(())
 }

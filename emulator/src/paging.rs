@@ -96,9 +96,9 @@ mod tests {
             page(&items, &query(&format!("pageToken={}", next.expect("more"))), CAPPED, None).expect("page");
         assert_eq!((last, next), (vec![4], None));
         assert_eq!(page(&items, &query("pageSize=100"), CAPPED, None).expect("capped").0.len(), 3);
-        assert_eq!(page(&items, &query("pageSize=100"), REFUSED, None).map(|_| ()).unwrap_err().code, 400);
+        assert_eq!(page(&items, &query("pageSize=100"), REFUSED, None).map(|_| ()).expect_err("refused").code, 400);
         assert_eq!(page(&items, &query("pageSize=100"), CAPPED, Some(1)).expect("test cap").0.len(), 1);
-        assert_eq!(page(&items, &query("pageToken=forged"), CAPPED, None).map(|_| ()).unwrap_err().code, 400);
-        assert_eq!(page(&items, &query("pageSize=x"), CAPPED, None).map(|_| ()).unwrap_err().code, 400);
+        assert_eq!(page(&items, &query("pageToken=forged"), CAPPED, None).map(|_| ()).expect_err("refused").code, 400);
+        assert_eq!(page(&items, &query("pageSize=x"), CAPPED, None).map(|_| ()).expect_err("refused").code, 400);
     }
 }

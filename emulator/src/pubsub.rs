@@ -42,7 +42,7 @@ impl PubSub {
 
     pub fn create_topic(&mut self, name: &str) -> Result<Value, GoogleError> {
         if self.topics.insert(name.to_string(), ()).is_some() {
-            return Err(GoogleError { code: 409, message: "Topic already exists".into() });
+            return Err(GoogleError::with_status(409, "ALREADY_EXISTS", "Topic already exists"));
         }
         Ok(json!({"name": name}))
     }
@@ -53,7 +53,7 @@ impl PubSub {
             return Err(GoogleError::new(404, "Topic not found"));
         }
         if self.subscriptions.contains_key(name) {
-            return Err(GoogleError { code: 409, message: "Subscription already exists".into() });
+            return Err(GoogleError::with_status(409, "ALREADY_EXISTS", "Subscription already exists"));
         }
         let endpoint = body["pushConfig"]["pushEndpoint"].as_str().map(str::to_string);
         let oidc = body["pushConfig"]["oidcToken"]["serviceAccountEmail"].as_str().map(|account| {

@@ -62,6 +62,13 @@ async fn dispatch(state: &Arc<State>, method: &Method, uri: &Uri, headers: &Head
         serde_json::from_slice(body).map_err(|e| GoogleError::new(400, &format!("Invalid JSON payload: {e}")))
     };
 
+    // Firestore: /v1/projects/P/databases/D/documents…
+    if let Some((database, rest)) = path.strip_prefix("/v1/").and_then(|p| p.split_once("/documents"))
+        && database.starts_with("projects/")
+        && database.contains("/databases/")
+    {
+        return firestore(state, method, database, rest, json_body).await;
+    }
     // Cloud Asset: GET /v1/{scope}:analyzeIamPolicy, …/effectiveIamPolicies:batchGet,
     // :searchAllIamPolicies, :searchAllResources
     if method == Method::GET
@@ -190,6 +197,32 @@ async fn dispatch(state: &Arc<State>, method: &Method, uri: &Uri, headers: &Head
         }
     }
     Err(GoogleError::new(404, &format!("The emulator does not serve {method} {path}")))
+}
+
+async fn firestore(
+    state: &Arc<State>,
+    method: &Method,
+    database: &str,
+    rest: &str,
+    json_body: impl Fn() -> Result<Value, GoogleError>,
+) -> Reply {
+    match (method, rest) {
+        (&Method::POST, ":commit") => {
+            state.enter("firestore", "commit").await?;
+            let answer = lock(&state.firestore).commit(database, &json_body()?)?;
+            Ok(Json(answer).into_response())
+        }
+        (&Method::POST, ":runQuery") => {
+            state.enter("firestore", "runQuery").await?;
+            Ok(Json(lock(&state.firestore).run_query(database, &json_body()?)?).into_response())
+        }
+        (&Method::GET, document) if document.starts_with('/') => {
+            state.enter("firestore", "get").await?;
+            let name = format!("{database}/documents{document}");
+            Ok(Json(lock(&state.firestore).get(&name)?).into_response())
+        }
+        _ => Err(GoogleError::new(404, &format!("The emulator does not serve {method} …/documents{rest}"))),
+    }
 }
 
 fn jwks_response(keys: JwkSet) -> Response {

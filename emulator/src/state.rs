@@ -27,6 +27,7 @@ pub struct State {
     mail: Mutex<Vec<Value>>,
     audit: Mutex<Vec<Value>>,
     pub pubsub: Mutex<PubSub>,
+    pub firestore: Mutex<crate::firestore::Firestore>,
     pub http: reqwest::Client,
     /// Print captured mail to the console (the local run does, tests do not).
     pub echo_mail: bool,
@@ -73,6 +74,7 @@ impl State {
             mail: Mutex::default(),
             audit: Mutex::default(),
             pubsub: Mutex::new(PubSub::with_topics(&topics)),
+            firestore: Mutex::default(),
             http: reqwest::Client::new(),
             echo_mail,
         })

@@ -59,11 +59,12 @@ impl FrontDoor {
 
     /// The load balancer's URL map: path → function.
     fn upstream(&self, path: &str) -> Option<SocketAddr> {
-        if path.starts_with("/api/projects/")
-            && (path.ends_with("/roles/self-activate") || path.ends_with("/roles/request"))
-        {
+        let requests = path.starts_with("/api/projects/")
+            && (path.ends_with("/roles/self-activate") || path.ends_with("/roles/request"));
+        let withdraws = path.starts_with("/api/requests/") && path.ends_with("/withdraw");
+        if requests || withdraws {
             Some(self.upstreams.request)
-        } else if path == "/api/activation-request" {
+        } else if path == "/api/activation-request" || path.starts_with("/api/requests/") {
             Some(self.upstreams.approve)
         } else if path == "/"
             || path.starts_with("/api/")

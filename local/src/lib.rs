@@ -31,6 +31,9 @@ const PASSED_THROUGH: &[&str] = &[
     "NOTIFICATION_TIMEZONE",
     "NOTIFY_SELF_APPROVED",
     "AVAILABLE_PROJECTS_QUERY",
+    "RESOURCE_CATALOG",
+    "APPROVAL_POLICY",
+    "ADMINISTRATORS",
 ];
 
 #[derive(Debug, Clone)]

@@ -189,6 +189,8 @@ fn request() -> ActivationRequest {
         justification: "BUG-12345".into(),
         window: ActivationWindow::new(now, now.plus_seconds(3600)).expect("window"),
         expires: now.plus_seconds(3600),
+        approvals_needed: 1,
+        approver_reason_required: false,
     }
 }
 

@@ -16,6 +16,8 @@ const NOT_DEPLOYED: &[(&str, &str)] = &[
     ("IAP_BACKEND_SERVICE_ID", "the reference app's way to form IAP_AUDIENCE, which Terraform sets whole"),
     ("PROJECT_NUMBER", "goes with IAP_BACKEND_SERVICE_ID"),
     ("PUBSUB_EMULATOR_HOST", "local and tests only"),
+    ("FIRESTORE_EMULATOR_HOST", "local and tests only"),
+    ("FIRESTORE_ENDPOINT", "endpoint override; the default is Google's"),
     ("CLOUD_ASSET_ENDPOINT", "endpoint override; the default is Google's"),
     ("CLOUD_IDENTITY_ENDPOINT", "endpoint override; the default is Google's"),
     ("RESOURCE_MANAGER_ENDPOINT", "endpoint override; the default is Google's"),

@@ -150,6 +150,7 @@ async fn time_bound_eligibility_activates_replaces_shows_status_and_is_swept() {
     assert_eq!(activations_of(&policy, CAROL, "roles/bigquery.admin"), 1, "the ended one replaced the active one");
     let mut pairs = system.backend.emulator.environment();
     pairs.push(("RESOURCE_SCOPE", crate::support::SCOPE.to_string()));
+    pairs.push(("BASE_URL", "https://jit.example.com".to_string()));
     let mut env = common::config::Env::new(|name| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone()));
     let config = sweeper::Config::read(&mut env);
     env.finish().expect("valid");

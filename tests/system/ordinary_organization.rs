@@ -167,7 +167,14 @@ async fn listings_may_reuse_memberships_but_requests_and_approvals_read_them_afr
 
     // An administrator takes Dave out of the on-call group.
     let url = system.backend.url("/_emulator/groups/oncall@example.com");
-    let response = system.backend.http.put(url).json(&json!({"members": ["group:oncall-backup@example.com"]})).send().await.expect("answers");
+    let response = system
+        .backend
+        .http
+        .put(url)
+        .json(&json!({"members": ["group:oncall-backup@example.com"]}))
+        .send()
+        .await
+        .expect("answers");
     assert_eq!(response.status(), 204);
 
     // The listing may still show him as a peer for a while (RESOURCE_CACHE_TIMEOUT) ...

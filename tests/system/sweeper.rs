@@ -27,6 +27,7 @@ fn activation(user: &str, id: &str, start: i64, end: i64) -> Activation {
 fn config(backend: &crate::support::Backend, dry_run: bool) -> sweeper::Config {
     let mut pairs = backend.emulator.environment();
     pairs.push(("RESOURCE_SCOPE", SCOPE.to_string()));
+    pairs.push(("BASE_URL", "https://jit.example.com".to_string()));
     if dry_run {
         pairs.push(("SWEEP_DRY_RUN", "true".to_string()));
     }
@@ -55,7 +56,10 @@ async fn expired_activations_are_swept_and_nothing_else() {
     assert_eq!(backend.policy("projects/project-1").await, before_1, "a dry run writes nothing");
 
     let summary = sweeper::run(&config(&backend, false), Timestamp::now()).await.expect("runs");
-    assert_eq!(summary.to_string(), "sweep: projects seen 2, bindings removed 1, conflicts retried 0, errors 0");
+    assert_eq!(
+        summary.to_string(),
+        "sweep: projects seen 2, bindings removed 1, conflicts retried 0, errors 0, requests completed 0, requests flagged 0"
+    );
     let after_1 = backend.policy("projects/project-1").await;
     assert!(!after_1.bindings.contains(&expired.binding()));
     assert!(after_1.bindings.contains(&active.binding()));

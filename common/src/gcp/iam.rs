@@ -7,11 +7,12 @@ use std::time::Duration;
 use google_cloud_iam_v1::model::{GetPolicyOptions, Policy as SdkPolicy};
 use google_cloud_resourcemanager_v3::client::Projects;
 
+use crate::activation::read_activation_binding;
 use crate::activation::{Activation, ActivationBinding};
 use crate::config::BackendSettings;
 use crate::entitlement::ProjectId;
 use crate::gcp::{GcpError, resource_manager, with_request_reason};
-use crate::policy::{CONDITIONAL_POLICY_VERSION, Policy, add_activations, remove_expired_activations};
+use crate::policy::{CONDITIONAL_POLICY_VERSION, Policy, add_activations, remove_expired_activations, remove_grant};
 use crate::timestamp::Timestamp;
 
 /// Four attempts, as the reference app; each re-reads the policy.
@@ -90,16 +91,48 @@ impl IamWriter {
     /// Removes activation bindings that ended before `ended_before`. With `dry_run`, reports
     /// what it would remove and writes nothing.
     pub async fn sweep(&self, project: &ProjectId, ended_before: Timestamp, dry_run: bool) -> Result<Sweep, GcpError> {
+        self.remove(
+            project,
+            |policy| remove_expired_activations(policy, ended_before),
+            dry_run,
+            "Removing expired JIT access activations",
+        )
+        .await
+    }
+
+    /// Removes one grant's binding (revoked, or ended early by its beneficiary). Removing a
+    /// binding that is not there is no error: the grant is over either way.
+    pub async fn deactivate(
+        &self,
+        project: &ProjectId,
+        grant: &ActivationBinding,
+        reason: &str,
+    ) -> Result<Sweep, GcpError> {
+        self.remove(project, |policy| remove_grant(policy, grant), false, reason).await
+    }
+
+    /// The activation bindings on a project, ours by title and form.
+    pub async fn activations(&self, project: &ProjectId) -> Result<Vec<ActivationBinding>, GcpError> {
+        Ok(self.read(project).await?.bindings.iter().filter_map(read_activation_binding).collect())
+    }
+
+    async fn remove(
+        &self,
+        project: &ProjectId,
+        update: impl Fn(&Policy) -> Option<(Policy, Vec<ActivationBinding>)>,
+        dry_run: bool,
+        reason: &str,
+    ) -> Result<Sweep, GcpError> {
         let mut conflicts_retried = 0;
         loop {
             let policy = self.read(project).await?;
-            let Some((updated, removed)) = remove_expired_activations(&policy, ended_before) else {
+            let Some((updated, removed)) = update(&policy) else {
                 return Ok(Sweep { removed: Vec::new(), conflicts_retried });
             };
             if dry_run {
                 return Ok(Sweep { removed, conflicts_retried });
             }
-            match with_request_reason("Removing expired JIT access activations", self.write(project, updated)).await {
+            match with_request_reason(reason, self.write(project, updated)).await {
                 Ok(()) => {
                     return Ok(Sweep { removed, conflicts_retried });
                 }

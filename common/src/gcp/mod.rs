@@ -4,9 +4,11 @@
 
 pub mod catalog;
 pub mod events;
+pub mod grants;
 pub mod groups;
 pub mod iam;
 pub mod jwks;
+pub mod ledger;
 pub mod rest;
 pub mod signer;
 

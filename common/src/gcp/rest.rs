@@ -32,20 +32,28 @@ impl RestClient {
 
     /// `GET endpoint/path?query`, as JSON; `what` names the call in errors and logs.
     pub async fn get(&self, what: &str, path: &str, query: &[(&str, String)]) -> Result<Value, GcpError> {
+        let request = self.http.get(self.url(path)).query(query);
+        self.send(what, request).await
+    }
+
+    /// `POST endpoint/path` with a JSON body, as JSON.
+    pub async fn post(&self, what: &str, path: &str, body: &Value) -> Result<Value, GcpError> {
+        let request = self.http.post(self.url(path)).json(body);
+        self.send(what, request).await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/{}", self.endpoint, path.trim_start_matches('/'))
+    }
+
+    async fn send(&self, what: &str, request: reqwest::RequestBuilder) -> Result<Value, GcpError> {
         let headers = match self.credentials.headers(http::Extensions::new()).await {
             Ok(CacheableResource::New { data, .. }) => data,
             Ok(CacheableResource::NotModified) => http::HeaderMap::new(),
             Err(error) => return Err(GcpError::Unavailable(format!("{what}: credentials ({error})"))),
         };
-        let url = format!("{}/{}", self.endpoint, path.trim_start_matches('/'));
-        let response = self
-            .http
-            .get(url)
-            .headers(headers)
-            .query(query)
-            .send()
-            .await
-            .map_err(|e| GcpError::Unavailable(format!("{what} ({e})")))?;
+        let response =
+            request.headers(headers).send().await.map_err(|e| GcpError::Unavailable(format!("{what} ({e})")))?;
         let status = response.status().as_u16();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if (200..300).contains(&status) {
@@ -59,6 +67,10 @@ impl RestClient {
 pub fn classify(what: &str, status: u16, body: &Value) -> GcpError {
     let message = body["error"]["message"].as_str().unwrap_or("no message");
     let detail = format!("{what} ({status}: {message})");
+    // Preconditions that failed are conflicts, whatever HTTP status carries them.
+    if matches!(body["error"]["status"].as_str(), Some("ABORTED" | "FAILED_PRECONDITION" | "ALREADY_EXISTS")) {
+        return GcpError::Conflict(detail);
+    }
     match status {
         404 => GcpError::NotFound(detail),
         401 | 403 => GcpError::Denied(detail),

@@ -176,6 +176,23 @@ impl From<Refusal> for ApiError {
     }
 }
 
+impl From<crate::lifecycle::Refusal> for ApiError {
+    fn from(refusal: crate::lifecycle::Refusal) -> ApiError {
+        use crate::lifecycle::Refusal as R;
+        let message = refusal.to_string();
+        match refusal {
+            R::OwnRequest => ApiError::forbidden("self_approval", message),
+            R::NotAReviewer => ApiError::forbidden("not_a_reviewer", message),
+            R::NoLongerEligible => ApiError::forbidden("approver_not_eligible", message),
+            R::NotTheRequester => ApiError::forbidden("not_the_requester", message),
+            R::MayNotRevoke => ApiError::forbidden("may_not_revoke", message),
+            R::AlreadyApprovedByYou => ApiError::conflict("already_approved", message),
+            R::ReasonRequired => ApiError::bad_request("reason_required", message),
+            R::WrongState(_) => ApiError::conflict("wrong_state", message),
+        }
+    }
+}
+
 impl From<JustificationError> for ApiError {
     fn from(error: JustificationError) -> ApiError {
         ApiError::bad_request("justification_invalid", error.to_string())

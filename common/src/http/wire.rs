@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::activation::{Activation, ActivationWindow, WindowStatus};
 use crate::email::Email;
 use crate::entitlement::EntitlementId;
+use crate::lifecycle::{Entry, Record};
 use crate::timestamp::Timestamp;
 use crate::token::ActivationRequest;
 
@@ -114,6 +115,125 @@ impl ActivationResponse {
             )],
             request_expiry_time: Some(request.expires.unix_seconds()),
             message: None,
+        }
+    }
+}
+
+/// A request from the ledger, as its parties see it: what was asked, its true state, the
+/// approvals so far and needed, the timeline, and what the viewer may do now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestJson {
+    pub id: String,
+    pub state: &'static str,
+    pub activation_type: &'static str,
+    pub beneficiary: UserJson,
+    pub reviewers: Vec<UserJson>,
+    pub entitlements: Vec<EntitlementRefJson>,
+    pub justification: String,
+    pub start_time: i64,
+    pub end_time: i64,
+    pub request_expiry_time: i64,
+    pub approvals: Vec<ApprovalJson>,
+    pub approvals_needed: u32,
+    pub approver_reason_required: bool,
+    pub timeline: Vec<TimelineJson>,
+    /// `approve`, `deny`, `withdraw`, `revoke`: what the viewer may do now.
+    pub actions: Vec<&'static str>,
+    /// The grant's binding was changed or removed outside this system.
+    pub externally_modified: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EntitlementRefJson {
+    pub id: String,
+    pub project_id: String,
+    pub name: String,
+    pub resource_condition: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApprovalJson {
+    pub email: String,
+    pub time: i64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TimelineJson {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub time: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl RequestJson {
+    pub fn new(record: &Record, now: Timestamp, actions: Vec<&'static str>) -> RequestJson {
+        let entitlements = record
+            .entitlements
+            .iter()
+            .map(|text| match EntitlementId::parse(text) {
+                Ok(id) => EntitlementRefJson {
+                    id: id.to_string(),
+                    project_id: id.project().to_string(),
+                    name: id.role().to_string(),
+                    resource_condition: id.resource_condition().map(|c| c.to_string()),
+                },
+                Err(_) => EntitlementRefJson {
+                    id: text.clone(),
+                    project_id: String::new(),
+                    name: String::new(),
+                    resource_condition: None,
+                },
+            })
+            .collect();
+        let approvals = record
+            .timeline
+            .iter()
+            .filter_map(|entry| match entry {
+                Entry::Approved { at, actor, reason } if actor != &record.beneficiary => {
+                    Some(ApprovalJson { email: actor.to_string(), time: *at, reason: reason.clone() })
+                }
+                _ => None,
+            })
+            .collect();
+        let timeline = record
+            .timeline
+            .iter()
+            .map(|entry| {
+                let json = serde_json::to_value(entry).unwrap_or_default();
+                TimelineJson {
+                    kind: json["type"].as_str().unwrap_or_default().to_string(),
+                    time: entry.at(),
+                    actor: json["actor"].as_str().map(str::to_string),
+                    reason: json["reason"].as_str().filter(|r| !r.is_empty()).map(str::to_string),
+                }
+            })
+            .collect();
+        RequestJson {
+            id: record.id.clone(),
+            state: record.state(now).name(),
+            activation_type: match record.activation_type {
+                crate::condition::ActivationType::Jit => "JIT",
+                crate::condition::ActivationType::Mpa => "MPA",
+            },
+            beneficiary: UserJson::from(&record.beneficiary),
+            reviewers: record.reviewers.iter().map(UserJson::from).collect(),
+            entitlements,
+            justification: record.justification.clone(),
+            start_time: record.start,
+            end_time: record.end,
+            request_expiry_time: record.request_expiry,
+            approvals,
+            approvals_needed: record.approvals_needed,
+            approver_reason_required: record.approver_reason_required,
+            timeline,
+            actions,
+            externally_modified: record.externally_modified(),
         }
     }
 }

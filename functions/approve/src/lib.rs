@@ -1,33 +1,42 @@
-//! The `approve` function: a reviewer opens a peer-approval request from the emailed link and
-//! approves it.
+//! The `approve` function: reviewers decide on peer-approval requests, and grants are revoked.
+//! Every decision goes through the request ledger.
 //!
-//! - `GET /api/activation-request?activation=TOKEN`: the request, for its beneficiary and its
-//!   reviewers only;
-//! - `POST /api/activation-request?activation=TOKEN`: approve. The token must verify, the
-//!   caller (IAP) must be listed and not the beneficiary, both must still hold the
-//!   entitlement with peer approval, the justification must still match the policy and the
-//!   window must not have ended. Then the binding is written with the token's window and
-//!   event `ActivationApproved` is published. Approving again is harmless and says so.
+//! - `GET /api/requests/{id}`: the request, its true state, approvals so far and needed, the
+//!   timeline and what the viewer may do; to its parties and administrators only.
+//! - `POST /api/requests/{id}/approve` (`{"reason"}`, required where the approval policy says),
+//!   `/deny` (reason required) and `/revoke` (reason required; an approver of the grant or an
+//!   administrator).
+//! - The reference app's `GET`/`POST /api/activation-request?activation=TOKEN` keep working:
+//!   the token names the request.
+//!
+//! An approval is checked like this: the token (the request's content) must verify; the caller
+//! must be listed and not the beneficiary (refused before any backend call); then, from a
+//! fresh catalog read, the beneficiary must still hold the entitlement and the caller still
+//! may review it, the justification must still match the policy and the window must not have
+//! ended. The approval is recorded; the approval that completes the quorum writes the binding.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{FromRef, State};
-use axum::routing::get;
-use common::activation::{Activation, Approval};
+use axum::extract::{FromRef, Path, State};
+use axum::routing::{get, post};
 use common::condition::ActivationType;
 use common::config::ConfigError;
+use common::email::Email;
 use common::entitlement::Entitlement;
 use common::event;
 use common::gcp::GcpError;
 use common::gcp::catalog::{AnyCatalog, Catalog as _};
-use common::gcp::events::{EventPublisher, publish_or_log, publisher_for};
-use common::gcp::iam::{ActivationWrite, IamWriter};
+use common::gcp::events::{publish_or_log, publisher_for};
+use common::gcp::grants::{Completion, Grants, is_administrator};
+use common::gcp::iam::IamWriter;
 use common::gcp::jwks::JwksCache;
+use common::gcp::ledger::{Ledger, Stored};
 use common::http::audit::{self, Decision};
-use common::http::wire::ActivationResponse;
-use common::http::{ApiError, ApiQuery, IapUser, IapVerifier, Routes, api_router};
+use common::http::wire::{ActivationResponse, RequestJson};
+use common::http::{ApiError, ApiJson, ApiQuery, IapUser, IapVerifier, Routes, api_router};
+use common::lifecycle::{Action, Effect, Entry, Record, Standing, State as RequestState, available_actions, decide};
 use common::rules;
 use common::timestamp::Timestamp;
 use common::token::{ActivationRequest, from_url_form};
@@ -46,8 +55,7 @@ pub struct AppState {
     iap: IapVerifier,
     token_keys: Arc<JwksCache>,
     catalog: AnyCatalog,
-    writer: IamWriter,
-    publisher: Arc<dyn EventPublisher>,
+    grants: Grants,
 }
 
 impl FromRef<AppState> for IapVerifier {
@@ -60,19 +68,29 @@ impl AppState {
     pub async fn new(config: Config) -> Result<AppState, GcpError> {
         let http = JwksCache::http_client(&config.backend);
         let iap = IapVerifier::from_settings(http.clone(), &config.backend, &config.iap);
-        let token_keys = Arc::new(JwksCache::service_account(http, &config.backend, &config.token.service_account));
+        let token_keys =
+            Arc::new(JwksCache::service_account(http.clone(), &config.backend, &config.token.service_account));
         // Every decision here writes IAM or approves: no cached policies or memberships.
         let catalog = AnyCatalog::new(&config.backend, &config.scope.fresh()).await?;
-        let writer = IamWriter::new(&config.backend).await?;
-        let publisher = publisher_for(&config.backend, &config.notification).await?;
-        Ok(AppState { config: Arc::new(config), iap, token_keys, catalog, writer, publisher })
+        let ledger = Ledger::new(http, &config.ledger.endpoint, &config.ledger.database, config.ledger.retention_days)?;
+        let grants = Grants {
+            ledger,
+            writer: IamWriter::new(&config.backend).await?,
+            publisher: publisher_for(&config.backend, &config.notification).await?,
+            base_url: config.notification.base_url.clone(),
+        };
+        Ok(AppState { config: Arc::new(config), iap, token_keys, catalog, grants })
     }
 }
 
 pub fn routes() -> Routes<AppState> {
     vec![
         ("GET", "/api/activation-request", get(introspect)),
-        ("POST", "/api/activation-request", axum::routing::post(approve)),
+        ("POST", "/api/activation-request", post(approve_by_token)),
+        ("GET", "/api/requests/{id}", get(view)),
+        ("POST", "/api/requests/{id}/approve", post(approve)),
+        ("POST", "/api/requests/{id}/deny", post(deny)),
+        ("POST", "/api/requests/{id}/revoke", post(revoke)),
     ]
 }
 
@@ -85,85 +103,363 @@ struct TokenQuery {
     activation: String,
 }
 
-async fn verified_request(state: &AppState, token_text: &str, now: Timestamp) -> Result<ActivationRequest, ApiError> {
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReasonBody {
+    #[serde(default)]
+    reason: String,
+}
+
+async fn verified_token(state: &AppState, token_text: &str, now: Timestamp) -> Result<ActivationRequest, ApiError> {
     let token = from_url_form(token_text.trim());
     let verified = state.token_keys.verify_token(&token, &state.config.token.service_account, now).await?;
     Ok(verified?)
+}
+
+/// The request in the ledger, with its content taken from its verified token: a document
+/// written by anyone else cannot invent or change a peer-approval request.
+async fn load(state: &AppState, id: &str, now: Timestamp) -> Result<(Stored, Option<ActivationRequest>), ApiError> {
+    let stored = state
+        .grants
+        .ledger
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("request_not_found", format!("there is no request {id}")))?;
+    let Some(token) = stored.record.token.clone() else {
+        return Ok((stored, None));
+    };
+    let request = verified_token(state, &token, now).await?;
+    if request.id != stored.record.id || !matches_token(&stored.record, &request) {
+        return Err(ApiError::forbidden("token_invalid", "the request in the ledger does not match its token"));
+    }
+    Ok((stored, Some(request)))
+}
+
+fn matches_token(record: &Record, request: &ActivationRequest) -> bool {
+    record.beneficiary == request.beneficiary
+        && record.reviewers == request.reviewers
+        && record.entitlements == [request.entitlement.to_string()]
+        && record.start == request.window.start().unix_seconds()
+        && record.end == request.window.end().unix_seconds()
+        && record.request_expiry == request.expires.unix_seconds()
+        && record.approvals_needed == request.approvals_needed
+        && record.approver_reason_required == request.approver_reason_required
+        && record.justification == request.justification
+}
+
+/// A ledger record for a verified token: how requests made before the ledger (or whose
+/// record was lost) are picked up. The token is the whole request.
+pub fn record_from_token(request: &ActivationRequest, token: &str) -> Record {
+    Record {
+        id: request.id.clone(),
+        activation_type: ActivationType::Mpa,
+        beneficiary: request.beneficiary.clone(),
+        reviewers: request.reviewers.clone(),
+        entitlements: vec![request.entitlement.to_string()],
+        justification: request.justification.clone(),
+        start: request.window.start().unix_seconds(),
+        end: request.window.end().unix_seconds(),
+        request_expiry: request.expires.unix_seconds(),
+        approvals_needed: request.approvals_needed,
+        approver_reason_required: request.approver_reason_required,
+        token: Some(token.to_string()),
+        timeline: vec![Entry::Requested {
+            at: request.window.start().unix_seconds(),
+            actor: request.beneficiary.clone(),
+        }],
+    }
+}
+
+/// The ledger's ID for a token's request, creating the record if the token predates it.
+async fn id_of_token(state: &AppState, token_text: &str, now: Timestamp) -> Result<String, ApiError> {
+    let request = verified_token(state, token_text, now).await?;
+    if state.grants.ledger.get(&request.id).await?.is_none() {
+        let record = record_from_token(&request, &from_url_form(token_text.trim()));
+        match state.grants.ledger.create(&record).await {
+            Ok(_) | Err(GcpError::Conflict(_)) => {}
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Ok(request.id)
+}
+
+/// Whether `caller` is an administrator (`ADMINISTRATORS`, directly or through a group).
+async fn administrator(state: &AppState, caller: &Email) -> Result<bool, ApiError> {
+    let administrators = &state.config.approval.administrators;
+    if administrators.is_empty() {
+        return Ok(false);
+    }
+    if administrators.contains(&caller.iam_member()) {
+        return Ok(true);
+    }
+    if !administrators.iter().any(|a| a.starts_with("group:")) {
+        return Ok(false);
+    }
+    let groups = state.catalog.groups_of(caller).await?;
+    Ok(is_administrator(administrators, caller, &groups))
+}
+
+/// Finishes what a crash left half-done, then answers with the request as `caller` sees it.
+async fn view_of(
+    state: &AppState,
+    stored: Stored,
+    caller: &Email,
+    standing: Standing,
+) -> Result<RequestJson, ApiError> {
+    let now = Timestamp::now();
+    let stored = match stored.record.state(now) {
+        RequestState::Activating => state.grants.complete_activation(stored).await?.stored().clone(),
+        _ => stored,
+    };
+    let actions = available_actions(&stored.record, caller, standing, now);
+    Ok(RequestJson::new(&stored.record, now, actions))
+}
+
+async fn view(
+    State(state): State<AppState>,
+    caller: IapUser,
+    Path(id): Path<String>,
+) -> Result<Json<RequestJson>, ApiError> {
+    let now = Timestamp::now();
+    let (stored, _) = load(&state, &id, now).await?;
+    let admin = administrator(&state, caller.email()).await?;
+    if !stored.record.is_party(caller.email()) && !admin {
+        return Err(rules::Refusal::NotInvolved.into());
+    }
+    // Buttons only: every action is checked again, afresh, when taken.
+    let standing = Standing { may_review: stored.record.reviewers.contains(caller.email()), administrator: admin };
+    Ok(Json(view_of(&state, stored, caller.email(), standing).await?))
 }
 
 async fn introspect(
     State(state): State<AppState>,
     caller: IapUser,
     ApiQuery(query): ApiQuery<TokenQuery>,
-) -> Result<Json<ActivationResponse>, ApiError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     let now = Timestamp::now();
-    let request = verified_request(&state, &query.activation, now).await?;
+    let request = verified_token(&state, &query.activation, now).await?;
     rules::may_view(&request, caller.email())?;
-    Ok(Json(ActivationResponse::request(&request, caller.email(), "ACTIVATION_PENDING", now)))
+    let id = id_of_token(&state, &query.activation, now).await?;
+    let (stored, _) = load(&state, &id, now).await?;
+    let standing = Standing { may_review: stored.record.reviewers.contains(caller.email()), administrator: false };
+    let view = view_of(&state, stored, caller.email(), standing).await?;
+    Ok(Json(legacy(&request, caller.email(), &view, now)))
+}
+
+/// The reference app's answer, with the ledger's view of the request under `request`.
+fn legacy(request: &ActivationRequest, caller: &Email, view: &RequestJson, now: Timestamp) -> serde_json::Value {
+    let status = match view.state {
+        "ACTIVE" | "SCHEDULED" => "ACTIVE",
+        "APPROVAL_AWAITED" | "ACTIVATING" => "ACTIVATION_PENDING",
+        other => other,
+    };
+    let status: &'static str = match status {
+        "ACTIVE" => "ACTIVE",
+        "ACTIVATION_PENDING" => "ACTIVATION_PENDING",
+        "EXPIRED" => "EXPIRED",
+        _ => "CLOSED",
+    };
+    let mut answer =
+        serde_json::to_value(ActivationResponse::request(request, caller, status, now)).unwrap_or_default();
+    answer["state"] = serde_json::json!(view.state);
+    answer["request"] = serde_json::to_value(view).unwrap_or_default();
+    answer
+}
+
+async fn approve_by_token(
+    State(state): State<AppState>,
+    caller: IapUser,
+    ApiQuery(query): ApiQuery<TokenQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let now = Timestamp::now();
+    let request = verified_token(&state, &query.activation, now).await;
+    let result = match &request {
+        Ok(_) => match id_of_token(&state, &query.activation, now).await {
+            Ok(id) => match decide_and_act(&state, &caller, &id, Action::Approve { reason: String::new() }).await {
+                // The reference app answered a repeated approval with success: so does its route.
+                Err(error) if error.code() == "already_approved" => {
+                    let (stored, _) = load(&state, &id, now).await?;
+                    let standing = Standing { may_review: true, administrator: false };
+                    let view = view_of(&state, stored, caller.email(), standing).await?;
+                    Ok((view, Some("You had approved this request already; nothing changed.".to_string())))
+                }
+                other => other,
+            },
+            Err(error) => Err(error),
+        },
+        Err(error) => Err(error.clone()),
+    };
+    let result = match (result, &request) {
+        (Ok((view, message)), Ok(request)) => {
+            let mut answer = legacy(request, caller.email(), &view, now);
+            if let Some(message) = message {
+                answer["message"] = serde_json::json!(message);
+            }
+            Ok(answer)
+        }
+        (Err(error), _) => Err(error),
+        (Ok(_), Err(error)) => Err(error.clone()),
+    };
+    audit_decision(&state, "api.approveRole", &caller, request.as_ref().ok().map(|r| r.id.as_str()), &result);
+    result.map(Json)
 }
 
 async fn approve(
     State(state): State<AppState>,
     caller: IapUser,
-    ApiQuery(query): ApiQuery<TokenQuery>,
-) -> Result<Json<ActivationResponse>, ApiError> {
-    let now = Timestamp::now();
-    let request = verified_request(&state, &query.activation, now).await;
-    let result = match &request {
-        Ok(request) => approve_checked(&state, &caller, request, now).await,
-        Err(error) => Err(error.clone()),
-    };
-    let request = request.as_ref().ok();
-    let decision = Decision {
-        event: "api.approveRole",
-        user: request.map(|r| r.beneficiary.as_str()).unwrap_or(""),
-        project: request.map(|r| r.entitlement.project().as_str()).unwrap_or(""),
-        roles: request.map(|r| r.entitlement.to_string()).unwrap_or_default(),
-        justification: request.map(|r| r.justification.as_str()).unwrap_or(""),
-        reviewers: request
-            .map(|r| r.reviewers.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", "))
-            .unwrap_or_default(),
-        approver: caller.email().as_str(),
-        activation_id: request.map(|r| r.id.as_str()).unwrap_or(""),
-    };
-    audit::record(&decision, &result, "granted");
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ReasonBody>,
+) -> Result<Json<RequestJson>, ApiError> {
+    let result =
+        decide_and_act(&state, &caller, &id, Action::Approve { reason: body.reason }).await.map(|(view, _)| view);
+    audit_decision(&state, "api.approveRole", &caller, Some(&id), &result);
     result.map(Json)
 }
 
-async fn approve_checked(
+async fn deny(
+    State(state): State<AppState>,
+    caller: IapUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ReasonBody>,
+) -> Result<Json<RequestJson>, ApiError> {
+    let result = decide_and_act(&state, &caller, &id, Action::Deny { reason: body.reason }).await.map(|(view, _)| view);
+    audit_decision(&state, "api.denyRole", &caller, Some(&id), &result);
+    result.map(Json)
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    caller: IapUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ReasonBody>,
+) -> Result<Json<RequestJson>, ApiError> {
+    let result =
+        decide_and_act(&state, &caller, &id, Action::Revoke { reason: body.reason }).await.map(|(view, _)| view);
+    audit_decision(&state, "api.revokeRole", &caller, Some(&id), &result);
+    result.map(Json)
+}
+
+fn audit_decision<T>(
+    state: &AppState,
+    event: &'static str,
+    caller: &IapUser,
+    id: Option<&str>,
+    result: &Result<T, ApiError>,
+) {
+    let _ = state;
+    let decision =
+        Decision { event, approver: caller.email().as_str(), activation_id: id.unwrap_or(""), ..Decision::default() };
+    audit::record(&decision, result, "recorded");
+}
+
+/// Decides `action` by the caller on request `id`, records it, and carries it out: the
+/// binding for the approval that completes the quorum, its removal for a revocation. Returns
+/// the request as the caller now sees it, and a note for them.
+async fn decide_and_act(
     state: &AppState,
     caller: &IapUser,
-    request: &ActivationRequest,
-    now: Timestamp,
-) -> Result<ActivationResponse, ApiError> {
+    id: &str,
+    action: Action,
+) -> Result<(RequestJson, Option<String>), ApiError> {
+    let now = Timestamp::now();
     let caller = caller.email();
-    // Refusals that need no backend call come first, then the current peers decide.
-    if &request.beneficiary == caller {
-        return Err(rules::Refusal::SelfApproval.into());
-    }
-    if !request.reviewers.contains(caller) {
-        return Err(rules::Refusal::NotAReviewer(caller.clone()).into());
-    }
-    let entitlement = Entitlement { id: request.entitlement.clone(), activation_type: ActivationType::Mpa };
-    let holders = state.catalog.holders(&entitlement).await?;
-    let justification = rules::may_approve(request, caller, &holders, &state.config.activation, now)?;
-    let activation = Activation {
-        beneficiary: request.beneficiary.clone(),
-        entitlement: request.entitlement.clone(),
-        window: request.window,
-        approval: Approval::ApprovedBy(caller.clone()),
-        justification,
+    let (stored, request) = load(state, id, now).await?;
+    let standing = standing(state, &stored.record, request.as_ref(), caller, &action, now).await?;
+    // Decided on the record as it is when written: a write that lost a race decides again.
+    let mut decided: Option<(Entry, Effect)> = None;
+    let written = state
+        .grants
+        .ledger
+        .modify::<ApiError>(id, |record| {
+            let (entry, effect) = decide(record, caller, &action, standing, Timestamp::now())?;
+            let mut next = record.clone();
+            next.timeline.push(entry.clone());
+            decided = Some((entry, effect));
+            Ok(Some(next))
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("request_not_found", format!("there is no request {id}")))?;
+    let Some((entry, effect)) = decided else {
+        return Err(ApiError::backend("the ledger accepted no decision"));
     };
-    let reason = format!("Approved by {caller}, justification: {}", request.justification);
-    let written = state.writer.activate(&activation, &reason).await?;
-    let mut response = ActivationResponse::request(request, caller, "ACTIVE", now);
-    if written == ActivationWrite::AlreadyPresent {
-        response.message = Some("This request had already been approved; the access is active.".into());
-        return Ok(response);
+    let mut message = None;
+    let stored = match effect {
+        Effect::Activate => match state.grants.complete_activation(written).await? {
+            Completion::Activated(stored) => {
+                if let Some(request) = &request {
+                    let approvers: Vec<&Email> = stored.record.approvers().into_iter().collect();
+                    let event = event::activation_approved(request, caller, &approvers, &state.grants.base_url);
+                    if publish_or_log(state.grants.publisher.as_ref(), &event).await.is_err() {
+                        message = Some("Access granted. Notifying the requester failed; it was logged.".to_string());
+                    }
+                }
+                stored
+            }
+            Completion::AlreadyDone(stored) => stored,
+            Completion::Failed(stored) => stored,
+        },
+        Effect::RemoveBinding => {
+            let reason =
+                format!("{} by {caller}", if matches!(action, Action::Revoke { .. }) { "Revoked" } else { "Ended" });
+            state.grants.remove_binding(&written.record, &reason).await?;
+            state.grants.announce(&written.record, &entry).await;
+            written
+        }
+        Effect::Nothing => {
+            if matches!(stored.record.state(now), RequestState::Active | RequestState::Scheduled) {
+                message = Some(
+                    "This request had already been approved; the access is active. Your approval is recorded.".into(),
+                );
+            } else {
+                state.grants.announce(&written.record, &entry).await;
+            }
+            written
+        }
+    };
+    let actions = available_actions(&stored.record, caller, standing, Timestamp::now());
+    Ok((RequestJson::new(&stored.record, Timestamp::now(), actions), message))
+}
+
+/// What the caller may do, from a fresh read: approving and denying need the caller to be a
+/// listed reviewer (checked before any backend call), still eligible to review, with the
+/// beneficiary still eligible, the justification still valid and the window open; revoking
+/// needs an approver of the grant or an administrator.
+async fn standing(
+    state: &AppState,
+    record: &Record,
+    request: Option<&ActivationRequest>,
+    caller: &Email,
+    action: &Action,
+    now: Timestamp,
+) -> Result<Standing, ApiError> {
+    match action {
+        Action::Approve { .. } | Action::Deny { .. } => {
+            let Some(request) = request else {
+                return Err(rules::Refusal::NotAReviewer(caller.clone()).into());
+            };
+            if &request.beneficiary == caller {
+                return Err(rules::Refusal::SelfApproval.into());
+            }
+            if !request.reviewers.contains(caller) {
+                return Err(rules::Refusal::NotAReviewer(caller.clone()).into());
+            }
+            // A request that no longer awaits approval is refused by the decision itself,
+            // with its state named: no need to ask the catalog.
+            if record.state(now) != RequestState::ApprovalAwaited && matches!(action, Action::Deny { .. }) {
+                return Ok(Standing { may_review: true, administrator: false });
+            }
+            let entitlement = Entitlement { id: request.entitlement.clone(), activation_type: ActivationType::Mpa };
+            let reviewers = state.catalog.reviewers(&entitlement).await?;
+            if matches!(action, Action::Approve { .. }) {
+                rules::may_approve(request, caller, &reviewers.peers, &reviewers.all(), &state.config.activation, now)?;
+            }
+            Ok(Standing { may_review: reviewers.may_review(caller), administrator: false })
+        }
+        Action::Revoke { .. } => {
+            let approved = record.approvers().contains(caller);
+            let admin = !approved && administrator(state, caller).await?;
+            Ok(Standing { may_review: false, administrator: admin })
+        }
+        Action::Withdraw { .. } => Ok(Standing::default()),
     }
-    let event = event::activation_approved(request, caller, &state.config.notification.base_url);
-    if publish_or_log(state.publisher.as_ref(), &event).await.is_err() {
-        response.message = Some("Access granted. Notifying the requester failed; it was logged.".into());
-    }
-    Ok(response)
 }

@@ -3,8 +3,11 @@
 //! - `GET /api/policy`: justification hint and pattern, the caller, durations, version;
 //! - `GET /api/projects`: projects the caller is eligible on (or `AVAILABLE_PROJECTS_QUERY`);
 //! - `GET /api/projects/{project}/roles`: eligible entitlements with type and status;
-//! - `GET /api/projects/{project}/peers?id=ENTITLEMENT`: qualified reviewers, for callers who
-//!   are themselves eligible for peer approval of that entitlement (no enumeration);
+//! - `GET /api/projects/{project}/peers?id=ENTITLEMENT`: qualified reviewers (peers and
+//!   designated approvers), for callers who are themselves eligible for peer approval of that
+//!   entitlement (no enumeration);
+//! - `GET /api/requests?view=mine|review`: the caller's requests, or those waiting for the
+//!   caller's review, with their true state, from the request ledger;
 //! - `GET /`, `/static/…`: the page people use ([`page`]).
 
 pub mod page;
@@ -17,13 +20,17 @@ use axum::extract::{FromRef, Path, State};
 use axum::routing::get;
 use common::activation::WindowStatus;
 use common::condition::ActivationType;
-use common::config::{ActivationSettings, BackendSettings, ConfigError, Env, IapSettings, ScopeSettings};
+use common::config::{
+    ActivationSettings, ApprovalSettings, BackendSettings, ConfigError, Env, IapSettings, LedgerSettings, ScopeSettings,
+};
 use common::entitlement::{Entitlement, EntitlementId, ProjectId};
 use common::gcp::GcpError;
 use common::gcp::catalog::{AnyCatalog, Catalog as _};
 use common::gcp::jwks::JwksCache;
-use common::http::wire::UserJson;
+use common::gcp::ledger::Ledger;
+use common::http::wire::{RequestJson, UserJson};
 use common::http::{ApiError, ApiQuery, IapUser, IapVerifier, Routes, api_router};
+use common::lifecycle::{Standing, State as RequestState, available_actions};
 use common::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -31,18 +38,22 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone)]
 pub struct Config {
     pub activation: ActivationSettings,
+    pub approval: ApprovalSettings,
     pub scope: ScopeSettings,
     pub iap: IapSettings,
     pub backend: BackendSettings,
+    pub ledger: LedgerSettings,
 }
 
 impl Config {
     pub fn read(env: &mut Env<'_>) -> Config {
         Config {
             activation: ActivationSettings::read(env),
+            approval: ApprovalSettings::read(env),
             scope: ScopeSettings::read(env),
             iap: IapSettings::read(env),
             backend: BackendSettings::read(env),
+            ledger: LedgerSettings::read(env),
         }
     }
 }
@@ -53,6 +64,7 @@ pub struct AppState {
     config: Arc<Config>,
     iap: IapVerifier,
     catalog: AnyCatalog,
+    ledger: Ledger,
 }
 
 impl FromRef<AppState> for IapVerifier {
@@ -63,9 +75,11 @@ impl FromRef<AppState> for IapVerifier {
 
 impl AppState {
     pub async fn new(config: Config) -> Result<AppState, GcpError> {
-        let iap = IapVerifier::from_settings(JwksCache::http_client(&config.backend), &config.backend, &config.iap);
+        let http = JwksCache::http_client(&config.backend);
+        let iap = IapVerifier::from_settings(http.clone(), &config.backend, &config.iap);
         let catalog = AnyCatalog::new(&config.backend, &config.scope).await?;
-        Ok(AppState { config: Arc::new(config), iap, catalog })
+        let ledger = Ledger::new(http, &config.ledger.endpoint, &config.ledger.database, config.ledger.retention_days)?;
+        Ok(AppState { config: Arc::new(config), iap, catalog, ledger })
     }
 }
 
@@ -76,6 +90,7 @@ pub fn routes() -> Routes<AppState> {
         ("GET", "/api/projects", get(projects)),
         ("GET", "/api/projects/{project}/roles", get(roles)),
         ("GET", "/api/projects/{project}/peers", get(peers)),
+        ("GET", "/api/requests", get(requests)),
     ]
 }
 
@@ -146,6 +161,12 @@ struct EntitlementJson {
     status: &'static str,
     /// End of the current activation, epoch seconds.
     valid_until: Option<i64>,
+    /// Peer approval: distinct approvals a request needs (`APPROVAL_POLICY`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approvals_needed: Option<u32>,
+    /// Peer approval: approvers must give a reason.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    approver_reason_required: bool,
 }
 
 async fn roles(
@@ -169,6 +190,8 @@ async fn roles(
                 .filter(|a| a.window.status(now) == WindowStatus::Active)
                 .map(|a| a.window.end().unix_seconds())
                 .max();
+            let requirement = state.config.approval.policy.requirement(id.role().as_str(), &project.resource_name());
+            let peer_approval = entitlement.activation_type == ActivationType::Mpa;
             EntitlementJson {
                 id: id.to_string(),
                 name: id.role().to_string(),
@@ -176,6 +199,8 @@ async fn roles(
                 activation_type: entitlement.activation_type,
                 status: if valid_until.is_some() { "ACTIVE" } else { "INACTIVE" },
                 valid_until,
+                approvals_needed: peer_approval.then_some(requirement.approvals),
+                approver_reason_required: peer_approval && requirement.approver_reason_required,
             }
         })
         .collect();
@@ -204,13 +229,56 @@ async fn peers(
         return Err(ApiError::bad_request("project_mismatch", "the entitlement belongs to another project"));
     }
     let entitlement = Entitlement { id, activation_type: ActivationType::Mpa };
-    let holders = state.catalog.holders(&entitlement).await.map_err(project_error)?;
+    let reviewers = state.catalog.reviewers(&entitlement).await.map_err(project_error)?;
     // Only a peer may see the peers: anyone else learns nothing about who holds what.
-    if !holders.contains(caller.email()) {
+    if !reviewers.peers.contains(caller.email()) {
         return Err(ApiError::forbidden("not_eligible", "you are not eligible to request peer approval for this role"));
     }
-    let peers = holders.iter().filter(|peer| *peer != caller.email()).map(UserJson::from).collect();
+    let peers = reviewers.all().iter().filter(|peer| *peer != caller.email()).map(UserJson::from).collect();
     Ok(Json(PeersResponse { peers }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestsQuery {
+    view: String,
+}
+
+#[derive(Debug, Serialize)]
+struct RequestsResponse {
+    requests: Vec<RequestJson>,
+}
+
+/// How many requests a list shows: the newest.
+const LISTED: u32 = 50;
+
+/// `view=mine`: the caller's requests, newest first. `view=review`: requests that name the
+/// caller as a reviewer and await approval now. States are computed now, not as last written.
+async fn requests(
+    State(state): State<AppState>,
+    caller: IapUser,
+    ApiQuery(query): ApiQuery<RequestsQuery>,
+) -> Result<Json<RequestsResponse>, ApiError> {
+    let now = Timestamp::now();
+    let me = caller.email();
+    let found = match query.view.as_str() {
+        "mine" => state.ledger.made_by(me, LISTED).await?,
+        "review" => state.ledger.naming_reviewer(me, LISTED).await?,
+        other => {
+            return Err(ApiError::bad_request("query_invalid", format!("view must be mine or review, not '{other}'")));
+        }
+    };
+    let requests = found
+        .iter()
+        .map(|stored| &stored.record)
+        .filter(|record| query.view == "mine" || record.state(now) == RequestState::ApprovalAwaited)
+        .map(|record| {
+            // Buttons only; every action is checked afresh when taken.
+            let standing = Standing { may_review: record.reviewers.contains(me), administrator: false };
+            RequestJson::new(record, now, available_actions(record, me, standing, now))
+        })
+        .collect();
+    Ok(Json(RequestsResponse { requests }))
 }
 
 /// An analysis Google refused for the project means the project is unknown or out of scope.

@@ -52,8 +52,68 @@ pub fn compose(event: &Value, style: &Style) -> Result<Mail, Skip> {
         common::event::ACTIVATION_APPROVED => activation_approved(&fields),
         common::event::ACTIVATION_SELF_APPROVED if style.self_approved => self_approved(&fields),
         common::event::ACTIVATION_SELF_APPROVED => Err(Skip::NotMailed("self-approval mail is turned off".into())),
+        common::event::APPROVAL_RECORDED
+        | common::event::REQUEST_DENIED
+        | common::event::REQUEST_WITHDRAWN
+        | common::event::ACTIVATION_ENDED
+        | common::event::ACTIVATION_REVOKED
+        | common::event::ACTIVATION_FAILED
+        | common::event::ACTIVATION_EXTERNALLY_MODIFIED => lifecycle(&fields, kind),
         other => Err(Skip::Poison(format!("unknown event type '{}'", clean(other)))),
     }
+}
+
+/// Every other change to a request: who did what, with their reason, told to everyone
+/// concerned (the requester, the reviewers and the approvers), in the request's thread.
+fn lifecycle(fields: &Fields<'_>, kind: &str) -> Result<Mail, Skip> {
+    let beneficiary = fields.email("beneficiary")?;
+    let reviewers = fields.emails("reviewers")?;
+    let approvers = fields.emails("approvers")?;
+    let actor = fields.text("actor");
+    let project = fields.text("project_id");
+    let reason = fields.text("reason");
+    let (what, to_reviewers) = match kind {
+        common::event::APPROVAL_RECORDED => (
+            format!(
+                "{actor} approved the request of {beneficiary} ({} of {} approvals needed).",
+                fields.number("approvals"),
+                fields.number("approvals_needed")
+            ),
+            false,
+        ),
+        common::event::REQUEST_DENIED => (format!("{actor} denied the request of {beneficiary}."), false),
+        common::event::REQUEST_WITHDRAWN => {
+            (format!("{beneficiary} withdrew the request; nothing is needed from you."), true)
+        }
+        common::event::ACTIVATION_ENDED => (format!("{beneficiary} ended the access early; it is removed."), true),
+        common::event::ACTIVATION_REVOKED => {
+            (format!("{actor} revoked the access of {beneficiary}; it is removed."), false)
+        }
+        common::event::ACTIVATION_FAILED => {
+            (format!("Granting the access of {beneficiary} failed; nothing was granted."), false)
+        }
+        _ => (format!("The access of {beneficiary} was changed or removed outside JIT access."), false),
+    };
+    let intro = if reason.is_empty() { what } else { format!("{what} Reason: {reason}") };
+    let mut others: Vec<Email> = reviewers.into_iter().chain(approvers).filter(|e| e != &beneficiary).collect();
+    others.sort();
+    others.dedup();
+    let (to, cc) = if to_reviewers && !others.is_empty() {
+        (others, vec![beneficiary.clone()])
+    } else {
+        (vec![beneficiary.clone()], others)
+    };
+    let thread = fields.thread_id();
+    let base_url = fields.style.base_url.clone();
+    let details = details(fields, &beneficiary);
+    Ok(Mail {
+        to,
+        cc,
+        subject: format!("Re: {beneficiary} requests access to project {project}"),
+        text: format!("{intro}\n\n{}\nOpen JIT access: {base_url}\n", text_table(&details)),
+        html: page(&intro, &details, link(&base_url).map(|url| ("Open JIT access", url)), "", ""),
+        headers: vec![("In-Reply-To".into(), thread.clone()), ("References".into(), thread)],
+    })
 }
 
 struct Fields<'a> {
@@ -69,6 +129,14 @@ impl Fields<'_> {
     fn email(&self, name: &str) -> Result<Email, Skip> {
         Email::parse(self.attributes[name].as_str().unwrap_or_default())
             .map_err(|e| Skip::Poison(format!("{name}: {e}")))
+    }
+
+    /// Numbers as text, too (`approvals`).
+    fn number(&self, name: &str) -> String {
+        match &self.attributes[name] {
+            Value::Number(n) => n.to_string(),
+            other => clean(other.as_str().unwrap_or_default()),
+        }
     }
 
     fn emails(&self, name: &str) -> Result<Vec<Email>, Skip> {
@@ -324,6 +392,34 @@ mod tests {
         event["attributes"]["activation_id"] = json!("x>\r\nBcc: eve@example.com");
         let mail = compose(&event, &style()).expect("mail");
         assert!(mail.headers.iter().all(|(_, v)| !v.contains('\n') && !v.contains(' ')), "{:?}", mail.headers);
+    }
+
+    #[test]
+    fn every_lifecycle_change_is_mailed_to_everyone_concerned() {
+        let mut event = request_event("BUG-1");
+        event["attributes"]["approvers"] = json!(["bob@example.com"]);
+        event["attributes"]["actor"] = json!("bob@example.com");
+        event["attributes"]["reason"] = json!("<b>not now</b>");
+        event["attributes"]["approvals"] = json!(1);
+        event["attributes"]["approvals_needed"] = json!(2);
+        for (kind, to) in [
+            (common::event::APPROVAL_RECORDED, "alice@example.com"),
+            (common::event::REQUEST_DENIED, "alice@example.com"),
+            (common::event::REQUEST_WITHDRAWN, "bob@example.com"),
+            (common::event::ACTIVATION_ENDED, "bob@example.com"),
+            (common::event::ACTIVATION_REVOKED, "alice@example.com"),
+            (common::event::ACTIVATION_FAILED, "alice@example.com"),
+            (common::event::ACTIVATION_EXTERNALLY_MODIFIED, "alice@example.com"),
+        ] {
+            event["type"] = json!(kind);
+            let mail = compose(&event, &style()).unwrap_or_else(|e| panic!("{kind}: {e:?}"));
+            assert_eq!(mail.to, vec![Email::parse(to).expect("email")], "{kind}");
+            assert!(!mail.cc.is_empty(), "{kind}: everyone concerned hears of it");
+            assert!(!mail.html.contains("<b>"), "{kind}: escaped");
+            assert!(mail.headers.iter().any(|(name, _)| name == "In-Reply-To"), "{kind}: in the thread");
+        }
+        event["type"] = json!(common::event::APPROVAL_RECORDED);
+        assert!(compose(&event, &style()).expect("mail").text.contains("(1 of 2 approvals needed)"));
     }
 
     #[test]

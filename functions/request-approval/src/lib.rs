@@ -3,7 +3,13 @@
 //! - `POST /api/projects/{project}/roles/self-activate`: self-approved (JIT) roles, written at
 //!   once, all in one policy update; event `ActivationSelfApproved`.
 //! - `POST /api/projects/{project}/roles/request`: a peer-approval (MPA) request, signed as an
-//!   activation token and sent to the chosen reviewers; event `RequestActivation`.
+//!   activation token and sent to the chosen reviewers; event `RequestActivation`. It needs as
+//!   many reviewers as `APPROVAL_POLICY` asks approvals of.
+//! - `POST /api/requests/{id}/withdraw`: the requester withdraws a pending request, or ends an
+//!   active grant early (its binding is removed).
+//!
+//! Every request and self-activation is a record in the request ledger: the decision is
+//! recorded first, then IAM is written, then the outcome.
 
 use std::sync::Arc;
 
@@ -20,12 +26,15 @@ use common::event;
 use common::gcp::GcpError;
 use common::gcp::catalog::{AnyCatalog, Catalog as _};
 use common::gcp::events::{EventPublisher, publish_or_log, publisher_for};
+use common::gcp::grants::{Completion, Grants};
 use common::gcp::iam::IamWriter;
 use common::gcp::jwks::JwksCache;
+use common::gcp::ledger::Ledger;
 use common::gcp::signer::IamCredentialsSigner;
 use common::http::audit::{self, Decision};
-use common::http::wire::ActivationResponse;
+use common::http::wire::{ActivationResponse, RequestJson};
 use common::http::{ApiError, ApiJson, IapUser, IapVerifier, Routes, api_router};
+use common::lifecycle::{Action, Effect, Entry, Record, Standing, available_actions, decide};
 use common::rules;
 use common::timestamp::Timestamp;
 use common::token::{ActivationRequest, TokenSigner, to_url_form};
@@ -43,7 +52,7 @@ pub struct AppState {
     config: Arc<Config>,
     iap: IapVerifier,
     catalog: AnyCatalog,
-    writer: IamWriter,
+    grants: Grants,
     signer: Arc<dyn TokenSigner>,
     publisher: Arc<dyn EventPublisher>,
 }
@@ -56,13 +65,20 @@ impl FromRef<AppState> for IapVerifier {
 
 impl AppState {
     pub async fn new(config: Config) -> Result<AppState, GcpError> {
-        let iap = IapVerifier::from_settings(JwksCache::http_client(&config.backend), &config.backend, &config.iap);
+        let http = JwksCache::http_client(&config.backend);
+        let iap = IapVerifier::from_settings(http.clone(), &config.backend, &config.iap);
         // Every decision here writes IAM or approves: no cached policies or memberships.
         let catalog = AnyCatalog::new(&config.backend, &config.scope.fresh()).await?;
-        let writer = IamWriter::new(&config.backend).await?;
         let signer = Arc::new(IamCredentialsSigner::new(&config.backend, &config.token.service_account).await?);
         let publisher = publisher_for(&config.backend, &config.notification).await?;
-        Ok(AppState { config: Arc::new(config), iap, catalog, writer, signer, publisher })
+        let ledger = Ledger::new(http, &config.ledger.endpoint, &config.ledger.database, config.ledger.retention_days)?;
+        let grants = Grants {
+            ledger,
+            writer: IamWriter::new(&config.backend).await?,
+            publisher: publisher.clone(),
+            base_url: config.notification.base_url.clone(),
+        };
+        Ok(AppState { config: Arc::new(config), iap, catalog, grants, signer, publisher })
     }
 }
 
@@ -70,6 +86,7 @@ pub fn routes() -> Routes<AppState> {
     vec![
         ("POST", "/api/projects/{project}/roles/self-activate", post(self_activate)),
         ("POST", "/api/projects/{project}/roles/request", post(request)),
+        ("POST", "/api/requests/{id}/withdraw", post(withdraw)),
     ]
 }
 
@@ -135,8 +152,27 @@ async fn self_activate_checked(
             justification: justification.clone(),
         })
         .collect();
-    let reason = format!("Self-approved, justification: {justification}");
-    state.writer.activate_all(&activations, &reason).await?;
+    // The decision first, then the binding, then the outcome: the ledger always knows.
+    let first = &activations[0];
+    let record = Record {
+        id: activation_id.to_string(),
+        activation_type: ActivationType::Jit,
+        beneficiary: caller.clone(),
+        reviewers: Vec::new(),
+        entitlements: activations.iter().map(|a| a.entitlement.to_string()).collect(),
+        justification: justification.to_string(),
+        start: first.window.start().unix_seconds(),
+        end: first.window.end().unix_seconds(),
+        request_expiry: first.window.start().unix_seconds(),
+        approvals_needed: 0,
+        approver_reason_required: false,
+        token: None,
+        timeline: vec![Entry::Requested { at: Timestamp::now().unix_seconds(), actor: caller.clone() }],
+    };
+    let stored = state.grants.ledger.create(&record).await?;
+    if let Completion::Failed(_) = state.grants.complete_activation(stored).await? {
+        return Err(ApiError::backend("Google refused the binding; the request is recorded as failed"));
+    }
     let mut response = ActivationResponse::self_approved(activation_id, &activations);
     // The roles are granted: a failed event must not turn that into an error.
     let event = event::activation_self_approved(activation_id, &activations, &state.config.notification.base_url);
@@ -200,9 +236,24 @@ async fn request_checked(
     // The requester's own entitlements and the entitlement's peers, asked at the same time.
     let entitlement = Entitlement { id: id.clone(), activation_type: ActivationType::Mpa };
     let (held, holders) =
-        tokio::try_join!(state.catalog.user_entitlements(caller, &project), state.catalog.holders(&entitlement))?;
+        tokio::try_join!(state.catalog.user_entitlements(caller, &project), state.catalog.reviewers(&entitlement))?;
     rules::require_entitlement(&held.entitlements, &id, ActivationType::Mpa)?;
-    let reviewers = rules::reviewers(caller, &chosen, &holders, settings)?;
+    let reviewers = rules::reviewers(caller, &chosen, &holders.all(), settings)?;
+    let requirement = state.config.approval.policy.requirement(id.role().as_str(), &project.resource_name());
+    if (reviewers.len() as u32) < requirement.approvals {
+        return Err(ApiError::bad_request(
+            "reviewer_count",
+            format!(
+                "this role needs {} approvals: choose at least {} reviewers",
+                requirement.approvals, requirement.approvals
+            ),
+        ));
+    }
+    if let Some(max) = requirement.max_duration_minutes
+        && minutes > max
+    {
+        return Err(rules::Refusal::Duration { minutes, max }.into());
+    }
 
     // The request can be approved until the earlier of its timeout and the window's end.
     let timeout_end = now.plus_seconds(settings.request_timeout_minutes as i64 * 60);
@@ -214,8 +265,26 @@ async fn request_checked(
         justification: body.justification.trim().to_string(),
         window,
         expires: timeout_end.min(window.end()),
+        approvals_needed: requirement.approvals,
+        approver_reason_required: requirement.approver_reason_required,
     };
     let token = state.signer.sign(&request.claims(state.signer.issuer(), now)).await?;
+    let record = Record {
+        id: request.id.clone(),
+        activation_type: ActivationType::Mpa,
+        beneficiary: caller.clone(),
+        reviewers: request.reviewers.clone(),
+        entitlements: vec![request.entitlement.to_string()],
+        justification: request.justification.clone(),
+        start: window.start().unix_seconds(),
+        end: window.end().unix_seconds(),
+        request_expiry: request.expires.unix_seconds(),
+        approvals_needed: request.approvals_needed,
+        approver_reason_required: request.approver_reason_required,
+        token: Some(token.clone()),
+        timeline: vec![Entry::Requested { at: now.unix_seconds(), actor: caller.clone() }],
+    };
+    state.grants.ledger.create(&record).await?;
     let base_url = &state.config.notification.base_url;
     let action_url = format!("{base_url}/?activation={}", to_url_form(&token));
     // Nothing is granted yet: if the reviewers cannot be told, the request has failed.
@@ -230,4 +299,58 @@ fn new_id(prefix: &str) -> String {
     // only a label, never a secret.
     let _ = aws_lc_rs::rand::fill(&mut random);
     common::token::activation_id(prefix, random)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WithdrawBody {
+    #[serde(default)]
+    reason: String,
+}
+
+async fn withdraw(
+    State(state): State<AppState>,
+    caller: IapUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<WithdrawBody>,
+) -> Result<Json<RequestJson>, ApiError> {
+    let result = withdraw_checked(&state, caller.email(), &id, body.reason).await;
+    let decision = Decision {
+        event: "api.withdrawRole",
+        user: caller.email().as_str(),
+        activation_id: &id,
+        ..Decision::default()
+    };
+    audit::record(&decision, &result, "withdrawn");
+    result.map(Json)
+}
+
+/// The requester's own decision: recorded, then the binding of an active grant is removed.
+async fn withdraw_checked(state: &AppState, caller: &Email, id: &str, reason: String) -> Result<RequestJson, ApiError> {
+    let action = Action::Withdraw { reason };
+    let mut decided: Option<(Entry, Effect)> = None;
+    let stored = state
+        .grants
+        .ledger
+        .modify::<ApiError>(id, |record| {
+            let (entry, effect) = decide(record, caller, &action, Standing::default(), Timestamp::now())?;
+            let mut next = record.clone();
+            next.timeline.push(entry.clone());
+            decided = Some((entry, effect));
+            Ok(Some(next))
+        })
+        .await
+        .map_err(|error| match error.code() {
+            "resource_not_found" => ApiError::not_found("request_not_found", format!("there is no request {id}")),
+            _ => error,
+        })?
+        .ok_or_else(|| ApiError::not_found("request_not_found", format!("there is no request {id}")))?;
+    if let Some((entry, effect)) = &decided {
+        if *effect == Effect::RemoveBinding {
+            state.grants.remove_binding(&stored.record, &format!("Ended early by {caller}")).await?;
+        }
+        state.grants.announce(&stored.record, entry).await;
+    }
+    let now = Timestamp::now();
+    Ok(RequestJson::new(&stored.record, now, available_actions(&stored.record, caller, Standing::default(), now)))
 }

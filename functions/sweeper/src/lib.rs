@@ -3,12 +3,21 @@
 //! the same etag-safe update as activations. Expired bindings grant nothing, but IAM limits
 //! how many conditional bindings a policy holds; the reference app only purged them on the
 //! next activation of the same role.
+//!
+//! Then it reconciles the request ledger with IAM: an activation a crash left half-done is
+//! completed, a revoked or ended grant whose binding is still there loses it, and an active
+//! grant whose binding was removed or changed by hand is flagged (`EXTERNALLY_MODIFIED`, as
+//! Privileged Access Manager's `externallyModified`).
 
-use common::config::{BackendSettings, ConfigError, Env, ScopeSettings};
+use common::config::{BackendSettings, ConfigError, Env, LedgerSettings, NotificationSettings, ScopeSettings};
 use common::entitlement::ProjectId;
 use common::gcp::catalog::search_projects;
+use common::gcp::events::publisher_for;
+use common::gcp::grants::{Completion, Grants};
 use common::gcp::iam::IamWriter;
+use common::gcp::ledger::Ledger;
 use common::gcp::{GcpError, resource_manager};
+use common::lifecycle::{Entry, State};
 use common::timestamp::Timestamp;
 
 #[derive(Debug, Clone)]
@@ -22,6 +31,8 @@ pub struct Config {
     pub projects_query: String,
     /// `SWEEP_DRY_RUN` (or `--dry-run`): report, remove nothing.
     pub dry_run: bool,
+    pub ledger: LedgerSettings,
+    pub notification: NotificationSettings,
 }
 
 impl Config {
@@ -32,6 +43,8 @@ impl Config {
             grace_minutes: env.number("SWEEP_GRACE_PERIOD", 60, 0..=7 * 24 * 60),
             projects_query: env.text("SWEEP_PROJECTS_QUERY", "state:ACTIVE"),
             dry_run: env.boolean("SWEEP_DRY_RUN", false),
+            ledger: LedgerSettings::read(env),
+            notification: NotificationSettings::read(env),
         }
     }
 }
@@ -49,14 +62,23 @@ pub struct Summary {
     pub bindings_removed: usize,
     pub conflicts_retried: u32,
     pub errors: usize,
+    /// Ledger requests whose activation or removal this run completed.
+    pub requests_completed: usize,
+    /// Active grants found without their binding.
+    pub requests_flagged: usize,
 }
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "sweep: projects seen {}, bindings removed {}, conflicts retried {}, errors {}",
-            self.projects_seen, self.bindings_removed, self.conflicts_retried, self.errors
+            "sweep: projects seen {}, bindings removed {}, conflicts retried {}, errors {}, requests completed {}, requests flagged {}",
+            self.projects_seen,
+            self.bindings_removed,
+            self.conflicts_retried,
+            self.errors,
+            self.requests_completed,
+            self.requests_flagged
         )
     }
 }
@@ -89,7 +111,82 @@ pub async fn run(config: &Config, now: Timestamp) -> Result<Summary, GcpError> {
             }
         }
     }
+    if !config.dry_run {
+        reconcile(config, writer, now, &mut summary).await?;
+    }
     Ok(summary)
+}
+
+/// How many open requests one run looks at: the newest.
+const OPEN_REQUESTS: u32 = 1_000;
+
+/// Brings each open request in the ledger in line with IAM.
+async fn reconcile(config: &Config, writer: IamWriter, now: Timestamp, summary: &mut Summary) -> Result<(), GcpError> {
+    let http = common::gcp::jwks::JwksCache::http_client(&config.backend);
+    let ledger = Ledger::new(http, &config.ledger.endpoint, &config.ledger.database, config.ledger.retention_days)?;
+    let grants = Grants {
+        ledger: ledger.clone(),
+        writer,
+        publisher: publisher_for(&config.backend, &config.notification).await?,
+        base_url: config.notification.base_url.clone(),
+    };
+    for stored in ledger.open(OPEN_REQUESTS).await? {
+        let id = stored.record.id.clone();
+        let outcome = match stored.record.state(now) {
+            State::ApprovalAwaited => Ok(()),
+            State::Activating => grants.complete_activation(stored).await.map(|completion| {
+                if matches!(completion, Completion::Activated(_)) {
+                    summary.requests_completed += 1;
+                }
+            }),
+            State::Active | State::Scheduled => flag_if_modified(&grants, &stored.record, now, summary).await,
+            State::Revoked | State::Ended => {
+                match grants.remove_binding(&stored.record, "Completing a revocation").await {
+                    Ok(removed) => {
+                        summary.requests_completed += usize::from(removed > 0);
+                        ledger.update(&stored.record, &stored.update_time).await.map(|_| ())
+                    }
+                    Err(error) => Err(error),
+                }
+            }
+            // Closed: written again so that it is no longer listed as open.
+            _ => ledger.update(&stored.record, &stored.update_time).await.map(|_| ()),
+        };
+        if let Err(error) = outcome {
+            summary.errors += 1;
+            tracing::error!(activation_id = %id, %error, "reconciling the request failed");
+        }
+    }
+    Ok(())
+}
+
+async fn flag_if_modified(
+    grants: &Grants,
+    record: &common::lifecycle::Record,
+    now: Timestamp,
+    summary: &mut Summary,
+) -> Result<(), GcpError> {
+    if record.externally_modified() || grants.bindings_present(record).await? {
+        return Ok(());
+    }
+    let entry = Entry::ExternallyModified { at: now.unix_seconds() };
+    let written = grants
+        .ledger
+        .modify::<GcpError>(&record.id, |current| {
+            if current.externally_modified() {
+                return Ok(None);
+            }
+            let mut next = current.clone();
+            next.timeline.push(entry.clone());
+            Ok(Some(next))
+        })
+        .await?;
+    summary.requests_flagged += 1;
+    tracing::warn!(activation_id = %record.id, "an active grant's binding was removed or changed outside JIT access");
+    if let Some(stored) = written {
+        grants.announce(&stored.record, &entry).await;
+    }
+    Ok(())
 }
 
 /// The projects under the scope: the project itself, or every project the job can see that

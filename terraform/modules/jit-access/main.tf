@@ -48,6 +48,12 @@ locals {
     ACTIVATION_REQUEST_MAX_ROLES     = tostring(var.max_roles)
     JUSTIFICATION_PATTERN            = var.justification_pattern
     JUSTIFICATION_HINT               = var.justification_hint
+    APPROVAL_POLICY                  = var.approval_policy
+    ADMINISTRATORS                   = join(",", var.administrators)
+  }
+  ledger_env = {
+    FIRESTORE_DATABASE    = "projects/${var.project_id}/databases/${google_firestore_database.ledger.name}"
+    LEDGER_RETENTION_DAYS = tostring(var.ledger_retention_days)
   }
   backend_env = {
     BACKEND_CONNECT_TIMEOUT = tostring(var.backend_timeouts.connect)
@@ -65,16 +71,16 @@ locals {
   }
 
   # What each function reads, exactly (a test checks these maps against the code).
-  list_eligibility_env = merge(local.activation_env, local.backend_env, local.scope_env, {
+  list_eligibility_env = merge(local.activation_env, local.backend_env, local.scope_env, local.ledger_env, {
     IAP_AUDIENCE = local.iap_audience["list_eligibility"]
   })
-  request_approval_env = merge(local.activation_env, local.backend_env, local.scope_env, {
+  request_approval_env = merge(local.activation_env, local.backend_env, local.scope_env, local.ledger_env, {
     IAP_AUDIENCE            = local.iap_audience["request_approval"]
     SIGNING_SERVICE_ACCOUNT = google_service_account.signer.email
     NOTIFICATION_TOPIC      = local.topic
     BASE_URL                = local.base_url
   })
-  approve_env = merge(local.activation_env, local.backend_env, local.scope_env, {
+  approve_env = merge(local.activation_env, local.backend_env, local.scope_env, local.ledger_env, {
     IAP_AUDIENCE            = local.iap_audience["approve"]
     SIGNING_SERVICE_ACCOUNT = google_service_account.signer.email
     NOTIFICATION_TOPIC      = local.topic
@@ -93,7 +99,9 @@ locals {
     PUSH_AUTH = "cloud-run"
     BASE_URL  = local.base_url
   })
-  sweeper_env = merge(local.backend_env, local.scope_env, {
+  sweeper_env = merge(local.backend_env, local.scope_env, local.ledger_env, {
+    NOTIFICATION_TOPIC   = local.topic
+    BASE_URL             = local.base_url
     SWEEP_GRACE_PERIOD   = tostring(var.sweep_grace_period)
     SWEEP_PROJECTS_QUERY = var.sweep_projects_query
     SWEEP_DRY_RUN        = "false"
@@ -121,6 +129,7 @@ resource "google_project_service" "apis" {
     "cloudresourcemanager.googleapis.com",
     "cloudscheduler.googleapis.com",
     "compute.googleapis.com",
+    "firestore.googleapis.com",
     "iam.googleapis.com",
     "iamcredentials.googleapis.com",
     "iap.googleapis.com",

@@ -81,12 +81,21 @@ resource "google_compute_url_map" "frontend" {
       match_rules {
         path_template_match = "/api/projects/{project}/roles/request"
       }
+      match_rules {
+        path_template_match = "/api/requests/{id}/withdraw"
+      }
       service = google_compute_backend_service.function["request_approval"].id
     }
     route_rules {
       priority = 2
       match_rules {
         full_path_match = "/api/activation-request"
+      }
+      match_rules {
+        path_template_match = "/api/requests/{id}"
+      }
+      match_rules {
+        path_template_match = "/api/requests/{id}/{action}"
       }
       service = google_compute_backend_service.function["approve"].id
     }

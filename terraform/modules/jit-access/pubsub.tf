@@ -22,7 +22,7 @@ resource "google_pubsub_topic" "dead_letter" {
 }
 
 resource "google_pubsub_topic_iam_member" "publishers" {
-  for_each = toset(["request_approval", "approve"])
+  for_each = toset(["request_approval", "approve", "sweeper"])
   project  = var.project_id
   topic    = google_pubsub_topic.events.name
   role     = "roles/pubsub.publisher"

@@ -180,3 +180,33 @@ variable "mailer_max_delivery_attempts" {
   type        = number
   default     = 10
 }
+
+variable "ledger_database" {
+  description = "The Firestore database of the request ledger."
+  type        = string
+  default     = "(default)"
+}
+
+variable "ledger_location" {
+  description = "Where the Firestore database lives (a Firestore location such as eur3 or nam5, or a region)."
+  type        = string
+  default     = "eur3"
+}
+
+variable "ledger_retention_days" {
+  description = "LEDGER_RETENTION_DAYS: days a request is kept after it ends (Firestore TTL)."
+  type        = number
+  default     = 400
+}
+
+variable "approval_policy" {
+  description = "APPROVAL_POLICY: JSON rules, the first matching wins, e.g. [{\"roles\": [\"roles/owner\"], \"resources\": [\"projects/prod-*\"], \"approvals\": 2, \"approverReason\": \"required\", \"maxDuration\": 60}]. Empty: one approval."
+  type        = string
+  default     = ""
+}
+
+variable "administrators" {
+  description = "ADMINISTRATORS: user:EMAIL and group:EMAIL who may revoke any grant and see any request."
+  type        = list(string)
+  default     = []
+}

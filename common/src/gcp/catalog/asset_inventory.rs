@@ -17,7 +17,7 @@ use google_cloud_asset_v1::client::AssetService;
 use google_cloud_gax::paginator::ItemPaginator as _;
 use google_cloud_resourcemanager_v3::client::Projects;
 
-use super::{Cache, UserEntitlements, asset_service, core_binding, search_projects};
+use super::{Cache, Reviewers, UserEntitlements, asset_service, core_binding, search_projects};
 use crate::config::{BackendSettings, ScopeSettings};
 use crate::eligibility;
 use crate::email::Email;
@@ -160,12 +160,27 @@ impl super::Catalog for AssetInventoryCatalog {
     }
 
     async fn holders(&self, entitlement: &Entitlement) -> Result<Vec<Email>, GcpError> {
+        Ok(self.reviewers(entitlement).await?.peers)
+    }
+
+    async fn reviewers(&self, entitlement: &Entitlement) -> Result<Reviewers, GcpError> {
         let bindings = self.effective_bindings(entitlement.id.project()).await?;
-        let (mut users, groups) = eligibility::holders(entitlement, &bindings, Timestamp::now());
-        for group in &groups {
-            users.extend(self.members_of(group).await?);
+        let now = Timestamp::now();
+        let mut sides = [
+            eligibility::holders(entitlement, &bindings, now),
+            eligibility::designated_approvers(entitlement, &bindings, now),
+        ];
+        for (users, groups) in &mut sides {
+            for group in groups.iter() {
+                users.extend(self.members_of(group).await?);
+            }
         }
-        Ok(users.into_iter().collect())
+        let [(peers, _), (designated, _)] = sides;
+        Ok(Reviewers { peers: peers.into_iter().collect(), designated: designated.into_iter().collect() })
+    }
+
+    async fn groups_of(&self, user: &Email) -> Result<BTreeSet<String>, GcpError> {
+        AssetInventoryCatalog::groups_of(self, user).await
     }
 
     async fn projects(&self, user: &Email) -> Result<Vec<ProjectId>, GcpError> {

@@ -39,6 +39,26 @@ pub struct UserEntitlements {
     pub warnings: Vec<String>,
 }
 
+/// Who may review requests for an entitlement.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reviewers {
+    /// Holders of the same entitlement with peer approval: they approve each other.
+    pub peers: Vec<Email>,
+    /// Holders of the designated-approver marker for it: they approve, never activate.
+    pub designated: Vec<Email>,
+}
+
+impl Reviewers {
+    pub fn may_review(&self, who: &Email) -> bool {
+        self.peers.contains(who) || self.designated.contains(who)
+    }
+
+    /// Everyone who may review, once each, sorted.
+    pub fn all(&self) -> Vec<Email> {
+        self.peers.iter().chain(&self.designated).cloned().collect::<BTreeSet<_>>().into_iter().collect()
+    }
+}
+
 /// The questions every handler asks about eligibility.
 pub trait Catalog {
     /// The user's entitlements and activations on `project`, through inherited bindings and
@@ -52,9 +72,16 @@ pub trait Catalog {
     /// The users who hold `entitlement` with the same activation type: the qualified peers.
     fn holders(&self, entitlement: &Entitlement) -> impl Future<Output = Result<Vec<Email>, GcpError>> + Send;
 
+    /// The peers and the designated approvers of `entitlement`, from one read.
+    fn reviewers(&self, entitlement: &Entitlement) -> impl Future<Output = Result<Reviewers, GcpError>> + Send;
+
     /// Projects the user can activate something on, or every project matching
     /// `AVAILABLE_PROJECTS_QUERY` when that is set.
     fn projects(&self, user: &Email) -> impl Future<Output = Result<Vec<ProjectId>, GcpError>> + Send;
+
+    /// The groups the user is in, nested ones included (for `ADMINISTRATORS`); the Policy
+    /// Analyzer catalog reads no groups and answers none.
+    fn groups_of(&self, user: &Email) -> impl Future<Output = Result<BTreeSet<String>, GcpError>> + Send;
 }
 
 /// The configured catalog.
@@ -95,10 +122,24 @@ impl Catalog for AnyCatalog {
         }
     }
 
+    async fn reviewers(&self, entitlement: &Entitlement) -> Result<Reviewers, GcpError> {
+        match self {
+            AnyCatalog::AssetInventory(catalog) => catalog.reviewers(entitlement).await,
+            AnyCatalog::PolicyAnalyzer(catalog) => catalog.reviewers(entitlement).await,
+        }
+    }
+
     async fn projects(&self, user: &Email) -> Result<Vec<ProjectId>, GcpError> {
         match self {
             AnyCatalog::AssetInventory(catalog) => catalog.projects(user).await,
             AnyCatalog::PolicyAnalyzer(catalog) => catalog.projects(user).await,
+        }
+    }
+
+    async fn groups_of(&self, user: &Email) -> Result<BTreeSet<String>, GcpError> {
+        match self {
+            AnyCatalog::AssetInventory(catalog) => Catalog::groups_of(catalog, user).await,
+            AnyCatalog::PolicyAnalyzer(_) => Ok(BTreeSet::new()),
         }
     }
 }

@@ -16,9 +16,9 @@ use google_cloud_asset_v1::model::iam_policy_analysis_query as query;
 use google_cloud_asset_v1::model::{AnalyzeIamPolicyResponse, IamPolicyAnalysisQuery, IamPolicyAnalysisResult};
 use google_cloud_resourcemanager_v3::client::Projects;
 
-use super::{UserEntitlements, asset_service, search_projects};
+use super::{Reviewers, UserEntitlements, asset_service, search_projects};
 use crate::activation::read_activation_binding;
-use crate::condition::eligibility;
+use crate::condition::{eligibility, reviewer_condition};
 use crate::config::{BackendSettings, ScopeSettings};
 use crate::email::Email;
 use crate::entitlement::{Entitlement, ProjectId, eligible_entitlement, merge_entitlements};
@@ -62,6 +62,11 @@ impl PolicyAnalyzerCatalog {
 
     /// The users who hold `entitlement` with the same activation type: the qualified peers.
     pub async fn holders(&self, entitlement: &Entitlement) -> Result<Vec<Email>, GcpError> {
+        Ok(self.reviewers(entitlement).await?.peers)
+    }
+
+    /// The peers and the designated approvers, from one analysis of the role on the project.
+    pub async fn reviewers(&self, entitlement: &Entitlement) -> Result<Reviewers, GcpError> {
         let id = &entitlement.id;
         let query = self
             .query()
@@ -71,7 +76,10 @@ impl PolicyAnalyzerCatalog {
             .set_access_selector(query::AccessSelector::new().set_roles([id.role().as_str()]))
             .set_options(query::Options::new().set_expand_groups(true));
         let response = self.analyze("analyzeIamPolicy (holders)", query).await?;
-        Ok(read_holders(&response, entitlement))
+        Ok(Reviewers {
+            peers: read_holders(&response, entitlement),
+            designated: read_designated(&response, entitlement),
+        })
     }
 
     /// Projects the user can activate something on, or every project matching
@@ -114,6 +122,14 @@ impl super::Catalog for PolicyAnalyzerCatalog {
 
     async fn holders(&self, entitlement: &Entitlement) -> Result<Vec<Email>, GcpError> {
         PolicyAnalyzerCatalog::holders(self, entitlement).await
+    }
+
+    async fn reviewers(&self, entitlement: &Entitlement) -> Result<Reviewers, GcpError> {
+        PolicyAnalyzerCatalog::reviewers(self, entitlement).await
+    }
+
+    async fn groups_of(&self, _user: &Email) -> Result<BTreeSet<String>, GcpError> {
+        Ok(BTreeSet::new())
     }
 
     async fn projects(&self, user: &Email) -> Result<Vec<ProjectId>, GcpError> {
@@ -191,6 +207,25 @@ fn read_holders(response: &AnalyzeIamPolicyResponse, entitlement: &Entitlement) 
         );
     }
     holders.into_iter().collect()
+}
+
+fn read_designated(response: &AnalyzeIamPolicyResponse, entitlement: &Entitlement) -> Vec<Email> {
+    let mut designated = BTreeSet::new();
+    for result in results(response) {
+        let Some(binding) = core_binding(result) else {
+            continue;
+        };
+        let condition = binding.condition.as_ref().and_then(|c| reviewer_condition(&c.expression));
+        let same = condition.is_some_and(|c| c.as_ref() == entitlement.id.resource_condition());
+        if !same || evaluated_false(result) {
+            continue;
+        }
+        let identities = result.identity_list.iter().flat_map(|list| list.identities.iter());
+        designated.extend(
+            identities.filter_map(|i| i.name.strip_prefix("user:")).filter_map(|email| Email::parse(email).ok()),
+        );
+    }
+    designated.into_iter().collect()
 }
 
 fn read_projects(response: &AnalyzeIamPolicyResponse) -> Vec<ProjectId> {

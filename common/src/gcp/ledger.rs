@@ -1,0 +1,237 @@
+//! The request ledger in Firestore (Native mode), through its REST API: one document per
+//! request in `requests`, keyed by the activation ID. Writes carry Firestore's commit
+//! preconditions (`exists: false` to create, the read `updateTime` to update) and are retried
+//! on conflict, as the IAM etag loop is, so two deciders never overwrite each other.
+//!
+//! The official Rust SDK has no Firestore data-plane client; this is a small adapter on our
+//! [`RestClient`]. Its tests run against the real Firestore emulator and against ours.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use crate::email::Email;
+use crate::gcp::GcpError;
+use crate::gcp::rest::RestClient;
+use crate::lifecycle::Record;
+use crate::timestamp::Timestamp;
+
+pub const COLLECTION: &str = "requests";
+const SCOPE: &str = "https://www.googleapis.com/auth/datastore";
+
+/// How many times a write that lost a race is tried again.
+const ATTEMPTS: u32 = 8;
+
+/// A record and the version it was read at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub record: Record,
+    /// Firestore's `updateTime`: the precondition of the next write.
+    pub update_time: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    rest: RestClient,
+    /// `projects/P/databases/D`
+    database: String,
+    /// Days a closed request is kept (the TTL field `expireAt`).
+    retention_days: u32,
+}
+
+impl Ledger {
+    pub fn new(http: reqwest::Client, endpoint: &str, database: &str, retention_days: u32) -> Result<Ledger, GcpError> {
+        let rest = RestClient::new(http, endpoint, &[SCOPE])?;
+        Ok(Ledger { rest, database: database.to_string(), retention_days })
+    }
+
+    fn documents(&self) -> String {
+        format!("v1/{}/documents", self.database)
+    }
+
+    fn name(&self, id: &str) -> String {
+        format!("{}/documents/{COLLECTION}/{id}", self.database)
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<Stored>, GcpError> {
+        if !valid_id(id) {
+            return Ok(None);
+        }
+        match self.rest.get("ledger get", &format!("{}/{COLLECTION}/{id}", self.documents()), &[]).await {
+            Ok(document) => Ok(Some(read_document(&document)?)),
+            Err(GcpError::NotFound(_)) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Creates the record; `Conflict` if one with its ID exists.
+    pub async fn create(&self, record: &Record) -> Result<Stored, GcpError> {
+        self.commit(record, json!({"exists": false})).await
+    }
+
+    /// Writes `record` over the version read at `update_time`; `Conflict` if it changed since.
+    pub async fn update(&self, record: &Record, update_time: &str) -> Result<Stored, GcpError> {
+        self.commit(record, json!({"updateTime": update_time})).await
+    }
+
+    async fn commit(&self, record: &Record, precondition: Value) -> Result<Stored, GcpError> {
+        let fields = self.fields(record)?;
+        let body = json!({"writes": [{
+            "update": {"name": self.name(&record.id), "fields": fields},
+            "currentDocument": precondition,
+        }]});
+        let answer = self.rest.post("ledger commit", &format!("{}:commit", self.documents()), &body).await?;
+        let update_time = answer["writeResults"][0]["updateTime"]
+            .as_str()
+            .ok_or_else(|| GcpError::Other("ledger commit: no updateTime in the answer".into()))?;
+        Ok(Stored { record: record.clone(), update_time: update_time.to_string() })
+    }
+
+    /// Reads, changes and writes a record until the write wins or `change` declines. `change`
+    /// returns the new record, or `None` to write nothing; its refusals pass through.
+    pub async fn modify<E: From<GcpError>>(
+        &self,
+        id: &str,
+        mut change: impl FnMut(&Record) -> Result<Option<Record>, E>,
+    ) -> Result<Option<Stored>, E> {
+        for attempt in 0..ATTEMPTS {
+            let stored = self.get(id).await?.ok_or_else(|| GcpError::NotFound(format!("request {id}")))?;
+            let Some(changed) = change(&stored.record)? else {
+                return Ok(Some(stored));
+            };
+            match self.update(&changed, &stored.update_time).await {
+                Ok(written) => return Ok(Some(written)),
+                Err(GcpError::Conflict(_)) if attempt + 1 < ATTEMPTS => backoff(attempt).await,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(GcpError::Conflict(format!("request {id} kept changing")).into())
+    }
+
+    /// Requests `beneficiary` made, newest first.
+    pub async fn made_by(&self, beneficiary: &Email, limit: u32) -> Result<Vec<Stored>, GcpError> {
+        self.query("beneficiary", "EQUAL", beneficiary.as_str(), limit).await
+    }
+
+    /// Requests that name `reviewer`, newest first.
+    pub async fn naming_reviewer(&self, reviewer: &Email, limit: u32) -> Result<Vec<Stored>, GcpError> {
+        self.query("reviewers", "ARRAY_CONTAINS", reviewer.as_str(), limit).await
+    }
+
+    /// Requests that were not closed when last written: what the sweeper reconciles.
+    pub async fn open(&self, limit: u32) -> Result<Vec<Stored>, GcpError> {
+        let filter =
+            json!({"fieldFilter": {"field": {"fieldPath": "open"}, "op": "EQUAL", "value": {"booleanValue": true}}});
+        self.run_query(filter, limit).await
+    }
+
+    async fn query(&self, field: &str, op: &str, value: &str, limit: u32) -> Result<Vec<Stored>, GcpError> {
+        let filter = json!({"fieldFilter": {"field": {"fieldPath": field}, "op": op, "value": {"stringValue": value}}});
+        self.run_query(filter, limit).await
+    }
+
+    async fn run_query(&self, filter: Value, limit: u32) -> Result<Vec<Stored>, GcpError> {
+        let body = json!({"structuredQuery": {
+            "from": [{"collectionId": COLLECTION}],
+            "where": filter,
+            "orderBy": [{"field": {"fieldPath": "requestedAt"}, "direction": "DESCENDING"}],
+            "limit": limit,
+        }});
+        let answer = self.rest.post("ledger query", &format!("{}:runQuery", self.documents()), &body).await?;
+        answer.as_array().into_iter().flatten().filter_map(|item| item.get("document")).map(read_document).collect()
+    }
+
+    /// The record's fields, and those the queries and the TTL policy use.
+    fn fields(&self, record: &Record) -> Result<Map<String, Value>, GcpError> {
+        let mut json = serde_json::to_value(record).map_err(|e| GcpError::Other(format!("ledger encode ({e})")))?;
+        let now = Timestamp::now();
+        let state = record.state(now);
+        let requested_at = record.timeline.first().map(|e| e.at()).unwrap_or(record.start);
+        let keep_until = record.end.max(record.request_expiry) + i64::from(self.retention_days) * 86_400;
+        let object = json.as_object_mut().ok_or_else(|| GcpError::Other("ledger encode: not an object".into()))?;
+        object.insert("state".into(), json!(state.name()));
+        object.insert("open".into(), json!(!state.is_terminal()));
+        object.insert("requestedAt".into(), json!(requested_at));
+        let mut fields: Map<String, Value> = object.iter().map(|(k, v)| (k.clone(), encode(v))).collect();
+        let expire_at = Timestamp::from_unix_seconds(keep_until).map(|t| t.to_string()).unwrap_or_default();
+        fields.insert("expireAt".into(), json!({"timestampValue": expire_at}));
+        Ok(fields)
+    }
+}
+
+/// Document IDs are ours: `mpa-…` or `jit-…` and URL-safe characters.
+pub fn valid_id(id: &str) -> bool {
+    (id.starts_with("mpa-") || id.starts_with("jit-"))
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn read_document(document: &Value) -> Result<Stored, GcpError> {
+    let fields = document["fields"].as_object().cloned().unwrap_or_default();
+    let json = Value::Object(fields.iter().map(|(k, v)| (k.clone(), decode(v))).collect());
+    let record: Record =
+        serde_json::from_value(json).map_err(|e| GcpError::Other(format!("ledger: unreadable request ({e})")))?;
+    let update_time = document["updateTime"].as_str().unwrap_or_default().to_string();
+    Ok(Stored { record, update_time })
+}
+
+/// JSON as Firestore's typed values.
+pub fn encode(value: &Value) -> Value {
+    match value {
+        Value::Null => json!({"nullValue": null}),
+        Value::Bool(b) => json!({"booleanValue": b}),
+        Value::Number(n) if n.is_i64() || n.is_u64() => json!({"integerValue": n.to_string()}),
+        Value::Number(n) => json!({"doubleValue": n}),
+        Value::String(s) => json!({"stringValue": s}),
+        Value::Array(items) => json!({"arrayValue": {"values": items.iter().map(encode).collect::<Vec<_>>()}}),
+        Value::Object(map) => {
+            json!({"mapValue": {"fields": map.iter().map(|(k, v)| (k.clone(), encode(v))).collect::<Map<_, _>>()}})
+        }
+    }
+}
+
+/// Firestore's typed values as JSON.
+pub fn decode(value: &Value) -> Value {
+    let Some((kind, inner)) = value.as_object().and_then(|o| o.iter().next()) else {
+        return Value::Null;
+    };
+    match kind.as_str() {
+        "booleanValue" => inner.clone(),
+        "integerValue" => inner.as_str().and_then(|s| s.parse::<i64>().ok()).map(Value::from).unwrap_or(inner.clone()),
+        "doubleValue" | "stringValue" | "timestampValue" | "referenceValue" => inner.clone(),
+        "arrayValue" => Value::Array(inner["values"].as_array().into_iter().flatten().map(decode).collect()),
+        "mapValue" => Value::Object(
+            inner["fields"].as_object().into_iter().flatten().map(|(k, v)| (k.clone(), decode(v))).collect(),
+        ),
+        _ => Value::Null,
+    }
+}
+
+/// Jittered backoff after losing a race: 10 ms, 20 ms, 40 ms … plus up to as much again.
+async fn backoff(attempt: u32) {
+    let base = 10u64 << attempt.min(6);
+    let mut random = [0u8; 1];
+    let _ = aws_lc_rs::rand::fill(&mut random);
+    tokio::time::sleep(Duration::from_millis(base + base * u64::from(random[0]) / 255)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip_through_firestores_types() {
+        let value = json!({"a": "x", "n": 5, "f": 1.5, "b": true, "z": null, "list": [1, "two", {"k": []}], "m": {}});
+        assert_eq!(decode(&encode(&value)), value);
+        assert_eq!(encode(&json!(7)), json!({"integerValue": "7"}));
+    }
+
+    #[test]
+    fn only_our_ids_are_documents() {
+        assert!(valid_id("mpa-8Jx3kQ0wZt1bH2sD"));
+        assert!(valid_id("jit-abc_-1"));
+        for bad in ["", "x", "mpa-../x", "mpa-a/b", "jit-a b", &format!("mpa-{}", "a".repeat(80))] {
+            assert!(!valid_id(bad), "{bad}");
+        }
+    }
+}
