@@ -47,6 +47,16 @@ pub struct Options {
     pub echo_mail: bool,
     /// Keep IAM policies here between runs (`policies.json`); in memory only when `None`.
     pub state: Option<std::path::PathBuf>,
+    /// Settings for the functions, over those passed through from the environment (tests
+    /// use it for an approval policy, say).
+    pub settings: Vec<(&'static str, String)>,
+}
+
+impl Default for Options {
+    /// Free ports, the example organization, mail not printed, nothing kept.
+    fn default() -> Options {
+        Options { port: 0, emulator_port: 0, organization: None, echo_mail: false, state: None, settings: Vec::new() }
+    }
 }
 
 /// A running local system.
@@ -108,6 +118,7 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
             pairs.push((name, value));
         }
     }
+    pairs.extend(options.settings.iter().cloned());
     let lookup = |name: &str| pairs.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
     let mut env = Env::new(lookup);
     let list_config = list_eligibility::Config::read(&mut env);

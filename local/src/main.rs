@@ -15,6 +15,7 @@ async fn main() -> anyhow::Result<()> {
         organization: std::env::var("LOCAL_ORGANIZATION").ok(),
         echo_mail: true,
         state: std::env::var_os("LOCAL_STATE").map(Into::into),
+        settings: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {

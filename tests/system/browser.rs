@@ -13,10 +13,7 @@ fn screenshot_dir() -> std::path::PathBuf {
 #[tokio::test]
 async fn alice_requests_bob_approves_alice_sees_the_role_active() {
     let Some(driver) = Driver::start().await else { return };
-    let local =
-        local::start(local::Options { port: 0, emulator_port: 0, organization: None, echo_mail: false, state: None })
-            .await
-            .expect("local run starts");
+    let local = local::start(local::Options::default()).await.expect("local run starts");
     let url = &local.url;
     let browser = driver.browser().await;
 
@@ -86,8 +83,7 @@ async fn loop_for_link(emulator: &str) -> String {
 #[tokio::test]
 async fn the_local_run_keeps_policies_between_runs_with_a_state_directory() {
     let dir = std::env::temp_dir().join(format!("jit-local-state-{}", std::process::id()));
-    let options =
-        local::Options { port: 0, emulator_port: 0, organization: None, echo_mail: false, state: Some(dir.clone()) };
+    let options = local::Options { state: Some(dir.clone()), ..local::Options::default() };
     let first = local::start(options.clone()).await.expect("starts");
     let client = reqwest::Client::new();
     let body = serde_json::json!({"entitlementIds": ["project-1:roles/storage.admin"], "justification": "BUG-1"});
@@ -118,10 +114,7 @@ async fn the_local_run_keeps_policies_between_runs_with_a_state_directory() {
 
 #[tokio::test]
 async fn the_front_door_signs_people_in_and_strips_forged_identity() {
-    let local =
-        local::start(local::Options { port: 0, emulator_port: 0, organization: None, echo_mail: false, state: None })
-            .await
-            .expect("starts");
+    let local = local::start(local::Options::default()).await.expect("starts");
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
     let page = client.get(format!("{}/", local.url)).send().await.expect("answers");
     assert_eq!(page.status(), 303, "a signed-out browser is sent to sign in");

@@ -17,9 +17,7 @@ fn deep_id() -> String {
 }
 
 async fn start_local() -> local::Running {
-    local::start(local::Options { port: 0, emulator_port: 0, organization: None, echo_mail: false, state: None })
-        .await
-        .expect("local run starts")
+    local::start(local::Options::default()).await.expect("local run starts")
 }
 
 #[tokio::test]

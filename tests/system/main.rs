@@ -10,6 +10,8 @@ mod emulator_rules;
 mod emulator_wire;
 mod hardening;
 mod harness;
+mod ledger;
+mod lifecycle;
 mod mailer;
 mod openapi;
 mod ordinary_organization;

@@ -30,10 +30,7 @@ async fn call(
 
 #[tokio::test]
 async fn the_story_self_activation_and_refusals_through_the_local_run_make_no_analysis_query() {
-    let local =
-        local::start(local::Options { port: 0, emulator_port: 0, organization: None, echo_mail: false, state: None })
-            .await
-            .expect("local run starts");
+    let local = local::start(local::Options::default()).await.expect("local run starts");
     let http = reqwest::Client::new();
     let url = local.url.as_str();
 

@@ -2,79 +2,10 @@
 //! mail arrives, Bob approves from its link, the binding is written, Alice's mail arrives.
 //! Then the refusals, on the same setup.
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 use crate::harness::{PUSH_ACCOUNT, PUSH_AUDIENCE, System};
-use crate::support::{ALICE, BOB, CAROL};
-
-/// The real Pub/Sub emulator (`gcloud beta emulators pubsub start`), stopped on drop.
-struct PubSubEmulator {
-    child: Child,
-    host: String,
-}
-
-impl PubSubEmulator {
-    /// `None` where gcloud is not installed (a laptop); CI has it and must run this.
-    async fn start() -> Option<PubSubEmulator> {
-        let gcloud_present = Command::new("gcloud")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !gcloud_present {
-            assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "CI needs gcloud for the real Pub/Sub emulator");
-            eprintln!("skipping: gcloud is not installed");
-            return None;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("address").port();
-        let host = format!("127.0.0.1:{port}");
-        let data_dir = std::env::temp_dir().join(format!("pubsub-emulator-{port}"));
-        std::fs::create_dir_all(&data_dir).expect("data directory");
-        let log =
-            std::fs::File::create(std::env::temp_dir().join(format!("pubsub-emulator-{port}.log"))).expect("log file");
-        use std::os::unix::process::CommandExt as _;
-        let child = Command::new("gcloud")
-            .args(["beta", "emulators", "pubsub", "start", "--quiet", "--project=jit-project"])
-            .arg(format!("--host-port={host}"))
-            .arg(format!("--data-dir={}", data_dir.display()))
-            .stdout(Stdio::from(log.try_clone().expect("log")))
-            .stderr(Stdio::from(log))
-            // Its own process group, so that stopping it also stops the Java server it starts.
-            .process_group(0)
-            .spawn()
-            .expect("gcloud starts");
-        let emulator = PubSubEmulator { child, host };
-        let client = reqwest::Client::new();
-        for _ in 0..600 {
-            if client.get(format!("http://{}/", emulator.host)).send().await.is_ok_and(|r| r.status().is_success()) {
-                return Some(emulator);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the Pub/Sub emulator did not start within 60 s");
-    }
-
-    async fn put(&self, path: &str, body: Value) {
-        let response = reqwest::Client::new()
-            .put(format!("http://{}{path}", self.host))
-            .json(&body)
-            .send()
-            .await
-            .expect("emulator answers");
-        assert!(response.status().is_success(), "{path}: {}", response.text().await.unwrap_or_default());
-    }
-}
-
-impl Drop for PubSubEmulator {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg("--").arg(format!("-{}", self.child.id())).status();
-        let _ = self.child.wait();
-    }
-}
+use crate::support::{ALICE, BOB, CAROL, GcloudEmulator};
 
 fn mail_to(mail: &[Value], email: &str) -> Vec<Value> {
     mail.iter()
@@ -96,7 +27,7 @@ fn content(mail: &Value, kind: &str) -> String {
 
 #[tokio::test]
 async fn alice_asks_bob_approves_through_the_real_pubsub_emulator() {
-    let Some(pubsub) = PubSubEmulator::start().await else { return };
+    let Some(pubsub) = GcloudEmulator::start("pubsub").await else { return };
     // As deployed: the push reaches the mailer through Cloud Run's invoker check, which
     // verifies the push token and removes its signature. The real emulator pushes unsigned, so
     // the push first gets the OIDC token Google's Pub/Sub would add.

@@ -90,3 +90,72 @@ pub fn email(text: &str) -> common::email::Email {
 pub fn project(text: &str) -> common::entitlement::ProjectId {
     common::entitlement::ProjectId::parse(text).expect("valid project")
 }
+
+/// One of Google's own emulators from `gcloud` (`pubsub` or `firestore`), on a free port,
+/// stopped on drop.
+pub struct GcloudEmulator {
+    child: std::process::Child,
+    pub host: String,
+}
+
+impl GcloudEmulator {
+    /// `None` where gcloud is not installed (a laptop); CI has it and must run these tests.
+    pub async fn start(kind: &str) -> Option<GcloudEmulator> {
+        use std::process::{Command, Stdio};
+        let gcloud_present = Command::new("gcloud")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !gcloud_present {
+            assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "CI needs gcloud for the {kind} emulator");
+            eprintln!("skipping: gcloud is not installed");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("address").port();
+        let host = format!("127.0.0.1:{port}");
+        let data_dir = std::env::temp_dir().join(format!("{kind}-emulator-{port}"));
+        std::fs::create_dir_all(&data_dir).expect("data directory");
+        let log = std::fs::File::create(std::env::temp_dir().join(format!("{kind}-emulator-{port}.log"))).expect("log");
+        let mut command = Command::new("gcloud");
+        command.args(["beta", "emulators", kind, "start", "--quiet"]).arg(format!("--host-port={host}"));
+        if kind == "pubsub" {
+            command.arg("--project=jit-project").arg(format!("--data-dir={}", data_dir.display()));
+        }
+        use std::os::unix::process::CommandExt as _;
+        let child = command
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            // Its own process group, so that stopping it also stops the Java server it starts.
+            .process_group(0)
+            .spawn()
+            .expect("gcloud starts");
+        let emulator = GcloudEmulator { child, host };
+        let client = reqwest::Client::new();
+        for _ in 0..600 {
+            if client.get(format!("http://{}/", emulator.host)).send().await.is_ok_and(|r| r.status().is_success()) {
+                return Some(emulator);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the {kind} emulator did not start within 60 s");
+    }
+
+    pub async fn put(&self, path: &str, body: serde_json::Value) {
+        let response = reqwest::Client::new()
+            .put(format!("http://{}{path}", self.host))
+            .json(&body)
+            .send()
+            .await
+            .expect("emulator answers");
+        assert!(response.status().is_success(), "{path}: {}", response.text().await.unwrap_or_default());
+    }
+}
+
+impl Drop for GcloudEmulator {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").arg("--").arg(format!("-{}", self.child.id())).status();
+        let _ = self.child.wait();
+    }
+}

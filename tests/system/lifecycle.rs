@@ -1,0 +1,249 @@
+//! The approval lifecycle through the local run, as people drive it: a quorum of two, deny,
+//! withdraw, end early, revoke (by an approver and by an administrator), the refusals, the
+//! lists of my requests and of those waiting for me, and an event for every transition.
+
+use serde_json::{Value, json};
+
+use crate::support::{ALICE, BOB, CAROL};
+
+const DAVE: &str = "dave@example.com";
+const ADMIN: &str = "admin@example.com";
+
+struct Local {
+    running: local::Running,
+    http: reqwest::Client,
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    body: Value,
+}
+
+impl Reply {
+    fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    fn state(&self) -> &str {
+        self.body["state"].as_str().unwrap_or("")
+    }
+}
+
+impl Local {
+    async fn start() -> Local {
+        let settings = vec![
+            (
+                "APPROVAL_POLICY",
+                r#"[{"roles": ["roles/compute.admin"], "approvals": 2, "approverReason": "optional"}]"#.to_string(),
+            ),
+            ("ADMINISTRATORS", format!("user:{ADMIN}")),
+        ];
+        let running = local::start(local::Options { settings, ..local::Options::default() }).await.expect("local run");
+        let local = Local { running, http: reqwest::Client::new() };
+        local.more_peers().await;
+        local
+    }
+
+    async fn call(&self, user: &str, method: &str, path: &str, body: Option<Value>) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.running.url))
+            .header("x-local-user", user)
+            .header("x-jitaccess", "1");
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the front door answers");
+        let status = response.status().as_u16();
+        Reply { status, body: response.json().await.unwrap_or(Value::Null) }
+    }
+
+    async fn post(&self, user: &str, path: &str, body: Value) -> Reply {
+        self.call(user, "POST", path, Some(body)).await
+    }
+
+    /// Carol and Dave become peers of Alice and Bob for compute.admin on project-1.
+    async fn more_peers(&self) {
+        let emulator = self.running.emulator.url();
+        let policy: Value = self
+            .http
+            .post(format!("{emulator}/v3/projects/project-1:getIamPolicy"))
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("answers")
+            .json()
+            .await
+            .expect("policy");
+        let mut policy = policy;
+        policy["bindings"].as_array_mut().expect("bindings").push(json!({
+            "role": "roles/compute.admin", "members": [format!("user:{CAROL}"), format!("user:{DAVE}")],
+            "condition": {"title": "Eligible", "expression": "has({}.multiPartyApprovalConstraint)"}}));
+        let response = self
+            .http
+            .post(format!("{emulator}/v3/projects/project-1:setIamPolicy"))
+            .json(&json!({"policy": policy}))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.status(), 200);
+    }
+
+    /// Alice asks `reviewers`; returns the request's ID.
+    async fn ask(&self, reviewers: &[&str]) -> String {
+        let body = json!({"entitlementId": "project-1:roles/compute.admin", "justification": "BUG-1", "peers": reviewers, "activationTimeout": 30});
+        let reply = self.post(ALICE, "/api/projects/project-1/roles/request", body).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        reply.body["entitlements"][0]["activationId"].as_str().expect("id").to_string()
+    }
+
+    async fn act(&self, user: &str, id: &str, action: &str, reason: &str) -> Reply {
+        self.post(user, &format!("/api/requests/{id}/{action}"), json!({"reason": reason})).await
+    }
+
+    async fn alice_bound(&self) -> bool {
+        let emulator = self.running.emulator.url();
+        let policy: Value = self
+            .http
+            .post(format!("{emulator}/v3/projects/project-1:getIamPolicy"))
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("answers")
+            .json()
+            .await
+            .expect("policy");
+        policy["bindings"].as_array().into_iter().flatten().any(|b| {
+            b["role"] == "roles/compute.admin"
+                && b["members"] == json!([format!("user:{ALICE}")])
+                && b["condition"]["title"] == "JIT access activation"
+        })
+    }
+
+    async fn event_types(&self) -> Vec<String> {
+        let messages: Vec<Value> = self
+            .http
+            .get(format!("{}/_emulator/pubsub", self.running.emulator.url()))
+            .send()
+            .await
+            .expect("answers")
+            .json()
+            .await
+            .expect("json");
+        messages.iter().filter_map(|m| m["attributes"]["type"].as_str().map(str::to_string)).collect()
+    }
+}
+
+#[tokio::test]
+async fn quorum_then_refusals_then_ending_early() {
+    let local = Local::start().await;
+    // A request naming fewer reviewers than the policy's approvals is refused.
+    let body = json!({"entitlementId": "project-1:roles/compute.admin", "justification": "BUG-1", "peers": [BOB]});
+    let reply = local.post(ALICE, "/api/projects/project-1/roles/request", body).await;
+    assert_eq!((reply.status, reply.code()), (400, "reviewer_count"), "{reply:?}");
+    let roles = local.call(ALICE, "GET", "/api/projects/project-1/roles", None).await;
+    assert_eq!(roles.body["entitlements"][0]["approvalsNeeded"], 2, "the page can say: needs 2 approvals");
+
+    let id = local.ask(&[BOB, CAROL, DAVE]).await;
+    let first = local.act(BOB, &id, "approve", "looks right").await;
+    assert_eq!((first.status, first.state()), (200, "APPROVAL_AWAITED"), "one of two: {first:?}");
+    assert_eq!(first.body["approvals"].as_array().map(Vec::len), Some(1));
+    assert!(!local.alice_bound().await, "nothing granted on one approval");
+
+    // Refusals: a stranger, the beneficiary, the same reviewer twice.
+    let stranger = local.act("erin@example.com", &id, "approve", "").await;
+    assert_eq!((stranger.status, stranger.code()), (403, "not_a_reviewer"), "{stranger:?}");
+    let own = local.act(ALICE, &id, "approve", "").await;
+    assert_eq!((own.status, own.code()), (403, "self_approval"), "{own:?}");
+    let twice = local.act(BOB, &id, "approve", "").await;
+    assert_eq!((twice.status, twice.code()), (409, "already_approved"), "{twice:?}");
+    let strangers_view = local.call("erin@example.com", "GET", &format!("/api/requests/{id}"), None).await;
+    assert_eq!((strangers_view.status, strangers_view.code()), (403, "not_involved"));
+
+    // The second approval completes the quorum and grants.
+    let second = local.act(CAROL, &id, "approve", "").await;
+    assert_eq!((second.status, second.state()), (200, "ACTIVE"), "{second:?}");
+    assert!(local.alice_bound().await);
+
+    // Lists: Alice's requests, and Dave's queue (empty: the request no longer waits).
+    let mine = local.call(ALICE, "GET", "/api/requests?view=mine", None).await;
+    assert_eq!(mine.body["requests"][0]["state"], "ACTIVE", "{mine:?}");
+    let queue = local.call(DAVE, "GET", "/api/requests?view=review", None).await;
+    assert_eq!(queue.body["requests"], json!([]), "{queue:?}");
+
+    // Alice ends it early: the binding goes, the request is ENDED, nothing more can happen.
+    let view = local.call(ALICE, "GET", &format!("/api/requests/{id}"), None).await;
+    assert!(view.body["actions"].as_array().is_some_and(|a| a.contains(&json!("withdraw"))), "{view:?}");
+    let ended = local.act(ALICE, &id, "withdraw", "done early").await;
+    assert_eq!((ended.status, ended.state()), (200, "ENDED"), "{ended:?}");
+    assert!(!local.alice_bound().await, "the binding is removed at once");
+    let late = local.act(DAVE, &id, "approve", "").await;
+    assert_eq!((late.status, late.code()), (409, "wrong_state"), "{late:?}");
+
+    let events = local.event_types().await;
+    for kind in ["RequestActivation", "ApprovalRecorded", "ActivationApproved", "ActivationEnded"] {
+        assert!(events.iter().any(|e| e == kind), "{kind} published: {events:?}");
+    }
+}
+
+#[tokio::test]
+async fn deny_withdraw_and_revoke() {
+    let local = Local::start().await;
+
+    // One deny ends it; approvals after it are refused.
+    let denied = local.ask(&[BOB, CAROL]).await;
+    let no_reason = local.act(BOB, &denied, "deny", " ").await;
+    assert_eq!((no_reason.status, no_reason.code()), (400, "reason_required"));
+    let reply = local.act(BOB, &denied, "deny", "no ticket").await;
+    assert_eq!((reply.status, reply.state()), (200, "DENIED"), "{reply:?}");
+    let after = local.act(CAROL, &denied, "approve", "").await;
+    assert_eq!((after.status, after.code()), (409, "wrong_state"), "after a deny: {after:?}");
+
+    // Withdrawn by the requester; only the requester may; nothing can be approved after.
+    let withdrawn = local.ask(&[BOB, CAROL]).await;
+    let not_hers = local.act(BOB, &withdrawn, "withdraw", "").await;
+    assert_eq!((not_hers.status, not_hers.code()), (403, "not_the_requester"));
+    let reply = local.act(ALICE, &withdrawn, "withdraw", "").await;
+    assert_eq!((reply.status, reply.state()), (200, "WITHDRAWN"), "{reply:?}");
+    let after = local.act(BOB, &withdrawn, "approve", "").await;
+    assert_eq!((after.status, after.code()), (409, "wrong_state"), "after a withdrawal: {after:?}");
+
+    // Revoked by an approver; a reviewer who did not approve may not; a reason is needed.
+    let revoked = local.ask(&[BOB, CAROL, DAVE]).await;
+    local.act(BOB, &revoked, "approve", "").await;
+    assert_eq!(local.act(CAROL, &revoked, "approve", "").await.state(), "ACTIVE");
+    let not_an_approver = local.act(DAVE, &revoked, "revoke", "I want to").await;
+    assert_eq!((not_an_approver.status, not_an_approver.code()), (403, "may_not_revoke"));
+    let beneficiary = local.act(ALICE, &revoked, "revoke", "mine").await;
+    assert_eq!((beneficiary.status, beneficiary.code()), (403, "may_not_revoke"), "she may end it, not revoke it");
+    let no_reason = local.act(BOB, &revoked, "revoke", "").await;
+    assert_eq!((no_reason.status, no_reason.code()), (400, "reason_required"));
+    let reply = local.act(BOB, &revoked, "revoke", "incident closed").await;
+    assert_eq!((reply.status, reply.state()), (200, "REVOKED"), "{reply:?}");
+    assert!(!local.alice_bound().await, "the binding is removed at once");
+
+    // An administrator may revoke any grant, and see any request.
+    let second = local.ask(&[BOB, CAROL]).await;
+    local.act(BOB, &second, "approve", "").await;
+    assert_eq!(local.act(CAROL, &second, "approve", "").await.state(), "ACTIVE");
+    assert_eq!(local.call(ADMIN, "GET", &format!("/api/requests/{second}"), None).await.status, 200);
+    let reply = local.act(ADMIN, &second, "revoke", "access review").await;
+    assert_eq!((reply.status, reply.state()), (200, "REVOKED"), "{reply:?}");
+    let timeline: Vec<&str> =
+        reply.body["timeline"].as_array().into_iter().flatten().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(timeline, ["REQUESTED", "APPROVED", "APPROVED", "ACTIVATED", "REVOKED"]);
+
+    let events = local.event_types().await;
+    for kind in ["RequestDenied", "RequestWithdrawn", "ActivationRevoked"] {
+        assert!(events.iter().any(|e| e == kind), "{kind} published: {events:?}");
+    }
+    // Bob's queue holds what still waits for him: nothing.
+    let queue = local.call(BOB, "GET", "/api/requests?view=review", None).await;
+    assert_eq!(queue.body["requests"], json!([]), "{queue:?}");
+    let pending = local.ask(&[BOB, CAROL]).await;
+    let queue = local.call(BOB, "GET", "/api/requests?view=review", None).await;
+    assert_eq!(queue.body["requests"][0]["id"], pending.as_str());
+    assert_eq!(queue.body["requests"][0]["actions"], json!(["approve", "deny"]));
+}
