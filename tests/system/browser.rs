@@ -46,10 +46,22 @@ async fn alice_requests_bob_approves_alice_sees_the_role_active() {
     let view = browser.wait_for_text("#result-details", "roles/compute.admin").await;
     assert!(view.contains("alice@example.com") && view.contains("BUG-12345") && view.contains("project-1"), "{view}");
     browser.wait_for_text("#result-title", "alice@example.com asks for access").await;
+    browser.wait_for_text("#result-details", "waiting for approval").await;
     browser.find("#approve").await;
+    browser.find("#deny").await;
     browser.screenshot(&screenshot_dir().join("approval-view.png")).await;
     browser.click("#approve").await;
-    browser.wait_for_text("#result-title", "Access approved").await;
+    browser.wait_for_text("#notice", "Your approval is recorded").await;
+    browser.wait_for_text("#result-details", "active").await;
+    browser.wait_for_text("#timeline", "activated").await;
+
+    // The reviewer opens the approved request again: it says ACTIVE, and offers no approval.
+    browser.open(&link).await;
+    browser.wait_for_text("#result-details", "active").await;
+    browser.wait_for_text("#timeline", "approved by bob@example.com").await;
+    assert!(!browser.displayed("#approve").await, "no approve button on an active request");
+    assert!(!browser.displayed("#deny").await, "no deny button either");
+    browser.screenshot(&screenshot_dir().join("approved-request.png")).await;
 
     // Carol, not a reviewer, gets a clear message instead of an Approve button.
     browser.open(&format!("{url}/_local/signout")).await;
@@ -57,10 +69,11 @@ async fn alice_requests_bob_approves_alice_sees_the_role_active() {
     browser.open(&link).await;
     browser.wait_for_text("#error", "neither the requester nor a reviewer").await;
 
-    // Alice sees the role active.
+    // Alice sees the role active, and her request in her list with its true state.
     browser.open(&format!("{url}/_local/signout")).await;
     browser.click("#users a[href*='alice']").await;
     browser.wait_for_text("#roles tbody", "active until").await;
+    browser.wait_for_text("#mine-list tbody", "active").await;
     browser.screenshot(&screenshot_dir().join("role-active.png")).await;
     browser.close().await;
 }

@@ -116,6 +116,18 @@ impl Browser {
         panic!("no visible element matches {css}; the page says: {}", self.text("body").await);
     }
 
+    /// Whether an element matching `css` exists and is displayed, now.
+    pub async fn displayed(&self, css: &str) -> bool {
+        let found =
+            self.command(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css}))).await;
+        match found[ELEMENT].as_str() {
+            Some(id) => {
+                self.command(reqwest::Method::GET, &format!("/element/{id}/displayed"), None).await == json!(true)
+            }
+            None => false,
+        }
+    }
+
     pub async fn click(&self, css: &str) {
         let id = self.find(css).await;
         self.command(reqwest::Method::POST, &format!("/element/{id}/click"), Some(json!({}))).await;

@@ -45,6 +45,8 @@ async function start() {
     const params = new URLSearchParams(location.search);
     if (params.get("activation")) {
       await showRequest(params.get("activation"));
+    } else if (params.get("request")) {
+      await openLedgerRequest(params.get("request"));
     } else {
       await loadProjects(params.get("projectId"));
     }
@@ -89,7 +91,8 @@ async function loadRoles() {
     const name = el("td");
     name.append(el("code", role.name));
     const type = el("td");
-    type.append(role.activationType === "MPA" ? el("span", "peer approval", "badge mpa") : el("span", "self-approval", "badge"));
+    const needs = role.approvalsNeeded > 1 ? `peer approval, needs ${role.approvalsNeeded} approvals` : "peer approval";
+    type.append(role.activationType === "MPA" ? el("span", needs, "badge mpa") : el("span", "self-approval", "badge"));
     const status = el("td");
     status.append(role.status === "ACTIVE" ? el("span", `active until ${time(role.validUntil)}`, "badge active") : el("span", "available"));
     row.append(check, name, el("td", role.resourceCondition || "–"), type, status);
@@ -98,6 +101,114 @@ async function loadRoles() {
   show("no-roles", roles.length === 0);
   show("roles-view", true);
   updateActivateButton();
+  loadLists().catch(showError);
+}
+
+const STATES = {
+  APPROVAL_AWAITED: "waiting for approval", ACTIVATING: "being granted", SCHEDULED: "scheduled", ACTIVE: "active",
+  DENIED: "denied", WITHDRAWN: "withdrawn", REVOKED: "revoked", EXPIRED: "expired", ENDED: "ended early",
+  ACTIVATION_FAILED: "failed",
+};
+
+function stateBadge(state) { return el("span", STATES[state] || state, `badge state-${state}`); }
+
+// The requests waiting for my review, and my own, with their true state.
+async function loadLists() {
+  const [review, mine] = await Promise.all([api("GET", "/api/requests?view=review"), api("GET", "/api/requests?view=mine")]);
+  const fill = (table, requests, columns) => {
+    const body = $(table).querySelector("tbody");
+    body.replaceChildren();
+    for (const request of requests) {
+      const row = el("tr");
+      for (const value of columns(request)) row.append(typeof value === "string" ? el("td", value) : wrap(value));
+      const open = el("a", "Open");
+      open.href = `/?request=${encodeURIComponent(request.id)}`;
+      row.append(wrap(open));
+      body.append(row);
+    }
+  };
+  const approvals = (r) => r.activationType === "MPA" ? `${r.approvals.length} of ${r.approvalsNeeded}` : "–";
+  const role = (r) => r.entitlements.map((e) => e.name).join(", ");
+  const project = (r) => (r.entitlements[0] || {}).projectId || "";
+  fill("review-list", review.requests, (r) => [r.beneficiary.email, role(r), project(r), approvals(r), stateBadge(r.state)]);
+  fill("mine-list", mine.requests, (r) => [role(r), project(r), time(r.endTime), approvals(r), stateBadge(r.state)]);
+  show("no-review", review.requests.length === 0);
+  show("no-mine", mine.requests.length === 0);
+  show("lists-view", true);
+}
+
+function wrap(node) { const td = el("td"); td.append(node); return td; }
+
+async function openLedgerRequest(id) {
+  document.querySelector(".project").hidden = true;
+  showLedgerRequest(await api("GET", `/api/requests/${encodeURIComponent(id)}`));
+}
+
+// A request from the ledger: what was asked, its state, approvals, the timeline, and only the
+// actions this person may take now.
+function showLedgerRequest(request) {
+  const me = policy.signedInUser.email;
+  const mine = request.beneficiary.email === me;
+  $("result-title").textContent = mine ? "Your request" : `${request.beneficiary.email} asks for access`;
+  const body = $("result-details");
+  body.replaceChildren();
+  const row = (name, value) => {
+    const tr = el("tr");
+    tr.append(el("th", name), typeof value === "string" ? el("td", value) : wrap(value));
+    body.append(tr);
+  };
+  row("State", stateBadge(request.state));
+  row("Requested by", request.beneficiary.email);
+  if (request.reviewers.length) row("Reviewers", request.reviewers.map((r) => r.email).join(", "));
+  if (request.activationType === "MPA") row("Approvals", `${request.approvals.length} of ${request.approvalsNeeded} needed`);
+  row("Justification", request.justification);
+  for (const entitlement of request.entitlements) {
+    row("Project", entitlement.projectId);
+    row("Role", entitlement.name);
+    if (entitlement.resourceCondition) row("Condition", entitlement.resourceCondition);
+  }
+  row("From", time(request.startTime));
+  row("Until", time(request.endTime));
+  if (request.state === "APPROVAL_AWAITED") row("Request expires", time(request.requestExpiryTime));
+  if (request.externallyModified) row("Note", "The access was changed or removed outside JIT access.");
+  const timeline = $("timeline");
+  timeline.replaceChildren();
+  for (const entry of request.timeline) {
+    const who = entry.actor ? ` by ${entry.actor}` : "";
+    const why = entry.reason ? `: ${entry.reason}` : "";
+    timeline.append(el("li", `${time(entry.time)}: ${entry.type.toLowerCase().replace("_", " ")}${who}${why}`));
+  }
+  show("timeline-title", true);
+  show("timeline", true);
+  for (const action of ["approve", "deny", "withdraw", "revoke"]) {
+    const button = $(action);
+    button.hidden = !request.actions.includes(action);
+    button.onclick = () => act(request, action);
+  }
+  $("withdraw").textContent = ["ACTIVE", "SCHEDULED"].includes(request.state) ? "End my access now" : "Withdraw";
+  const reason = $("reason");
+  reason.value = "";
+  show("reason-field", request.actions.length > 0);
+  reason.placeholder = request.approverReasonRequired ? "Required" : "Required to deny or revoke";
+  show("roles-view", false);
+  show("lists-view", false);
+  show("request-view", false);
+  show("result-view", true);
+}
+
+async function act(request, action) {
+  clearMessages();
+  const buttons = ["approve", "deny", "withdraw", "revoke"].map($);
+  buttons.forEach((b) => { b.disabled = true; });
+  try {
+    const updated = await api("POST", `/api/requests/${encodeURIComponent(request.id)}/${action}`, { reason: $("reason").value.trim() });
+    showLedgerRequest(updated);
+    notice({ approve: "Your approval is recorded.", deny: "The request is denied.", withdraw: "Done.", revoke: "The access is revoked." }[action]);
+  } catch (error) {
+    showError(error);
+  } finally {
+    buttons.forEach((b) => { b.disabled = false; });
+  }
 }
 
 function selectedRoles() {
@@ -213,6 +324,11 @@ function showResult(title, result) {
 async function showRequest(token) {
   document.querySelector(".project").hidden = true;
   const request = await api("GET", `/api/activation-request?activation=${encodeURIComponent(token)}`);
+  if (request.request) {
+    // The ledger's view: the true state, approvals and timeline, and the allowed actions.
+    showLedgerRequest(request.request);
+    return;
+  }
   const pending = request.entitlements.every((e) => e.status === "ACTIVATION_PENDING");
   showResult(request.isBeneficiary ? "Your request" : `${request.beneficiary.email} asks for access`, request);
   const approve = $("approve");
@@ -245,6 +361,10 @@ document.addEventListener("DOMContentLoaded", () => {
   $("cancel").addEventListener("click", () => { clearMessages(); show("request-view", false); show("roles-view", true); });
   $("back").addEventListener("click", () => {
     clearMessages();
+    show("timeline-title", false);
+    show("timeline", false);
+    show("reason-field", false);
+    ["approve", "deny", "withdraw", "revoke"].forEach((action) => { $(action).hidden = true; });
     document.querySelector(".project").hidden = false;
     history.replaceState(null, "", "/");
     loadProjects($("project").value).catch(showError);
