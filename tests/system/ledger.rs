@@ -270,3 +270,31 @@ async fn a_half_done_activation_is_completed_by_the_next_touch() {
     assert_eq!(view["state"], "ACTIVE", "{view}");
     assert_eq!(alice_bindings(&system.backend.policy("projects/project-1").await), 1);
 }
+
+#[tokio::test]
+async fn a_forged_ledger_document_grants_nothing() {
+    // Someone with write access to Firestore lowers the quorum and adds a reviewer: the token,
+    // verified on every read, disagrees, so nothing is decided on the document.
+    let system = System::start_with(&[("APPROVAL_POLICY", TWO_APPROVALS)]).await;
+    more_peers(&system).await;
+    let id = ask(&system, &[BOB, CAROL]).await;
+    let ledger = Ledger::new(reqwest::Client::new(), &system.backend.emulator.url(), DATABASE, 400).expect("ledger");
+    for forge in [
+        (|r: &mut Record| r.approvals_needed = 1) as fn(&mut Record),
+        |r: &mut Record| r.reviewers.push(email(DAVE)),
+        |r: &mut Record| r.end += 86_400,
+        |r: &mut Record| r.token = None,
+    ] {
+        let stored = ledger.get(&id).await.expect("read").expect("found");
+        let original = stored.record.clone();
+        let mut forged = stored.record.clone();
+        forge(&mut forged);
+        let written = ledger.update(&forged, &stored.update_time).await.expect("forged");
+        let reply = system.post(BOB, system.approve, &format!("/api/requests/{id}/approve"), json!({})).await;
+        assert!(matches!(reply.status, 403), "a forged document is refused: {reply:?}");
+        assert_eq!(alice_bindings(&system.backend.policy("projects/project-1").await), 0, "nothing granted");
+        ledger.update(&original, &written.update_time).await.expect("restored");
+    }
+    let reply = system.post(BOB, system.approve, &format!("/api/requests/{id}/approve"), json!({})).await;
+    assert_eq!((reply.status, reply.body["state"].as_str()), (200, Some("APPROVAL_AWAITED")), "{reply:?}");
+}
