@@ -135,6 +135,8 @@ pub struct ActivationSettings {
     pub min_reviewers: u64,
     pub max_reviewers: u64,
     pub max_roles: u64,
+    /// `ACTIVATION_MAX_SCHEDULE`: how far ahead an activation may start, minutes (7 days).
+    pub max_schedule_minutes: u64,
     pub justification: JustificationPolicy,
 }
 
@@ -159,6 +161,7 @@ impl ActivationSettings {
             ));
         }
         let max_roles = env.number("ACTIVATION_REQUEST_MAX_ROLES", 10, 1..=100);
+        let max_schedule_minutes = env.number("ACTIVATION_MAX_SCHEDULE", 7 * 24 * 60, 0..=90 * 24 * 60);
         let pattern = env.text("JUSTIFICATION_PATTERN", ".*");
         let hint = env.text("JUSTIFICATION_HINT", "Bug or case number");
         let justification = JustificationPolicy::new(&pattern, &hint).unwrap_or_else(|e| {
@@ -172,6 +175,7 @@ impl ActivationSettings {
             min_reviewers,
             max_reviewers,
             max_roles,
+            max_schedule_minutes,
             justification,
         }
     }

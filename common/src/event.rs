@@ -28,6 +28,8 @@ pub const ACTIVATION_ENDED: &str = "ActivationEnded";
 pub const ACTIVATION_REVOKED: &str = "ActivationRevoked";
 pub const ACTIVATION_FAILED: &str = "ActivationFailed";
 pub const ACTIVATION_EXTERNALLY_MODIFIED: &str = "ActivationExternallyModified";
+pub const EXTENSION_REQUESTED: &str = "ExtensionRequested";
+pub const ACTIVATION_EXTENDED: &str = "ActivationExtended";
 
 /// One event: JSON data plus the message attributes.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,6 +136,8 @@ pub fn lifecycle_event(record: &Record, entry: &Entry, base_url: &str) -> Option
         Entry::Revoked { actor, reason, .. } => (ACTIVATION_REVOKED, Some(actor), reason.as_str()),
         Entry::ActivationFailed { reason, .. } => (ACTIVATION_FAILED, None, reason.as_str()),
         Entry::ExternallyModified { .. } => (ACTIVATION_EXTERNALLY_MODIFIED, None, ""),
+        Entry::ExtensionRequested { actor, .. } => (EXTENSION_REQUESTED, Some(actor), ""),
+        Entry::Extended { .. } => (ACTIVATION_EXTENDED, None, ""),
         Entry::Requested { .. } | Entry::Activated { .. } => return None,
     };
     let first = record.entitlements.first().and_then(|id| crate::entitlement::EntitlementId::parse(id).ok());
@@ -154,7 +158,9 @@ pub fn lifecycle_event(record: &Record, entry: &Entry, base_url: &str) -> Option
             "role": roles.join(", "),
             "resource_condition": first.as_ref().and_then(|id| id.resource_condition().map(|c| c.to_string())).unwrap_or_default(),
             "start_time": time(record.start),
-            "end_time": time(record.end),
+            "end_time": time(record.effective_end()),
+            "requested_end_time": time(record.end),
+            "extension_end_time": record.pending_extension().and_then(|(_, end)| time(end)),
             "justification": record.justification,
             "base_url": base_url,
         }),

@@ -23,11 +23,14 @@ pub enum Entry {
         at: i64,
         actor: Email,
     },
+    /// `end`: the approver narrowed the window to end then (never later than asked).
     Approved {
         at: i64,
         actor: Email,
         #[serde(default)]
         reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        end: Option<i64>,
     },
     Denied {
         at: i64,
@@ -62,6 +65,17 @@ pub enum Entry {
     ExternallyModified {
         at: i64,
     },
+    /// The requester asked for the grant to last until `end`; peer approval needs a new quorum.
+    ExtensionRequested {
+        at: i64,
+        actor: Email,
+        end: i64,
+    },
+    /// The grant now lasts until `end`, without a gap.
+    Extended {
+        at: i64,
+        end: i64,
+    },
 }
 
 impl Entry {
@@ -75,7 +89,9 @@ impl Entry {
             | Entry::ActivationFailed { at, .. }
             | Entry::Revoked { at, .. }
             | Entry::Ended { at, .. }
-            | Entry::ExternallyModified { at } => *at,
+            | Entry::ExternallyModified { at }
+            | Entry::ExtensionRequested { at, .. }
+            | Entry::Extended { at, .. } => *at,
         }
     }
 
@@ -182,6 +198,66 @@ impl Record {
         self.timeline.iter().any(|entry| matches!(entry, Entry::Activated { .. }))
     }
 
+    /// When the access ends: the latest extension's end, or else the requested end narrowed
+    /// by the approvers (the earliest end any approver gave wins).
+    pub fn effective_end(&self) -> i64 {
+        let extended = self.timeline.iter().rev().find_map(|entry| match entry {
+            Entry::Extended { end, .. } => Some(*end),
+            _ => None,
+        });
+        if let Some(end) = extended {
+            return end;
+        }
+        let activated_at = self.timeline.iter().position(|e| matches!(e, Entry::Activated { .. }));
+        let first_round = &self.timeline[..activated_at.unwrap_or(self.timeline.len())];
+        first_round
+            .iter()
+            .filter_map(|entry| match entry {
+                Entry::Approved { end: Some(end), actor, .. } if actor != &self.beneficiary => Some(*end),
+                _ => None,
+            })
+            .fold(self.end, i64::min)
+    }
+
+    /// An extension asked for and not yet granted: where it stands in the timeline, and the
+    /// end it asks for.
+    pub fn pending_extension(&self) -> Option<(usize, i64)> {
+        let (index, end) = self.timeline.iter().enumerate().rev().find_map(|(i, entry)| match entry {
+            Entry::ExtensionRequested { end, .. } => Some((i, *end)),
+            _ => None,
+        })?;
+        let settled =
+            self.timeline[index..].iter().any(|e| matches!(e, Entry::Extended { .. }) || e.terminal().is_some());
+        (!settled).then_some((index, end))
+    }
+
+    /// The end a pending extension may be granted with, once it has its quorum: the end asked
+    /// for, narrowed by this round's approvers.
+    pub fn extension_ready(&self) -> Option<i64> {
+        let (index, asked) = self.pending_extension()?;
+        let round: Vec<&Entry> = self.timeline[index + 1..].iter().collect();
+        let approvers = self.approvers_after(index);
+        if (approvers.len() as u32) < self.approvals_needed {
+            return None;
+        }
+        let narrowed = round.iter().filter_map(|entry| match entry {
+            Entry::Approved { end: Some(end), actor, .. } if actor != &self.beneficiary => Some(*end),
+            _ => None,
+        });
+        Some(narrowed.fold(asked, i64::min))
+    }
+
+    /// Distinct approvers (never the beneficiary) after the timeline's `index`-th entry.
+    fn approvers_after(&self, index: usize) -> BTreeSet<&Email> {
+        self.timeline[index + 1..]
+            .iter()
+            .filter_map(|entry| match entry {
+                Entry::Approved { actor, .. } if actor != &self.beneficiary => Some(actor),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn externally_modified(&self) -> bool {
         self.timeline.iter().any(|entry| matches!(entry, Entry::ExternallyModified { .. }))
     }
@@ -192,8 +268,9 @@ impl Record {
         if let Some(terminal) = self.timeline.iter().find_map(Entry::terminal) {
             return terminal;
         }
+        let end = self.effective_end();
         if self.is_activated() {
-            return if now >= self.end {
+            return if now >= end {
                 State::Expired
             } else if now < self.start {
                 State::Scheduled
@@ -202,7 +279,7 @@ impl Record {
             };
         }
         if self.approvers().len() as u32 >= self.approvals_needed {
-            return if now >= self.end { State::Expired } else { State::Activating };
+            return if now >= end { State::Expired } else { State::Activating };
         }
         if now >= self.request_expiry { State::Expired } else { State::ApprovalAwaited }
     }
@@ -216,10 +293,24 @@ impl Record {
 /// What a person asks to do to a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    Approve { reason: String },
-    Deny { reason: String },
-    Withdraw { reason: String },
-    Revoke { reason: String },
+    /// `end`: the approver shortens the window to end then.
+    Approve {
+        reason: String,
+        end: Option<i64>,
+    },
+    Deny {
+        reason: String,
+    },
+    Withdraw {
+        reason: String,
+    },
+    Revoke {
+        reason: String,
+    },
+    /// The requester asks for the grant to last until `end`.
+    Extend {
+        end: i64,
+    },
 }
 
 /// What the handler found out about the actor before asking: whether they may review this
@@ -239,6 +330,8 @@ pub enum Effect {
     Activate,
     /// Remove the grant's binding.
     RemoveBinding,
+    /// Write the binding with the extended window, then record `EXTENDED`.
+    Extend,
 }
 
 /// Why an action is refused. Each has a stable code in the API.
@@ -258,6 +351,12 @@ pub enum Refusal {
     AlreadyApprovedByYou,
     #[error("a reason is required")]
     ReasonRequired,
+    #[error("an approver may only shorten the window: end it after it starts and no later than requested")]
+    Lengthening,
+    #[error("an extension must end later than the grant does now")]
+    NotLonger,
+    #[error("an extension of this grant awaits approval already")]
+    ExtensionPending,
     #[error("the request is {}: {}", .0.name(), explain(*.0))]
     WrongState(State),
 }
@@ -299,7 +398,7 @@ pub fn decide(
     let at = now.unix_seconds();
     let state = record.state(now);
     match action {
-        Action::Approve { reason } | Action::Deny { reason } => {
+        Action::Approve { reason, .. } | Action::Deny { reason } => {
             if actor == &record.beneficiary {
                 return Err(Refusal::OwnRequest);
             }
@@ -322,10 +421,31 @@ pub fn decide(
                 let reason = reason_text(reason, true)?;
                 return Ok((Entry::Denied { at, actor: actor.clone(), reason }, Effect::Nothing));
             }
+            let end = match action {
+                Action::Approve { end: Some(end), .. } => {
+                    // Never later than asked: the request's end, or the extension's.
+                    let asked = record.pending_extension().filter(|_| late).map_or(record.end, |(_, end)| end);
+                    if *end <= record.start.max(at) || *end > asked {
+                        return Err(Refusal::Lengthening);
+                    }
+                    Some(*end)
+                }
+                _ => None,
+            };
+            let reason = reason_text(reason, record.approver_reason_required)?;
+            // An extension awaiting approval: this approval counts for it alone.
+            if let Some((index, _)) = record.pending_extension().filter(|_| late) {
+                let round = record.approvers_after(index);
+                if round.contains(actor) {
+                    return Err(Refusal::AlreadyApprovedByYou);
+                }
+                let quorum = round.len() as u32 + 1 >= record.approvals_needed;
+                let effect = if quorum { Effect::Extend } else { Effect::Nothing };
+                return Ok((Entry::Approved { at, actor: actor.clone(), reason, end }, effect));
+            }
             if record.approvers().contains(actor) {
                 return Err(Refusal::AlreadyApprovedByYou);
             }
-            let reason = reason_text(reason, record.approver_reason_required)?;
             let quorum = record.approvers().len() as u32 + 1 >= record.approvals_needed;
             let effect = match state {
                 State::ApprovalAwaited if quorum => Effect::Activate,
@@ -333,7 +453,7 @@ pub fn decide(
                 State::Activating => Effect::Activate,
                 _ => Effect::Nothing,
             };
-            Ok((Entry::Approved { at, actor: actor.clone(), reason }, effect))
+            Ok((Entry::Approved { at, actor: actor.clone(), reason, end }, effect))
         }
         Action::Withdraw { reason } => {
             if actor != &record.beneficiary {
@@ -346,6 +466,23 @@ pub fn decide(
                 State::Scheduled | State::Active => Ok((Entry::Ended { at, actor, reason }, Effect::RemoveBinding)),
                 other => Err(Refusal::WrongState(other)),
             }
+        }
+        Action::Extend { end } => {
+            if actor != &record.beneficiary {
+                return Err(Refusal::NotTheRequester);
+            }
+            if !matches!(state, State::Scheduled | State::Active) {
+                return Err(Refusal::WrongState(state));
+            }
+            if *end <= record.effective_end() {
+                return Err(Refusal::NotLonger);
+            }
+            if record.pending_extension().is_some() {
+                return Err(Refusal::ExtensionPending);
+            }
+            // Self-approval extends at once; peer approval waits for a new quorum.
+            let effect = if record.approvals_needed == 0 { Effect::Extend } else { Effect::Nothing };
+            Ok((Entry::ExtensionRequested { at, actor: actor.clone(), end: *end }, effect))
         }
         Action::Revoke { reason } => {
             let approved = record.approvers().contains(actor);
@@ -364,10 +501,11 @@ pub fn decide(
 /// The actions `viewer` may try on the request now, for the page's buttons.
 pub fn available_actions(record: &Record, viewer: &Email, standing: Standing, now: Timestamp) -> Vec<&'static str> {
     let candidates = [
-        ("approve", Action::Approve { reason: "-".into() }),
+        ("approve", Action::Approve { reason: "-".into(), end: None }),
         ("deny", Action::Deny { reason: "-".into() }),
         ("withdraw", Action::Withdraw { reason: String::new() }),
         ("revoke", Action::Revoke { reason: "-".into() }),
+        ("extend", Action::Extend { end: record.effective_end() + 60 }),
     ];
     candidates
         .into_iter()
@@ -421,7 +559,7 @@ mod tests {
     }
 
     fn approve() -> Action {
-        Action::Approve { reason: String::new() }
+        Action::Approve { reason: String::new(), end: None }
     }
 
     #[test]
@@ -499,7 +637,7 @@ mod tests {
         let mut record = record();
         record.approvals_needed = 1;
         record.start = 1200;
-        record.timeline.push(Entry::Approved { at: 1100, actor: email("bob"), reason: String::new() });
+        record.timeline.push(Entry::Approved { at: 1100, actor: email("bob"), reason: String::new(), end: None });
         assert_eq!(record.state(at(1100)), State::Activating, "decided, binding not written yet");
         record.timeline.push(Entry::Activated { at: 1100 });
         assert_eq!(record.state(at(1100)), State::Scheduled);
@@ -521,8 +659,56 @@ mod tests {
     }
 
     #[test]
+    fn approvers_narrow_the_window_and_the_earliest_end_wins() {
+        let mut record = record();
+        let narrow = |end: i64| Action::Approve { reason: String::new(), end: Some(end) };
+        assert_eq!(apply(&mut record, "bob", narrow(2500), 1100), Err(Refusal::Lengthening), "never longer");
+        assert_eq!(apply(&mut record, "bob", narrow(900), 1100), Err(Refusal::Lengthening), "not before it starts");
+        apply(&mut record, "bob", narrow(1800), 1100).expect("narrowed");
+        apply(&mut record, "carol", narrow(1900), 1101).expect("narrowed less");
+        assert_eq!(record.effective_end(), 1800);
+        assert_eq!(record.state(at(1799)), State::Active);
+        assert_eq!(record.state(at(1800)), State::Expired);
+    }
+
+    #[test]
+    fn extensions_self_approved_at_once_peer_approved_after_a_new_quorum() {
+        let mut jit = record();
+        jit.activation_type = ActivationType::Jit;
+        jit.approvals_needed = 0;
+        jit.timeline.push(Entry::Activated { at: 1000 });
+        let extend = |end: i64| Action::Extend { end };
+        assert_eq!(apply(&mut jit, "alice", extend(1500), 1100), Err(Refusal::NotLonger));
+        assert_eq!(apply(&mut jit, "bob", extend(2500), 1100), Err(Refusal::NotTheRequester));
+        assert_eq!(apply(&mut jit, "alice", extend(2500), 1100), Ok(Effect::Extend));
+        assert_eq!(jit.extension_ready(), Some(2500), "no approval needed");
+        jit.timeline.push(Entry::Extended { at: 1100, end: 2500 });
+        assert_eq!(jit.effective_end(), 2500);
+        assert_eq!(jit.state(at(2200)), State::Active);
+
+        let mut mpa = record();
+        apply(&mut mpa, "bob", approve(), 1100).expect("approved");
+        apply(&mut mpa, "carol", approve(), 1101).expect("active");
+        assert_eq!(apply(&mut mpa, "alice", extend(2500), 1200), Ok(Effect::Nothing), "asked");
+        assert_eq!(apply(&mut mpa, "alice", extend(2600), 1201), Err(Refusal::ExtensionPending));
+        assert_eq!(mpa.effective_end(), 2000, "the grant runs on until the extension is approved");
+        assert_eq!(apply(&mut mpa, "bob", approve(), 1300), Ok(Effect::Nothing), "one of two, anew");
+        assert_eq!(apply(&mut mpa, "bob", approve(), 1301), Err(Refusal::AlreadyApprovedByYou));
+        assert_eq!(mpa.extension_ready(), None, "one approval of two");
+        let narrow = Action::Approve { reason: String::new(), end: Some(2400) };
+        assert_eq!(apply(&mut mpa, "dave", narrow, 1302), Ok(Effect::Extend));
+        assert_eq!(mpa.extension_ready(), Some(2400), "narrowed by an approver");
+        mpa.timeline.push(Entry::Extended { at: 1302, end: 2500 });
+        assert_eq!(mpa.effective_end(), 2500);
+        assert_eq!(mpa.pending_extension(), None);
+        let revoke = Action::Revoke { reason: "over".into() };
+        apply(&mut mpa, "bob", revoke, 1400).expect("revoked");
+        assert_eq!(apply(&mut mpa, "alice", extend(2700), 1401), Err(Refusal::WrongState(State::Revoked)));
+    }
+
+    #[test]
     fn entries_read_and_write_as_the_ledger_stores_them() {
-        let entry = Entry::Approved { at: 5, actor: email("bob"), reason: "ok".into() };
+        let entry = Entry::Approved { at: 5, actor: email("bob"), reason: "ok".into(), end: None };
         let json = serde_json::to_value(&entry).expect("json");
         assert_eq!(json, serde_json::json!({"type": "APPROVED", "at": 5, "actor": "bob@example.com", "reason": "ok"}));
         assert_eq!(serde_json::from_value::<Entry>(json).expect("entry"), entry);
@@ -534,7 +720,12 @@ mod tests {
     fn arbitrary_entry() -> impl Strategy<Value = Entry> {
         let actor = prop::sample::select(vec!["alice", "bob", "carol", "dave", "eve"]).prop_map(email);
         prop_oneof![
-            (0i64..3000, actor.clone()).prop_map(|(at, actor)| Entry::Approved { at, actor, reason: String::new() }),
+            (0i64..3000, actor.clone()).prop_map(|(at, actor)| Entry::Approved {
+                at,
+                actor,
+                reason: String::new(),
+                end: None
+            }),
             (0i64..3000, actor.clone()).prop_map(|(at, actor)| Entry::Denied { at, actor, reason: "r".into() }),
             (0i64..3000, actor.clone()).prop_map(|(at, actor)| Entry::Withdrawn { at, actor, reason: String::new() }),
             (0i64..3000).prop_map(|at| Entry::Activated { at }),
@@ -547,7 +738,7 @@ mod tests {
     fn arbitrary_action() -> impl Strategy<Value = (String, Action, Standing)> {
         let actor = prop::sample::select(vec!["alice", "bob", "carol", "dave", "eve"]).prop_map(String::from);
         let action = prop_oneof![
-            Just(Action::Approve { reason: "r".into() }),
+            Just(Action::Approve { reason: "r".into(), end: None }),
             Just(Action::Deny { reason: "r".into() }),
             Just(Action::Withdraw { reason: String::new() }),
             Just(Action::Revoke { reason: "r".into() }),
@@ -581,7 +772,7 @@ mod tests {
         ) {
             let mut record = record();
             for name in &approvers {
-                record.timeline.push(Entry::Approved { at: 1100, actor: email(name), reason: String::new() });
+                record.timeline.push(Entry::Approved { at: 1100, actor: email(name), reason: String::new(), end: None });
             }
             let distinct: BTreeSet<&&str> = approvers.iter().filter(|n| **n != "alice").collect();
             if deny {

@@ -50,6 +50,10 @@ pub enum Refusal {
     ApproverNotEligible,
     #[error("the requested activation ended at {0}; it can no longer be approved")]
     WindowEnded(Timestamp),
+    #[error("the start time {0} is in the past")]
+    StartInPast(Timestamp),
+    #[error("the start time {start} is too far ahead: at most {max_minutes} minutes")]
+    StartTooFar { start: Timestamp, max_minutes: u64 },
 }
 
 /// The activation window for a duration chosen by the user, starting `now`.
@@ -64,6 +68,28 @@ pub fn activation_window(
     }
     // Non-empty by the check above.
     ActivationWindow::new(now, now.plus_seconds(minutes as i64 * 60)).map_err(|_| Refusal::Duration { minutes, max })
+}
+
+/// The activation window for a duration chosen by the user, starting at `start` (RFC 3339,
+/// scheduled) or `now`: not in the past (a minute's clock skew forgiven), at most
+/// `ACTIVATION_MAX_SCHEDULE` ahead.
+pub fn scheduled_window(
+    now: Timestamp,
+    start: Option<Timestamp>,
+    minutes: u64,
+    settings: &ActivationSettings,
+) -> Result<ActivationWindow, Refusal> {
+    let Some(start) = start else {
+        return activation_window(now, minutes, settings);
+    };
+    if start < now.plus_seconds(-60) {
+        return Err(Refusal::StartInPast(start));
+    }
+    let latest = now.plus_seconds(settings.max_schedule_minutes as i64 * 60);
+    if start > latest {
+        return Err(Refusal::StartTooFar { start, max_minutes: settings.max_schedule_minutes });
+    }
+    activation_window(start.max(now), minutes, settings)
 }
 
 /// Parses the IDs of a self-activation: at least one, all on `project`, duplicates folded,

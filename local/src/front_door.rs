@@ -61,7 +61,8 @@ impl FrontDoor {
     fn upstream(&self, path: &str) -> Option<SocketAddr> {
         let requests = path.starts_with("/api/projects/")
             && (path.ends_with("/roles/self-activate") || path.ends_with("/roles/request"));
-        let withdraws = path.starts_with("/api/requests/") && path.ends_with("/withdraw");
+        let withdraws =
+            path.starts_with("/api/requests/") && (path.ends_with("/withdraw") || path.ends_with("/extend"));
         if requests || withdraws {
             Some(self.upstreams.request)
         } else if path == "/api/activation-request" || path.starts_with("/api/requests/") {

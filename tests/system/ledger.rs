@@ -53,7 +53,7 @@ async fn adapter_contract(name: &str, endpoint: &str) {
     assert_eq!(ledger.get("../escape").await.expect("not ours"), None, "{name}: only our IDs are looked up");
 
     let mut changed = first.clone();
-    changed.timeline.push(Entry::Approved { at: now, actor: email(BOB), reason: String::new() });
+    changed.timeline.push(Entry::Approved { at: now, actor: email(BOB), reason: String::new(), end: None });
     let updated = ledger.update(&changed, &read.update_time).await.expect("current version wins");
     assert!(
         matches!(ledger.update(&first, &read.update_time).await, Err(GcpError::Conflict(_))),
@@ -72,6 +72,7 @@ async fn adapter_contract(name: &str, endpoint: &str) {
                         at: i,
                         actor: email(&format!("r{i}@example.com")),
                         reason: String::new(),
+                        end: None,
                     });
                     Ok(Some(next))
                 })
@@ -257,6 +258,7 @@ async fn a_half_done_activation_is_completed_by_the_next_touch() {
                 at: Timestamp::now().unix_seconds(),
                 actor: email(BOB),
                 reason: String::new(),
+                end: None,
             });
             Ok(Some(next))
         })

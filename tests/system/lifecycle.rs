@@ -247,3 +247,127 @@ async fn deny_withdraw_and_revoke() {
     assert_eq!(queue.body["requests"][0]["id"], pending.as_str());
     assert_eq!(queue.body["requests"][0]["actions"], json!(["approve", "deny"]));
 }
+
+fn rfc3339(seconds: i64) -> String {
+    common::timestamp::Timestamp::from_unix_seconds(seconds).expect("in range").to_string()
+}
+
+fn now() -> i64 {
+    common::timestamp::Timestamp::now().unix_seconds()
+}
+
+impl Local {
+    /// Alice's roles/compute.admin activation bindings, as (start, end) strings.
+    async fn alice_windows(&self, role: &str, member: &str) -> Vec<String> {
+        let emulator = self.running.emulator.url();
+        let policy: Value = self
+            .http
+            .post(format!("{emulator}/v3/projects/project-1:getIamPolicy"))
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("answers")
+            .json()
+            .await
+            .expect("policy");
+        policy["bindings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|b| b["role"] == role && b["members"] == json!([format!("user:{member}")]))
+            .filter(|b| b["condition"]["title"] == "JIT access activation")
+            .map(|b| b["condition"]["expression"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn scheduled_start_extension_and_narrowing() {
+    let local = Local::start().await;
+    let storage = "project-1:roles/storage.admin";
+
+    // Refusals: a start in the past, a start too far ahead.
+    for (start, code) in [(now() - 3_600, "start_in_past"), (now() + 8 * 86_400, "start_too_far"), (0, "time_invalid")]
+    {
+        let start = if start == 0 { "tomorrow".to_string() } else { rfc3339(start) };
+        let body =
+            json!({"entitlementIds": [storage], "justification": "BUG-1", "activationTimeout": 30, "startTime": start});
+        let reply = local.post(CAROL, "/api/projects/project-1/roles/self-activate", body).await;
+        assert_eq!((reply.status, reply.code()), (400, code), "{reply:?}");
+    }
+
+    // Scheduled self-activation: the binding's window starts later; SCHEDULED, then ACTIVE.
+    let start = now() + 3;
+    let body = json!({"entitlementIds": [storage], "justification": "BUG-1", "activationTimeout": 30, "startTime": rfc3339(start)});
+    let reply = local.post(CAROL, "/api/projects/project-1/roles/self-activate", body).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let id = reply.body["entitlements"][0]["activationId"].as_str().expect("id").to_string();
+    let windows = local.alice_windows("roles/storage.admin", CAROL).await;
+    assert_eq!(windows.len(), 1);
+    assert!(windows[0].contains(&format!("request.time >= timestamp(\"{}\")", rfc3339(start))), "{windows:?}");
+    let view = local.call(CAROL, "GET", &format!("/api/requests/{id}"), None).await;
+    assert_eq!(view.state(), "SCHEDULED", "{view:?}");
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let view = local.call(CAROL, "GET", &format!("/api/requests/{id}"), None).await;
+    assert_eq!(view.state(), "ACTIVE", "{view:?}");
+
+    // Self-approved extension: at once, without a gap (one binding, new end).
+    let reply = local.post(CAROL, &format!("/api/requests/{id}/extend"), json!({"activationTimeout": 90})).await;
+    assert_eq!((reply.status, reply.state()), (200, "ACTIVE"), "{reply:?}");
+    assert_eq!(reply.body["endTime"], start + 90 * 60);
+    let windows = local.alice_windows("roles/storage.admin", CAROL).await;
+    assert_eq!(windows.len(), 1, "replaced, not added: {windows:?}");
+    assert!(windows[0].contains(&rfc3339(start + 90 * 60)), "{windows:?}");
+    let too_long = local.post(CAROL, &format!("/api/requests/{id}/extend"), json!({"activationTimeout": 500})).await;
+    assert_eq!((too_long.status, too_long.code()), (400, "duration_invalid"), "{too_long:?}");
+
+    // Peer approval, narrowed by the approvers: the earliest end wins.
+    let asked = local.ask(&[BOB, CAROL]).await;
+    let view = local.call(ALICE, "GET", &format!("/api/requests/{asked}"), None).await;
+    let requested_end = view.body["endTime"].as_i64().expect("end");
+    let longer = local
+        .post(BOB, &format!("/api/requests/{asked}/approve"), json!({"endTime": rfc3339(requested_end + 600)}))
+        .await;
+    assert_eq!((longer.status, longer.code()), (400, "window_lengthened"), "an approver never lengthens: {longer:?}");
+    let narrowed = requested_end - 600;
+    local.post(BOB, &format!("/api/requests/{asked}/approve"), json!({"endTime": rfc3339(narrowed)})).await;
+    let reply =
+        local.post(CAROL, &format!("/api/requests/{asked}/approve"), json!({"endTime": rfc3339(narrowed + 60)})).await;
+    assert_eq!((reply.status, reply.state()), (200, "ACTIVE"), "{reply:?}");
+    assert_eq!(reply.body["endTime"], narrowed, "the earliest end wins");
+    let windows = local.alice_windows("roles/compute.admin", ALICE).await;
+    assert!(windows.iter().any(|w| w.contains(&rfc3339(narrowed))), "the binding ends when narrowed: {windows:?}");
+
+    // Peer-approved extension: asked, the grant runs on, a new quorum extends it.
+    let reply = local.post(ALICE, &format!("/api/requests/{asked}/extend"), json!({"activationTimeout": 60})).await;
+    assert_eq!((reply.status, reply.state()), (200, "ACTIVE"), "{reply:?}");
+    assert_eq!(reply.body["endTime"], narrowed, "runs on until approved");
+    assert!(reply.body["pendingExtensionEndTime"].is_i64(), "{reply:?}");
+    local.act(BOB, &asked, "approve", "").await;
+    let reply = local.act(CAROL, &asked, "approve", "").await;
+    assert_eq!((reply.status, reply.state()), (200, "ACTIVE"), "{reply:?}");
+    let extended_end = reply.body["startTime"].as_i64().expect("start") + 3_600;
+    assert_eq!(reply.body["endTime"], extended_end, "{reply:?}");
+    let windows = local.alice_windows("roles/compute.admin", ALICE).await;
+    assert_eq!(windows.len(), 1, "replaced without a gap: {windows:?}");
+    assert!(windows[0].contains(&rfc3339(extended_end)), "{windows:?}");
+
+    // A revoked grant cannot be extended.
+    local.act(BOB, &asked, "revoke", "done").await;
+    let reply = local.post(ALICE, &format!("/api/requests/{asked}/extend"), json!({"activationTimeout": 90})).await;
+    assert_eq!((reply.status, reply.code()), (409, "wrong_state"), "{reply:?}");
+
+    // A scheduled peer-approval request must be approved before it starts, and expires then.
+    let body = json!({"entitlementId": "project-1:roles/compute.admin", "justification": "BUG-1", "peers": [BOB, CAROL],
+        "activationTimeout": 30, "startTime": rfc3339(now() + 3_600)});
+    let reply = local.post(ALICE, "/api/projects/project-1/roles/request", body).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let scheduled = reply.body["entitlements"][0]["activationId"].as_str().expect("id").to_string();
+    let view = local.call(ALICE, "GET", &format!("/api/requests/{scheduled}"), None).await;
+    assert_eq!(view.body["requestExpiryTime"], view.body["startTime"], "expires at its start: {view:?}");
+    local.act(BOB, &scheduled, "approve", "").await;
+    let reply = local.act(CAROL, &scheduled, "approve", "").await;
+    assert_eq!(reply.state(), "SCHEDULED", "{reply:?}");
+    let reply = local.act(ALICE, &scheduled, "withdraw", "plans changed").await;
+    assert_eq!(reply.state(), "ENDED", "a scheduled grant can be withdrawn before it starts: {reply:?}");
+}

@@ -48,7 +48,8 @@ impl Completion {
 pub fn activations(record: &Record) -> Result<Vec<Activation>, GcpError> {
     let invalid = |what: String| GcpError::Other(format!("request {}: {what}", record.id));
     let time = |s: i64| Timestamp::from_unix_seconds(s).ok_or_else(|| invalid("a time is out of range".into()));
-    let window = ActivationWindow::new(time(record.start)?, time(record.end)?).map_err(|e| invalid(e.to_string()))?;
+    let window = ActivationWindow::new(time(record.start)?, time(record.effective_end())?)
+        .map_err(|e| invalid(e.to_string()))?;
     // The justification was checked when the request was made; it goes to the description only.
     let policy = JustificationPolicy::new(".*", "").map_err(|e| invalid(e.to_string()))?;
     let justification = policy.check(&record.justification).map_err(|e| invalid(e.to_string()))?;
@@ -125,6 +126,35 @@ impl Grants {
             return Ok(Completion::Activated(stored));
         }
         Ok(Completion::AlreadyDone(stored))
+    }
+
+    /// Extends a grant whose extension has its quorum: writes the binding with the new end
+    /// (replacing the old one, so there is no gap), then records `EXTENDED`.
+    pub async fn complete_extension(&self, stored: Stored) -> Result<Stored, GcpError> {
+        let Some(end) = stored.record.extension_ready() else {
+            return Ok(stored);
+        };
+        let mut extended = stored.record.clone();
+        extended.timeline.push(Entry::Extended { at: Timestamp::now().unix_seconds(), end });
+        let reason =
+            format!("Extended until {}", Timestamp::from_unix_seconds(end).map(|t| t.to_string()).unwrap_or_default());
+        self.writer.activate_all(&activations(&extended)?, &reason).await?;
+        let written = self
+            .ledger
+            .modify::<GcpError>(&stored.record.id, |current| {
+                if current.extension_ready() != Some(end) {
+                    return Ok(None);
+                }
+                let mut next = current.clone();
+                next.timeline.push(Entry::Extended { at: Timestamp::now().unix_seconds(), end });
+                Ok(Some(next))
+            })
+            .await?
+            .unwrap_or(stored);
+        if let Some(entry) = written.record.timeline.last().filter(|e| matches!(e, Entry::Extended { .. })) {
+            self.announce(&written.record, entry).await;
+        }
+        Ok(written)
     }
 
     /// Removes the binding of a grant that was revoked or ended. Gone already is fine.

@@ -172,6 +172,8 @@ impl From<Refusal> for ApiError {
             Refusal::BeneficiaryNotEligible(_) => ApiError::forbidden("beneficiary_not_eligible", message),
             Refusal::ApproverNotEligible => ApiError::forbidden("approver_not_eligible", message),
             Refusal::WindowEnded(_) => ApiError::forbidden("window_ended", message),
+            Refusal::StartInPast(_) => ApiError::bad_request("start_in_past", message),
+            Refusal::StartTooFar { .. } => ApiError::bad_request("start_too_far", message),
         }
     }
 }
@@ -188,6 +190,9 @@ impl From<crate::lifecycle::Refusal> for ApiError {
             R::MayNotRevoke => ApiError::forbidden("may_not_revoke", message),
             R::AlreadyApprovedByYou => ApiError::conflict("already_approved", message),
             R::ReasonRequired => ApiError::bad_request("reason_required", message),
+            R::Lengthening => ApiError::bad_request("window_lengthened", message),
+            R::NotLonger => ApiError::bad_request("extension_not_longer", message),
+            R::ExtensionPending => ApiError::conflict("extension_pending", message),
             R::WrongState(_) => ApiError::conflict("wrong_state", message),
         }
     }

@@ -132,7 +132,11 @@ pub struct RequestJson {
     pub entitlements: Vec<EntitlementRefJson>,
     pub justification: String,
     pub start_time: i64,
+    /// When the access ends: as asked, narrowed by approvers, or extended.
     pub end_time: i64,
+    pub requested_end_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_extension_end_time: Option<i64>,
     pub request_expiry_time: i64,
     pub approvals: Vec<ApprovalJson>,
     pub approvals_needed: u32,
@@ -195,7 +199,7 @@ impl RequestJson {
             .timeline
             .iter()
             .filter_map(|entry| match entry {
-                Entry::Approved { at, actor, reason } if actor != &record.beneficiary => {
+                Entry::Approved { at, actor, reason, .. } if actor != &record.beneficiary => {
                     Some(ApprovalJson { email: actor.to_string(), time: *at, reason: reason.clone() })
                 }
                 _ => None,
@@ -226,7 +230,9 @@ impl RequestJson {
             entitlements,
             justification: record.justification.clone(),
             start_time: record.start,
-            end_time: record.end,
+            end_time: record.effective_end(),
+            requested_end_time: record.end,
+            pending_extension_end_time: record.pending_extension().map(|(_, end)| end),
             request_expiry_time: record.request_expiry,
             approvals,
             approvals_needed: record.approvals_needed,

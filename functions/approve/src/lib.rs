@@ -110,6 +110,28 @@ struct ReasonBody {
     reason: String,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ApproveBody {
+    #[serde(default)]
+    reason: String,
+    /// RFC 3339: the approver shortens the window to end then (never lengthens it).
+    #[serde(default)]
+    end_time: Option<String>,
+}
+
+/// An RFC 3339 time from a body, to whole seconds.
+fn parse_time(text: &str) -> Result<i64, ApiError> {
+    common::timestamp::Timestamp::parse_rfc3339(&common::condition::without_fraction(text.trim()))
+        .map(|t| t.unix_seconds())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "time_invalid",
+                format!("'{text}' is not an RFC 3339 UTC time such as 2026-11-24T16:00:00Z"),
+            )
+        })
+}
+
 async fn verified_token(state: &AppState, token_text: &str, now: Timestamp) -> Result<ActivationRequest, ApiError> {
     let token = from_url_form(token_text.trim());
     let verified = state.token_keys.verify_token(&token, &state.config.token.service_account, now).await?;
@@ -275,16 +297,18 @@ async fn approve_by_token(
     let request = verified_token(&state, &query.activation, now).await;
     let result = match &request {
         Ok(_) => match id_of_token(&state, &query.activation, now).await {
-            Ok(id) => match decide_and_act(&state, &caller, &id, Action::Approve { reason: String::new() }).await {
-                // The reference app answered a repeated approval with success: so does its route.
-                Err(error) if error.code() == "already_approved" => {
-                    let (stored, _) = load(&state, &id, now).await?;
-                    let standing = Standing { may_review: true, administrator: false };
-                    let view = view_of(&state, stored, caller.email(), standing).await?;
-                    Ok((view, Some("You had approved this request already; nothing changed.".to_string())))
+            Ok(id) => {
+                match decide_and_act(&state, &caller, &id, Action::Approve { reason: String::new(), end: None }).await {
+                    // The reference app answered a repeated approval with success: so does its route.
+                    Err(error) if error.code() == "already_approved" => {
+                        let (stored, _) = load(&state, &id, now).await?;
+                        let standing = Standing { may_review: true, administrator: false };
+                        let view = view_of(&state, stored, caller.email(), standing).await?;
+                        Ok((view, Some("You had approved this request already; nothing changed.".to_string())))
+                    }
+                    other => other,
                 }
-                other => other,
-            },
+            }
             Err(error) => Err(error),
         },
         Err(error) => Err(error.clone()),
@@ -308,10 +332,11 @@ async fn approve(
     State(state): State<AppState>,
     caller: IapUser,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<ReasonBody>,
+    ApiJson(body): ApiJson<ApproveBody>,
 ) -> Result<Json<RequestJson>, ApiError> {
+    let end = body.end_time.as_deref().map(parse_time).transpose()?;
     let result =
-        decide_and_act(&state, &caller, &id, Action::Approve { reason: body.reason }).await.map(|(view, _)| view);
+        decide_and_act(&state, &caller, &id, Action::Approve { reason: body.reason, end }).await.map(|(view, _)| view);
     audit_decision(&state, "api.approveRole", &caller, Some(&id), &result);
     result.map(Json)
 }
@@ -405,8 +430,10 @@ async fn decide_and_act(
             state.grants.announce(&written.record, &entry).await;
             written
         }
+        Effect::Extend => state.grants.complete_extension(written).await?,
         Effect::Nothing => {
-            if matches!(stored.record.state(now), RequestState::Active | RequestState::Scheduled) {
+            let late = matches!(stored.record.state(now), RequestState::Active | RequestState::Scheduled);
+            if late && written.record.pending_extension().is_none() {
                 message = Some(
                     "This request had already been approved; the access is active. Your approval is recorded.".into(),
                 );
@@ -460,6 +487,6 @@ async fn standing(
             let admin = !approved && administrator(state, caller).await?;
             Ok(Standing { may_review: false, administrator: admin })
         }
-        Action::Withdraw { .. } => Ok(Standing::default()),
+        Action::Withdraw { .. } | Action::Extend { .. } => Ok(Standing::default()),
     }
 }

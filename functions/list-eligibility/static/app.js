@@ -170,6 +170,8 @@ function showLedgerRequest(request) {
   row("From", time(request.startTime));
   row("Until", time(request.endTime));
   if (request.state === "APPROVAL_AWAITED") row("Request expires", time(request.requestExpiryTime));
+  if (request.endTime < request.requestedEndTime) row("Shortened", `by an approver, from ${time(request.requestedEndTime)}`);
+  if (request.pendingExtensionEndTime) row("Extension", `until ${time(request.pendingExtensionEndTime)}, waiting for approval`);
   if (request.externallyModified) row("Note", "The access was changed or removed outside JIT access.");
   const timeline = $("timeline");
   timeline.replaceChildren();
@@ -180,7 +182,7 @@ function showLedgerRequest(request) {
   }
   show("timeline-title", true);
   show("timeline", true);
-  for (const action of ["approve", "deny", "withdraw", "revoke"]) {
+  for (const action of ["approve", "deny", "withdraw", "revoke", "extend"]) {
     const button = $(action);
     button.hidden = !request.actions.includes(action);
     button.onclick = () => act(request, action);
@@ -198,12 +200,16 @@ function showLedgerRequest(request) {
 
 async function act(request, action) {
   clearMessages();
-  const buttons = ["approve", "deny", "withdraw", "revoke"].map($);
+  const buttons = ["approve", "deny", "withdraw", "revoke", "extend"].map($);
   buttons.forEach((b) => { b.disabled = true; });
   try {
-    const updated = await api("POST", `/api/requests/${encodeURIComponent(request.id)}/${action}`, { reason: $("reason").value.trim() });
+    const body = action === "extend"
+      ? { activationTimeout: Math.round((request.endTime - request.startTime) / 60) + 60 }
+      : { reason: $("reason").value.trim() };
+    const updated = await api("POST", `/api/requests/${encodeURIComponent(request.id)}/${action}`, body);
     showLedgerRequest(updated);
-    notice({ approve: "Your approval is recorded.", deny: "The request is denied.", withdraw: "Done.", revoke: "The access is revoked." }[action]);
+    notice({ approve: "Your approval is recorded.", deny: "The request is denied.", withdraw: "Done.", revoke: "The access is revoked.",
+      extend: updated.pendingExtensionEndTime ? "The extension waits for approval; your access runs on meanwhile." : "Your access is extended." }[action]);
   } catch (error) {
     showError(error);
   } finally {
@@ -364,7 +370,7 @@ document.addEventListener("DOMContentLoaded", () => {
     show("timeline-title", false);
     show("timeline", false);
     show("reason-field", false);
-    ["approve", "deny", "withdraw", "revoke"].forEach((action) => { $(action).hidden = true; });
+    ["approve", "deny", "withdraw", "revoke", "extend"].forEach((action) => { $(action).hidden = true; });
     document.querySelector(".project").hidden = false;
     history.replaceState(null, "", "/");
     loadProjects($("project").value).catch(showError);

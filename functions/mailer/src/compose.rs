@@ -58,7 +58,9 @@ pub fn compose(event: &Value, style: &Style) -> Result<Mail, Skip> {
         | common::event::ACTIVATION_ENDED
         | common::event::ACTIVATION_REVOKED
         | common::event::ACTIVATION_FAILED
-        | common::event::ACTIVATION_EXTERNALLY_MODIFIED => lifecycle(&fields, kind),
+        | common::event::ACTIVATION_EXTERNALLY_MODIFIED
+        | common::event::EXTENSION_REQUESTED
+        | common::event::ACTIVATION_EXTENDED => lifecycle(&fields, kind),
         other => Err(Skip::Poison(format!("unknown event type '{}'", clean(other)))),
     }
 }
@@ -91,6 +93,16 @@ fn lifecycle(fields: &Fields<'_>, kind: &str) -> Result<Mail, Skip> {
         }
         common::event::ACTIVATION_FAILED => {
             (format!("Granting the access of {beneficiary} failed; nothing was granted."), false)
+        }
+        common::event::EXTENSION_REQUESTED => (
+            format!(
+                "{beneficiary} asks for the access to last until {}; it needs your approval again.",
+                fields.time("extension_end_time")
+            ),
+            true,
+        ),
+        common::event::ACTIVATION_EXTENDED => {
+            (format!("The access of {beneficiary} now lasts until {}.", fields.time("end_time")), false)
         }
         _ => (format!("The access of {beneficiary} was changed or removed outside JIT access."), false),
     };
@@ -410,6 +422,8 @@ mod tests {
             (common::event::ACTIVATION_REVOKED, "alice@example.com"),
             (common::event::ACTIVATION_FAILED, "alice@example.com"),
             (common::event::ACTIVATION_EXTERNALLY_MODIFIED, "alice@example.com"),
+            (common::event::EXTENSION_REQUESTED, "bob@example.com"),
+            (common::event::ACTIVATION_EXTENDED, "alice@example.com"),
         ] {
             event["type"] = json!(kind);
             let mail = compose(&event, &style()).unwrap_or_else(|e| panic!("{kind}: {e:?}"));

@@ -87,6 +87,7 @@ pub fn routes() -> Routes<AppState> {
         ("POST", "/api/projects/{project}/roles/self-activate", post(self_activate)),
         ("POST", "/api/projects/{project}/roles/request", post(request)),
         ("POST", "/api/requests/{id}/withdraw", post(withdraw)),
+        ("POST", "/api/requests/{id}/extend", post(extend)),
     ]
 }
 
@@ -102,6 +103,19 @@ struct SelfActivateBody {
     /// Minutes; the policy's default when absent.
     #[serde(default)]
     activation_timeout: Option<u64>,
+    /// RFC 3339: start later (up to `ACTIVATION_MAX_SCHEDULE` ahead); now when absent.
+    #[serde(default)]
+    start_time: Option<String>,
+}
+
+/// An RFC 3339 time from a body.
+fn parse_time(text: &str) -> Result<Timestamp, ApiError> {
+    Timestamp::parse_rfc3339(&common::condition::without_fraction(text.trim())).ok_or_else(|| {
+        ApiError::bad_request(
+            "time_invalid",
+            format!("'{text}' is not an RFC 3339 UTC time such as 2026-11-24T16:00:00Z"),
+        )
+    })
 }
 
 async fn self_activate(
@@ -137,7 +151,8 @@ async fn self_activate_checked(
     let ids = rules::entitlement_ids(&project, &body.entitlement_ids, settings)?;
     let justification = settings.justification.check(&body.justification)?;
     let minutes = body.activation_timeout.unwrap_or(settings.default_activation_minutes);
-    let window = rules::activation_window(Timestamp::now(), minutes, settings)?;
+    let start = body.start_time.as_deref().map(parse_time).transpose()?;
+    let window = rules::scheduled_window(Timestamp::now(), start, minutes, settings)?;
     let held = state.catalog.user_entitlements(caller, &project).await?;
     for id in &ids {
         rules::require_entitlement(&held.entitlements, id, ActivationType::Jit)?;
@@ -190,6 +205,9 @@ struct RequestBody {
     peers: Vec<String>,
     #[serde(default)]
     activation_timeout: Option<u64>,
+    /// RFC 3339: start later; approvals must come before the start.
+    #[serde(default)]
+    start_time: Option<String>,
 }
 
 async fn request(
@@ -230,7 +248,8 @@ async fn request_checked(
     settings.justification.check(&body.justification)?;
     let minutes = body.activation_timeout.unwrap_or(settings.default_activation_minutes);
     let now = Timestamp::now();
-    let window = rules::activation_window(now, minutes, settings)?;
+    let start = body.start_time.as_deref().map(parse_time).transpose()?;
+    let window = rules::scheduled_window(now, start, minutes, settings)?;
     let chosen = body.peers.iter().map(|peer| Email::parse(peer)).collect::<Result<Vec<_>, _>>()?;
 
     // The requester's own entitlements and the entitlement's peers, asked at the same time.
@@ -255,8 +274,10 @@ async fn request_checked(
         return Err(rules::Refusal::Duration { minutes, max }.into());
     }
 
-    // The request can be approved until the earlier of its timeout and the window's end.
+    // The request can be approved until the earlier of its timeout and the window's end, and
+    // a scheduled one only before it starts.
     let timeout_end = now.plus_seconds(settings.request_timeout_minutes as i64 * 60);
+    let timeout_end = if window.start() > now { timeout_end.min(window.start()) } else { timeout_end };
     let request = ActivationRequest {
         id: activation_id.to_string(),
         beneficiary: caller.clone(),
@@ -351,6 +372,80 @@ async fn withdraw_checked(state: &AppState, caller: &Email, id: &str, reason: St
         }
         state.grants.announce(&stored.record, entry).await;
     }
+    let now = Timestamp::now();
+    Ok(RequestJson::new(&stored.record, now, available_actions(&stored.record, caller, Standing::default(), now)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ExtendBody {
+    /// The new duration, minutes, counted from the grant's original start.
+    activation_timeout: u64,
+}
+
+async fn extend(
+    State(state): State<AppState>,
+    caller: IapUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ExtendBody>,
+) -> Result<Json<RequestJson>, ApiError> {
+    let result = extend_checked(&state, caller.email(), &id, body.activation_timeout).await;
+    let decision =
+        Decision { event: "api.extendRole", user: caller.email().as_str(), activation_id: &id, ..Decision::default() };
+    audit::record(&decision, &result, "extended");
+    result.map(Json)
+}
+
+/// Extends a grant without a gap: self-approval at once (up to the longest duration counted
+/// from the original start), peer approval once a new quorum approves; the grant runs on
+/// meanwhile.
+async fn extend_checked(state: &AppState, caller: &Email, id: &str, minutes: u64) -> Result<RequestJson, ApiError> {
+    let settings = &state.config.activation;
+    let stored = state
+        .grants
+        .ledger
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("request_not_found", format!("there is no request {id}")))?;
+    let record = &stored.record;
+    let role = record.entitlements.first().and_then(|e| EntitlementId::parse(e).ok());
+    let policy_max = role
+        .as_ref()
+        .and_then(|id| {
+            state
+                .config
+                .approval
+                .policy
+                .requirement(id.role().as_str(), &id.project().resource_name())
+                .max_duration_minutes
+        })
+        .filter(|_| record.activation_type == ActivationType::Mpa);
+    let max = policy_max.map_or(settings.max_activation_minutes, |m| m.min(settings.max_activation_minutes));
+    if minutes == 0 || minutes > max {
+        return Err(rules::Refusal::Duration { minutes, max }.into());
+    }
+    let action = Action::Extend { end: record.start + minutes as i64 * 60 };
+    let mut decided: Option<(Entry, Effect)> = None;
+    let written = state
+        .grants
+        .ledger
+        .modify::<ApiError>(id, |current| {
+            let (entry, effect) = decide(current, caller, &action, Standing::default(), Timestamp::now())?;
+            let mut next = current.clone();
+            next.timeline.push(entry.clone());
+            decided = Some((entry, effect));
+            Ok(Some(next))
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("request_not_found", format!("there is no request {id}")))?;
+    let stored = match &decided {
+        Some((_, Effect::Extend)) => state.grants.complete_extension(written).await?,
+        Some((entry, _)) => {
+            state.grants.announce(&written.record, entry).await;
+            written
+        }
+        None => written,
+    };
     let now = Timestamp::now();
     Ok(RequestJson::new(&stored.record, now, available_actions(&stored.record, caller, Standing::default(), now)))
 }

@@ -84,6 +84,9 @@ resource "google_compute_url_map" "frontend" {
       match_rules {
         path_template_match = "/api/requests/{id}/withdraw"
       }
+      match_rules {
+        path_template_match = "/api/requests/{id}/extend"
+      }
       service = google_compute_backend_service.function["request_approval"].id
     }
     route_rules {
