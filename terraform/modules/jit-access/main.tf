@@ -48,6 +48,7 @@ locals {
     ACTIVATION_REQUEST_MAX_ROLES     = tostring(var.max_roles)
     JUSTIFICATION_PATTERN            = var.justification_pattern
     JUSTIFICATION_HINT               = var.justification_hint
+    ACTIVATION_MAX_SCHEDULE          = tostring(var.activation_max_schedule)
     APPROVAL_POLICY                  = var.approval_policy
     ADMINISTRATORS                   = join(",", var.administrators)
   }

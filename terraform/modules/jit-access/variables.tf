@@ -210,3 +210,9 @@ variable "administrators" {
   type        = list(string)
   default     = []
 }
+
+variable "activation_max_schedule" {
+  description = "ACTIVATION_MAX_SCHEDULE: how far ahead, in minutes, an activation may be scheduled to start (default 7 days)."
+  type        = number
+  default     = 10080
+}
