@@ -7,7 +7,7 @@ use std::hint::black_box;
 use common::activation::{Activation, ActivationWindow, Approval};
 use common::condition::{eligibility, split_and};
 use common::email::Email;
-use common::entitlement::{EntitlementId, ProjectId, eligible_entitlements};
+use common::entitlement::{EntitlementId, ProjectId, ResourceId, eligible_entitlements};
 use common::iap::{VerifiedAssertions, assertion_claims, verify_iap_assertion};
 use common::justification::JustificationPolicy;
 use common::keys::LocalKey;
@@ -46,7 +46,7 @@ fn conditions(c: &mut Criterion) {
 
 fn eligibility_at_iam_limit(c: &mut Criterion) {
     let policy = big_policy();
-    let project = ProjectId::parse("project-1").expect("project");
+    let project = ResourceId::Project(ProjectId::parse("project-1").expect("project"));
     c.bench_function("eligibility: 1,500-principal policy", |b| {
         b.iter(|| eligible_entitlements(black_box(&project), black_box(&policy.bindings)))
     });

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use crate::activation::{ActivationBinding, read_activation_binding};
 use crate::condition::{Evaluation, eligibility, evaluate_at, reviewer_condition};
 use crate::email::Email;
-use crate::entitlement::{Entitlement, ProjectId, eligible_entitlement, merge_entitlements};
+use crate::entitlement::{Entitlement, ResourceId, eligible_entitlement, merge_entitlements};
 use crate::policy::Binding;
 use crate::timestamp::Timestamp;
 
@@ -32,7 +32,7 @@ fn in_force(binding: &Binding, now: Timestamp) -> bool {
 /// The user's entitlements on `project` (one per ID, self-approval winning) and their
 /// activation bindings there, active or not.
 pub fn user_entitlements<'a>(
-    project: &ProjectId,
+    project: &ResourceId,
     user: &Email,
     principals: &BTreeSet<String>,
     bindings: impl IntoIterator<Item = &'a Binding>,
@@ -62,7 +62,7 @@ pub fn holders<'a>(
     let mut users = BTreeSet::new();
     let mut groups = BTreeSet::new();
     for binding in bindings {
-        let same = eligible_entitlement(entitlement.id.project(), binding).is_some_and(|e| &e == entitlement);
+        let same = eligible_entitlement(entitlement.id.resource(), binding).is_some_and(|e| &e == entitlement);
         if !same || !in_force(binding, now) {
             continue;
         }
@@ -145,7 +145,7 @@ mod tests {
 
     #[test]
     fn entitlements_through_groups_and_only_while_in_force() {
-        let project = ProjectId::parse("project-1").expect("project");
+        let project = ResourceId::parse("project-1").expect("project");
         let alice = Email::parse("alice@example.com").expect("email");
         let principals = principals(&alice, &["Ops@Example.com".to_string()]);
         let bindings = [
@@ -174,7 +174,7 @@ mod tests {
 
     #[test]
     fn holders_are_users_and_groups_of_the_same_entitlement_and_type() {
-        let project = ProjectId::parse("project-1").expect("project");
+        let project = ResourceId::parse("project-1").expect("project");
         let bindings = [
             binding(
                 "roles/a",

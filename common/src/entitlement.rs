@@ -1,6 +1,7 @@
 //! Entitlements: a role a user may activate on a project, under an optional resource
 //! condition, and the stable ID that names it in the API, links and tokens.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use base64::Engine as _;
@@ -13,16 +14,107 @@ use crate::policy::Binding;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ProjectId(String);
 
+/// Where an entitlement is activated: a project (by ID, as the reference app named it), a
+/// folder or the organization (`folders/NUMBER`, `organizations/NUMBER`). Its text form is
+/// the same, so project IDs keep working everywhere.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ResourceId {
+    Project(ProjectId),
+    Folder(String),
+    Organization(String),
+}
+
+impl ResourceId {
+    pub fn parse(text: &str) -> Result<ResourceId, EntitlementError> {
+        let number = |n: &str| !n.is_empty() && n.len() <= 32 && n.bytes().all(|b| b.is_ascii_digit());
+        match text.split_once('/') {
+            Some(("folders", n)) if number(n) => Ok(ResourceId::Folder(n.to_string())),
+            Some(("organizations", n)) if number(n) => Ok(ResourceId::Organization(n.to_string())),
+            Some(_) => Err(EntitlementError::Project(text.chars().take(100).collect())),
+            None => ProjectId::parse(text).map(ResourceId::Project),
+        }
+    }
+
+    /// `projects/ID`, `folders/N` or `organizations/N`, as Resource Manager names it.
+    pub fn resource_name(&self) -> String {
+        match self {
+            ResourceId::Project(project) => project.resource_name(),
+            ResourceId::Folder(n) => format!("folders/{n}"),
+            ResourceId::Organization(n) => format!("organizations/{n}"),
+        }
+    }
+
+    /// `//cloudresourcemanager.googleapis.com/…`, as Cloud Asset names it.
+    pub fn full_resource_name(&self) -> String {
+        format!("//cloudresourcemanager.googleapis.com/{}", self.resource_name())
+    }
+
+    pub fn project(&self) -> Option<&ProjectId> {
+        match self {
+            ResourceId::Project(project) => Some(project),
+            _ => None,
+        }
+    }
+}
+
+/// The nodes below `root` in a parent map (name → parent name), deepest last; a name whose
+/// chain never reaches `root` (or loops) is not below it.
+pub fn descendants<'a>(root: &str, parents: &'a BTreeMap<String, String>) -> Vec<&'a str> {
+    let below = |start: &str| {
+        let mut name = start;
+        for _ in 0..=parents.len() {
+            match parents.get(name) {
+                Some(parent) if parent == root => return true,
+                Some(parent) => name = parent,
+                None => return false,
+            }
+        }
+        false
+    };
+    parents.keys().map(String::as_str).filter(|name| *name != root && below(name)).collect()
+}
+
+/// Which kind of resource a route names: `/api/projects/{id}/…`, `/api/folders/{id}/…`,
+/// `/api/organizations/{id}/…`.
+pub const PROJECTS: u8 = 0;
+pub const FOLDERS: u8 = 1;
+pub const ORGANIZATIONS: u8 = 2;
+
+/// The resource a route's kind and path segment name.
+pub fn resource_of(kind: u8, id: &str) -> Result<ResourceId, EntitlementError> {
+    match kind {
+        FOLDERS => ResourceId::parse(&format!("folders/{id}")),
+        ORGANIZATIONS => ResourceId::parse(&format!("organizations/{id}")),
+        _ => ProjectId::parse(id).map(ResourceId::Project),
+    }
+}
+
+impl From<ProjectId> for ResourceId {
+    fn from(project: ProjectId) -> ResourceId {
+        ResourceId::Project(project)
+    }
+}
+
+impl fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResourceId::Project(project) => write!(f, "{project}"),
+            other => f.write_str(&other.resource_name()),
+        }
+    }
+}
+
 /// An IAM role: `roles/NAME`, `projects/ID/roles/NAME` or `organizations/NUMBER/roles/NAME`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RoleName(String);
 
-/// Names one entitlement: project, role and resource condition. Its text form is the
-/// reference app's `project:role[:condition]`, with the condition in URL-safe Base64, so IDs
-/// from either system look alike and fit in a query string.
+/// Names one entitlement: resource, role and resource condition. Its text form is the
+/// reference app's `project:role[:condition]` (or `folders/N:role…`, `organizations/N:role…`),
+/// with the condition in URL-safe Base64, so IDs from either system look alike and fit in a
+/// query string.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EntitlementId {
-    project: ProjectId,
+    resource: ResourceId,
     role: RoleName,
     resource_condition: Option<ResourceCondition>,
 }
@@ -119,8 +211,12 @@ impl RoleName {
 }
 
 impl EntitlementId {
-    pub fn new(project: ProjectId, role: RoleName, resource_condition: Option<ResourceCondition>) -> EntitlementId {
-        EntitlementId { project, role, resource_condition }
+    pub fn new(
+        resource: impl Into<ResourceId>,
+        role: RoleName,
+        resource_condition: Option<ResourceCondition>,
+    ) -> EntitlementId {
+        EntitlementId { resource: resource.into(), role, resource_condition }
     }
 
     /// Parses `project:role` or `project:role:base64url(condition)`.
@@ -149,11 +245,12 @@ impl EntitlementId {
                 Some(ResourceCondition::parse(&text)?)
             }
         };
-        Ok(EntitlementId { project: ProjectId::parse(project)?, role: RoleName::parse(role)?, resource_condition })
+        Ok(EntitlementId { resource: ResourceId::parse(project)?, role: RoleName::parse(role)?, resource_condition })
     }
 
-    pub fn project(&self) -> &ProjectId {
-        &self.project
+    /// The project, folder or organization it is activated on.
+    pub fn resource(&self) -> &ResourceId {
+        &self.resource
     }
 
     pub fn role(&self) -> &RoleName {
@@ -179,7 +276,7 @@ impl fmt::Display for RoleName {
 
 impl fmt::Display for EntitlementId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.project, self.role)?;
+        write!(f, "{}:{}", self.resource, self.role)?;
         if let Some(condition) = &self.resource_condition {
             write!(f, ":{}", URL_SAFE_NO_PAD.encode(condition.as_str()))?;
         }
@@ -187,12 +284,12 @@ impl fmt::Display for EntitlementId {
     }
 }
 
-/// The entitlement an eligible binding grants on `project`; `None` for any other binding.
-pub fn eligible_entitlement(project: &ProjectId, binding: &Binding) -> Option<Entitlement> {
+/// The entitlement an eligible binding grants on `resource`; `None` for any other binding.
+pub fn eligible_entitlement(resource: &ResourceId, binding: &Binding) -> Option<Entitlement> {
     let eligibility = eligibility(&binding.condition.as_ref()?.expression)?;
     let role = RoleName::parse(&binding.role).ok()?;
     Some(Entitlement {
-        id: EntitlementId::new(project.clone(), role, eligibility.resource_condition),
+        id: EntitlementId::new(resource.clone(), role, eligibility.resource_condition),
         activation_type: eligibility.activation_type,
     })
 }
@@ -200,10 +297,10 @@ pub fn eligible_entitlement(project: &ProjectId, binding: &Binding) -> Option<En
 /// The entitlements a user holds on `project` through `bindings`: the bindings of the project
 /// and its ancestors that name the user or one of the user's groups.
 pub fn eligible_entitlements<'a>(
-    project: &ProjectId,
+    resource: &ResourceId,
     bindings: impl IntoIterator<Item = &'a Binding>,
 ) -> Vec<Entitlement> {
-    merge_entitlements(bindings.into_iter().filter_map(|binding| eligible_entitlement(project, binding)))
+    merge_entitlements(bindings.into_iter().filter_map(|binding| eligible_entitlement(resource, binding)))
 }
 
 /// Merges entitlements found in several bindings: one per ID, and where a role is both
@@ -222,6 +319,24 @@ pub fn merge_entitlements(entitlements: impl IntoIterator<Item = Entitlement>) -
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn descendants_follow_the_parent_chain_and_survive_loops() {
+        let parents: BTreeMap<String, String> = [
+            ("folders/1", "organizations/9"),
+            ("folders/2", "folders/1"),
+            ("folders/3", "organizations/8"),
+            ("folders/4", "folders/5"),
+            ("folders/5", "folders/4"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        assert_eq!(descendants("organizations/9", &parents), ["folders/1", "folders/2"]);
+        assert_eq!(descendants("folders/1", &parents), ["folders/2"]);
+        assert!(descendants("folders/4", &parents).contains(&"folders/5"), "a loop ends");
+        assert!(descendants("folders/2", &parents).is_empty());
+    }
+
     use super::*;
 
     fn id(project: &str, role: &str, condition: Option<&str>) -> EntitlementId {

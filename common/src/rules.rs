@@ -8,7 +8,7 @@ use crate::activation::{ActivationWindow, WindowStatus};
 use crate::condition::ActivationType;
 use crate::config::ActivationSettings;
 use crate::email::Email;
-use crate::entitlement::{Entitlement, EntitlementError, EntitlementId, ProjectId};
+use crate::entitlement::{Entitlement, EntitlementError, EntitlementId, ResourceId};
 use crate::justification::{Justification, JustificationError};
 use crate::timestamp::Timestamp;
 use crate::token::ActivationRequest;
@@ -95,14 +95,14 @@ pub fn scheduled_window(
 /// Parses the IDs of a self-activation: at least one, all on `project`, duplicates folded,
 /// at most `ACTIVATION_REQUEST_MAX_ROLES`.
 pub fn entitlement_ids(
-    project: &ProjectId,
+    project: &ResourceId,
     ids: &[String],
     settings: &ActivationSettings,
 ) -> Result<Vec<EntitlementId>, Refusal> {
     let mut parsed = BTreeSet::new();
     for text in ids {
         let id = EntitlementId::parse(text)?;
-        if id.project() != project {
+        if id.resource() != project {
             return Err(Refusal::ProjectMismatch(text.clone()));
         }
         parsed.insert(id);
@@ -218,8 +218,8 @@ mod tests {
         Timestamp::from_unix_seconds(seconds).expect("in range")
     }
 
-    fn project() -> ProjectId {
-        ProjectId::parse("project-1").expect("project")
+    fn project() -> ResourceId {
+        ResourceId::parse("project-1").expect("project")
     }
 
     fn request() -> ActivationRequest {

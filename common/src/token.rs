@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::activation::{ActivationWindow, WindowError};
 use crate::condition::ResourceCondition;
 use crate::email::Email;
-use crate::entitlement::{EntitlementError, EntitlementId, ProjectId, RoleName};
+use crate::entitlement::{EntitlementError, EntitlementId, ResourceId, RoleName};
 use crate::jwt::{self, Expectations, JwtError};
 use crate::keys::LocalKey;
 use crate::timestamp::Timestamp;
@@ -56,6 +56,7 @@ fn one_approval() -> u32 {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenEntitlement {
+    /// The project ID, or `folders/N` / `organizations/N` for an activation on one.
     pub project: String,
     pub role: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,7 +126,7 @@ impl ActivationRequest {
             beneficiary: self.beneficiary.clone(),
             reviewers: self.reviewers.clone(),
             entitlement: TokenEntitlement {
-                project: self.entitlement.project().to_string(),
+                project: self.entitlement.resource().to_string(),
                 role: self.entitlement.role().to_string(),
                 resource_condition: self.entitlement.resource_condition().map(|c| c.to_string()),
             },
@@ -147,7 +148,7 @@ impl ActivationRequest {
             .transpose()
             .map_err(|e| invalid(e.to_string()))?;
         let entitlement = EntitlementId::new(
-            ProjectId::parse(&claims.entitlement.project).map_err(|e: EntitlementError| invalid(e.to_string()))?,
+            ResourceId::parse(&claims.entitlement.project).map_err(|e: EntitlementError| invalid(e.to_string()))?,
             RoleName::parse(&claims.entitlement.role).map_err(|e| invalid(e.to_string()))?,
             condition,
         );

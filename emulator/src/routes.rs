@@ -123,13 +123,13 @@ async fn dispatch(state: &Arc<State>, method: &Method, uri: &Uri, headers: &Head
     if method == Method::POST {
         let versioned = path.strip_prefix("/v3/").or_else(|| path.strip_prefix("/v1/"));
         if let Some(resource) = versioned.and_then(|p| p.strip_suffix(":getIamPolicy")) {
-            state.enter("resourcemanager", "getIamPolicy").await?;
+            state.enter("resourcemanager", iam_method(resource, "getIamPolicy")).await?;
             let _requested_version = json_body()?["options"]["requestedPolicyVersion"].as_i64();
             let policy = state.world().get_policy(resource)?;
             return Ok(Json(policy).into_response());
         }
         if let Some(resource) = versioned.and_then(|p| p.strip_suffix(":setIamPolicy")) {
-            state.enter("resourcemanager", "setIamPolicy").await?;
+            state.enter("resourcemanager", iam_method(resource, "setIamPolicy")).await?;
             let body = json_body()?;
             let policy: common::policy::Policy = serde_json::from_value(body["policy"].clone())
                 .map_err(|e| GoogleError::new(400, &format!("Invalid policy: {e}")))?;
@@ -157,6 +157,11 @@ async fn dispatch(state: &Arc<State>, method: &Method, uri: &Uri, headers: &Head
             let reply = publish_rest(state, topic, &json_body()?).await?;
             return Ok(Json(reply).into_response());
         }
+    }
+    // Resource Manager v3 folders.search (the sweeper walks folder policies)
+    if method == Method::GET && path == "/v3/folders:search" {
+        state.enter("resourcemanager", "searchFolders").await?;
+        return search_folders(state, &paging::parameters(query));
     }
     // Resource Manager v3 projects.search
     if method == Method::GET && path == "/v3/projects:search" {
@@ -282,6 +287,52 @@ fn send_mail(state: &State, headers: &HeaderMap, body: Value) -> Reply {
     }
     state.capture_mail(body);
     Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// Counted apart by kind, since each needs its own permission: `getIamPolicy` (projects),
+/// `folders.getIamPolicy`, `organizations.getIamPolicy`.
+fn iam_method(resource: &str, method: &'static str) -> &'static str {
+    match (resource.split('/').next(), method) {
+        (Some("folders"), "getIamPolicy") => "folders.getIamPolicy",
+        (Some("folders"), _) => "folders.setIamPolicy",
+        (Some("organizations"), "getIamPolicy") => "organizations.getIamPolicy",
+        (Some("organizations"), _) => "organizations.setIamPolicy",
+        _ => method,
+    }
+}
+
+/// "Query expressions can be used to restrict results based upon displayName, state and
+/// parent"; no query returns every folder the caller may see.
+fn search_folders(state: &State, parameters: &[(String, String)]) -> Reply {
+    let filter = paging::parameter(parameters, "query").unwrap_or_default().to_string();
+    let world = state.world();
+    let mut matches = Vec::new();
+    for node in world.nodes().filter(|n| n.name.starts_with("folders/")) {
+        let mut keep = true;
+        for term in filter.split_whitespace().filter(|t| !t.eq_ignore_ascii_case("AND")) {
+            keep &= match term.split_once(':').or_else(|| term.split_once('=')) {
+                Some(("state", value)) => value.eq_ignore_ascii_case("ACTIVE"),
+                Some(("parent", value)) => node.parent.as_deref() == Some(value),
+                Some(("displayName", value)) => node.display_name == value.trim_matches('"'),
+                _ => return Err(GoogleError::new(400, &format!("Unsupported query term '{term}'"))),
+            };
+        }
+        if keep {
+            matches.push(json!({
+                "name": node.name,
+                "parent": node.parent,
+                "displayName": node.display_name,
+                "state": "ACTIVE",
+            }));
+        }
+    }
+    let rule = paging::PageRule { default: 100, max: 1000, refuse_above_max: false };
+    let (folders, next) = paging::page(&matches, parameters, rule, None)?;
+    let mut body = json!({"folders": folders});
+    if let Some(next) = next {
+        body["nextPageToken"] = json!(next);
+    }
+    Ok(Json(body).into_response())
 }
 
 fn search_projects(state: &State, query: &str) -> Reply {

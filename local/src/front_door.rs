@@ -59,8 +59,12 @@ impl FrontDoor {
 
     /// The load balancer's URL map: path → function.
     fn upstream(&self, path: &str) -> Option<SocketAddr> {
-        let requests = path.starts_with("/api/projects/")
-            && (path.ends_with("/roles/self-activate") || path.ends_with("/roles/request"));
+        // `/api/{projects|folders|organizations}/{id}/roles/{self-activate|request}`
+        let segments: Vec<&str> = path.split('/').collect();
+        let requests = matches!(
+            segments.as_slice(),
+            ["", "api", "projects" | "folders" | "organizations", _, "roles", "self-activate" | "request"]
+        );
         let withdraws =
             path.starts_with("/api/requests/") && (path.ends_with("/withdraw") || path.ends_with("/extend"));
         if requests || withdraws {

@@ -16,7 +16,7 @@ use common::keys::LocalKey;
 use common::timestamp::Timestamp;
 use common::token::{ActivationRequest, TokenError, TokenSigner};
 
-use crate::support::{ALICE, BOB, CAROL, backend, email, project};
+use crate::support::{ALICE, BOB, CAROL, backend, email, on_project, project};
 
 fn entitlement(id: &str, activation_type: ActivationType) -> Entitlement {
     Entitlement { id: EntitlementId::parse(id).expect("valid id"), activation_type }
@@ -37,12 +37,12 @@ fn activation(user: &str, id: &str, start: i64, minutes: i64) -> Activation {
 async fn catalog_lists_a_users_entitlements() {
     let backend = backend().await;
     let catalog = PolicyAnalyzerCatalog::new(&backend.settings, &backend.scope).await.expect("client");
-    let alice = catalog.user_entitlements(&email(ALICE), &project("project-1")).await.expect("analysis");
+    let alice = catalog.user_entitlements(&email(ALICE), &on_project("project-1")).await.expect("analysis");
     assert_eq!(alice.entitlements, vec![entitlement("project-1:roles/compute.admin", ActivationType::Mpa)]);
     assert!(alice.activations.is_empty());
-    let carol = catalog.user_entitlements(&email(CAROL), &project("project-1")).await.expect("analysis");
+    let carol = catalog.user_entitlements(&email(CAROL), &on_project("project-1")).await.expect("analysis");
     assert_eq!(carol.entitlements, vec![entitlement("project-1:roles/storage.admin", ActivationType::Jit)]);
-    let on_project_2 = catalog.user_entitlements(&email(ALICE), &project("project-2")).await.expect("analysis");
+    let on_project_2 = catalog.user_entitlements(&email(ALICE), &on_project("project-2")).await.expect("analysis");
     assert_eq!(on_project_2.entitlements.len(), 1);
     let condition = on_project_2.entitlements[0].id.resource_condition().expect("has a resource condition");
     assert_eq!(condition.as_str(), "resource.name.startsWith(\"projects/_/buckets/logs-\")");
@@ -55,7 +55,7 @@ async fn catalog_sees_activations_with_their_window() {
     let now = Timestamp::now().unix_seconds();
     writer.activate(&activation(CAROL, "project-1:roles/storage.admin", now - 60, 30), "test").await.expect("written");
     let catalog = PolicyAnalyzerCatalog::new(&backend.settings, &backend.scope).await.expect("client");
-    let carol = catalog.user_entitlements(&email(CAROL), &project("project-1")).await.expect("analysis");
+    let carol = catalog.user_entitlements(&email(CAROL), &on_project("project-1")).await.expect("analysis");
     assert_eq!(carol.activations.len(), 1, "{carol:?}");
     assert_eq!(carol.activations[0].role.as_str(), "roles/storage.admin");
     assert_eq!(carol.activations[0].window.end().unix_seconds(), now - 60 + 1800);
@@ -108,7 +108,7 @@ async fn asset_429_surfaces_as_a_quota_error() {
     let backend = backend().await;
     backend.inject("asset", "analyzeIamPolicy", 429, 10).await;
     let catalog = PolicyAnalyzerCatalog::new(&backend.settings, &backend.scope).await.expect("client");
-    let error = catalog.user_entitlements(&email(ALICE), &project("project-1")).await.expect_err("quota");
+    let error = catalog.user_entitlements(&email(ALICE), &on_project("project-1")).await.expect_err("quota");
     assert!(matches!(error, GcpError::AnalysisQuota(_)), "{error:?}");
     let error = ApiError::from(error);
     assert_eq!((error.status().as_u16(), error.code()), (429, "analysis_quota_exhausted"));

@@ -17,7 +17,7 @@ use common::timestamp::Timestamp;
 use emulator::world::{GroupFile, NodeFile, Settings};
 use emulator::{Emulator, World, WorldFile};
 
-use crate::support::{email, project, settings_from};
+use crate::support::{email, on_project, project, settings_from};
 
 fn folder(i: usize) -> String {
     format!("folders/{}", 200_000 + i)
@@ -215,7 +215,7 @@ impl Expected {
     }
 
     fn entitlements(&self, user: &str, project_id: &str) -> Vec<Entitlement> {
-        eligible_entitlements(&project(project_id), self.applicable(user, project_id))
+        eligible_entitlements(&on_project(project_id), self.applicable(user, project_id))
     }
 
     fn activations(&self, user: &str, project_id: &str) -> BTreeSet<String> {
@@ -241,7 +241,7 @@ impl Expected {
         let mut holders: BTreeMap<Entitlement, BTreeSet<String>> = BTreeMap::new();
         for user in self.principals.keys() {
             for binding in self.applicable(user, project_id) {
-                if let Some(entitlement) = eligible_entitlement(&project(project_id), binding) {
+                if let Some(entitlement) = eligible_entitlement(&on_project(project_id), binding) {
                     holders.entry(entitlement).or_default().insert(user.clone());
                 }
             }
@@ -308,7 +308,7 @@ async fn both_catalogs_agree_with_the_core_on_a_generated_organization() {
                 Vec::new()
             };
             for (name, (_, catalog)) in &catalogs {
-                let actual = catalog.user_entitlements(&email(&user), &project(&project_id)).await.expect("catalog");
+                let actual = catalog.user_entitlements(&email(&user), &on_project(&project_id)).await.expect("catalog");
                 assert_eq!(actual.entitlements, wanted, "{name}: {user} on {project_id}");
                 let seen: BTreeSet<String> = actual.activations.iter().map(describe).collect();
                 assert_eq!(seen, wanted_activations, "{name}: activations of {user} on {project_id}");

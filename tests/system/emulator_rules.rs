@@ -327,3 +327,26 @@ async fn cloud_identity_rules() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn search_folders_rules() {
+    let backend = backend().await;
+    let all = accepted(&backend, "no query returns every folder the caller may see", "/v3/folders:search").await;
+    assert_eq!(all["folders"].as_array().map(Vec::len), Some(2), "{all}");
+    let rule = "query restricts on displayName, state and parent";
+    let sandbox =
+        accepted(&backend, rule, &format!("/v3/folders:search?query={}", encode("displayName=sandbox"))).await;
+    assert_eq!(sandbox["folders"][0]["name"], "folders/200000000002", "{sandbox}");
+    refused(&backend, rule, &format!("/v3/folders:search?query={}", encode("owner=alice")), 400, "INVALID_ARGUMENT")
+        .await;
+    let paged = accepted(&backend, "pageSize bounds a page", "/v3/folders:search?pageSize=1").await;
+    assert!(paged["nextPageToken"].is_string(), "{paged}");
+    refused(
+        &backend,
+        "a page token comes from a previous call",
+        "/v3/folders:search?pageToken=forged",
+        400,
+        "INVALID_ARGUMENT",
+    )
+    .await;
+}

@@ -371,3 +371,119 @@ async fn scheduled_start_extension_and_narrowing() {
     let reply = local.act(ALICE, &scheduled, "withdraw", "plans changed").await;
     assert_eq!(reply.state(), "ENDED", "a scheduled grant can be withdrawn before it starts: {reply:?}");
 }
+
+const SANDBOX: &str = "folders/200000000002";
+const ORGANIZATION: &str = "organizations/100000000001";
+
+impl Local {
+    async fn policy(&self, resource: &str) -> Value {
+        let url = format!("{}/v3/{resource}:getIamPolicy", self.running.emulator.url());
+        self.http.post(url).json(&json!({})).send().await.expect("answers").json().await.expect("policy")
+    }
+
+    async fn set_policy(&self, resource: &str, policy: Value) {
+        let url = format!("{}/v3/{resource}:setIamPolicy", self.running.emulator.url());
+        let response = self.http.post(url).json(&json!({"policy": policy})).send().await.expect("answers");
+        assert_eq!(response.status(), 200);
+    }
+
+    /// Every policy in the example organization, by resource.
+    async fn policies(&self) -> Vec<(String, Value)> {
+        let mut all = Vec::new();
+        for resource in [ORGANIZATION, "folders/200000000001", SANDBOX, "projects/project-1", "projects/project-2"] {
+            let mut policy = self.policy(resource).await;
+            policy.as_object_mut().expect("object").remove("etag");
+            all.push((resource.to_string(), policy));
+        }
+        all
+    }
+}
+
+/// The activation bindings for `member` in a policy.
+fn activations(policy: &Value, member: &str) -> Vec<String> {
+    policy["bindings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| b["members"] == json!([format!("user:{member}")]))
+        .filter(|b| b["condition"]["title"] == "JIT access activation")
+        .filter_map(|b| b["role"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test]
+async fn folder_and_organization_activation_write_only_their_own_policy() {
+    let local = Local::start().await;
+    // Alice and Bob may also activate Security Reviewer on the organization with a peer's approval.
+    let mut policy = local.policy(ORGANIZATION).await;
+    policy["bindings"].as_array_mut().expect("bindings").push(json!({
+        "role": "roles/iam.securityReviewer", "members": [format!("user:{ALICE}"), format!("user:{BOB}")],
+        "condition": {"title": "Eligible", "expression": "has({}.multiPartyApprovalConstraint)"}}));
+    policy["version"] = json!(3);
+    local.set_policy(ORGANIZATION, policy).await;
+
+    // The sandbox folder is listed with Carol's projects, with its role under its own route.
+    let resources = local.call(CAROL, "GET", "/api/resources", None).await;
+    assert_eq!(resources.status, 200, "{resources:?}");
+    let listed = &resources.body["resources"];
+    assert!(listed.as_array().expect("list").contains(&json!({"id": SANDBOX, "kind": "folder"})), "{listed}");
+    assert!(listed.as_array().expect("list").contains(&json!({"id": "project-1", "kind": "project"})), "{listed}");
+    let roles = local.call(CAROL, "GET", "/api/folders/200000000002/roles", None).await;
+    let editor = format!("{SANDBOX}:roles/resourcemanager.folderEditor");
+    assert_eq!(roles.body["entitlements"][0]["id"], editor.as_str(), "{roles:?}");
+
+    // Refusals: the folder's role on a project it does not cover, and an ID naming another resource.
+    let elsewhere =
+        json!({"entitlementIds": ["project-2:roles/resourcemanager.folderEditor"], "justification": "BUG-1"});
+    let reply = local.post(CAROL, "/api/projects/project-2/roles/self-activate", elsewhere).await;
+    assert_eq!((reply.status, reply.code()), (403, "not_eligible"), "{reply:?}");
+    let mismatch = json!({"entitlementIds": [editor], "justification": "BUG-1"});
+    let reply = local.post(CAROL, "/api/projects/project-1/roles/self-activate", mismatch).await;
+    assert_eq!(reply.status, 400, "{reply:?}");
+    let bad = json!({"entitlementIds": [editor], "justification": "BUG-1"});
+    let reply = local.post(CAROL, "/api/folders/not-a-number/roles/self-activate", bad).await;
+    assert_eq!(reply.status, 400, "{reply:?}");
+
+    // Self-approval on the folder: written to the folder's policy, nothing else touched.
+    let before = local.policies().await;
+    let body = json!({"entitlementIds": [editor], "justification": "BUG-1", "activationTimeout": 30});
+    let reply = local.post(CAROL, "/api/folders/200000000002/roles/self-activate", body).await;
+    assert_eq!((reply.status, &reply.body["entitlements"][0]["status"]), (200, &json!("ACTIVE")), "{reply:?}");
+    let folder_grant = reply.body["entitlements"][0]["activationId"].as_str().expect("id").to_string();
+    let after = local.policies().await;
+    for ((resource, old), (_, new)) in before.iter().zip(&after) {
+        if resource == SANDBOX {
+            assert_eq!(activations(new, CAROL), ["roles/resourcemanager.folderEditor"]);
+        } else {
+            assert_eq!(old, new, "{resource} untouched");
+        }
+    }
+
+    // Peer approval on the organization: Bob approves, the organization's policy holds it.
+    let reviewer = format!("{ORGANIZATION}:roles/iam.securityReviewer");
+    let peers = local.call(ALICE, "GET", &format!("/api/organizations/100000000001/peers?id={reviewer}"), None).await;
+    assert_eq!(peers.status, 200, "{peers:?}");
+    let body = json!({"entitlementId": reviewer, "justification": "BUG-2", "peers": [BOB], "activationTimeout": 30});
+    let reply = local.post(ALICE, "/api/organizations/100000000001/roles/request", body).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let asked = reply.body["entitlements"][0]["activationId"].as_str().expect("id").to_string();
+    let before = local.policies().await;
+    let reply = local.act(BOB, &asked, "approve", "").await;
+    assert_eq!((reply.status, reply.state()), (200, "ACTIVE"), "{reply:?}");
+    let after = local.policies().await;
+    for ((resource, old), (_, new)) in before.iter().zip(&after) {
+        if resource == ORGANIZATION {
+            assert_eq!(activations(new, ALICE), ["roles/iam.securityReviewer"]);
+        } else {
+            assert_eq!(old, new, "{resource} untouched");
+        }
+    }
+
+    // Both end like project grants: revoked by the approver, ended early by Carol.
+    let reply = local.act(BOB, &asked, "revoke", "done").await;
+    assert_eq!((reply.status, reply.state()), (200, "REVOKED"), "{reply:?}");
+    assert!(activations(&local.policy(ORGANIZATION).await, ALICE).is_empty(), "removed from the organization");
+    let reply = local.act(CAROL, &folder_grant, "withdraw", "done").await;
+    assert_eq!((reply.status, reply.state()), (200, "ENDED"), "{reply:?}");
+    assert!(activations(&local.policy(SANDBOX).await, CAROL).is_empty(), "removed from the folder");
+}

@@ -11,6 +11,10 @@ use serde_json::json;
 use crate::harness::System;
 use crate::support::{ALICE, BOB, CAROL};
 
+/// The sandbox folder's roles (emulator/organization.yaml).
+const SANDBOX_JIT: &str = "folders/200000000002:roles/resourcemanager.folderEditor";
+const SANDBOX_MPA: &str = "folders/200000000002:roles/resourcemanager.folderAdmin";
+
 /// The permission each emulated call needs (Google's API references); `None` for calls that
 /// need none (public key sets, SendGrid).
 fn permission(call: &str) -> Option<&'static str> {
@@ -23,6 +27,11 @@ fn permission(call: &str) -> Option<&'static str> {
         "resourcemanager.getIamPolicy" => Some("resourcemanager.projects.getIamPolicy"),
         "resourcemanager.setIamPolicy" => Some("resourcemanager.projects.setIamPolicy"),
         "resourcemanager.searchProjects" => Some("resourcemanager.projects.get"),
+        "resourcemanager.searchFolders" => Some("resourcemanager.folders.get"),
+        "resourcemanager.folders.getIamPolicy" => Some("resourcemanager.folders.getIamPolicy"),
+        "resourcemanager.folders.setIamPolicy" => Some("resourcemanager.folders.setIamPolicy"),
+        "resourcemanager.organizations.getIamPolicy" => Some("resourcemanager.organizations.getIamPolicy"),
+        "resourcemanager.organizations.setIamPolicy" => Some("resourcemanager.organizations.setIamPolicy"),
         "iamcredentials.signJwt" => Some("iam.serviceAccounts.signJwt"),
         "pubsub.publish" => Some("pubsub.topics.publish"),
         "firestore.get" => Some("datastore.entities.get"),
@@ -50,6 +59,20 @@ fn role_permissions(role: &str) -> &'static [&'static str] {
             "resourcemanager.projects.get",
             "resourcemanager.projects.getIamPolicy",
             "resourcemanager.projects.setIamPolicy",
+        ],
+        "roles/resourcemanager.folderIamAdmin" => &[
+            "resourcemanager.folders.get",
+            "resourcemanager.folders.getIamPolicy",
+            "resourcemanager.folders.setIamPolicy",
+        ],
+        // Terraform's custom role (main.tf), at an organization scope.
+        "organizations/${local.scope_id}/roles/jitAccessContainerIamAdmin" => &[
+            "resourcemanager.folders.get",
+            "resourcemanager.folders.getIamPolicy",
+            "resourcemanager.folders.setIamPolicy",
+            "resourcemanager.organizations.get",
+            "resourcemanager.organizations.getIamPolicy",
+            "resourcemanager.organizations.setIamPolicy",
         ],
         "roles/browser" => &["resourcemanager.projects.get", "resourcemanager.folders.get"],
         "roles/iam.serviceAccountTokenCreator" => {
@@ -147,16 +170,27 @@ async fn observed() -> BTreeMap<String, BTreeSet<String>> {
         system.post(CAROL, system.request, "/api/projects/project-1/roles/self-activate", body).await.status,
         200
     );
+    let body = json!({"entitlementIds": [SANDBOX_JIT], "justification": "BUG-1", "activationTimeout": 30});
+    let reply = system.post(CAROL, system.request, "/api/folders/200000000002/roles/self-activate", body).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
     let body = json!({"entitlementId": "project-1:roles/compute.admin", "justification": "BUG-1", "peers": [BOB], "activationTimeout": 30});
     assert_eq!(system.post(ALICE, system.request, "/api/projects/project-1/roles/request", body).await.status, 200);
+    let body = json!({"entitlementId": SANDBOX_MPA, "justification": "BUG-1", "peers": [BOB], "activationTimeout": 30});
+    let reply = system.post(ALICE, system.request, "/api/folders/200000000002/roles/request", body).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
     observed.insert("request_approval".to_string(), calls(&system).await);
 
     let events = system.events().await;
-    let link = events.iter().rev().find_map(|e| e["attributes"]["action_url"].as_str()).expect("link").to_string();
-    let path = format!("/api/activation-request?{}", link.split('?').nth(1).expect("query"));
+    let links: Vec<String> =
+        events.iter().filter_map(|e| e["attributes"]["action_url"].as_str()).map(str::to_string).collect();
+    assert_eq!(links.len(), 2, "a project request and a folder request");
     reset(&system).await;
-    assert_eq!(system.call(BOB, "GET", system.approve, &path, None).await.status, 200);
-    assert_eq!(system.call(BOB, "POST", system.approve, &path, None).await.status, 200);
+    for link in &links {
+        let path = format!("/api/activation-request?{}", link.split('?').nth(1).expect("query"));
+        let reply = system.call(BOB, "GET", system.approve, &path, None).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(system.call(BOB, "POST", system.approve, &path, None).await.status, 200);
+    }
     observed.insert("approve".to_string(), calls(&system).await);
 
     // The mailer reads its key at start, then sends: a fresh one, counted from its start.

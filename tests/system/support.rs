@@ -91,6 +91,11 @@ pub fn project(text: &str) -> common::entitlement::ProjectId {
     common::entitlement::ProjectId::parse(text).expect("valid project")
 }
 
+/// A project as the resource an entitlement sits on.
+pub fn on_project(text: &str) -> common::entitlement::ResourceId {
+    common::entitlement::ResourceId::Project(project(text))
+}
+
 /// One of Google's own emulators from `gcloud` (`pubsub` or `firestore`), on a free port,
 /// stopped on drop.
 pub struct GcloudEmulator {

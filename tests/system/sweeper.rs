@@ -45,21 +45,39 @@ async fn expired_activations_are_swept_and_nothing_else() {
     let expired = activation("carol@example.com", "project-1:roles/storage.admin", now - 10_000, now - 7_200);
     let recent = activation("alice@example.com", "project-2:roles/viewer", now - 3_000, now - 600);
     let active = activation("bob@example.com", "project-1:roles/compute.admin", now - 60, now + 3_600);
-    for activation in [&expired, &recent, &active] {
+    let on_folder = activation(
+        "carol@example.com",
+        "folders/200000000002:roles/resourcemanager.folderEditor",
+        now - 10_000,
+        now - 7_200,
+    );
+    let on_organization = activation(
+        "alice@example.com",
+        "organizations/100000000001:roles/iam.securityReviewer",
+        now - 9_000,
+        now - 7_000,
+    );
+    for activation in [&expired, &recent, &active, &on_folder, &on_organization] {
         writer.activate(activation, "test").await.expect("written");
     }
     let before_1 = backend.policy("projects/project-1").await;
     let before_2 = backend.policy("projects/project-2").await;
 
     let dry = sweeper::run(&config(&backend, true), Timestamp::now()).await.expect("runs");
-    assert_eq!((dry.projects_seen, dry.bindings_removed, dry.errors), (2, 1, 0), "{dry}");
+    assert_eq!((dry.projects_seen, dry.containers_seen, dry.bindings_removed, dry.errors), (2, 3, 3, 0), "{dry}");
     assert_eq!(backend.policy("projects/project-1").await, before_1, "a dry run writes nothing");
 
     let summary = sweeper::run(&config(&backend, false), Timestamp::now()).await.expect("runs");
     assert_eq!(
         summary.to_string(),
-        "sweep: projects seen 2, bindings removed 1, conflicts retried 0, errors 0, requests completed 0, requests flagged 0"
+        "sweep: projects seen 2, folders and organizations seen 3, bindings removed 3, conflicts retried 0, errors 0, requests completed 0, requests flagged 0"
     );
+    for resource in ["folders/200000000002", "organizations/100000000001"] {
+        let policy = backend.policy(resource).await;
+        let left =
+            policy.bindings.iter().filter(|b| b.condition.as_ref().is_some_and(|c| c.title == "JIT access activation"));
+        assert_eq!(left.count(), 0, "{resource}: folder and organization policies are swept too");
+    }
     let after_1 = backend.policy("projects/project-1").await;
     assert!(!after_1.bindings.contains(&expired.binding()));
     assert!(after_1.bindings.contains(&active.binding()));

@@ -162,7 +162,7 @@ impl Grants {
         let mut removed = 0;
         for activation in activations(record)? {
             let sweep =
-                self.writer.deactivate(activation.entitlement.project(), &grant_of(&activation), reason).await?;
+                self.writer.deactivate(activation.entitlement.resource(), &grant_of(&activation), reason).await?;
             removed += sweep.removed.len();
         }
         Ok(removed)
@@ -171,7 +171,7 @@ impl Grants {
     /// Whether every binding of an active grant is still in IAM.
     pub async fn bindings_present(&self, record: &Record) -> Result<bool, GcpError> {
         for activation in activations(record)? {
-            let present = self.writer.activations(activation.entitlement.project()).await?;
+            let present = self.writer.activations(activation.entitlement.resource()).await?;
             if !present.contains(&grant_of(&activation)) {
                 return Ok(false);
             }

@@ -1,17 +1,22 @@
 //! Writes activation bindings with Resource Manager: read the policy (version 3), apply the
 //! core's pure update, write it back with the etag, and on a conflict read again and retry,
-//! with jittered backoff and a bounded number of attempts.
+//! with jittered backoff and a bounded number of attempts. Projects, folders and the
+//! organization each have their own client; the last two are built on first use, since each
+//! client loads the TLS roots and most functions never touch a folder.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use google_cloud_gax::paginator::ItemPaginator as _;
 use google_cloud_iam_v1::model::{GetPolicyOptions, Policy as SdkPolicy};
-use google_cloud_resourcemanager_v3::client::Projects;
+use google_cloud_resourcemanager_v3::client::{Folders, Organizations, Projects};
+use tokio::sync::OnceCell;
 
 use crate::activation::read_activation_binding;
 use crate::activation::{Activation, ActivationBinding};
 use crate::config::BackendSettings;
-use crate::entitlement::ProjectId;
-use crate::gcp::{GcpError, resource_manager, with_request_reason};
+use crate::entitlement::ResourceId;
+use crate::gcp::{GcpError, credentials_for, resource_manager, retry_policy, with_request_reason};
 use crate::policy::{CONDITIONAL_POLICY_VERSION, Policy, add_activations, remove_expired_activations, remove_grant};
 use crate::timestamp::Timestamp;
 
@@ -21,6 +26,9 @@ pub const MAX_ATTEMPTS: u32 = 4;
 #[derive(Debug, Clone)]
 pub struct IamWriter {
     client: Projects,
+    folders: std::sync::Arc<OnceCell<Folders>>,
+    organizations: std::sync::Arc<OnceCell<Organizations>>,
+    backend: BackendSettings,
     max_attempts: u32,
     base_delay: Duration,
 }
@@ -44,7 +52,14 @@ pub struct Sweep {
 impl IamWriter {
     pub async fn new(backend: &BackendSettings) -> Result<IamWriter, GcpError> {
         let client = resource_manager(backend, Some(backend.read_timeout.max(backend.write_timeout))).await?;
-        Ok(IamWriter { client, max_attempts: MAX_ATTEMPTS, base_delay: Duration::from_millis(200) })
+        Ok(IamWriter {
+            client,
+            folders: Default::default(),
+            organizations: Default::default(),
+            backend: backend.clone(),
+            max_attempts: MAX_ATTEMPTS,
+            base_delay: Duration::from_millis(200),
+        })
     }
 
     /// Adds the activation's binding to its project's policy. `reason` goes to Cloud Audit
@@ -59,8 +74,8 @@ impl IamWriter {
         let Some(first) = activations.first() else {
             return Ok(ActivationWrite::AlreadyPresent);
         };
-        let project = first.entitlement.project();
-        if activations.iter().any(|a| a.entitlement.project() != project) {
+        let project = first.entitlement.resource();
+        if activations.iter().any(|a| a.entitlement.resource() != project) {
             return Err(GcpError::InvalidArgument("activations on several projects in one write".into()));
         }
         let mut attempt = 0;
@@ -88,9 +103,26 @@ impl IamWriter {
         }
     }
 
+    /// The folders and organization whose policies may hold activations under `scope`: the
+    /// scope itself when it is a folder or the organization, and every folder below it.
+    /// `folders.search` lists the folders the caller may see; the ancestry is walked here.
+    pub async fn containers_under(&self, scope: &str) -> Result<Vec<ResourceId>, GcpError> {
+        let Ok(root @ (ResourceId::Folder(_) | ResourceId::Organization(_))) = ResourceId::parse(scope) else {
+            return Ok(Vec::new());
+        };
+        let mut parents = BTreeMap::new();
+        let mut folders = self.folders().await?.search_folders().by_item();
+        while let Some(folder) = folders.next().await {
+            let folder = folder.map_err(|e| GcpError::from_sdk("searchFolders", &e))?;
+            parents.insert(folder.name, folder.parent);
+        }
+        let below = crate::entitlement::descendants(scope, &parents);
+        Ok(std::iter::once(root).chain(below.iter().filter_map(|name| ResourceId::parse(name).ok())).collect())
+    }
+
     /// Removes activation bindings that ended before `ended_before`. With `dry_run`, reports
     /// what it would remove and writes nothing.
-    pub async fn sweep(&self, project: &ProjectId, ended_before: Timestamp, dry_run: bool) -> Result<Sweep, GcpError> {
+    pub async fn sweep(&self, project: &ResourceId, ended_before: Timestamp, dry_run: bool) -> Result<Sweep, GcpError> {
         self.remove(
             project,
             |policy| remove_expired_activations(policy, ended_before),
@@ -104,7 +136,7 @@ impl IamWriter {
     /// binding that is not there is no error: the grant is over either way.
     pub async fn deactivate(
         &self,
-        project: &ProjectId,
+        project: &ResourceId,
         grant: &ActivationBinding,
         reason: &str,
     ) -> Result<Sweep, GcpError> {
@@ -112,13 +144,13 @@ impl IamWriter {
     }
 
     /// The activation bindings on a project, ours by title and form.
-    pub async fn activations(&self, project: &ProjectId) -> Result<Vec<ActivationBinding>, GcpError> {
+    pub async fn activations(&self, project: &ResourceId) -> Result<Vec<ActivationBinding>, GcpError> {
         Ok(self.read(project).await?.bindings.iter().filter_map(read_activation_binding).collect())
     }
 
     async fn remove(
         &self,
-        project: &ProjectId,
+        project: &ResourceId,
         update: impl Fn(&Policy) -> Option<(Policy, Vec<ActivationBinding>)>,
         dry_run: bool,
         reason: &str,
@@ -145,28 +177,69 @@ impl IamWriter {
         }
     }
 
-    async fn read(&self, project: &ProjectId) -> Result<Policy, GcpError> {
-        let policy = self
-            .client
-            .get_iam_policy()
-            .set_resource(project.resource_name())
-            // Without version 3, conditional bindings would come back mangled.
-            .set_options(GetPolicyOptions::new().set_requested_policy_version(CONDITIONAL_POLICY_VERSION))
-            .send()
-            .await
-            .map_err(|e| GcpError::from_sdk("getIamPolicy", &e))?;
+    async fn read(&self, resource: &ResourceId) -> Result<Policy, GcpError> {
+        // Without version 3, conditional bindings would come back mangled.
+        let options = GetPolicyOptions::new().set_requested_policy_version(CONDITIONAL_POLICY_VERSION);
+        let name = resource.resource_name();
+        let policy = match resource {
+            ResourceId::Project(_) => self.client.get_iam_policy().set_resource(name).set_options(options).send().await,
+            ResourceId::Folder(_) => {
+                self.folders().await?.get_iam_policy().set_resource(name).set_options(options).send().await
+            }
+            ResourceId::Organization(_) => {
+                self.organizations().await?.get_iam_policy().set_resource(name).set_options(options).send().await
+            }
+        }
+        .map_err(|e| GcpError::from_sdk("getIamPolicy", &e))?;
         from_sdk(&policy)
     }
 
-    async fn write(&self, project: &ProjectId, policy: Policy) -> Result<(), GcpError> {
-        self.client
-            .set_iam_policy()
-            .set_resource(project.resource_name())
-            .set_policy(to_sdk(&policy)?)
-            .send()
+    async fn write(&self, resource: &ResourceId, policy: Policy) -> Result<(), GcpError> {
+        let name = resource.resource_name();
+        let policy = to_sdk(&policy)?;
+        match resource {
+            ResourceId::Project(_) => self.client.set_iam_policy().set_resource(name).set_policy(policy).send().await,
+            ResourceId::Folder(_) => {
+                self.folders().await?.set_iam_policy().set_resource(name).set_policy(policy).send().await
+            }
+            ResourceId::Organization(_) => {
+                self.organizations().await?.set_iam_policy().set_resource(name).set_policy(policy).send().await
+            }
+        }
+        .map(|_| ())
+        .map_err(|e| GcpError::from_sdk("setIamPolicy", &e))
+    }
+
+    async fn folders(&self) -> Result<&Folders, GcpError> {
+        let backend = &self.backend;
+        self.folders
+            .get_or_try_init(|| async {
+                Folders::builder()
+                    .with_endpoint(&backend.resource_manager_endpoint)
+                    .with_credentials(credentials_for(&backend.resource_manager_endpoint)?)
+                    .with_retry_policy(retry_policy(backend))
+                    .with_attempt_timeout(backend.read_timeout.max(backend.write_timeout))
+                    .build()
+                    .await
+                    .map_err(|e| GcpError::Other(format!("building the Folders client ({e})")))
+            })
             .await
-            .map(|_| ())
-            .map_err(|e| GcpError::from_sdk("setIamPolicy", &e))
+    }
+
+    async fn organizations(&self) -> Result<&Organizations, GcpError> {
+        let backend = &self.backend;
+        self.organizations
+            .get_or_try_init(|| async {
+                Organizations::builder()
+                    .with_endpoint(&backend.resource_manager_endpoint)
+                    .with_credentials(credentials_for(&backend.resource_manager_endpoint)?)
+                    .with_retry_policy(retry_policy(backend))
+                    .with_attempt_timeout(backend.read_timeout.max(backend.write_timeout))
+                    .build()
+                    .await
+                    .map_err(|e| GcpError::Other(format!("building the Organizations client ({e})")))
+            })
+            .await
     }
 
     /// Exponential from the base delay, with full jitter so that writers that collided once

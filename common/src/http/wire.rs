@@ -62,7 +62,7 @@ impl ActivatedEntitlementJson {
     ) -> ActivatedEntitlementJson {
         ActivatedEntitlementJson {
             activation_id: activation_id.to_string(),
-            project_id: id.project().to_string(),
+            project_id: id.resource().to_string(),
             id: id.to_string(),
             name: id.role().to_string(),
             resource_condition: id.resource_condition().map(|c| c.to_string()),
@@ -183,7 +183,7 @@ impl RequestJson {
             .map(|text| match EntitlementId::parse(text) {
                 Ok(id) => EntitlementRefJson {
                     id: id.to_string(),
-                    project_id: id.project().to_string(),
+                    project_id: id.resource().to_string(),
                     name: id.role().to_string(),
                     resource_condition: id.resource_condition().map(|c| c.to_string()),
                 },

@@ -23,7 +23,7 @@ use common::condition::ActivationType;
 use common::config::{
     ActivationSettings, ApprovalSettings, BackendSettings, ConfigError, Env, IapSettings, LedgerSettings, ScopeSettings,
 };
-use common::entitlement::{Entitlement, EntitlementId, ProjectId};
+use common::entitlement::{Entitlement, EntitlementId, FOLDERS, ORGANIZATIONS, PROJECTS, resource_of};
 use common::gcp::GcpError;
 use common::gcp::catalog::{AnyCatalog, Catalog as _};
 use common::gcp::jwks::JwksCache;
@@ -88,8 +88,13 @@ pub fn routes() -> Routes<AppState> {
     vec![
         ("GET", "/api/policy", get(policy)),
         ("GET", "/api/projects", get(projects)),
-        ("GET", "/api/projects/{project}/roles", get(roles)),
-        ("GET", "/api/projects/{project}/peers", get(peers)),
+        ("GET", "/api/projects/{project}/roles", get(roles::<PROJECTS>)),
+        ("GET", "/api/projects/{project}/peers", get(peers::<PROJECTS>)),
+        ("GET", "/api/folders/{folder}/roles", get(roles::<FOLDERS>)),
+        ("GET", "/api/folders/{folder}/peers", get(peers::<FOLDERS>)),
+        ("GET", "/api/organizations/{organization}/roles", get(roles::<ORGANIZATIONS>)),
+        ("GET", "/api/organizations/{organization}/peers", get(peers::<ORGANIZATIONS>)),
+        ("GET", "/api/resources", get(resources)),
         ("GET", "/api/requests", get(requests)),
     ]
 }
@@ -145,6 +150,36 @@ async fn projects(State(state): State<AppState>, caller: IapUser) -> Result<Json
 }
 
 #[derive(Debug, Serialize)]
+struct ResourcesResponse {
+    resources: Vec<ResourceJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct ResourceJson {
+    /// `project-1`, `folders/123` or `organizations/456`: as in entitlement IDs.
+    id: String,
+    /// `project`, `folder` or `organization`.
+    kind: &'static str,
+}
+
+/// Projects, folders and the organization the caller holds something eligible on.
+async fn resources(State(state): State<AppState>, caller: IapUser) -> Result<Json<ResourcesResponse>, ApiError> {
+    let found = state.catalog.resources(caller.email()).await?;
+    let resources = found
+        .iter()
+        .map(|resource| ResourceJson {
+            id: resource.to_string(),
+            kind: match resource {
+                common::entitlement::ResourceId::Project(_) => "project",
+                common::entitlement::ResourceId::Folder(_) => "folder",
+                common::entitlement::ResourceId::Organization(_) => "organization",
+            },
+        })
+        .collect();
+    Ok(Json(ResourcesResponse { resources }))
+}
+
+#[derive(Debug, Serialize)]
 struct RolesResponse {
     warnings: Vec<String>,
     entitlements: Vec<EntitlementJson>,
@@ -169,12 +204,12 @@ struct EntitlementJson {
     approver_reason_required: bool,
 }
 
-async fn roles(
+async fn roles<const KIND: u8>(
     State(state): State<AppState>,
     caller: IapUser,
     Path(project): Path<String>,
 ) -> Result<Json<RolesResponse>, ApiError> {
-    let project = ProjectId::parse(&project)?;
+    let project = resource_of(KIND, &project)?;
     let found = state.catalog.user_entitlements(caller.email(), &project).await.map_err(project_error)?;
     let now = Timestamp::now();
     let entitlements = found
@@ -217,15 +252,15 @@ struct PeersResponse {
     peers: Vec<UserJson>,
 }
 
-async fn peers(
+async fn peers<const KIND: u8>(
     State(state): State<AppState>,
     caller: IapUser,
     Path(project): Path<String>,
     ApiQuery(query): ApiQuery<PeersQuery>,
 ) -> Result<Json<PeersResponse>, ApiError> {
-    let project = ProjectId::parse(&project)?;
+    let project = resource_of(KIND, &project)?;
     let id = EntitlementId::parse(&query.id)?;
-    if id.project() != &project {
+    if id.resource() != &project {
         return Err(ApiError::bad_request("project_mismatch", "the entitlement belongs to another project"));
     }
     let entitlement = Entitlement { id, activation_type: ActivationType::Mpa };

@@ -1,4 +1,4 @@
-// The JIT access page: pick a project, see your eligible roles, activate them or ask a peer,
+// The JIT access page: pick a project (or folder, or the organization), see your eligible roles, activate them or ask a peer,
 // and approve a peer's request from the link in its mail. Plain DOM, no framework, no CDN:
 // it runs under a strict Content-Security-Policy and offline. Text from the API is only ever
 // set with textContent, never parsed as HTML.
@@ -55,19 +55,34 @@ async function start() {
   }
 }
 
+// Projects, folders and the organization where the caller holds something eligible.
 async function loadProjects(preferred) {
-  const { projects } = await api("GET", "/api/projects");
+  const { resources } = await api("GET", "/api/resources");
   const select = $("project");
   select.replaceChildren();
-  if (projects.length === 0) {
-    select.append(el("option", "no projects"));
-    showError(new Error("You are not eligible for any role in any project."));
+  if (resources.length === 0) {
+    select.append(el("option", "nothing eligible"));
+    showError(new Error("You are not eligible for any role in any project, folder or organization."));
     return;
   }
-  for (const project of projects) select.append(el("option", project));
+  for (const resource of resources) {
+    const option = el("option", resource.kind === "project" ? resource.id : `${resource.kind} ${resource.id.split("/")[1]}`);
+    option.value = resource.id;
+    select.append(option);
+  }
+  const ids = resources.map((r) => r.id);
   const remembered = preferred || localStorage.getItem("projectId");
-  if (remembered && projects.includes(remembered)) select.value = remembered;
+  if (remembered && ids.includes(remembered)) select.value = remembered;
   await loadRoles();
+}
+
+// The API path of a resource: `folders/N` and `organizations/N` have their own routes.
+function resourcePath(id) {
+  const [kind, number] = id.split("/");
+  if (number !== undefined && (kind === "folders" || kind === "organizations")) {
+    return `/api/${kind}/${encodeURIComponent(number)}`;
+  }
+  return `/api/projects/${encodeURIComponent(id)}`;
 }
 
 async function loadRoles() {
@@ -75,7 +90,7 @@ async function loadRoles() {
   localStorage.setItem("projectId", project);
   show("request-view", false);
   show("result-view", false);
-  const data = await api("GET", `/api/projects/${encodeURIComponent(project)}/roles`);
+  const data = await api("GET", `${resourcePath(project)}/roles`);
   roles = data.entitlements;
   const body = $("roles").querySelector("tbody");
   body.replaceChildren();
@@ -254,7 +269,7 @@ async function openRequest() {
   show("peers-field", mode.kind === "MPA");
   if (mode.kind === "MPA") {
     const project = $("project").value;
-    const { peers } = await api("GET", `/api/projects/${encodeURIComponent(project)}/peers?id=${encodeURIComponent(mode.entitlements[0].id)}`);
+    const { peers } = await api("GET", `${resourcePath(project)}/peers?id=${encodeURIComponent(mode.entitlements[0].id)}`);
     if (peers.length === 0) $("peers").append(el("p", "Nobody else holds this role: nobody can approve it.", "hint"));
     for (const peer of peers) {
       const label = el("label");
@@ -282,12 +297,12 @@ async function submitRequest(event) {
     let result;
     if (mode.kind === "MPA") {
       const peers = [...document.querySelectorAll("#peers input:checked")].map((box) => box.value);
-      result = await api("POST", `/api/projects/${encodeURIComponent(project)}/roles/request`,
+      result = await api("POST", `${resourcePath(project)}/roles/request`,
         { entitlementId: mode.entitlements[0].id, justification, peers, activationTimeout: minutes });
       showResult("Request sent", result);
       notice(`Your request went to ${peers.join(", ")}. You will get a mail when it is approved.`);
     } else {
-      result = await api("POST", `/api/projects/${encodeURIComponent(project)}/roles/self-activate`,
+      result = await api("POST", `${resourcePath(project)}/roles/self-activate`,
         { entitlementIds: mode.entitlements.map((r) => r.id), justification, activationTimeout: minutes });
       showResult("Access granted", result);
       notice(result.message || "Your access is active. It can take a minute to reach every Google Cloud service.");

@@ -21,7 +21,7 @@ use common::activation::{Activation, Approval};
 use common::condition::ActivationType;
 use common::config::ConfigError;
 use common::email::Email;
-use common::entitlement::{Entitlement, EntitlementId, ProjectId};
+use common::entitlement::{Entitlement, EntitlementId, FOLDERS, ORGANIZATIONS, PROJECTS, ResourceId, resource_of};
 use common::event;
 use common::gcp::GcpError;
 use common::gcp::catalog::{AnyCatalog, Catalog as _};
@@ -84,8 +84,12 @@ impl AppState {
 
 pub fn routes() -> Routes<AppState> {
     vec![
-        ("POST", "/api/projects/{project}/roles/self-activate", post(self_activate)),
-        ("POST", "/api/projects/{project}/roles/request", post(request)),
+        ("POST", "/api/projects/{project}/roles/self-activate", post(self_activate::<PROJECTS>)),
+        ("POST", "/api/projects/{project}/roles/request", post(request::<PROJECTS>)),
+        ("POST", "/api/folders/{folder}/roles/self-activate", post(self_activate::<FOLDERS>)),
+        ("POST", "/api/folders/{folder}/roles/request", post(request::<FOLDERS>)),
+        ("POST", "/api/organizations/{organization}/roles/self-activate", post(self_activate::<ORGANIZATIONS>)),
+        ("POST", "/api/organizations/{organization}/roles/request", post(request::<ORGANIZATIONS>)),
         ("POST", "/api/requests/{id}/withdraw", post(withdraw)),
         ("POST", "/api/requests/{id}/extend", post(extend)),
     ]
@@ -118,14 +122,17 @@ fn parse_time(text: &str) -> Result<Timestamp, ApiError> {
     })
 }
 
-async fn self_activate(
+async fn self_activate<const KIND: u8>(
     State(state): State<AppState>,
     caller: IapUser,
     Path(project): Path<String>,
     ApiJson(body): ApiJson<SelfActivateBody>,
 ) -> Result<Json<ActivationResponse>, ApiError> {
     let activation_id = new_id("jit");
-    let result = self_activate_checked(&state, caller.email(), &project, &body, &activation_id).await;
+    let result = match resource_of(KIND, &project) {
+        Ok(resource) => self_activate_checked(&state, caller.email(), &resource, &body, &activation_id).await,
+        Err(error) => Err(error.into()),
+    };
     let decision = Decision {
         event: "api.activateRole",
         user: caller.email().as_str(),
@@ -142,18 +149,17 @@ async fn self_activate(
 async fn self_activate_checked(
     state: &AppState,
     caller: &Email,
-    project: &str,
+    project: &ResourceId,
     body: &SelfActivateBody,
     activation_id: &str,
 ) -> Result<ActivationResponse, ApiError> {
     let settings = &state.config.activation;
-    let project = ProjectId::parse(project)?;
-    let ids = rules::entitlement_ids(&project, &body.entitlement_ids, settings)?;
+    let ids = rules::entitlement_ids(project, &body.entitlement_ids, settings)?;
     let justification = settings.justification.check(&body.justification)?;
     let minutes = body.activation_timeout.unwrap_or(settings.default_activation_minutes);
     let start = body.start_time.as_deref().map(parse_time).transpose()?;
     let window = rules::scheduled_window(Timestamp::now(), start, minutes, settings)?;
-    let held = state.catalog.user_entitlements(caller, &project).await?;
+    let held = state.catalog.user_entitlements(caller, project).await?;
     for id in &ids {
         rules::require_entitlement(&held.entitlements, id, ActivationType::Jit)?;
     }
@@ -210,14 +216,17 @@ struct RequestBody {
     start_time: Option<String>,
 }
 
-async fn request(
+async fn request<const KIND: u8>(
     State(state): State<AppState>,
     caller: IapUser,
     Path(project): Path<String>,
     ApiJson(body): ApiJson<RequestBody>,
 ) -> Result<Json<ActivationResponse>, ApiError> {
     let activation_id = new_id("mpa");
-    let result = request_checked(&state, caller.email(), &project, &body, &activation_id).await;
+    let result = match resource_of(KIND, &project) {
+        Ok(resource) => request_checked(&state, caller.email(), &resource, &body, &activation_id).await,
+        Err(error) => Err(error.into()),
+    };
     let decision = Decision {
         event: "api.requestRole",
         user: caller.email().as_str(),
@@ -235,14 +244,13 @@ async fn request(
 async fn request_checked(
     state: &AppState,
     caller: &Email,
-    project: &str,
+    project: &ResourceId,
     body: &RequestBody,
     activation_id: &str,
 ) -> Result<ActivationResponse, ApiError> {
     let settings = &state.config.activation;
-    let project = ProjectId::parse(project)?;
     let id = EntitlementId::parse(&body.entitlement_id)?;
-    if id.project() != &project {
+    if id.resource() != project {
         return Err(rules::Refusal::ProjectMismatch(body.entitlement_id.clone()).into());
     }
     settings.justification.check(&body.justification)?;
@@ -255,7 +263,7 @@ async fn request_checked(
     // The requester's own entitlements and the entitlement's peers, asked at the same time.
     let entitlement = Entitlement { id: id.clone(), activation_type: ActivationType::Mpa };
     let (held, holders) =
-        tokio::try_join!(state.catalog.user_entitlements(caller, &project), state.catalog.reviewers(&entitlement))?;
+        tokio::try_join!(state.catalog.user_entitlements(caller, project), state.catalog.reviewers(&entitlement))?;
     rules::require_entitlement(&held.entitlements, &id, ActivationType::Mpa)?;
     let reviewers = rules::reviewers(caller, &chosen, &holders.all(), settings)?;
     let requirement = state.config.approval.policy.requirement(id.role().as_str(), &project.resource_name());
@@ -416,7 +424,7 @@ async fn extend_checked(state: &AppState, caller: &Email, id: &str, minutes: u64
                 .config
                 .approval
                 .policy
-                .requirement(id.role().as_str(), &id.project().resource_name())
+                .requirement(id.role().as_str(), &id.resource().resource_name())
                 .max_duration_minutes
         })
         .filter(|_| record.activation_type == ActivationType::Mpa);

@@ -10,7 +10,7 @@
 //! Privileged Access Manager's `externallyModified`).
 
 use common::config::{BackendSettings, ConfigError, Env, LedgerSettings, NotificationSettings, ScopeSettings};
-use common::entitlement::ProjectId;
+use common::entitlement::{ProjectId, ResourceId};
 use common::gcp::catalog::search_projects;
 use common::gcp::events::publisher_for;
 use common::gcp::grants::{Completion, Grants};
@@ -59,6 +59,8 @@ pub fn config_from_env() -> Result<Config, ConfigError> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
     pub projects_seen: usize,
+    /// Folders and the organization, when the scope is one.
+    pub containers_seen: usize,
     pub bindings_removed: usize,
     pub conflicts_retried: u32,
     pub errors: usize,
@@ -72,8 +74,9 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "sweep: projects seen {}, bindings removed {}, conflicts retried {}, errors {}, requests completed {}, requests flagged {}",
+            "sweep: projects seen {}, folders and organizations seen {}, bindings removed {}, conflicts retried {}, errors {}, requests completed {}, requests flagged {}",
             self.projects_seen,
+            self.containers_seen,
             self.bindings_removed,
             self.conflicts_retried,
             self.errors,
@@ -86,9 +89,12 @@ impl std::fmt::Display for Summary {
 pub async fn run(config: &Config, now: Timestamp) -> Result<Summary, GcpError> {
     let writer = IamWriter::new(&config.backend).await?;
     let projects = projects(config).await?;
+    let containers = writer.containers_under(&config.scope.resource_scope).await?;
     let ended_before = now.plus_seconds(-(config.grace_minutes as i64) * 60);
-    let mut summary = Summary { projects_seen: projects.len(), ..Summary::default() };
-    for project in &projects {
+    let mut summary =
+        Summary { projects_seen: projects.len(), containers_seen: containers.len(), ..Summary::default() };
+    let policies = projects.into_iter().map(ResourceId::Project).chain(containers);
+    for project in &policies.collect::<Vec<_>>() {
         match writer.sweep(project, ended_before, config.dry_run).await {
             Ok(sweep) => {
                 summary.conflicts_retried += sweep.conflicts_retried;

@@ -7,6 +7,9 @@
 #   approve           Cloud Asset Viewer and Project IAM Admin on the scope, Pub/Sub Publisher
 #   mailer            Secret Accessor on the SendGrid secret only
 #   sweeper           Project IAM Admin on the scope
+# and, where the scope is a folder or the organization, Folder IAM Admin (folder scope) or a
+# custom role over folder and organization policies (organization scope) for request-approval,
+# approve and the sweeper: activations on folders and the organization.
 # plus the signing account (its Google-managed key signs activation tokens; it holds no role),
 # the push account (the OIDC identity of the mailer's push subscription) and the scheduler
 # account (runs the sweeper job).
@@ -113,6 +116,15 @@ locals {
   # search returns projects the caller may `resourcemanager.projects.get`.
   scope_grants = merge(var.available_projects_query == "" ? {} : {
     list_browse = { role = "roles/browser", member = "serviceAccount:${google_service_account.function["list_eligibility"].email}" }
+    }, local.scope_type != "folders" ? {} : {
+    # Folder activations write folder policies: only a folder or organization scope has any.
+    request_folders = { role = "roles/resourcemanager.folderIamAdmin", member = "serviceAccount:${google_service_account.function["request_approval"].email}" }
+    approve_folders = { role = "roles/resourcemanager.folderIamAdmin", member = "serviceAccount:${google_service_account.function["approve"].email}" }
+    sweeper_folders = { role = "roles/resourcemanager.folderIamAdmin", member = "serviceAccount:${google_service_account.function["sweeper"].email}" }
+    }, local.scope_type != "organizations" ? {} : {
+    request_containers = { role = "organizations/${local.scope_id}/roles/jitAccessContainerIamAdmin", member = "serviceAccount:${google_service_account.function["request_approval"].email}" }
+    approve_containers = { role = "organizations/${local.scope_id}/roles/jitAccessContainerIamAdmin", member = "serviceAccount:${google_service_account.function["approve"].email}" }
+    sweeper_containers = { role = "organizations/${local.scope_id}/roles/jitAccessContainerIamAdmin", member = "serviceAccount:${google_service_account.function["sweeper"].email}" }
     }, {
     list_asset    = { role = "roles/cloudasset.viewer", member = "serviceAccount:${google_service_account.function["list_eligibility"].email}" }
     request_asset = { role = "roles/cloudasset.viewer", member = "serviceAccount:${google_service_account.function["request_approval"].email}" }
@@ -181,11 +193,30 @@ resource "google_service_account_iam_member" "request_signs_tokens" {
   member             = "serviceAccount:${google_service_account.function["request_approval"].email}"
 }
 
+# Folder and organization policies, read and written: no predefined role holds just these
+# at the organization (Organization Administrator holds far more).
+resource "google_organization_iam_custom_role" "containers" {
+  count       = local.scope_type == "organizations" ? 1 : 0
+  org_id      = local.scope_id
+  role_id     = "jitAccessContainerIamAdmin"
+  title       = "JIT access: folder and organization IAM"
+  description = "Activations on folders and the organization, and their sweeping"
+  permissions = [
+    "resourcemanager.folders.get",
+    "resourcemanager.folders.getIamPolicy",
+    "resourcemanager.folders.setIamPolicy",
+    "resourcemanager.organizations.get",
+    "resourcemanager.organizations.getIamPolicy",
+    "resourcemanager.organizations.setIamPolicy",
+  ]
+}
+
 resource "google_organization_iam_member" "scope" {
-  for_each = local.scope_type == "organizations" ? local.scope_grants : {}
-  org_id   = local.scope_id
-  role     = each.value.role
-  member   = each.value.member
+  for_each   = local.scope_type == "organizations" ? local.scope_grants : {}
+  org_id     = local.scope_id
+  role       = each.value.role
+  member     = each.value.member
+  depends_on = [google_organization_iam_custom_role.containers]
 }
 
 resource "google_folder_iam_member" "scope" {

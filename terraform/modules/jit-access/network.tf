@@ -76,10 +76,11 @@ resource "google_compute_url_map" "frontend" {
     route_rules {
       priority = 1
       match_rules {
-        path_template_match = "/api/projects/{project}/roles/self-activate"
+        # projects, folders and organizations alike
+        path_template_match = "/api/{kind}/{id}/roles/self-activate"
       }
       match_rules {
-        path_template_match = "/api/projects/{project}/roles/request"
+        path_template_match = "/api/{kind}/{id}/roles/request"
       }
       match_rules {
         path_template_match = "/api/requests/{id}/withdraw"

@@ -21,7 +21,7 @@ use super::{Cache, Reviewers, UserEntitlements, asset_service, core_binding, sea
 use crate::config::{BackendSettings, ScopeSettings};
 use crate::eligibility;
 use crate::email::Email;
-use crate::entitlement::{Entitlement, ProjectId};
+use crate::entitlement::{Entitlement, ProjectId, ResourceId};
 use crate::gcp::groups::GroupDirectory;
 use crate::gcp::rest::RestClient;
 use crate::gcp::{GcpError, resource_manager};
@@ -43,7 +43,7 @@ pub struct AssetInventoryCatalog {
     projects: Option<Projects>,
     scope: ScopeSettings,
     groups_of: Arc<Cache<BTreeSet<String>>>,
-    projects_of: Arc<Cache<Vec<ProjectId>>>,
+    places_of: Arc<Cache<(Vec<ProjectId>, Vec<String>)>>,
     members_of: Arc<Cache<BTreeSet<Email>>>,
 }
 
@@ -63,13 +63,13 @@ impl AssetInventoryCatalog {
             projects,
             scope: scope.clone(),
             groups_of: Arc::new(Cache::new(timeout)),
-            projects_of: Arc::new(Cache::new(timeout)),
+            places_of: Arc::new(Cache::new(timeout)),
             members_of: Arc::new(Cache::new(timeout)),
         })
     }
 
     /// Every binding that applies to `project`: its own policy's and its ancestors'.
-    async fn effective_bindings(&self, project: &ProjectId) -> Result<Vec<Binding>, GcpError> {
+    async fn effective_bindings(&self, project: &ResourceId) -> Result<Vec<Binding>, GcpError> {
         let response = self
             .assets
             .batch_get_effective_iam_policies()
@@ -104,6 +104,61 @@ impl AssetInventoryCatalog {
         let members = self.groups.members_of(group).await?;
         self.members_of.put(group, members.clone());
         Ok(members)
+    }
+
+    /// The projects, and the folders and organization, where the user holds something
+    /// eligible: from `searchAllIamPolicies`, folders and organization expanded to the projects
+    /// below them.
+    async fn places(&self, user: &Email) -> Result<(Vec<ProjectId>, Vec<String>), GcpError> {
+        if let Some(places) = self.places_of.get(user.as_str()) {
+            return Ok(places);
+        }
+        let groups = self.groups_of(user).await?;
+        let principals = eligibility::principals(user, &groups);
+        let now = Timestamp::now();
+        let mut projects = BTreeSet::new();
+        let mut numbers = BTreeSet::new();
+        let mut containers = BTreeSet::new();
+        let listed: Vec<&String> = principals.iter().collect();
+        for chunk in listed.chunks(PRINCIPALS_PER_QUERY) {
+            let terms: Vec<String> = chunk.iter().map(|p| format!("\"{p}\"")).collect();
+            let mut items = self
+                .assets
+                .search_all_iam_policies()
+                .set_scope(self.scope.resource_scope.clone())
+                .set_query(format!("policy:({})", terms.join(" OR ")))
+                .by_item();
+            while let Some(result) = items.next().await {
+                let result = result.map_err(|e| GcpError::from_sdk("searchAllIamPolicies", &e))?;
+                let bindings: Vec<Binding> =
+                    result.policy.iter().flat_map(|p| p.bindings.iter().map(core_binding)).collect();
+                if !eligibility::eligible_in(&bindings, &principals, now) {
+                    continue;
+                }
+                match attached(&result.resource) {
+                    Attached::Project(id) => {
+                        projects.insert(id);
+                    }
+                    Attached::ProjectNumber(number) => {
+                        numbers.insert(number);
+                    }
+                    Attached::Container(name) => {
+                        containers.insert(name);
+                    }
+                    Attached::Other => {}
+                }
+            }
+        }
+        for container in &containers {
+            projects.extend(self.projects_under(container).await?.into_values());
+        }
+        if !numbers.is_empty() {
+            let by_number = self.projects_under(&self.scope.resource_scope).await?;
+            projects.extend(numbers.iter().filter_map(|n| by_number.get(n).cloned()));
+        }
+        let places = (projects.into_iter().collect::<Vec<_>>(), containers.into_iter().collect::<Vec<_>>());
+        self.places_of.put(user.as_str(), places.clone());
+        Ok(places)
     }
 
     /// Every project under a folder or organization (or the scope), by ID and by number.
@@ -151,7 +206,7 @@ fn attached(resource: &str) -> Attached {
 }
 
 impl super::Catalog for AssetInventoryCatalog {
-    async fn user_entitlements(&self, user: &Email, project: &ProjectId) -> Result<UserEntitlements, GcpError> {
+    async fn user_entitlements(&self, user: &Email, project: &ResourceId) -> Result<UserEntitlements, GcpError> {
         let (bindings, groups) = tokio::try_join!(self.effective_bindings(project), self.groups_of(user))?;
         let principals = eligibility::principals(user, &groups);
         let (entitlements, activations) =
@@ -164,7 +219,7 @@ impl super::Catalog for AssetInventoryCatalog {
     }
 
     async fn reviewers(&self, entitlement: &Entitlement) -> Result<Reviewers, GcpError> {
-        let bindings = self.effective_bindings(entitlement.id.project()).await?;
+        let bindings = self.effective_bindings(entitlement.id.resource()).await?;
         let now = Timestamp::now();
         let mut sides = [
             eligibility::holders(entitlement, &bindings, now),
@@ -187,54 +242,17 @@ impl super::Catalog for AssetInventoryCatalog {
         if let (Some(filter), Some(projects)) = (&self.scope.available_projects_query, &self.projects) {
             return search_projects(projects, filter).await;
         }
-        if let Some(projects) = self.projects_of.get(user.as_str()) {
-            return Ok(projects);
-        }
-        let groups = self.groups_of(user).await?;
-        let principals = eligibility::principals(user, &groups);
-        let now = Timestamp::now();
-        let mut projects = BTreeSet::new();
-        let mut numbers = BTreeSet::new();
-        let mut containers = BTreeSet::new();
-        let listed: Vec<&String> = principals.iter().collect();
-        for chunk in listed.chunks(PRINCIPALS_PER_QUERY) {
-            let terms: Vec<String> = chunk.iter().map(|p| format!("\"{p}\"")).collect();
-            let mut items = self
-                .assets
-                .search_all_iam_policies()
-                .set_scope(self.scope.resource_scope.clone())
-                .set_query(format!("policy:({})", terms.join(" OR ")))
-                .by_item();
-            while let Some(result) = items.next().await {
-                let result = result.map_err(|e| GcpError::from_sdk("searchAllIamPolicies", &e))?;
-                let bindings: Vec<Binding> =
-                    result.policy.iter().flat_map(|p| p.bindings.iter().map(core_binding)).collect();
-                if !eligibility::eligible_in(&bindings, &principals, now) {
-                    continue;
-                }
-                match attached(&result.resource) {
-                    Attached::Project(id) => {
-                        projects.insert(id);
-                    }
-                    Attached::ProjectNumber(number) => {
-                        numbers.insert(number);
-                    }
-                    Attached::Container(name) => {
-                        containers.insert(name);
-                    }
-                    Attached::Other => {}
-                }
-            }
-        }
-        for container in &containers {
-            projects.extend(self.projects_under(container).await?.into_values());
-        }
-        if !numbers.is_empty() {
-            let by_number = self.projects_under(&self.scope.resource_scope).await?;
-            projects.extend(numbers.iter().filter_map(|n| by_number.get(n).cloned()));
-        }
-        let projects: Vec<ProjectId> = projects.into_iter().collect();
-        self.projects_of.put(user.as_str(), projects.clone());
-        Ok(projects)
+        Ok(self.places(user).await?.0)
+    }
+
+    async fn resources(&self, user: &Email) -> Result<Vec<ResourceId>, GcpError> {
+        let (projects, containers) =
+            if let (Some(filter), Some(projects)) = (&self.scope.available_projects_query, &self.projects) {
+                (search_projects(projects, filter).await?, Vec::new())
+            } else {
+                self.places(user).await?
+            };
+        let containers = containers.iter().filter_map(|c| ResourceId::parse(c).ok());
+        Ok(projects.into_iter().map(ResourceId::Project).chain(containers).collect())
     }
 }

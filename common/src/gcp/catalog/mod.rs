@@ -24,7 +24,7 @@ pub use policy_analyzer::PolicyAnalyzerCatalog;
 use crate::activation::ActivationBinding;
 use crate::config::{BackendSettings, CatalogKind, ScopeSettings};
 use crate::email::Email;
-use crate::entitlement::{Entitlement, ProjectId};
+use crate::entitlement::{Entitlement, ProjectId, ResourceId};
 use crate::gcp::{GcpError, credentials_for, retry_policy};
 use crate::policy::{Binding, Expr};
 
@@ -66,7 +66,7 @@ pub trait Catalog {
     fn user_entitlements(
         &self,
         user: &Email,
-        project: &ProjectId,
+        project: &ResourceId,
     ) -> impl Future<Output = Result<UserEntitlements, GcpError>> + Send;
 
     /// The users who hold `entitlement` with the same activation type: the qualified peers.
@@ -78,6 +78,9 @@ pub trait Catalog {
     /// Projects the user can activate something on, or every project matching
     /// `AVAILABLE_PROJECTS_QUERY` when that is set.
     fn projects(&self, user: &Email) -> impl Future<Output = Result<Vec<ProjectId>, GcpError>> + Send;
+
+    /// Projects, folders and the organization the user can activate something on.
+    fn resources(&self, user: &Email) -> impl Future<Output = Result<Vec<ResourceId>, GcpError>> + Send;
 
     /// The groups the user is in, nested ones included (for `ADMINISTRATORS`); the Policy
     /// Analyzer catalog reads no groups and answers none.
@@ -108,7 +111,7 @@ impl AnyCatalog {
 }
 
 impl Catalog for AnyCatalog {
-    async fn user_entitlements(&self, user: &Email, project: &ProjectId) -> Result<UserEntitlements, GcpError> {
+    async fn user_entitlements(&self, user: &Email, project: &ResourceId) -> Result<UserEntitlements, GcpError> {
         match self {
             AnyCatalog::AssetInventory(catalog) => catalog.user_entitlements(user, project).await,
             AnyCatalog::PolicyAnalyzer(catalog) => catalog.user_entitlements(user, project).await,
@@ -133,6 +136,13 @@ impl Catalog for AnyCatalog {
         match self {
             AnyCatalog::AssetInventory(catalog) => catalog.projects(user).await,
             AnyCatalog::PolicyAnalyzer(catalog) => catalog.projects(user).await,
+        }
+    }
+
+    async fn resources(&self, user: &Email) -> Result<Vec<ResourceId>, GcpError> {
+        match self {
+            AnyCatalog::AssetInventory(catalog) => catalog.resources(user).await,
+            AnyCatalog::PolicyAnalyzer(catalog) => catalog.resources(user).await,
         }
     }
 

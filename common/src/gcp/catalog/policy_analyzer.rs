@@ -21,7 +21,7 @@ use crate::activation::read_activation_binding;
 use crate::condition::{eligibility, reviewer_condition};
 use crate::config::{BackendSettings, ScopeSettings};
 use crate::email::Email;
-use crate::entitlement::{Entitlement, ProjectId, eligible_entitlement, merge_entitlements};
+use crate::entitlement::{Entitlement, ProjectId, ResourceId, eligible_entitlement, merge_entitlements};
 use crate::gcp::{GcpError, resource_manager};
 use crate::policy::{Binding, Expr};
 
@@ -49,7 +49,7 @@ impl PolicyAnalyzerCatalog {
 
     /// The user's entitlements and activations on `project`, through inherited bindings and
     /// (nested) groups.
-    pub async fn user_entitlements(&self, user: &Email, project: &ProjectId) -> Result<UserEntitlements, GcpError> {
+    pub async fn user_entitlements(&self, user: &Email, project: &ResourceId) -> Result<UserEntitlements, GcpError> {
         let query = self
             .query()
             .set_resource_selector(query::ResourceSelector::new().set_full_resource_name(project.full_resource_name()))
@@ -71,7 +71,7 @@ impl PolicyAnalyzerCatalog {
         let query = self
             .query()
             .set_resource_selector(
-                query::ResourceSelector::new().set_full_resource_name(id.project().full_resource_name()),
+                query::ResourceSelector::new().set_full_resource_name(id.resource().full_resource_name()),
             )
             .set_access_selector(query::AccessSelector::new().set_roles([id.role().as_str()]))
             .set_options(query::Options::new().set_expand_groups(true));
@@ -116,7 +116,7 @@ impl PolicyAnalyzerCatalog {
 }
 
 impl super::Catalog for PolicyAnalyzerCatalog {
-    async fn user_entitlements(&self, user: &Email, project: &ProjectId) -> Result<UserEntitlements, GcpError> {
+    async fn user_entitlements(&self, user: &Email, project: &ResourceId) -> Result<UserEntitlements, GcpError> {
         PolicyAnalyzerCatalog::user_entitlements(self, user, project).await
     }
 
@@ -134,6 +134,33 @@ impl super::Catalog for PolicyAnalyzerCatalog {
 
     async fn projects(&self, user: &Email) -> Result<Vec<ProjectId>, GcpError> {
         PolicyAnalyzerCatalog::projects(self, user).await
+    }
+
+    async fn resources(&self, user: &Email) -> Result<Vec<ResourceId>, GcpError> {
+        if let (Some(filter), Some(projects)) = (&self.scope.available_projects_query, &self.projects) {
+            return Ok(search_projects(projects, filter).await?.into_iter().map(ResourceId::Project).collect());
+        }
+        let query = self
+            .query()
+            .set_identity_selector(query::IdentitySelector::new().set_identity(user.iam_member()))
+            .set_options(query::Options::new().set_expand_resources(true));
+        let response = self.analyze("analyzeIamPolicy (resources)", query).await?;
+        let containers: BTreeSet<ResourceId> = results(&response)
+            .filter(|result| {
+                let eligible = result
+                    .iam_binding
+                    .as_ref()
+                    .and_then(|b| b.condition.as_ref())
+                    .is_some_and(|c| eligibility(&c.expression).is_some());
+                eligible && !evaluated_false(result)
+            })
+            .filter_map(|result| {
+                result.attached_resource_full_name.strip_prefix("//cloudresourcemanager.googleapis.com/")
+            })
+            .filter(|name| name.starts_with("folders/") || name.starts_with("organizations/"))
+            .filter_map(|name| ResourceId::parse(name).ok())
+            .collect();
+        Ok(read_projects(&response).into_iter().map(ResourceId::Project).chain(containers).collect())
     }
 }
 
@@ -164,7 +191,7 @@ fn evaluated_false(result: &IamPolicyAnalysisResult) -> bool {
         .any(|acl| acl.condition_evaluation.as_ref().is_some_and(|e| e.evaluation_value == EvaluationValue::False))
 }
 
-fn read_user_entitlements(response: &AnalyzeIamPolicyResponse, user: &Email, project: &ProjectId) -> UserEntitlements {
+fn read_user_entitlements(response: &AnalyzeIamPolicyResponse, user: &Email, project: &ResourceId) -> UserEntitlements {
     let mut entitlements = Vec::new();
     let mut activations = Vec::new();
     for result in results(response) {
@@ -195,7 +222,7 @@ fn read_holders(response: &AnalyzeIamPolicyResponse, entitlement: &Entitlement) 
         let Some(binding) = core_binding(result) else {
             continue;
         };
-        let same = eligible_entitlement(entitlement.id.project(), &binding).is_some_and(|e| &e == entitlement);
+        let same = eligible_entitlement(entitlement.id.resource(), &binding).is_some_and(|e| &e == entitlement);
         if !same || evaluated_false(result) {
             continue;
         }
