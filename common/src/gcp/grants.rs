@@ -106,7 +106,7 @@ impl Grants {
         let mut recorded_here = false;
         let stored = self
             .ledger
-            .modify::<GcpError>(&record.id, |current| {
+            .modify_from::<GcpError>(stored.clone(), |current| {
                 if current.state(Timestamp::now()) != State::Activating {
                     return Ok(None);
                 }

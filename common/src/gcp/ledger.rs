@@ -92,10 +92,24 @@ impl Ledger {
     pub async fn modify<E: From<GcpError>>(
         &self,
         id: &str,
+        change: impl FnMut(&Record) -> Result<Option<Record>, E>,
+    ) -> Result<Option<Stored>, E> {
+        let stored = self.get(id).await?.ok_or_else(|| GcpError::NotFound(format!("request {id}")))?;
+        self.modify_from(stored, change).await
+    }
+
+    /// As `modify`, starting from a version already read (one read fewer); the `updateTime`
+    /// precondition still refuses it if it is stale, and the retry reads afresh.
+    pub async fn modify_from<E: From<GcpError>>(
+        &self,
+        mut stored: Stored,
         mut change: impl FnMut(&Record) -> Result<Option<Record>, E>,
     ) -> Result<Option<Stored>, E> {
+        let id = stored.record.id.clone();
         for attempt in 0..ATTEMPTS {
-            let stored = self.get(id).await?.ok_or_else(|| GcpError::NotFound(format!("request {id}")))?;
+            if attempt > 0 {
+                stored = self.get(&id).await?.ok_or_else(|| GcpError::NotFound(format!("request {id}")))?;
+            }
             let Some(changed) = change(&stored.record)? else {
                 return Ok(Some(stored));
             };

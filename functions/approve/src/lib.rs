@@ -395,7 +395,7 @@ async fn decide_and_act(
     let written = state
         .grants
         .ledger
-        .modify::<ApiError>(id, |record| {
+        .modify_from::<ApiError>(stored.clone(), |record| {
             let (entry, effect) = decide(record, caller, &action, standing, Timestamp::now())?;
             let mut next = record.clone();
             next.timeline.push(entry.clone());
