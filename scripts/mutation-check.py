@@ -79,8 +79,7 @@ MUTATIONS = [
     ("common/src/jwt.rs", "    check_claims(&claims, expect)?;\n    Ok(claims)\n}\n\n/// Verifies", "    Ok(claims)\n}\n\n/// Verifies", system("behind_cloud_run")),
     # The request lifecycle and its ledger.
     ("common/src/lifecycle.rs", "if actor == &record.beneficiary {\n                return Err(Refusal::OwnRequest);", "if false {\n                return Err(Refusal::OwnRequest);", COMMON),
-    ("common/src/lifecycle.rs", "self.timeline .iter() .filter_map(|entry| match entry { Entry::Approved { actor, .. } if actor != &self.beneficiary => Some(actor),",
-     "self.timeline .iter() .filter_map(|entry| match entry { Entry::Approved { actor, .. } => Some(actor),", COMMON),
+    ("common/src/lifecycle.rs", "Entry::Approved { actor, .. } if actor != &self.beneficiary => Some(actor),", "Entry::Approved { actor, .. } => Some(actor),", COMMON),
     ("common/src/lifecycle.rs", "if let Some(terminal) = self.timeline.iter().find_map(Entry::terminal) {", "if let Some(terminal) = None::<State> {", COMMON),
     ("common/src/lifecycle.rs", "if record.approvers().contains(actor) {", "if false {", COMMON),
     ("common/src/lifecycle.rs", "if !approved && !standing.administrator {", "if false {", COMMON),

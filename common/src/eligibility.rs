@@ -59,20 +59,22 @@ pub fn holders<'a>(
     bindings: impl IntoIterator<Item = &'a Binding>,
     now: Timestamp,
 ) -> (BTreeSet<Email>, BTreeSet<String>) {
+    members(bindings.into_iter().filter(|binding| {
+        let same = eligible_entitlement(entitlement.id.resource(), binding).is_some_and(|e| &e == entitlement);
+        same && in_force(binding, now)
+    }))
+}
+
+/// The users and groups among the members of `bindings`.
+fn members<'a>(bindings: impl IntoIterator<Item = &'a Binding>) -> (BTreeSet<Email>, BTreeSet<String>) {
     let mut users = BTreeSet::new();
     let mut groups = BTreeSet::new();
-    for binding in bindings {
-        let same = eligible_entitlement(entitlement.id.resource(), binding).is_some_and(|e| &e == entitlement);
-        if !same || !in_force(binding, now) {
-            continue;
-        }
-        for member in &binding.members {
-            let member = member.to_lowercase();
-            if let Some(email) = member.strip_prefix("user:").and_then(|e| Email::parse(e).ok()) {
-                users.insert(email);
-            } else if let Some(group) = member.strip_prefix("group:") {
-                groups.insert(group.to_string());
-            }
+    for member in bindings.into_iter().flat_map(|binding| &binding.members) {
+        let member = member.to_lowercase();
+        if let Some(email) = member.strip_prefix("user:").and_then(|e| Email::parse(e).ok()) {
+            users.insert(email);
+        } else if let Some(group) = member.strip_prefix("group:") {
+            groups.insert(group.to_string());
         }
     }
     (users, groups)
@@ -85,26 +87,13 @@ pub fn designated_approvers<'a>(
     bindings: impl IntoIterator<Item = &'a Binding>,
     now: Timestamp,
 ) -> (BTreeSet<Email>, BTreeSet<String>) {
-    let mut users = BTreeSet::new();
-    let mut groups = BTreeSet::new();
-    for binding in bindings {
+    members(bindings.into_iter().filter(|binding| {
         let condition = binding.condition.as_ref().and_then(|c| reviewer_condition(&c.expression));
         let same = condition.is_some_and(|condition| {
             binding.role == entitlement.id.role().as_str() && condition.as_ref() == entitlement.id.resource_condition()
         });
-        if !same || !in_force(binding, now) {
-            continue;
-        }
-        for member in &binding.members {
-            let member = member.to_lowercase();
-            if let Some(email) = member.strip_prefix("user:").and_then(|e| Email::parse(e).ok()) {
-                users.insert(email);
-            } else if let Some(group) = member.strip_prefix("group:") {
-                groups.insert(group.to_string());
-            }
-        }
-    }
-    (users, groups)
+        same && in_force(binding, now)
+    }))
 }
 
 /// Whether any of `bindings` makes one of `principals` eligible for something now.

@@ -185,7 +185,11 @@ pub struct Record {
 impl Record {
     /// The distinct reviewers who approved, never the beneficiary.
     pub fn approvers(&self) -> BTreeSet<&Email> {
-        self.timeline
+        self.approvers_in(&self.timeline)
+    }
+
+    fn approvers_in<'a>(&'a self, entries: &'a [Entry]) -> BTreeSet<&'a Email> {
+        entries
             .iter()
             .filter_map(|entry| match entry {
                 Entry::Approved { actor, .. } if actor != &self.beneficiary => Some(actor),
@@ -249,13 +253,7 @@ impl Record {
 
     /// Distinct approvers (never the beneficiary) after the timeline's `index`-th entry.
     fn approvers_after(&self, index: usize) -> BTreeSet<&Email> {
-        self.timeline[index + 1..]
-            .iter()
-            .filter_map(|entry| match entry {
-                Entry::Approved { actor, .. } if actor != &self.beneficiary => Some(actor),
-                _ => None,
-            })
-            .collect()
+        self.approvers_in(&self.timeline[index + 1..])
     }
 
     pub fn externally_modified(&self) -> bool {

@@ -26,7 +26,7 @@ pub enum Refusal {
     NoEntitlements,
     #[error("at most {max} roles can be activated at once, not {count}")]
     TooManyRoles { count: usize, max: u64 },
-    #[error("the entitlement {0} belongs to another project")]
+    #[error("the entitlement {0} belongs to another project, folder or organization")]
     ProjectMismatch(String),
     #[error("you are not eligible for {0}")]
     NotEligible(String),

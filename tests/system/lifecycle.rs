@@ -66,29 +66,11 @@ impl Local {
 
     /// Carol and Dave become peers of Alice and Bob for compute.admin on project-1.
     async fn more_peers(&self) {
-        let emulator = self.running.emulator.url();
-        let policy: Value = self
-            .http
-            .post(format!("{emulator}/v3/projects/project-1:getIamPolicy"))
-            .json(&json!({}))
-            .send()
-            .await
-            .expect("answers")
-            .json()
-            .await
-            .expect("policy");
-        let mut policy = policy;
+        let mut policy = self.policy("projects/project-1").await;
         policy["bindings"].as_array_mut().expect("bindings").push(json!({
             "role": "roles/compute.admin", "members": [format!("user:{CAROL}"), format!("user:{DAVE}")],
             "condition": {"title": "Eligible", "expression": "has({}.multiPartyApprovalConstraint)"}}));
-        let response = self
-            .http
-            .post(format!("{emulator}/v3/projects/project-1:setIamPolicy"))
-            .json(&json!({"policy": policy}))
-            .send()
-            .await
-            .expect("answers");
-        assert_eq!(response.status(), 200);
+        self.set_policy("projects/project-1", policy).await;
     }
 
     /// Alice asks `reviewers`; returns the request's ID.
@@ -104,17 +86,7 @@ impl Local {
     }
 
     async fn alice_bound(&self) -> bool {
-        let emulator = self.running.emulator.url();
-        let policy: Value = self
-            .http
-            .post(format!("{emulator}/v3/projects/project-1:getIamPolicy"))
-            .json(&json!({}))
-            .send()
-            .await
-            .expect("answers")
-            .json()
-            .await
-            .expect("policy");
+        let policy = self.policy("projects/project-1").await;
         policy["bindings"].as_array().into_iter().flatten().any(|b| {
             b["role"] == "roles/compute.admin"
                 && b["members"] == json!([format!("user:{ALICE}")])
@@ -259,17 +231,7 @@ fn now() -> i64 {
 impl Local {
     /// Alice's roles/compute.admin activation bindings, as (start, end) strings.
     async fn alice_windows(&self, role: &str, member: &str) -> Vec<String> {
-        let emulator = self.running.emulator.url();
-        let policy: Value = self
-            .http
-            .post(format!("{emulator}/v3/projects/project-1:getIamPolicy"))
-            .json(&json!({}))
-            .send()
-            .await
-            .expect("answers")
-            .json()
-            .await
-            .expect("policy");
+        let policy = self.policy("projects/project-1").await;
         policy["bindings"]
             .as_array()
             .into_iter()
@@ -439,7 +401,11 @@ async fn folder_and_organization_activation_write_only_their_own_policy() {
     assert_eq!((reply.status, reply.code()), (403, "not_eligible"), "{reply:?}");
     let mismatch = json!({"entitlementIds": [editor], "justification": "BUG-1"});
     let reply = local.post(CAROL, "/api/projects/project-1/roles/self-activate", mismatch).await;
-    assert_eq!(reply.status, 400, "{reply:?}");
+    assert_eq!((reply.status, reply.code()), (400, "project_mismatch"), "{reply:?}");
+    let sandbox_admin = format!("{SANDBOX}:roles/resourcemanager.folderAdmin");
+    let mismatch = json!({"entitlementId": sandbox_admin, "justification": "BUG-1", "peers": [BOB]});
+    let reply = local.post(ALICE, "/api/organizations/100000000001/roles/request", mismatch).await;
+    assert_eq!((reply.status, reply.code()), (400, "project_mismatch"), "{reply:?}");
     let bad = json!({"entitlementIds": [editor], "justification": "BUG-1"});
     let reply = local.post(CAROL, "/api/folders/not-a-number/roles/self-activate", bad).await;
     assert_eq!(reply.status, 400, "{reply:?}");

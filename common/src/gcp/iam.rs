@@ -20,6 +20,21 @@ use crate::gcp::{GcpError, credentials_for, resource_manager, retry_policy, with
 use crate::policy::{CONDITIONAL_POLICY_VERSION, Policy, add_activations, remove_expired_activations, remove_grant};
 use crate::timestamp::Timestamp;
 
+/// A Resource Manager client as every writer here builds it; the SDK's clients share no
+/// builder trait, hence a macro.
+macro_rules! build_client {
+    ($client:ident, $backend:expr, $what:literal) => {
+        $client::builder()
+            .with_endpoint(&$backend.resource_manager_endpoint)
+            .with_credentials(credentials_for(&$backend.resource_manager_endpoint)?)
+            .with_retry_policy(retry_policy($backend))
+            .with_attempt_timeout($backend.read_timeout.max($backend.write_timeout))
+            .build()
+            .await
+            .map_err(|e| GcpError::Other(format!("building the {} client ({e})", $what)))
+    };
+}
+
 /// Four attempts, as the reference app; each re-reads the policy.
 pub const MAX_ATTEMPTS: u32 = 4;
 
@@ -211,34 +226,12 @@ impl IamWriter {
     }
 
     async fn folders(&self) -> Result<&Folders, GcpError> {
-        let backend = &self.backend;
-        self.folders
-            .get_or_try_init(|| async {
-                Folders::builder()
-                    .with_endpoint(&backend.resource_manager_endpoint)
-                    .with_credentials(credentials_for(&backend.resource_manager_endpoint)?)
-                    .with_retry_policy(retry_policy(backend))
-                    .with_attempt_timeout(backend.read_timeout.max(backend.write_timeout))
-                    .build()
-                    .await
-                    .map_err(|e| GcpError::Other(format!("building the Folders client ({e})")))
-            })
-            .await
+        self.folders.get_or_try_init(|| async { build_client!(Folders, &self.backend, "Folders") }).await
     }
 
     async fn organizations(&self) -> Result<&Organizations, GcpError> {
-        let backend = &self.backend;
         self.organizations
-            .get_or_try_init(|| async {
-                Organizations::builder()
-                    .with_endpoint(&backend.resource_manager_endpoint)
-                    .with_credentials(credentials_for(&backend.resource_manager_endpoint)?)
-                    .with_retry_policy(retry_policy(backend))
-                    .with_attempt_timeout(backend.read_timeout.max(backend.write_timeout))
-                    .build()
-                    .await
-                    .map_err(|e| GcpError::Other(format!("building the Organizations client ({e})")))
-            })
+            .get_or_try_init(|| async { build_client!(Organizations, &self.backend, "Organizations") })
             .await
     }
 

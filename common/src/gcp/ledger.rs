@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use crate::email::Email;
 use crate::gcp::GcpError;
 use crate::gcp::rest::RestClient;
-use crate::lifecycle::Record;
+use crate::lifecycle::{Effect, Entry, Record};
 use crate::timestamp::Timestamp;
 
 pub const COLLECTION: &str = "requests";
@@ -120,6 +120,29 @@ impl Ledger {
             }
         }
         Err(GcpError::Conflict(format!("request {id} kept changing")).into())
+    }
+
+    /// Records the entry `decide` makes on the request as it is when written (a write that
+    /// lost a race decides again); returns the written request, the entry and its effect.
+    pub async fn record_decision<E: From<GcpError>>(
+        &self,
+        stored: Stored,
+        mut decide: impl FnMut(&Record) -> Result<(Entry, Effect), E>,
+    ) -> Result<(Stored, Entry, Effect), E> {
+        let mut decided = None;
+        let written = self
+            .modify_from::<E>(stored, |current| {
+                let (entry, effect) = decide(current)?;
+                let mut next = current.clone();
+                next.timeline.push(entry.clone());
+                decided = Some((entry, effect));
+                Ok(Some(next))
+            })
+            .await?;
+        match (written, decided) {
+            (Some(written), Some((entry, effect))) => Ok((written, entry, effect)),
+            _ => Err(GcpError::Other("the ledger accepted no decision".into()).into()),
+        }
     }
 
     /// Requests `beneficiary` made, newest first.

@@ -391,22 +391,13 @@ async fn decide_and_act(
     let (stored, request) = load(state, id, now).await?;
     let standing = standing(state, &stored.record, request.as_ref(), caller, &action, now).await?;
     // Decided on the record as it is when written: a write that lost a race decides again.
-    let mut decided: Option<(Entry, Effect)> = None;
-    let written = state
+    let (written, entry, effect) = state
         .grants
         .ledger
-        .modify_from::<ApiError>(stored.clone(), |record| {
-            let (entry, effect) = decide(record, caller, &action, standing, Timestamp::now())?;
-            let mut next = record.clone();
-            next.timeline.push(entry.clone());
-            decided = Some((entry, effect));
-            Ok(Some(next))
+        .record_decision::<ApiError>(stored.clone(), |record| {
+            Ok(decide(record, caller, &action, standing, Timestamp::now())?)
         })
-        .await?
-        .ok_or_else(|| ApiError::not_found("request_not_found", format!("there is no request {id}")))?;
-    let Some((entry, effect)) = decided else {
-        return Err(ApiError::backend("the ledger accepted no decision"));
-    };
+        .await?;
     let mut message = None;
     let stored = match effect {
         Effect::Activate => match state.grants.complete_activation(written).await? {

@@ -357,29 +357,23 @@ async fn withdraw(
 /// The requester's own decision: recorded, then the binding of an active grant is removed.
 async fn withdraw_checked(state: &AppState, caller: &Email, id: &str, reason: String) -> Result<RequestJson, ApiError> {
     let action = Action::Withdraw { reason };
-    let mut decided: Option<(Entry, Effect)> = None;
     let stored = state
         .grants
         .ledger
-        .modify::<ApiError>(id, |record| {
-            let (entry, effect) = decide(record, caller, &action, Standing::default(), Timestamp::now())?;
-            let mut next = record.clone();
-            next.timeline.push(entry.clone());
-            decided = Some((entry, effect));
-            Ok(Some(next))
-        })
-        .await
-        .map_err(|error| match error.code() {
-            "resource_not_found" => ApiError::not_found("request_not_found", format!("there is no request {id}")),
-            _ => error,
-        })?
+        .get(id)
+        .await?
         .ok_or_else(|| ApiError::not_found("request_not_found", format!("there is no request {id}")))?;
-    if let Some((entry, effect)) = &decided {
-        if *effect == Effect::RemoveBinding {
-            state.grants.remove_binding(&stored.record, &format!("Ended early by {caller}")).await?;
-        }
-        state.grants.announce(&stored.record, entry).await;
+    let (stored, entry, effect) = state
+        .grants
+        .ledger
+        .record_decision::<ApiError>(stored, |record| {
+            Ok(decide(record, caller, &action, Standing::default(), Timestamp::now())?)
+        })
+        .await?;
+    if effect == Effect::RemoveBinding {
+        state.grants.remove_binding(&stored.record, &format!("Ended early by {caller}")).await?;
     }
+    state.grants.announce(&stored.record, &entry).await;
     let now = Timestamp::now();
     Ok(RequestJson::new(&stored.record, now, available_actions(&stored.record, caller, Standing::default(), now)))
 }
@@ -433,26 +427,18 @@ async fn extend_checked(state: &AppState, caller: &Email, id: &str, minutes: u64
         return Err(rules::Refusal::Duration { minutes, max }.into());
     }
     let action = Action::Extend { end: record.start + minutes as i64 * 60 };
-    let mut decided: Option<(Entry, Effect)> = None;
-    let written = state
+    let (written, entry, effect) = state
         .grants
         .ledger
-        .modify::<ApiError>(id, |current| {
-            let (entry, effect) = decide(current, caller, &action, Standing::default(), Timestamp::now())?;
-            let mut next = current.clone();
-            next.timeline.push(entry.clone());
-            decided = Some((entry, effect));
-            Ok(Some(next))
+        .record_decision::<ApiError>(stored.clone(), |current| {
+            Ok(decide(current, caller, &action, Standing::default(), Timestamp::now())?)
         })
-        .await?
-        .ok_or_else(|| ApiError::not_found("request_not_found", format!("there is no request {id}")))?;
-    let stored = match &decided {
-        Some((_, Effect::Extend)) => state.grants.complete_extension(written).await?,
-        Some((entry, _)) => {
-            state.grants.announce(&written.record, entry).await;
-            written
-        }
-        None => written,
+        .await?;
+    let stored = if effect == Effect::Extend {
+        state.grants.complete_extension(written).await?
+    } else {
+        state.grants.announce(&written.record, &entry).await;
+        written
     };
     let now = Timestamp::now();
     Ok(RequestJson::new(&stored.record, now, available_actions(&stored.record, caller, Standing::default(), now)))
