@@ -140,13 +140,21 @@ async fn verified_token(state: &AppState, token_text: &str, now: Timestamp) -> R
 
 /// The request in the ledger, with its content taken from its verified token: a document
 /// written by anyone else cannot invent or change a peer-approval request.
-async fn load(state: &AppState, id: &str, now: Timestamp) -> Result<(Stored, Option<ActivationRequest>), ApiError> {
+async fn load(state: &AppState, id: &str, now: Timestamp) -> Result<Loaded, ApiError> {
     let stored = state
         .grants
         .ledger
         .get(id)
         .await?
         .ok_or_else(|| ApiError::not_found("request_not_found", format!("there is no request {id}")))?;
+    checked(state, stored, now).await
+}
+
+/// A request as read from the ledger, and the verified token it was checked against.
+type Loaded = (Stored, Option<ActivationRequest>);
+
+/// `stored`, checked against its own token (see `load`).
+async fn checked(state: &AppState, stored: Stored, now: Timestamp) -> Result<Loaded, ApiError> {
     let Some(token) = stored.record.token.clone() else {
         return Ok((stored, None));
     };
@@ -192,17 +200,18 @@ pub fn record_from_token(request: &ActivationRequest, token: &str) -> Record {
     }
 }
 
-/// The ledger's ID for a token's request, creating the record if the token predates it.
-async fn id_of_token(state: &AppState, token_text: &str, now: Timestamp) -> Result<String, ApiError> {
+/// A token's request in the ledger, checked, creating the record if the token predates it.
+async fn of_token(state: &AppState, token_text: &str, now: Timestamp) -> Result<Loaded, ApiError> {
     let request = verified_token(state, token_text, now).await?;
-    if state.grants.ledger.get(&request.id).await?.is_none() {
-        let record = record_from_token(&request, &from_url_form(token_text.trim()));
-        match state.grants.ledger.create(&record).await {
-            Ok(_) | Err(GcpError::Conflict(_)) => {}
-            Err(other) => return Err(other.into()),
-        }
+    if let Some(stored) = state.grants.ledger.get(&request.id).await? {
+        return checked(state, stored, now).await;
     }
-    Ok(request.id)
+    let record = record_from_token(&request, &from_url_form(token_text.trim()));
+    match state.grants.ledger.create(&record).await {
+        Ok(stored) => checked(state, stored, now).await,
+        Err(GcpError::Conflict(_)) => load(state, &request.id, now).await,
+        Err(other) => Err(other.into()),
+    }
 }
 
 /// Whether `caller` is an administrator (`ADMINISTRATORS`, directly or through a group).
@@ -261,8 +270,7 @@ async fn introspect(
     let now = Timestamp::now();
     let request = verified_token(&state, &query.activation, now).await?;
     rules::may_view(&request, caller.email())?;
-    let id = id_of_token(&state, &query.activation, now).await?;
-    let (stored, _) = load(&state, &id, now).await?;
+    let (stored, _) = of_token(&state, &query.activation, now).await?;
     let standing = Standing { may_review: stored.record.reviewers.contains(caller.email()), administrator: false };
     let view = view_of(&state, stored, caller.email(), standing).await?;
     Ok(Json(legacy(&request, caller.email(), &view, now)))
@@ -296,9 +304,11 @@ async fn approve_by_token(
     let now = Timestamp::now();
     let request = verified_token(&state, &query.activation, now).await;
     let result = match &request {
-        Ok(_) => match id_of_token(&state, &query.activation, now).await {
-            Ok(id) => {
-                match decide_and_act(&state, &caller, &id, Action::Approve { reason: String::new(), end: None }).await {
+        Ok(_) => match of_token(&state, &query.activation, now).await {
+            Ok(loaded) => {
+                let id = loaded.0.record.id.clone();
+                let action = Action::Approve { reason: String::new(), end: None };
+                match decide_and_act_on(&state, &caller, loaded, action).await {
                     // The reference app answered a repeated approval with success: so does its route.
                     Err(error) if error.code() == "already_approved" => {
                         let (stored, _) = load(&state, &id, now).await?;
@@ -386,9 +396,19 @@ async fn decide_and_act(
     id: &str,
     action: Action,
 ) -> Result<(RequestJson, Option<String>), ApiError> {
+    let loaded = load(state, id, Timestamp::now()).await?;
+    decide_and_act_on(state, caller, loaded, action).await
+}
+
+/// `decide_and_act` on a request already read and checked.
+async fn decide_and_act_on(
+    state: &AppState,
+    caller: &IapUser,
+    (stored, request): Loaded,
+    action: Action,
+) -> Result<(RequestJson, Option<String>), ApiError> {
     let now = Timestamp::now();
     let caller = caller.email();
-    let (stored, request) = load(state, id, now).await?;
     let standing = standing(state, &stored.record, request.as_ref(), caller, &action, now).await?;
     // Decided on the record as it is when written: a write that lost a race decides again.
     let (written, entry, effect) = state
