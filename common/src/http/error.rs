@@ -49,6 +49,11 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, code, message)
     }
 
+    /// No request `id` in the ledger.
+    pub fn request_not_found(id: &str) -> ApiError {
+        ApiError::not_found("request_not_found", format!("there is no request {id}"))
+    }
+
     /// 409: a concurrent change won; trying again may succeed.
     pub fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::CONFLICT, code, message)

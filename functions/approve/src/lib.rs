@@ -141,12 +141,7 @@ async fn verified_token(state: &AppState, token_text: &str, now: Timestamp) -> R
 /// The request in the ledger, with its content taken from its verified token: a document
 /// written by anyone else cannot invent or change a peer-approval request.
 async fn load(state: &AppState, id: &str, now: Timestamp) -> Result<Loaded, ApiError> {
-    let stored = state
-        .grants
-        .ledger
-        .get(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("request_not_found", format!("there is no request {id}")))?;
+    let stored = state.grants.ledger.get(id).await?.ok_or_else(|| ApiError::request_not_found(id))?;
     checked(state, stored, now).await
 }
 

@@ -357,12 +357,7 @@ async fn withdraw(
 /// The requester's own decision: recorded, then the binding of an active grant is removed.
 async fn withdraw_checked(state: &AppState, caller: &Email, id: &str, reason: String) -> Result<RequestJson, ApiError> {
     let action = Action::Withdraw { reason };
-    let stored = state
-        .grants
-        .ledger
-        .get(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("request_not_found", format!("there is no request {id}")))?;
+    let stored = state.grants.ledger.get(id).await?.ok_or_else(|| ApiError::request_not_found(id))?;
     let (stored, entry, effect) = state
         .grants
         .ledger
@@ -403,12 +398,7 @@ async fn extend(
 /// meanwhile.
 async fn extend_checked(state: &AppState, caller: &Email, id: &str, minutes: u64) -> Result<RequestJson, ApiError> {
     let settings = &state.config.activation;
-    let stored = state
-        .grants
-        .ledger
-        .get(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("request_not_found", format!("there is no request {id}")))?;
+    let stored = state.grants.ledger.get(id).await?.ok_or_else(|| ApiError::request_not_found(id))?;
     let record = &stored.record;
     let role = record.entitlements.first().and_then(|e| EntitlementId::parse(e).ok());
     let policy_max = role

@@ -23,7 +23,7 @@ use crate::config::{BackendSettings, ScopeSettings};
 use crate::email::Email;
 use crate::entitlement::{Entitlement, ProjectId, ResourceId, eligible_entitlement, merge_entitlements};
 use crate::gcp::{GcpError, resource_manager};
-use crate::policy::{Binding, Expr};
+use crate::policy::Binding;
 
 #[derive(Debug, Clone)]
 pub struct PolicyAnalyzerCatalog {
@@ -169,17 +169,7 @@ fn results(response: &AnalyzeIamPolicyResponse) -> impl Iterator<Item = &IamPoli
 }
 
 fn core_binding(result: &IamPolicyAnalysisResult) -> Option<Binding> {
-    let binding = result.iam_binding.as_ref()?;
-    Some(Binding {
-        role: binding.role.clone(),
-        members: binding.members.clone(),
-        condition: binding.condition.as_ref().map(|c| Expr {
-            expression: c.expression.clone(),
-            title: c.title.clone(),
-            description: c.description.clone(),
-            location: c.location.clone(),
-        }),
-    })
+    result.iam_binding.as_ref().map(super::core_binding)
 }
 
 /// A binding whose condition Google evaluated to false (an eligibility with an expiry clause
