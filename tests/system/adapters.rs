@@ -199,11 +199,13 @@ async fn sign_jwt_tokens_verify_through_the_jwks_path() {
     let backend = backend().await;
     let account = backend.emulator.state.world().service_account.clone();
     let signer = IamCredentialsSigner::new(&backend.settings, &account).await.expect("client");
-    let claims = request().claims(signer.issuer(), Timestamp::now());
+    // One request, so the comparison cannot straddle a second boundary.
+    let request = request();
+    let claims = request.claims(signer.issuer(), Timestamp::now());
     let token = signer.sign(&claims).await.expect("signed");
     let keys = JwksCache::service_account(reqwest::Client::new(), &backend.settings, &account);
     let verified = keys.verify_token(&token, &account, Timestamp::now()).await.expect("keys fetched").expect("valid");
-    assert_eq!(verified, request());
+    assert_eq!(verified, request);
 }
 
 #[tokio::test]
