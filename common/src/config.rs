@@ -184,8 +184,9 @@ impl ActivationSettings {
 /// Where eligibility is looked up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScopeSettings {
-    /// `RESOURCE_SCOPE`: `organizations/ID`, `folders/ID` or `projects/ID`.
-    pub resource_scope: String,
+    /// `RESOURCE_SCOPE`: one or more (comma separated) of `organizations/ID`, `folders/ID`
+    /// and `projects/ID`; never empty once read without problems.
+    pub resource_scopes: Vec<String>,
     /// `AVAILABLE_PROJECTS_QUERY`: list projects with Resource Manager search instead.
     pub available_projects_query: Option<String>,
     /// `RESOURCE_CATALOG`: where eligibility comes from.
@@ -208,21 +209,19 @@ pub enum CatalogKind {
 impl ScopeSettings {
     pub fn read(env: &mut Env<'_>) -> ScopeSettings {
         let project = env.optional("GOOGLE_CLOUD_PROJECT");
-        let resource_scope = match (env.optional("RESOURCE_SCOPE"), project) {
-            (Some(scope), _) => scope,
-            (None, Some(project)) => format!("projects/{project}"),
+        let resource_scopes = match (env.optional("RESOURCE_SCOPE"), project) {
+            (Some(scopes), _) => parse_scopes(&scopes).unwrap_or_else(|problem| {
+                env.problem(problem);
+                Vec::new()
+            }),
+            (None, Some(project)) => vec![format!("projects/{project}")],
             (None, None) => {
                 env.problem(
                     "RESOURCE_SCOPE is required (organizations/ID, folders/ID or projects/ID) unless GOOGLE_CLOUD_PROJECT is set".into(),
                 );
-                String::new()
+                Vec::new()
             }
         };
-        if !resource_scope.is_empty() && !valid_scope(&resource_scope) {
-            env.problem(format!(
-                "RESOURCE_SCOPE must be organizations/NUMBER, folders/NUMBER or projects/ID, not '{resource_scope}'"
-            ));
-        }
         let catalog = match env.text("RESOURCE_CATALOG", "AssetInventory").to_ascii_lowercase().as_str() {
             "assetinventory" => CatalogKind::AssetInventory,
             "policyanalyzer" => CatalogKind::PolicyAnalyzer,
@@ -231,8 +230,14 @@ impl ScopeSettings {
                 CatalogKind::AssetInventory
             }
         };
+        if catalog == CatalogKind::PolicyAnalyzer && resource_scopes.len() > 1 {
+            // Every question would be asked once per scope, out of 20 queries a day.
+            env.problem(
+                "RESOURCE_CATALOG=PolicyAnalyzer takes one RESOURCE_SCOPE: use AssetInventory for several".into(),
+            );
+        }
         ScopeSettings {
-            resource_scope,
+            resource_scopes,
             available_projects_query: env.optional("AVAILABLE_PROJECTS_QUERY"),
             catalog,
             cache_timeout: env.seconds("RESOURCE_CACHE_TIMEOUT", 60, 0..=3600),
@@ -245,6 +250,23 @@ impl ScopeSettings {
     pub fn fresh(&self) -> ScopeSettings {
         ScopeSettings { cache_timeout: Duration::ZERO, ..self.clone() }
     }
+}
+
+/// `RESOURCE_SCOPE`'s comma-separated scopes, each valid and none twice.
+fn parse_scopes(text: &str) -> Result<Vec<String>, String> {
+    let mut scopes: Vec<String> = Vec::new();
+    for scope in text.split(',').map(str::trim) {
+        if !valid_scope(scope) {
+            return Err(format!(
+                "RESOURCE_SCOPE must be organizations/NUMBER, folders/NUMBER or projects/ID (several separated by commas), not '{scope}'"
+            ));
+        }
+        if scopes.iter().any(|s| s == scope) {
+            return Err(format!("RESOURCE_SCOPE names {scope} twice"));
+        }
+        scopes.push(scope.to_string());
+    }
+    Ok(scopes)
 }
 
 fn valid_scope(scope: &str) -> bool {
@@ -591,6 +613,29 @@ mod tests {
     }
 
     #[test]
+    fn several_scopes_are_comma_separated_each_valid_and_none_twice() {
+        let with = |scope: &str, catalog: &str| {
+            let mut pairs = MINIMAL.to_vec();
+            pairs.extend([("RESOURCE_SCOPE", scope), ("RESOURCE_CATALOG", catalog)]);
+            read(&pairs)
+        };
+        let config = with("organizations/1, folders/2,projects/p-1", "AssetInventory").expect("valid");
+        assert_eq!(config.scope.resource_scopes, ["organizations/1", "folders/2", "projects/p-1"]);
+        for (scope, problem) in [
+            ("folders/2,", "not ''"),
+            ("folders/2,,projects/p", "not ''"),
+            ("folders/2 folders/3", "not 'folders/2 folders/3'"),
+            ("folders/2, folders/2", "names folders/2 twice"),
+        ] {
+            let error = with(scope, "AssetInventory").expect_err(scope);
+            assert!(error.to_string().contains(problem), "{scope}: {error}");
+        }
+        let error = with("folders/2,folders/3", "PolicyAnalyzer").expect_err("one scope");
+        assert!(error.to_string().contains("PolicyAnalyzer takes one RESOURCE_SCOPE"), "{error}");
+        assert!(with("folders/2", "PolicyAnalyzer").is_ok());
+    }
+
+    #[test]
     fn deprecated_and_composed_names_still_work() {
         let pairs = [
             ("GOOGLE_CLOUD_PROJECT", "jit-project"),
@@ -604,7 +649,7 @@ mod tests {
         ];
         let config = read(&pairs).expect("valid");
         assert_eq!(config.activation.max_activation_minutes, 45);
-        assert_eq!(config.scope.resource_scope, "projects/jit-project");
+        assert_eq!(config.scope.resource_scopes, ["projects/jit-project"]);
         assert_eq!(config.iap.audience, "/projects/123/global/backendServices/456");
         assert_eq!(config.notification.topic.as_deref(), Some("projects/jit-project/topics/jit-events"));
         assert_eq!(config.backend.pubsub_endpoint, "http://127.0.0.1:8085");

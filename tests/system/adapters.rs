@@ -4,7 +4,7 @@ use common::activation::{Activation, ActivationWindow, Approval};
 use common::condition::ActivationType;
 use common::entitlement::{Entitlement, EntitlementId};
 use common::gcp::GcpError;
-use common::gcp::catalog::PolicyAnalyzerCatalog;
+use common::gcp::catalog::{AssetInventoryCatalog, Catalog as _, PolicyAnalyzerCatalog};
 use common::gcp::events::{Event, EventPublisher, PubSubPublisher};
 use common::gcp::iam::{ActivationWrite, IamWriter};
 use common::gcp::jwks::JwksCache;
@@ -16,7 +16,7 @@ use common::keys::LocalKey;
 use common::timestamp::Timestamp;
 use common::token::{ActivationRequest, TokenError, TokenSigner};
 
-use crate::support::{ALICE, BOB, CAROL, backend, email, on_project, project};
+use crate::support::{ALICE, BOB, CAROL, backend, backend_with, email, on_project, project};
 
 fn entitlement(id: &str, activation_type: ActivationType) -> Entitlement {
     Entitlement { id: EntitlementId::parse(id).expect("valid id"), activation_type }
@@ -46,6 +46,30 @@ async fn catalog_lists_a_users_entitlements() {
     assert_eq!(on_project_2.entitlements.len(), 1);
     let condition = on_project_2.entitlements[0].id.resource_condition().expect("has a resource condition");
     assert_eq!(condition.as_str(), "resource.name.startsWith(\"projects/_/buckets/logs-\")");
+}
+
+/// `RESOURCE_SCOPE` with two scopes: the sandbox folder, then the production folder.
+#[tokio::test]
+async fn several_scopes_list_and_read_within_each_and_refuse_what_is_outside_them() {
+    let backend = backend_with(emulator::DEFAULT_WORLD, "folders/200000000002, folders/200000000001").await;
+    let catalog = AssetInventoryCatalog::new(&backend.settings, &backend.scope).await.expect("client");
+    let batch_gets = || backend.calls("asset.batchGetEffectiveIamPolicies");
+
+    // A project nobody has listed yet: the sandbox answers "not here", production holds it.
+    let found = catalog.user_entitlements(&email(BOB), &on_project("project-1")).await.expect("in production");
+    assert!(found.entitlements.iter().any(|e| e.id.role().as_str() == "roles/compute.admin"));
+    assert_eq!(batch_gets().await, 2);
+
+    // Listing finds places in both scopes and remembers which holds which.
+    let places = catalog.resources(&email(ALICE)).await.expect("listed");
+    let names: Vec<String> = places.iter().map(|r| r.resource_name()).collect();
+    assert_eq!(names, ["projects/project-1", "folders/200000000002"]);
+    catalog.user_entitlements(&email(ALICE), &on_project("project-1")).await.expect("in production");
+    assert_eq!(batch_gets().await, 3, "the remembered scope is asked first");
+
+    // project-2 sits under the organization, outside both scopes: refused, not guessed.
+    let outside = catalog.user_entitlements(&email(ALICE), &on_project("project-2")).await;
+    assert!(matches!(outside, Err(GcpError::InvalidArgument(_))), "{outside:?}");
 }
 
 #[tokio::test]

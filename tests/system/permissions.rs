@@ -65,8 +65,8 @@ fn role_permissions(role: &str) -> &'static [&'static str] {
             "resourcemanager.folders.getIamPolicy",
             "resourcemanager.folders.setIamPolicy",
         ],
-        // Terraform's custom role (main.tf), at an organization scope.
-        "organizations/${local.scope_id}/roles/jitAccessContainerIamAdmin" => &[
+        // Terraform's custom role (main.tf), granted at each organization scope.
+        "jitAccessContainerIamAdmin" => &[
             "resourcemanager.folders.get",
             "resourcemanager.folders.getIamPolicy",
             "resourcemanager.folders.setIamPolicy",

@@ -25,8 +25,12 @@ fn activation(user: &str, id: &str, start: i64, end: i64) -> Activation {
 }
 
 fn config(backend: &crate::support::Backend, dry_run: bool) -> sweeper::Config {
+    config_for(backend, SCOPE, dry_run)
+}
+
+fn config_for(backend: &crate::support::Backend, scopes: &str, dry_run: bool) -> sweeper::Config {
     let mut pairs = backend.emulator.environment();
-    pairs.push(("RESOURCE_SCOPE", SCOPE.to_string()));
+    pairs.push(("RESOURCE_SCOPE", scopes.to_string()));
     pairs.push(("BASE_URL", "https://jit.example.com".to_string()));
     if dry_run {
         pairs.push(("SWEEP_DRY_RUN", "true".to_string()));
@@ -103,4 +107,31 @@ async fn a_failing_project_is_counted_and_conflicts_are_retried() {
     backend.inject("resourcemanager", "getIamPolicy", 403, 10).await;
     let summary = sweeper::run(&config(&backend, false), Timestamp::now()).await.expect("runs");
     assert_eq!(summary.errors, 2, "{summary}");
+}
+
+#[tokio::test]
+async fn several_scopes_are_each_swept_and_nothing_outside_them() {
+    let backend = backend().await;
+    let writer = IamWriter::new(&backend.settings).await.expect("client");
+    let now = Timestamp::now().unix_seconds();
+    let ids = [
+        "folders/200000000002:roles/resourcemanager.folderEditor",
+        "project-2:roles/viewer",
+        "project-1:roles/storage.admin",
+        "organizations/100000000001:roles/iam.securityReviewer",
+    ];
+    for id in ids {
+        writer.activate(&activation("carol@example.com", id, now - 10_000, now - 7_200), "t").await.expect("written");
+    }
+    let config = config_for(&backend, "folders/200000000002,projects/project-2", false);
+    let summary = sweeper::run(&config, Timestamp::now()).await.expect("runs");
+    // The project search sees every project here (the emulator grants the job everything);
+    // in Google the job sees only what its roles on the scopes show it.
+    assert_eq!((summary.containers_seen, summary.errors), (1, 0), "{summary}");
+    let expired_in = |policy: common::policy::Policy| {
+        policy.bindings.iter().any(|b| b.condition.as_ref().is_some_and(|c| c.title == "JIT access activation"))
+    };
+    assert!(!expired_in(backend.policy("folders/200000000002").await), "the folder scope is swept");
+    assert!(!expired_in(backend.policy("projects/project-2").await), "the project scope is swept");
+    assert!(expired_in(backend.policy("organizations/100000000001").await), "the organization is no scope here");
 }

@@ -4,7 +4,7 @@
 //! organization each have their own client; the last two are built on first use, since each
 //! client loads the TLS roots and most functions never touch a folder.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use google_cloud_gax::paginator::ItemPaginator as _;
@@ -118,21 +118,28 @@ impl IamWriter {
         }
     }
 
-    /// The folders and organization whose policies may hold activations under `scope`: the
-    /// scope itself when it is a folder or the organization, and every folder below it.
-    /// `folders.search` lists the folders the caller may see; the ancestry is walked here.
-    pub async fn containers_under(&self, scope: &str) -> Result<Vec<ResourceId>, GcpError> {
-        let Ok(root @ (ResourceId::Folder(_) | ResourceId::Organization(_))) = ResourceId::parse(scope) else {
+    /// The folders and organizations whose policies may hold activations under `scopes`: each
+    /// scope that is a folder or an organization, and every folder below one, each once.
+    /// `folders.search` (one listing for all scopes) lists the folders the caller may see; the
+    /// ancestry is walked here.
+    pub async fn containers_under(&self, scopes: &[String]) -> Result<Vec<ResourceId>, GcpError> {
+        let roots: Vec<&String> =
+            scopes.iter().filter(|s| s.starts_with("folders/") || s.starts_with("organizations/")).collect();
+        if roots.is_empty() {
             return Ok(Vec::new());
-        };
+        }
         let mut parents = BTreeMap::new();
         let mut folders = self.folders().await?.search_folders().by_item();
         while let Some(folder) = folders.next().await {
             let folder = folder.map_err(|e| GcpError::from_sdk("searchFolders", &e))?;
             parents.insert(folder.name, folder.parent);
         }
-        let below = crate::entitlement::descendants(scope, &parents);
-        Ok(std::iter::once(root).chain(below.iter().filter_map(|name| ResourceId::parse(name).ok())).collect())
+        let mut found = BTreeSet::new();
+        for root in roots {
+            found.insert(root.as_str());
+            found.extend(crate::entitlement::descendants(root, &parents));
+        }
+        Ok(found.into_iter().filter_map(|name| ResourceId::parse(name).ok()).collect())
     }
 
     /// Removes activation bindings that ended before `ended_before`. With `dry_run`, reports

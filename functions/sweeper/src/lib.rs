@@ -9,6 +9,8 @@
 //! grant whose binding was removed or changed by hand is flagged (`EXTERNALLY_MODIFIED`, as
 //! Privileged Access Manager's `externallyModified`).
 
+use std::collections::BTreeSet;
+
 use common::config::{BackendSettings, ConfigError, Env, LedgerSettings, NotificationSettings, ScopeSettings};
 use common::entitlement::{ProjectId, ResourceId};
 use common::gcp::catalog::search_projects;
@@ -89,7 +91,7 @@ impl std::fmt::Display for Summary {
 pub async fn run(config: &Config, now: Timestamp) -> Result<Summary, GcpError> {
     let writer = IamWriter::new(&config.backend).await?;
     let projects = projects(config).await?;
-    let containers = writer.containers_under(&config.scope.resource_scope).await?;
+    let containers = writer.containers_under(&config.scope.resource_scopes).await?;
     let ended_before = now.plus_seconds(-(config.grace_minutes as i64) * 60);
     let mut summary =
         Summary { projects_seen: projects.len(), containers_seen: containers.len(), ..Summary::default() };
@@ -195,12 +197,23 @@ async fn flag_if_modified(
     Ok(())
 }
 
-/// The projects under the scope: the project itself, or every project the job can see that
-/// matches `SWEEP_PROJECTS_QUERY` (its roles are granted on the scope, so it sees no other).
+/// The projects under the scopes: each scope that is a project, and, when any scope is a
+/// folder or organization, every project the job can see that matches `SWEEP_PROJECTS_QUERY`
+/// (its roles are granted on the scopes, so it sees no other).
 async fn projects(config: &Config) -> Result<Vec<ProjectId>, GcpError> {
-    if let Some(id) = config.scope.resource_scope.strip_prefix("projects/") {
-        return Ok(vec![ProjectId::parse(id).map_err(|e| GcpError::InvalidArgument(e.to_string()))?]);
+    let mut projects = BTreeSet::new();
+    let mut containers = false;
+    for scope in &config.scope.resource_scopes {
+        match scope.strip_prefix("projects/") {
+            Some(id) => {
+                projects.insert(ProjectId::parse(id).map_err(|e| GcpError::InvalidArgument(e.to_string()))?);
+            }
+            None => containers = true,
+        }
     }
-    let client = resource_manager(&config.backend, None).await?;
-    search_projects(&client, &config.projects_query).await
+    if containers {
+        let client = resource_manager(&config.backend, None).await?;
+        projects.extend(search_projects(&client, &config.projects_query).await?);
+    }
+    Ok(projects.into_iter().collect())
 }

@@ -7,9 +7,10 @@
 #   approve           Cloud Asset Viewer and Project IAM Admin on the scope, Pub/Sub Publisher
 #   mailer            Secret Accessor on the SendGrid secret only
 #   sweeper           Project IAM Admin on the scope
-# and, where the scope is a folder or the organization, Folder IAM Admin (folder scope) or a
-# custom role over folder and organization policies (organization scope) for request-approval,
-# approve and the sweeper: activations on folders and the organization.
+# on each scope RESOURCE_SCOPE names, and, where a scope is a folder or an organization, Folder
+# IAM Admin (folder scope) or a custom role over folder and organization policies
+# (organization scope) for request-approval, approve and the sweeper: activations on folders
+# and organizations.
 # plus the signing account (its Google-managed key signs activation tokens; it holds no role),
 # the push account (the OIDC identity of the mailer's push subscription) and the scheduler
 # account (runs the sweeper job).
@@ -19,11 +20,10 @@ data "google_project" "this" {
 }
 
 locals {
-  number     = data.google_project.this.number
-  scope_type = split("/", var.resource_scope)[0]
-  scope_id   = split("/", var.resource_scope)[1]
-  base_url   = "https://${var.domain}"
-  topic      = google_pubsub_topic.events.id
+  number   = data.google_project.this.number
+  scopes   = distinct([for scope in split(",", var.resource_scope) : trimspace(scope)])
+  base_url = "https://${var.domain}"
+  topic    = google_pubsub_topic.events.id
 
   # Cloud Run's deterministic URL: known before the service exists, so the mailer's own
   # audience needs no second apply.
@@ -111,20 +111,11 @@ locals {
     SWEEP_DRY_RUN        = "false"
   })
 
-  # Roles on the scope, wherever it is (docs/permissions.md says which call needs which).
+  # Roles on every scope, wherever it is (docs/permissions.md says which call needs which).
   # Browser only where AVAILABLE_PROJECTS_QUERY makes list-eligibility search projects: the
   # search returns projects the caller may `resourcemanager.projects.get`.
-  scope_grants = merge(var.available_projects_query == "" ? {} : {
+  every_scope_grants = merge(var.available_projects_query == "" ? {} : {
     list_browse = { role = "roles/browser", member = "serviceAccount:${google_service_account.function["list_eligibility"].email}" }
-    }, local.scope_type != "folders" ? {} : {
-    # Folder activations write folder policies: only a folder or organization scope has any.
-    request_folders = { role = "roles/resourcemanager.folderIamAdmin", member = "serviceAccount:${google_service_account.function["request_approval"].email}" }
-    approve_folders = { role = "roles/resourcemanager.folderIamAdmin", member = "serviceAccount:${google_service_account.function["approve"].email}" }
-    sweeper_folders = { role = "roles/resourcemanager.folderIamAdmin", member = "serviceAccount:${google_service_account.function["sweeper"].email}" }
-    }, local.scope_type != "organizations" ? {} : {
-    request_containers = { role = "organizations/${local.scope_id}/roles/jitAccessContainerIamAdmin", member = "serviceAccount:${google_service_account.function["request_approval"].email}" }
-    approve_containers = { role = "organizations/${local.scope_id}/roles/jitAccessContainerIamAdmin", member = "serviceAccount:${google_service_account.function["approve"].email}" }
-    sweeper_containers = { role = "organizations/${local.scope_id}/roles/jitAccessContainerIamAdmin", member = "serviceAccount:${google_service_account.function["sweeper"].email}" }
     }, {
     list_asset    = { role = "roles/cloudasset.viewer", member = "serviceAccount:${google_service_account.function["list_eligibility"].email}" }
     request_asset = { role = "roles/cloudasset.viewer", member = "serviceAccount:${google_service_account.function["request_approval"].email}" }
@@ -133,6 +124,33 @@ locals {
     approve_iam   = { role = "roles/resourcemanager.projectIamAdmin", member = "serviceAccount:${google_service_account.function["approve"].email}" }
     sweeper_iam   = { role = "roles/resourcemanager.projectIamAdmin", member = "serviceAccount:${google_service_account.function["sweeper"].email}" }
   })
+  # Folder activations write folder policies: only a folder or organization scope has any.
+  folder_scope_grants = {
+    request_folders = { role = "roles/resourcemanager.folderIamAdmin", member = "serviceAccount:${google_service_account.function["request_approval"].email}" }
+    approve_folders = { role = "roles/resourcemanager.folderIamAdmin", member = "serviceAccount:${google_service_account.function["approve"].email}" }
+    sweeper_folders = { role = "roles/resourcemanager.folderIamAdmin", member = "serviceAccount:${google_service_account.function["sweeper"].email}" }
+  }
+  # The custom role below, granted at each organization scope.
+  organization_scope_grants = {
+    request_containers = { role = "jitAccessContainerIamAdmin", member = "serviceAccount:${google_service_account.function["request_approval"].email}" }
+    approve_containers = { role = "jitAccessContainerIamAdmin", member = "serviceAccount:${google_service_account.function["approve"].email}" }
+    sweeper_containers = { role = "jitAccessContainerIamAdmin", member = "serviceAccount:${google_service_account.function["sweeper"].email}" }
+  }
+  # "SCOPE KEY" => { scope, type, id, role, member } for every scope RESOURCE_SCOPE names.
+  scope_grants = merge([
+    for scope in local.scopes : {
+      for key, grant in merge(
+        local.every_scope_grants,
+        startswith(scope, "folders/") ? local.folder_scope_grants : {},
+        startswith(scope, "organizations/") ? local.organization_scope_grants : {},
+        ) : "${scope} ${key}" => merge(grant, {
+          type = split("/", scope)[0]
+          id   = split("/", scope)[1]
+          role = grant.role == "jitAccessContainerIamAdmin" ? "${scope}/roles/${grant.role}" : grant.role
+      })
+    }
+  ]...)
+  organization_ids = toset([for scope in local.scopes : split("/", scope)[1] if startswith(scope, "organizations/")])
 }
 
 resource "google_project_service" "apis" {
@@ -196,8 +214,8 @@ resource "google_service_account_iam_member" "request_signs_tokens" {
 # Folder and organization policies, read and written: no predefined role holds just these
 # at the organization (Organization Administrator holds far more).
 resource "google_organization_iam_custom_role" "containers" {
-  count       = local.scope_type == "organizations" ? 1 : 0
-  org_id      = local.scope_id
+  for_each    = local.organization_ids
+  org_id      = each.value
   role_id     = "jitAccessContainerIamAdmin"
   title       = "JIT access: folder and organization IAM"
   description = "Activations on folders and the organization, and their sweeping"
@@ -212,23 +230,23 @@ resource "google_organization_iam_custom_role" "containers" {
 }
 
 resource "google_organization_iam_member" "scope" {
-  for_each   = local.scope_type == "organizations" ? local.scope_grants : {}
-  org_id     = local.scope_id
+  for_each   = { for key, grant in local.scope_grants : key => grant if grant.type == "organizations" }
+  org_id     = each.value.id
   role       = each.value.role
   member     = each.value.member
   depends_on = [google_organization_iam_custom_role.containers]
 }
 
 resource "google_folder_iam_member" "scope" {
-  for_each = local.scope_type == "folders" ? local.scope_grants : {}
-  folder   = "folders/${local.scope_id}"
+  for_each = { for key, grant in local.scope_grants : key => grant if grant.type == "folders" }
+  folder   = "folders/${each.value.id}"
   role     = each.value.role
   member   = each.value.member
 }
 
 resource "google_project_iam_member" "scope" {
-  for_each = local.scope_type == "projects" ? local.scope_grants : {}
-  project  = local.scope_id
+  for_each = { for key, grant in local.scope_grants : key => grant if grant.type == "projects" }
+  project  = each.value.id
   role     = each.value.role
   member   = each.value.member
 }

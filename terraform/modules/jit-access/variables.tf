@@ -29,11 +29,11 @@ variable "images" {
 }
 
 variable "resource_scope" {
-  description = "RESOURCE_SCOPE: organizations/NUMBER, folders/NUMBER or projects/ID, where eligibility is looked up and activations are written."
+  description = "RESOURCE_SCOPE: organizations/NUMBER, folders/NUMBER or projects/ID (several separated by commas), where eligibility is looked up and activations are written."
   type        = string
   validation {
-    condition     = can(regex("^(organizations/[0-9]+|folders/[0-9]+|projects/[a-z][-a-z0-9:.]*)$", var.resource_scope))
-    error_message = "resource_scope must be organizations/NUMBER, folders/NUMBER or projects/ID."
+    condition     = can(regex("^(organizations/[0-9]+|folders/[0-9]+|projects/[a-z][-a-z0-9:.]*)( *, *(organizations/[0-9]+|folders/[0-9]+|projects/[a-z][-a-z0-9:.]*))*$", var.resource_scope))
+    error_message = "resource_scope must be organizations/NUMBER, folders/NUMBER or projects/ID, or several of them separated by commas."
   }
 }
 

@@ -35,6 +35,9 @@ const PROJECT_TYPE: &str = "cloudresourcemanager.googleapis.com/Project";
 /// query of reasonable length.
 const PRINCIPALS_PER_QUERY: usize = 16;
 
+/// How long the scope a resource was found in is remembered: projects rarely move.
+const SCOPE_MEMORY: std::time::Duration = std::time::Duration::from_secs(3600);
+
 #[derive(Debug, Clone)]
 pub struct AssetInventoryCatalog {
     assets: AssetService,
@@ -45,6 +48,9 @@ pub struct AssetInventoryCatalog {
     groups_of: Arc<Cache<BTreeSet<String>>>,
     places_of: Arc<Cache<(Vec<ProjectId>, Vec<String>)>>,
     members_of: Arc<Cache<BTreeSet<Email>>>,
+    /// With several scopes: the scope a resource was found in. Never a decision: Google
+    /// checks that a resource is within the scope asked, so a stale entry costs one call.
+    scope_of: Arc<Cache<String>>,
 }
 
 impl AssetInventoryCatalog {
@@ -65,16 +71,40 @@ impl AssetInventoryCatalog {
             groups_of: Arc::new(Cache::new(timeout)),
             places_of: Arc::new(Cache::new(timeout)),
             members_of: Arc::new(Cache::new(timeout)),
+            scope_of: Arc::new(Cache::new(SCOPE_MEMORY)),
         })
     }
 
-    /// Every binding that applies to `project`: its own policy's and its ancestors'.
-    async fn effective_bindings(&self, project: &ResourceId) -> Result<Vec<Binding>, GcpError> {
+    /// Every binding that applies to `resource`: its own policy's and its ancestors' up to the
+    /// scope that holds it. With several scopes, the scope it was last found in is asked
+    /// first, and a scope that answers "not here" hands on to the next.
+    async fn effective_bindings(&self, resource: &ResourceId) -> Result<Vec<Binding>, GcpError> {
+        let name = resource.resource_name();
+        let known = self.scope_of.get(&name);
+        let mut last = None;
+        for scope in scope_order(&name, &self.scope.resource_scopes, known.as_deref()) {
+            match self.effective_bindings_in(scope, resource).await {
+                Ok(bindings) => {
+                    if self.scope.resource_scopes.len() > 1 {
+                        self.scope_of.put(&name, scope.to_string());
+                    }
+                    return Ok(bindings);
+                }
+                Err(error @ (GcpError::InvalidArgument(_) | GcpError::NotFound(_) | GcpError::Denied(_))) => {
+                    last = Some(error)
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(last.unwrap_or_else(|| GcpError::InvalidArgument(format!("{name} is in no RESOURCE_SCOPE"))))
+    }
+
+    async fn effective_bindings_in(&self, scope: &str, resource: &ResourceId) -> Result<Vec<Binding>, GcpError> {
         let response = self
             .assets
             .batch_get_effective_iam_policies()
-            .set_scope(self.scope.resource_scope.clone())
-            .set_names([project.full_resource_name()])
+            .set_scope(scope)
+            .set_names([resource.full_resource_name()])
             .send()
             .await
             .map_err(|e| GcpError::from_sdk("batchGetEffectiveIamPolicies", &e))?;
@@ -117,48 +147,62 @@ impl AssetInventoryCatalog {
         let principals = eligibility::principals(user, &groups);
         let now = Timestamp::now();
         let mut projects = BTreeSet::new();
-        let mut numbers = BTreeSet::new();
         let mut containers = BTreeSet::new();
-        let listed: Vec<&String> = principals.iter().collect();
-        for chunk in listed.chunks(PRINCIPALS_PER_QUERY) {
-            let terms: Vec<String> = chunk.iter().map(|p| format!("\"{p}\"")).collect();
-            let mut items = self
-                .assets
-                .search_all_iam_policies()
-                .set_scope(self.scope.resource_scope.clone())
-                .set_query(format!("policy:({})", terms.join(" OR ")))
-                .by_item();
-            while let Some(result) = items.next().await {
-                let result = result.map_err(|e| GcpError::from_sdk("searchAllIamPolicies", &e))?;
-                let bindings: Vec<Binding> =
-                    result.policy.iter().flat_map(|p| p.bindings.iter().map(core_binding)).collect();
-                if !eligibility::eligible_in(&bindings, &principals, now) {
-                    continue;
-                }
-                match attached(&result.resource) {
-                    Attached::Project(id) => {
-                        projects.insert(id);
+        for scope in &self.scope.resource_scopes {
+            let mut numbers = BTreeSet::new();
+            let mut found = BTreeSet::new();
+            let listed: Vec<&String> = principals.iter().collect();
+            for chunk in listed.chunks(PRINCIPALS_PER_QUERY) {
+                let terms: Vec<String> = chunk.iter().map(|p| format!("\"{p}\"")).collect();
+                let mut items = self
+                    .assets
+                    .search_all_iam_policies()
+                    .set_scope(scope)
+                    .set_query(format!("policy:({})", terms.join(" OR ")))
+                    .by_item();
+                while let Some(result) = items.next().await {
+                    let result = result.map_err(|e| GcpError::from_sdk("searchAllIamPolicies", &e))?;
+                    let bindings: Vec<Binding> =
+                        result.policy.iter().flat_map(|p| p.bindings.iter().map(core_binding)).collect();
+                    if !eligibility::eligible_in(&bindings, &principals, now) {
+                        continue;
                     }
-                    Attached::ProjectNumber(number) => {
-                        numbers.insert(number);
+                    match attached(&result.resource) {
+                        Attached::Project(id) => {
+                            found.insert(id);
+                        }
+                        Attached::ProjectNumber(number) => {
+                            numbers.insert(number);
+                        }
+                        Attached::Container(name) => {
+                            found.extend(self.projects_under(&name).await?.into_values());
+                            self.remember(&name, scope);
+                            containers.insert(name);
+                        }
+                        Attached::Other => {}
                     }
-                    Attached::Container(name) => {
-                        containers.insert(name);
-                    }
-                    Attached::Other => {}
                 }
             }
-        }
-        for container in &containers {
-            projects.extend(self.projects_under(container).await?.into_values());
-        }
-        if !numbers.is_empty() {
-            let by_number = self.projects_under(&self.scope.resource_scope).await?;
-            projects.extend(numbers.iter().filter_map(|n| by_number.get(n).cloned()));
+            if !numbers.is_empty() {
+                let by_number = self.projects_under(scope).await?;
+                found.extend(numbers.iter().filter_map(|n| by_number.get(n).cloned()));
+            }
+            for project in &found {
+                self.remember(&format!("projects/{project}"), scope);
+            }
+            projects.extend(found);
         }
         let places = (projects.into_iter().collect::<Vec<_>>(), containers.into_iter().collect::<Vec<_>>());
         self.places_of.put(user.as_str(), places.clone());
         Ok(places)
+    }
+
+    /// With several scopes, which one holds a resource, so that reading its policies asks
+    /// that one first.
+    fn remember(&self, resource: &str, scope: &str) {
+        if self.scope.resource_scopes.len() > 1 {
+            self.scope_of.put(resource, scope.to_string());
+        }
     }
 
     /// Every project under a folder or organization (or the scope), by ID and by number.
@@ -189,6 +233,14 @@ enum Attached {
     ProjectNumber(String),
     Container(String),
     Other,
+}
+
+/// The scopes to ask about `resource`, best guess first: the one it was found in, then a
+/// scope that is the resource itself, then the rest in their configured order.
+fn scope_order<'a>(resource: &str, scopes: &'a [String], known: Option<&str>) -> Vec<&'a str> {
+    let mut order: Vec<&str> = scopes.iter().map(String::as_str).collect();
+    order.sort_by_key(|scope| (Some(*scope) != known, *scope != resource));
+    order
 }
 
 fn attached(resource: &str) -> Attached {
@@ -254,5 +306,23 @@ impl super::Catalog for AssetInventoryCatalog {
             };
         let containers = containers.iter().filter_map(|c| ResourceId::parse(c).ok());
         Ok(projects.into_iter().map(ResourceId::Project).chain(containers).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scope_a_resource_was_found_in_is_asked_first_then_itself_then_the_rest() {
+        let scopes: Vec<String> = ["folders/1", "projects/p", "organizations/9"].map(String::from).to_vec();
+        assert_eq!(scope_order("projects/q", &scopes, None), ["folders/1", "projects/p", "organizations/9"]);
+        assert_eq!(scope_order("projects/p", &scopes, None), ["projects/p", "folders/1", "organizations/9"]);
+        assert_eq!(
+            scope_order("projects/q", &scopes, Some("organizations/9")),
+            ["organizations/9", "folders/1", "projects/p"]
+        );
+        // A remembered scope that is no longer configured is never asked.
+        assert_eq!(scope_order("projects/q", &scopes, Some("folders/7")).len(), 3);
     }
 }

@@ -97,7 +97,8 @@ impl PolicyAnalyzerCatalog {
     }
 
     fn query(&self) -> IamPolicyAnalysisQuery {
-        IamPolicyAnalysisQuery::new().set_scope(self.scope.resource_scope.clone())
+        // One scope: configuration refuses several for this catalog.
+        IamPolicyAnalysisQuery::new().set_scope(self.scope.resource_scopes.first().cloned().unwrap_or_default())
     }
 
     async fn analyze(&self, what: &str, query: IamPolicyAnalysisQuery) -> Result<AnalyzeIamPolicyResponse, GcpError> {
