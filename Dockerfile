@@ -1,5 +1,5 @@
 # One image per function: docker build --build-arg FUNCTION=list-eligibility -t IMAGE .
-# FUNCTION is list-eligibility, request-approval, approve, mailer or sweeper.
+# FUNCTION is list-eligibility, request-approval, approve, mailer, sweeper or chat.
 
 FROM rust:1.95-slim-bookworm AS build
 ARG FUNCTION

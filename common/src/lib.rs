@@ -3,13 +3,14 @@
 //! Domain modules (pure, no I/O; time, keys and randomness come in as arguments):
 //! [`condition`], [`eligibility`], [`entitlement`], [`activation`], [`policy`], [`justification`],
 //! [`email`], [`timestamp`], [`token`], [`jwt`], [`iap`], [`config`], [`event`], [`rules`],
-//! [`trace`], [`lifecycle`], [`approval_policy`].
+//! [`trace`], [`lifecycle`], [`approval_policy`], [`chat`].
 //!
 //! Edges: [`gcp`] (Google APIs through the official SDK), [`keys`] (local signing keys),
 //! [`http`] (errors, extractors, wire shapes), [`runner`] (serving a function's router).
 
 pub mod activation;
 pub mod approval_policy;
+pub mod chat;
 pub mod condition;
 pub mod config;
 pub mod eligibility;

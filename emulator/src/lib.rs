@@ -24,6 +24,7 @@
 
 pub mod analysis;
 pub mod assets;
+pub mod chat;
 pub mod firestore;
 pub mod google;
 pub mod identity;
@@ -95,6 +96,7 @@ impl Emulator {
             ("SECRET_MANAGER_ENDPOINT", url.clone()),
             ("PUSH_JWKS_URL", format!("{url}/oauth2/v3/certs")),
             ("FIRESTORE_ENDPOINT", url.clone()),
+            ("CHAT_ENDPOINT", url.clone()),
             ("FIRESTORE_DATABASE", "projects/jit-project/databases/(default)".to_string()),
         ]
     }

@@ -32,6 +32,10 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/_emulator/groups/{group}", axum::routing::put(set_group))
         .route("/_emulator/iap/assertion", post(mint_assertion))
         .route("/_emulator/oidc/token", post(mint_oidc_token))
+        .route("/_emulator/chat", get(chat_messages))
+        .route("/_emulator/chat/app", axum::routing::put(chat_app))
+        .route("/_emulator/chat/events", post(chat_event))
+        .route("/_emulator/chat/page", get(chat_page))
         .route_service("/google.pubsub.v1.Publisher/Publish", GrpcPublisher(state.clone()))
         .fallback(google_api)
         .with_state(state)
@@ -68,6 +72,30 @@ async fn dispatch(state: &Arc<State>, method: &Method, uri: &Uri, headers: &Head
         && database.contains("/databases/")
     {
         return firestore(state, method, database, rest, json_body).await;
+    }
+    // Google Chat: find a direct message, create and update the app's messages.
+    if method == Method::GET && path == "/v1/spaces:findDirectMessage" {
+        state.enter("chat", "findDirectMessage").await?;
+        let parameters = paging::parameters(query);
+        let answer = lock(&state.chat).find_direct_message(paging::parameter(&parameters, "name"))?;
+        return Ok(Json(answer).into_response());
+    }
+    if let Some(rest) = path.strip_prefix("/v1/spaces/") {
+        let parameters = paging::parameters(query);
+        if method == Method::POST
+            && let Some(space) = rest.strip_suffix("/messages")
+        {
+            state.enter("chat", "createMessage").await?;
+            let body = json_body()?;
+            let answer = lock(&state.chat).create_message(&format!("spaces/{space}"), &parameters, &body)?;
+            return Ok(Json(answer).into_response());
+        }
+        if method == Method::PATCH && rest.contains("/messages/") {
+            state.enter("chat", "updateMessage").await?;
+            let body = json_body()?;
+            let answer = lock(&state.chat).patch_message(&format!("spaces/{rest}"), &parameters, &body)?;
+            return Ok(Json(answer).into_response());
+        }
     }
     // Cloud Asset: GET /v1/{scope}:analyzeIamPolicy, …/effectiveIamPolicies:batchGet,
     // :searchAllIamPolicies, :searchAllResources
@@ -183,6 +211,9 @@ async fn dispatch(state: &Arc<State>, method: &Method, uri: &Uri, headers: &Head
     if method == Method::GET {
         if let Some(account) = path.strip_prefix("/service_accounts/v1/metadata/jwk/") {
             state.enter("jwks", "serviceAccount").await?;
+            if account.eq_ignore_ascii_case(common::chat::CHAT_ACCOUNT) {
+                return Ok(jwks_response(state.chat_key.jwks()));
+            }
             if !account.eq_ignore_ascii_case(&state.world().service_account) {
                 return Err(GoogleError::new(404, "Not found"));
             }
@@ -463,4 +494,69 @@ async fn mint_assertion(Extract(state): Extract<Arc<State>>, Json(request): Json
     let claims = common::iap::assertion_claims(&email, &subject, audience, Timestamp::now());
     let assertion = state.iap_key.sign_json(&claims).map_err(|e| GoogleError::new(500, &e.to_string()))?;
     Ok(Json(json!({"assertion": assertion})).into_response())
+}
+
+async fn chat_messages(Extract(state): Extract<Arc<State>>) -> Json<Vec<Value>> {
+    Json(lock(&state.chat).captured())
+}
+
+/// Configures the Chat app, as its page in the Cloud console does: `{"url", "audience"}`.
+async fn chat_app(Extract(state): Extract<Arc<State>>, Json(app): Json<Value>) -> Reply {
+    let (Some(url), Some(audience)) = (app["url"].as_str(), app["audience"].as_str()) else {
+        return Err(GoogleError::new(400, "url and audience are required"));
+    };
+    lock(&state.chat).app = Some(crate::chat::App { url: url.to_string(), audience: audience.to_string() });
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// What a person does in Chat, delivered to the app as Google Chat does: `{"type", "email",
+/// "space"?, "message"?, "function"?, "id"?, "dialog"?, "reason"?}` → `{"status", "reply"}`.
+/// A reply that updates the clicked message updates the captured one.
+async fn chat_event(Extract(state): Extract<Arc<State>>, Json(request): Json<Value>) -> Reply {
+    let email = request["email"].as_str().unwrap_or_default().to_lowercase();
+    if email.is_empty() || request["type"].as_str().is_none() {
+        return Err(GoogleError::new(400, "type and email are required"));
+    }
+    let room = request["space"].as_str();
+    let (app, space) = {
+        let mut chat = lock(&state.chat);
+        let app = chat
+            .app
+            .clone()
+            .ok_or_else(|| GoogleError::new(400, "no Chat app is configured (PUT /_emulator/chat/app)"))?;
+        let space = match request["type"].as_str() {
+            Some("ADDED_TO_SPACE") => chat.add(&email, room),
+            Some("REMOVED_FROM_SPACE") => chat.remove(&email),
+            _ => json!({"name": room.map(str::to_string).unwrap_or_else(|| {
+                request["message"].as_str().and_then(|m| m.split("/messages/").next()).unwrap_or_default().to_string()
+            })}),
+        };
+        (app, space)
+    };
+    let event = crate::chat::event(
+        &json!({"email": email, "type": request["type"], "message": request["message"],
+        "function": request["function"], "id": request["id"], "dialog": request["dialog"], "reason": request["reason"]}),
+        &space,
+    );
+    let token = state.chat_token(&app.audience)?;
+    let response = state
+        .http
+        .post(&app.url)
+        .bearer_auth(token)
+        .json(&event)
+        .send()
+        .await
+        .map_err(|e| GoogleError::new(502, &format!("the Chat app did not answer: {e}")))?;
+    let status = response.status().as_u16();
+    let reply: Value = response.json().await.unwrap_or(Value::Null);
+    if reply["actionResponse"]["type"] == "UPDATE_MESSAGE"
+        && let Some(message) = request["message"].as_str()
+    {
+        lock(&state.chat).replace_cards(message, reply["cardsV2"].clone());
+    }
+    Ok(Json(json!({"status": status, "reply": reply})).into_response())
+}
+
+async fn chat_page() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("chat.html"))
 }

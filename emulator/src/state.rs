@@ -20,6 +20,9 @@ pub struct State {
     pub iap_key: LocalKey,
     /// Google's OIDC key: signs Pub/Sub push tokens.
     pub google_oidc_key: LocalKey,
+    /// `chat@system.gserviceaccount.com`'s key: signs Google Chat's calls to the app.
+    pub chat_key: LocalKey,
+    pub chat: Mutex<crate::chat::Chat>,
     faults: Mutex<Vec<Fault>>,
     calls: Mutex<BTreeMap<String, u64>>,
     /// Policy Analyzer queries answered since start: the emulator's "day".
@@ -68,6 +71,8 @@ impl State {
             service_account_key: LocalKey::generate_rs256("emulator-service-account-key-1")?,
             iap_key: LocalKey::generate_es256("emulator-iap-key-1")?,
             google_oidc_key: LocalKey::generate_rs256("emulator-google-oidc-key-1")?,
+            chat_key: LocalKey::generate_rs256("emulator-chat-key-1")?,
+            chat: Mutex::default(),
             faults: Mutex::default(),
             calls: Mutex::default(),
             analysis_queries: Mutex::default(),
@@ -172,6 +177,19 @@ impl State {
             "exp": now + 3600,
         });
         self.google_oidc_key.sign_json(&claims).map_err(|e| GoogleError::new(500, &e.to_string()))
+    }
+
+    /// The token Google Chat sends its app: for a project-number audience a JWT signed as
+    /// `chat@system.gserviceaccount.com`, for a URL audience a Google ID token issued to it.
+    pub fn chat_token(&self, audience: &str) -> Result<String, GoogleError> {
+        if !audience.bytes().all(|b| b.is_ascii_digit()) {
+            return self.oidc_token(common::chat::CHAT_ACCOUNT, audience);
+        }
+        let now = common::timestamp::Timestamp::now().unix_seconds();
+        let claims = serde_json::json!({
+            "iss": common::chat::CHAT_ACCOUNT, "aud": audience, "iat": now, "exp": now + 3600,
+        });
+        self.chat_key.sign_json(&claims).map_err(|e| GoogleError::new(500, &e.to_string()))
     }
 
     pub fn record_audit(&self, entry: Value) {

@@ -16,6 +16,9 @@ use emulator::{Emulator, World, WorldFile};
 pub const LOCAL_AUDIENCE: &str = "/projects/0/global/backendServices/local";
 pub const PUSH_AUDIENCE: &str = "http://mailer.local/";
 pub const PUSH_ACCOUNT: &str = "jit-push@local.iam.gserviceaccount.com";
+/// The Chat app's push audience and its authentication audience (a project number).
+pub const CHAT_PUSH_AUDIENCE: &str = "http://chat.local/events";
+pub const CHAT_AUDIENCE: &str = "123456789012";
 const DEFAULT_TOPIC: &str = "projects/jit-project/topics/jit-events";
 const POLICIES_FILE: &str = "policies.json";
 
@@ -126,6 +129,14 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
     let approve_config = approve::Config::read(&mut env);
     let mailer_config = mailer::Config::read(&mut env);
     env.finish()?;
+    // The Chat app checks Pub/Sub's and Google Chat's tokens itself, as deployed: Chat's
+    // token (audience: the project number) cannot pass Cloud Run's invoker check.
+    let chat_pairs = [("PUSH_AUTH", "verify"), ("PUSH_AUDIENCE", CHAT_PUSH_AUDIENCE), ("CHAT_AUDIENCE", CHAT_AUDIENCE)];
+    let mut chat_env = Env::new(|name| {
+        chat_pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string()).or_else(|| lookup(name))
+    });
+    let chat_config = chat::Config::read(&mut chat_env);
+    chat_env.finish()?;
 
     let serve = |router| async move { common::runner::spawn_local(common::runner::app(router)).await };
     let list = serve(list_eligibility::router(list_eligibility::AppState::new(list_config).await?)).await?;
@@ -135,7 +146,19 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
     let mailer = serve(mailer::router(mailer_state)).await?;
     let push = Push { account: PUSH_ACCOUNT, audience: PUSH_AUDIENCE };
     let mailer = front_mailer(&emulator, mailer, push, real_pubsub.is_some()).await?;
-    subscribe_mailer(&http, &emulator, real_pubsub.as_deref(), &topic, mailer).await?;
+    let pushes = Push { account: PUSH_ACCOUNT, audience: PUSH_AUDIENCE };
+    subscribe(
+        &http,
+        &emulator,
+        real_pubsub.as_deref(),
+        &topic,
+        format!("http://{mailer}/"),
+        "jit-mailer-local",
+        pushes,
+    )
+    .await?;
+    let chat = serve(chat::router(chat::AppState::new(chat_config).await?)).await?;
+    start_chat(&http, &emulator, real_pubsub.as_deref(), &topic, chat).await?;
 
     let users: Vec<String> = emulator.state.world().users().iter().cloned().collect();
     let door = front_door::FrontDoor::new(
@@ -190,35 +213,68 @@ pub struct Push<'a> {
     pub audience: &'a str,
 }
 
-/// Push subscription from the topic to the mailer, on whichever Pub/Sub is in use.
-async fn subscribe_mailer(
+/// Push subscription from the topic to `endpoint`, on whichever Pub/Sub is in use.
+async fn subscribe(
     http: &reqwest::Client,
     emulator: &Emulator,
     real_pubsub: Option<&str>,
     topic: &str,
-    mailer: SocketAddr,
+    endpoint: String,
+    name: &str,
+    push: Push<'_>,
 ) -> anyhow::Result<()> {
     let (base, push_config) = match real_pubsub {
         Some(host) => {
             let base = format!("http://{host}");
             // The real emulator starts empty; a topic that exists already is fine.
             let _ = http.put(format!("{base}/v1/{topic}")).json(&serde_json::json!({})).send().await?;
-            (base, serde_json::json!({"pushEndpoint": format!("http://{mailer}/")}))
+            (base, serde_json::json!({"pushEndpoint": endpoint}))
         }
         None => (
             emulator.url(),
-            serde_json::json!({"pushEndpoint": format!("http://{mailer}/"),
-                "oidcToken": {"serviceAccountEmail": PUSH_ACCOUNT, "audience": PUSH_AUDIENCE}}),
+            serde_json::json!({"pushEndpoint": endpoint,
+                "oidcToken": {"serviceAccountEmail": push.account, "audience": push.audience}}),
         ),
     };
     let project = topic.split('/').nth(1).unwrap_or("jit-project");
-    let subscription = format!("{base}/v1/projects/{project}/subscriptions/jit-mailer-local");
+    let subscription = format!("{base}/v1/projects/{project}/subscriptions/{name}");
     let response =
         http.put(subscription).json(&serde_json::json!({"topic": topic, "pushConfig": push_config})).send().await?;
     anyhow::ensure!(
         response.status().is_success() || response.status().as_u16() == 409,
-        "creating the mailer's push subscription: {}",
+        "creating the push subscription {name}: {}",
         response.text().await.unwrap_or_default()
     );
+    Ok(())
+}
+
+/// The Chat app: subscribed to the topic (signed pushes, as Google's Pub/Sub sends them),
+/// configured in the emulated Google Chat, and added by every person of the organization to
+/// a direct message, so a newcomer sees cards at once on the emulator's Chat page.
+async fn start_chat(
+    http: &reqwest::Client,
+    emulator: &Emulator,
+    real_pubsub: Option<&str>,
+    topic: &str,
+    chat: SocketAddr,
+) -> anyhow::Result<()> {
+    let push = Push { account: PUSH_ACCOUNT, audience: CHAT_PUSH_AUDIENCE };
+    let pushes = match real_pubsub {
+        None => chat,
+        Some(_) => {
+            let signer = cloud_run::PubSubSigner::new(chat, push.account, push.audience, emulator.state.clone());
+            common::runner::spawn_local(signer.router()).await?
+        }
+    };
+    subscribe(http, emulator, real_pubsub, topic, format!("http://{pushes}/events"), "jit-chat-local", push).await?;
+    let app = serde_json::json!({"url": format!("http://{chat}/"), "audience": CHAT_AUDIENCE});
+    http.put(format!("{}/_emulator/chat/app", emulator.url())).json(&app).send().await?.error_for_status()?;
+    let users: Vec<String> = emulator.state.world().users().iter().cloned().collect();
+    for user in users {
+        let added = serde_json::json!({"type": "ADDED_TO_SPACE", "email": user});
+        let answer: serde_json::Value =
+            http.post(format!("{}/_emulator/chat/events", emulator.url())).json(&added).send().await?.json().await?;
+        anyhow::ensure!(answer["status"] == 200, "adding the Chat app for {user}: {answer}");
+    }
     Ok(())
 }

@@ -45,6 +45,7 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("\n  Scripts: curl -H 'X-Local-User: alice@example.com' -H 'X-JITACCESS: 1' {}/api/projects", running.url);
     println!("  Emulator: {} (captured mail: {}/_emulator/mail)", running.emulator.url(), running.emulator.url());
+    println!("  Google Chat: {}/_emulator/chat/page (approve from the cards there)", running.emulator.url());
     println!("  Mail sent by the mailer is printed below. Ctrl-C stops everything.\n");
     tokio::signal::ctrl_c().await?;
     if let Some(dir) = state {

@@ -30,6 +30,7 @@ const NOT_DEPLOYED: &[(&str, &str)] = &[
     ("PUSH_JWKS_URL", "endpoint override; the default is Google's"),
     ("SENDGRID_API_KEY", "local runs only; deployed, the key comes from Secret Manager"),
     ("K_SERVICE", "set by Cloud Run itself"),
+    ("CHAT_ENDPOINT", "endpoint override; the default is Google's"),
 ];
 
 /// Set by Terraform for the shared runner, which reads it directly.
@@ -47,6 +48,7 @@ fn read_by_code() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
     record("approve", &|env| drop(approve::Config::read(env)));
     record("mailer", &|env| drop(mailer::Config::read(env)));
     record("sweeper", &|env| drop(sweeper::Config::read(env)));
+    record("chat", &|env| drop(chat::Config::read(env)));
     names
 }
 
@@ -117,7 +119,7 @@ fn every_function_has_its_service_image_and_build() {
         .map(|entry| entry.expect("entry").file_name().to_string_lossy().to_string())
         .collect();
     crates.sort();
-    assert_eq!(crates, ["approve", "list-eligibility", "mailer", "request-approval", "sweeper"]);
+    assert_eq!(crates, ["approve", "chat", "list-eligibility", "mailer", "request-approval", "sweeper"]);
     let run = module_file("run.tf");
     let variables = module_file("variables.tf");
     let cloudbuild =

@@ -350,3 +350,73 @@ async fn search_folders_rules() {
     )
     .await;
 }
+
+/// `POST`/`PATCH path` with a JSON body: status and Google's `error.status`.
+async fn send(backend: &Backend, method: &str, path: &str, body: Value) -> (u16, String, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let response = backend.http.request(method, backend.url(path)).json(&body).send().await.expect("answers");
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    (status, body["error"]["status"].as_str().unwrap_or("").to_string(), body)
+}
+
+#[tokio::test]
+async fn google_chat_rules() {
+    let backend = backend().await;
+    let bob = emulator::chat::user_of("bob@example.com");
+    let space = emulator::state::lock(&backend.emulator.state.chat).add("bob@example.com", None)["name"]
+        .as_str()
+        .expect("space")
+        .to_string();
+
+    // spaces.findDirectMessage
+    let find = |name: &str| format!("/v1/spaces:findDirectMessage?name={}", encode(name));
+    refused(&backend, "name is required", "/v1/spaces:findDirectMessage", 400, "INVALID_ARGUMENT").await;
+    refused(&backend, "name is users/{user}", &find("bob"), 400, "INVALID_ARGUMENT").await;
+    refused(&backend, "an address needs user authentication", &find("users/bob@example.com"), 400, "INVALID_ARGUMENT")
+        .await;
+    refused(&backend, "no direct message with the app", &find("users/42"), 404, "NOT_FOUND").await;
+    let found = accepted(&backend, "a person who added the app", &find(&bob)).await;
+    assert_eq!(found["name"], space.as_str());
+
+    // spaces.messages.create
+    let card = serde_json::json!([{"cardId": "c", "card": {"header": {"title": "t"}}}]);
+    let create = |query: &str| format!("/v1/{space}/messages?{query}");
+    let body = serde_json::json!({"text": "hi", "cardsV2": card});
+    for (rule, query) in [
+        ("messageId starts with client-", "messageId=abc"),
+        ("messageId: lowercase, digits, hyphens", "messageId=client-ABC"),
+        ("messageId: 63 characters at most", &format!("messageId=client-{}", "a".repeat(57))),
+    ] {
+        let (status, name, answer) = send(&backend, "POST", &create(query), body.clone()).await;
+        assert_eq!((status, name.as_str()), (400, "INVALID_ARGUMENT"), "{rule}: {answer}");
+    }
+    let (status, _, answer) = send(&backend, "POST", "/v1/spaces/elsewhere/messages", body.clone()).await;
+    assert_eq!(status, 404, "the app must be in the space: {answer}");
+    let (status, _, answer) = send(&backend, "POST", &create("messageId=client-a"), serde_json::json!({})).await;
+    assert_eq!(status, 400, "a message needs text or cards: {answer}");
+    let two = serde_json::json!({"cardsV2": [{"card": {}}, {"card": {}}]});
+    let (status, _, answer) = send(&backend, "POST", &create("messageId=client-a"), two).await;
+    assert_eq!(status, 400, "several cards each need a cardId: {answer}");
+    let (status, _, first) =
+        send(&backend, "POST", &create("messageId=client-a&requestId=client-a"), body.clone()).await;
+    assert_eq!(status, 200, "{first}");
+    let (status, _, again) =
+        send(&backend, "POST", &create("messageId=client-a&requestId=client-a"), body.clone()).await;
+    assert_eq!((status, &again["name"]), (200, &first["name"]), "a repeated requestId returns its message");
+    let (status, name, answer) =
+        send(&backend, "POST", &create("messageId=client-a&requestId=other"), body.clone()).await;
+    assert_eq!((status, name.as_str()), (409, "ALREADY_EXISTS"), "a messageId is used once: {answer}");
+
+    // spaces.messages.patch
+    let message = format!("/v1/{space}/messages/client-a");
+    let (status, _, answer) = send(&backend, "PATCH", &message, serde_json::json!({"cardsV2": card})).await;
+    assert_eq!(status, 400, "updateMask is required: {answer}");
+    let (status, _, answer) = send(&backend, "PATCH", &format!("{message}?updateMask=sender"), body.clone()).await;
+    assert_eq!(status, 400, "only updatable fields: {answer}");
+    let missing = format!("/v1/{space}/messages/client-b?updateMask=cardsV2");
+    let (status, _, answer) = send(&backend, "PATCH", &missing, body.clone()).await;
+    assert_eq!(status, 404, "the message must exist: {answer}");
+    let (status, _, answer) = send(&backend, "PATCH", &format!("{message}?updateMask=cardsV2"), body).await;
+    assert_eq!(status, 200, "{answer}");
+}

@@ -5,6 +5,7 @@ mod adapters;
 mod agreement;
 mod api;
 mod browser;
+mod chat;
 mod deployment;
 mod emulator_rules;
 mod emulator_wire;

@@ -6,10 +6,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::harness::System;
 use crate::support::{ALICE, BOB, CAROL};
+
+const DAVE: &str = "dave@example.com";
+const ERIN: &str = "erin@example.com";
 
 /// The sandbox folder's roles (emulator/organization.yaml).
 const SANDBOX_JIT: &str = "folders/200000000002:roles/resourcemanager.folderEditor";
@@ -42,6 +45,9 @@ fn permission(call: &str) -> Option<&'static str> {
         // Reading groups is a Google Workspace admin role (Groups Reader), not an IAM role:
         // docs/permissions.md says so, and Terraform cannot grant it.
         call if call.starts_with("cloudidentity.") => None,
+        // A Chat app posts as itself (app authentication, `chat.bot`): no IAM role; the
+        // app's configuration in the Chat API's console page names its service account.
+        call if call.starts_with("chat.") => None,
         other => panic!("no permission known for {other}: add it here and to docs/permissions.md"),
     }
 }
@@ -149,6 +155,43 @@ async fn reset(system: &System) {
     assert!(response.status().is_success());
 }
 
+/// The chat function as deployed, its reviewers in Google Chat: each of `decisions`
+/// (reviewer, request) is posted to the reviewer by the event push and approved with a click.
+async fn chat_decides(system: &System, decisions: &[(&str, &str)]) {
+    let mut pairs = system.backend.emulator.environment();
+    pairs.extend([
+        ("RESOURCE_SCOPE", crate::support::SCOPE.to_string()),
+        ("NOTIFICATION_TOPIC", crate::harness::TOPIC.to_string()),
+        ("BASE_URL", "https://jit.example.com".to_string()),
+        ("CHAT_AUDIENCE", "123456789012".to_string()),
+        ("PUSH_AUTH", "false".to_string()),
+    ]);
+    let mut env = common::config::Env::new(|name| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone()));
+    let config = chat::Config::read(&mut env);
+    env.finish().expect("valid");
+    let app = chat::router(chat::AppState::new(config).await.expect("chat starts"));
+    let at = common::runner::spawn_local(common::runner::app(app)).await.expect("binds");
+    let http = &system.backend.http;
+    let configured = json!({"url": format!("http://{at}/"), "audience": "123456789012"});
+    http.put(system.backend.url("/_emulator/chat/app")).json(&configured).send().await.expect("answers");
+    for (reviewer, id) in decisions {
+        let added = json!({"type": "ADDED_TO_SPACE", "email": reviewer});
+        assert_eq!(system.backend.post_json("/_emulator/chat/events", &added).await["status"], 200);
+        let event = json!({"type": "RequestActivation", "attributes": {"activation_id": id}});
+        use base64::Engine as _;
+        let data = base64::engine::general_purpose::STANDARD.encode(event.to_string());
+        let push = json!({"message": {"data": data, "messageId": id}, "subscription": "s"});
+        let response = http.post(format!("http://{at}/events")).json(&push).send().await.expect("answers");
+        assert_eq!(response.status(), 204);
+        let messages: Vec<Value> = system.backend.get_json("/_emulator/chat").await;
+        let message = messages.iter().find(|m| m["readers"] == json!([reviewer])).expect("a card")["name"].clone();
+        let click =
+            json!({"type": "CARD_CLICKED", "email": reviewer, "message": message, "function": "approve", "id": id});
+        let answer = system.backend.post_json("/_emulator/chat/events", &click).await;
+        assert!(answer["reply"]["cardsV2"].to_string().contains("ACTIVE"), "{answer}");
+    }
+}
+
 /// What each function calls, observed while it does its whole job.
 async fn observed() -> BTreeMap<String, BTreeSet<String>> {
     let mut observed = BTreeMap::new();
@@ -180,17 +223,35 @@ async fn observed() -> BTreeMap<String, BTreeSet<String>> {
     assert_eq!(reply.status, 200, "{reply:?}");
     observed.insert("request_approval".to_string(), calls(&system).await);
 
+    // Bob approves the folder request in Google Chat, Erin Dave's request for a project role:
+    // the chat function decides as approve does, on a project and on a folder.
     let events = system.events().await;
-    let links: Vec<String> =
-        events.iter().filter_map(|e| e["attributes"]["action_url"].as_str()).map(str::to_string).collect();
-    assert_eq!(links.len(), 2, "a project request and a folder request");
+    let asked: Vec<&Value> = events.iter().filter(|e| e["type"] == "RequestActivation").collect();
+    assert_eq!(asked.len(), 2, "a project request and a folder request");
+    let folder_request =
+        asked.iter().find(|e| e["attributes"]["project_id"] == "folders/200000000002").expect("folder");
+    let folder_id = folder_request["attributes"]["activation_id"].as_str().expect("id").to_string();
+    let body = json!({"entitlementId": "project-1:roles/logging.admin", "justification": "BUG-1", "peers": [ERIN], "activationTimeout": 30});
+    let reply = system.post(DAVE, system.request, "/api/projects/project-1/roles/request", body).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let dave_id = reply.body["entitlements"][0]["activationId"].as_str().expect("id").to_string();
     reset(&system).await;
-    for link in &links {
-        let path = format!("/api/activation-request?{}", link.split('?').nth(1).expect("query"));
-        let reply = system.call(BOB, "GET", system.approve, &path, None).await;
-        assert_eq!(reply.status, 200, "{reply:?}");
-        assert_eq!(system.call(BOB, "POST", system.approve, &path, None).await.status, 200);
-    }
+    chat_decides(&system, &[(BOB, &folder_id), (ERIN, &dave_id)]).await;
+    observed.insert("chat".to_string(), calls(&system).await);
+
+    // Bob approves the project request by its link, and revokes the folder grant.
+    let links: Vec<String> =
+        asked.iter().filter_map(|e| e["attributes"]["action_url"].as_str()).map(str::to_string).collect();
+    reset(&system).await;
+    let link = links.iter().find(|l| !l.contains(&folder_id)).expect("the project request's link");
+    let path = format!("/api/activation-request?{}", link.split('?').nth(1).expect("query"));
+    let reply = system.call(BOB, "GET", system.approve, &path, None).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let reply = system.call(BOB, "POST", system.approve, &path, None).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let revoke = format!("/api/requests/{folder_id}/revoke");
+    let reply = system.post(BOB, system.approve, &revoke, json!({"reason": "done"})).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
     observed.insert("approve".to_string(), calls(&system).await);
 
     // The mailer reads its key at start, then sends: a fresh one, counted from its start.

@@ -3,6 +3,7 @@
 //! same clients at the emulator.
 
 pub mod catalog;
+pub mod chat;
 pub mod events;
 pub mod grants;
 pub mod groups;

@@ -1,4 +1,4 @@
-//! Google REST APIs that have no official Rust crate (Cloud Identity today), called with
+//! Google REST APIs that have no official Rust crate (Cloud Identity, Firestore data, Chat), called with
 //! `google-cloud-auth` credentials and our one `reqwest` client: no second auth or TLS stack.
 //! Errors come back in Google's JSON shape and are sorted into [`GcpError`] as the SDK's are.
 
@@ -39,6 +39,30 @@ impl RestClient {
     /// `POST endpoint/path` with a JSON body, as JSON.
     pub async fn post(&self, what: &str, path: &str, body: &Value) -> Result<Value, GcpError> {
         let request = self.http.post(self.url(path)).json(body);
+        self.send(what, request).await
+    }
+
+    /// `PATCH endpoint/path?query` with a JSON body, as JSON.
+    pub async fn patch(
+        &self,
+        what: &str,
+        path: &str,
+        query: &[(&str, String)],
+        body: &Value,
+    ) -> Result<Value, GcpError> {
+        let request = self.http.patch(self.url(path)).query(query).json(body);
+        self.send(what, request).await
+    }
+
+    /// `POST endpoint/path?query` with a JSON body, as JSON.
+    pub async fn post_with(
+        &self,
+        what: &str,
+        path: &str,
+        query: &[(&str, String)],
+        body: &Value,
+    ) -> Result<Value, GcpError> {
+        let request = self.http.post(self.url(path)).query(query).json(body);
         self.send(what, request).await
     }
 

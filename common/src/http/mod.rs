@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod error;
 pub mod extract;
+pub mod push;
 pub mod wire;
 
 pub use error::ApiError;

@@ -303,7 +303,7 @@ async fn approve_by_token(
             Ok(loaded) => {
                 let id = loaded.0.record.id.clone();
                 let action = Action::Approve { reason: String::new(), end: None };
-                match decide_and_act_on(&state, &caller, loaded, action).await {
+                match decide_and_act_on(&state, caller.email(), loaded, action).await.map(|d| (d.view, d.message)) {
                     // The reference app answered a repeated approval with success: so does its route.
                     Err(error) if error.code() == "already_approved" => {
                         let (stored, _) = load(&state, &id, now).await?;
@@ -340,8 +340,9 @@ async fn approve(
     ApiJson(body): ApiJson<ApproveBody>,
 ) -> Result<Json<RequestJson>, ApiError> {
     let end = body.end_time.as_deref().map(parse_time).transpose()?;
-    let result =
-        decide_and_act(&state, &caller, &id, Action::Approve { reason: body.reason, end }).await.map(|(view, _)| view);
+    let result = decide_and_act(&state, caller.email(), &id, Action::Approve { reason: body.reason, end })
+        .await
+        .map(|decided| decided.view);
     audit_decision(&state, "api.approveRole", &caller, Some(&id), &result);
     result.map(Json)
 }
@@ -352,7 +353,8 @@ async fn deny(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ReasonBody>,
 ) -> Result<Json<RequestJson>, ApiError> {
-    let result = decide_and_act(&state, &caller, &id, Action::Deny { reason: body.reason }).await.map(|(view, _)| view);
+    let result =
+        decide_and_act(&state, caller.email(), &id, Action::Deny { reason: body.reason }).await.map(|d| d.view);
     audit_decision(&state, "api.denyRole", &caller, Some(&id), &result);
     result.map(Json)
 }
@@ -364,7 +366,7 @@ async fn revoke(
     ApiJson(body): ApiJson<ReasonBody>,
 ) -> Result<Json<RequestJson>, ApiError> {
     let result =
-        decide_and_act(&state, &caller, &id, Action::Revoke { reason: body.reason }).await.map(|(view, _)| view);
+        decide_and_act(&state, caller.email(), &id, Action::Revoke { reason: body.reason }).await.map(|d| d.view);
     audit_decision(&state, "api.revokeRole", &caller, Some(&id), &result);
     result.map(Json)
 }
@@ -385,25 +387,37 @@ fn audit_decision<T>(
 /// Decides `action` by the caller on request `id`, records it, and carries it out: the
 /// binding for the approval that completes the quorum, its removal for a revocation. Returns
 /// the request as the caller now sees it, and a note for them.
-async fn decide_and_act(
-    state: &AppState,
-    caller: &IapUser,
-    id: &str,
-    action: Action,
-) -> Result<(RequestJson, Option<String>), ApiError> {
+pub async fn decide_and_act(state: &AppState, caller: &Email, id: &str, action: Action) -> Result<Decided, ApiError> {
     let loaded = load(state, id, Timestamp::now()).await?;
     decide_and_act_on(state, caller, loaded, action).await
+}
+
+/// A decision carried out: the request as written, as the caller now sees it, and a note.
+#[derive(Debug, Clone)]
+pub struct Decided {
+    pub stored: Stored,
+    pub view: RequestJson,
+    pub message: Option<String>,
+}
+
+/// The request `id` as the ledger holds it, checked against its token.
+pub async fn request(state: &AppState, id: &str) -> Result<Record, ApiError> {
+    Ok(load(state, id, Timestamp::now()).await?.0.record)
+}
+
+/// The base URL links are built from.
+pub fn base_url(state: &AppState) -> &str {
+    &state.grants.base_url
 }
 
 /// `decide_and_act` on a request already read and checked.
 async fn decide_and_act_on(
     state: &AppState,
-    caller: &IapUser,
+    caller: &Email,
     (stored, request): Loaded,
     action: Action,
-) -> Result<(RequestJson, Option<String>), ApiError> {
+) -> Result<Decided, ApiError> {
     let now = Timestamp::now();
-    let caller = caller.email();
     let standing = standing(state, &stored.record, request.as_ref(), caller, &action, now).await?;
     // Decided on the record as it is when written: a write that lost a race decides again.
     let (written, entry, effect) = state
@@ -450,7 +464,8 @@ async fn decide_and_act_on(
         }
     };
     let actions = available_actions(&stored.record, caller, standing, Timestamp::now());
-    Ok((RequestJson::new(&stored.record, Timestamp::now(), actions), message))
+    let view = RequestJson::new(&stored.record, Timestamp::now(), actions);
+    Ok(Decided { stored, view, message })
 }
 
 /// What the caller may do, from a fresh read: approving and denying need the caller to be a

@@ -22,16 +22,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
 use common::config::{BackendSettings, ConfigError, Env};
-use common::gcp::jwks::{CLOCK_LEEWAY_SECONDS, JwksCache};
+use common::gcp::jwks::JwksCache;
 use common::http::ApiError;
-use common::jwt::{Expectations, JwtError};
-use common::timestamp::Timestamp;
+use common::http::push::authenticate;
+pub use common::http::push::{PushAuth, SignatureCheck};
 
 use crate::compose::{Skip, Style, compose};
 use crate::sendgrid::{SendGrid, Sent};
-
-/// Google signs push tokens as this issuer.
-const GOOGLE_ISSUER: &str = "https://accounts.google.com";
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -66,26 +63,6 @@ impl std::fmt::Debug for ApiKey {
     }
 }
 
-/// Who may push: Google-signed OIDC tokens for this audience, for this service account.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PushAuth {
-    pub audience: String,
-    pub service_account: String,
-    pub jwks_url: String,
-    pub check: SignatureCheck,
-}
-
-/// Who checks the push token's signature: exactly one full check happens on every push.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SignatureCheck {
-    /// `PUSH_AUTH=verify`: we do, against Google's keys (Cloud Run's invoker check off, or not
-    /// on Cloud Run at all).
-    Ours,
-    /// `PUSH_AUTH=cloud-run`: Cloud Run's invoker check did, and replaced the signature with
-    /// its marker; we check every claim. Refused unless the process runs on Cloud Run.
-    CloudRun,
-}
-
 impl Config {
     pub fn read(env: &mut Env<'_>) -> Config {
         let api_key = match (env.optional("SENDGRID_API_KEY"), env.optional("SENDGRID_API_KEY_SECRET")) {
@@ -110,34 +87,7 @@ impl Config {
         if !sender_address.is_empty() && common::email::Email::parse(&sender_address).is_err() {
             env.problem(format!("SMTP_SENDER_ADDRESS must be an email address, not '{sender_address}'"));
         }
-        let on_cloud_run = env.optional("K_SERVICE").is_some();
-        let mode = env.text("PUSH_AUTH", if on_cloud_run { "cloud-run" } else { "verify" });
-        let check = match mode.to_ascii_lowercase().as_str() {
-            "verify" | "true" => Some(SignatureCheck::Ours),
-            "cloud-run" if on_cloud_run => Some(SignatureCheck::CloudRun),
-            "cloud-run" => {
-                env.problem(
-                    "PUSH_AUTH=cloud-run needs Cloud Run's invoker check in front (K_SERVICE is not set)".into(),
-                );
-                None
-            }
-            // Off is for a local run only: Cloud Run sets K_SERVICE.
-            "false" if on_cloud_run => {
-                env.problem("PUSH_AUTH=false is refused on Cloud Run: anyone could make the mailer send mail".into());
-                None
-            }
-            "false" => None,
-            other => {
-                env.problem(format!("PUSH_AUTH must be verify, cloud-run or false, not '{other}'"));
-                None
-            }
-        };
-        let push_auth = check.map(|check| PushAuth {
-            audience: env.required("PUSH_AUDIENCE", "the URL the push subscription's OIDC token is addressed to"),
-            service_account: env.required("PUSH_SERVICE_ACCOUNT", "the service account the push subscription signs as"),
-            jwks_url: env.text("PUSH_JWKS_URL", "https://www.googleapis.com/oauth2/v3/certs"),
-            check,
-        });
+        let push_auth = PushAuth::read(env, "the mailer send mail", "cloud-run");
         let base_url = env.required("BASE_URL", "the URL people open JIT access at; every link in mail starts with it");
         if !(base_url.is_empty() || base_url.starts_with("https://") || base_url.starts_with("http://")) {
             env.problem(format!("BASE_URL must be an http(s) URL, not '{base_url}'"));
@@ -290,60 +240,4 @@ fn poison(state: &AppState, message_id: &str, reason: &str) -> Response {
     let poison = state.counters.poison.fetch_add(1, Ordering::Relaxed) + 1;
     tracing::error!(message_id, reason, poison_total = poison, "message dropped: it can never be mailed");
     StatusCode::NO_CONTENT.into_response()
-}
-
-/// Checks the push subscription's Google-signed OIDC token: its signature (ours to check, or
-/// Cloud Run's, see [`SignatureCheck`]), then issuer, audience, times, account and
-/// `email_verified`.
-async fn authenticate(auth: &PushAuth, keys: &JwksCache, headers: &HeaderMap) -> Result<(), ApiError> {
-    let refuse = |message: String| ApiError::unauthenticated("push_unauthenticated", message);
-    let bearer = |name: &str| -> Result<Option<&str>, ApiError> {
-        let mut values = headers.get_all(name).iter();
-        let first = values.next();
-        if values.next().is_some() {
-            return Err(refuse(format!("a push carries one {name} header, not several")));
-        }
-        Ok(first.and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")))
-    };
-    // Cloud Run checks X-Serverless-Authorization when it is present, and then passes
-    // Authorization through unchecked: the token it vouches for is the one it read.
-    let token = match auth.check {
-        SignatureCheck::CloudRun => {
-            bearer("x-serverless-authorization")?.map_or_else(|| bearer("authorization"), |t| Ok(Some(t)))?
-        }
-        SignatureCheck::Ours => bearer("authorization")?,
-    }
-    .ok_or_else(|| refuse("a push needs Authorization: Bearer with the subscription's OIDC token".into()))?;
-    let now = Timestamp::now();
-    let expect = Expectations {
-        algorithm: jsonwebtoken::Algorithm::RS256,
-        issuer: GOOGLE_ISSUER,
-        audience: &auth.audience,
-        now,
-        leeway_seconds: CLOCK_LEEWAY_SECONDS,
-        require_not_before: false,
-    };
-    let signature_removed = token.rsplit('.').next() == Some(common::jwt::SIGNATURE_REMOVED);
-    let claims = match (auth.check, signature_removed) {
-        (SignatureCheck::CloudRun, true) => {
-            common::jwt::claims_checked_by_cloud_run(token, &expect).map_err(|e| refuse(e.to_string()))?
-        }
-        (SignatureCheck::Ours, true) => {
-            return Err(refuse(
-                "the push token's signature was removed, and nothing here checked it: behind Cloud Run's invoker check set PUSH_AUTH=cloud-run".into(),
-            ));
-        }
-        // A signature still in place means nobody checked it yet: we do, fully.
-        (_, false) => keys
-            .verify(|keys| common::jwt::verify(token, keys, &expect), |e| matches!(e, JwtError::UnknownKeyId(_)))
-            .await?
-            .map_err(|e| refuse(e.to_string()))?,
-    };
-    let email_matches =
-        claims.get("email").and_then(|e| e.as_str()).is_some_and(|e| e.eq_ignore_ascii_case(&auth.service_account));
-    let verified = claims.get("email_verified").and_then(|v| v.as_bool()).unwrap_or(false);
-    if !email_matches || !verified {
-        return Err(refuse("the push token is not from the configured service account".into()));
-    }
-    Ok(())
 }

@@ -69,11 +69,16 @@ module "jit_access" {
     approve          = "${local.registry}/approve:${var.image_tag}"
     mailer           = "${local.registry}/mailer:${var.image_tag}"
     sweeper          = "${local.registry}/sweeper:${var.image_tag}"
+    chat             = "${local.registry}/chat:${var.image_tag}"
   }
 }
 
 output "url" {
   value = module.jit_access.url
+}
+
+output "chat_app_url" {
+  value = module.jit_access.chat_app_url
 }
 
 output "ip_address" {

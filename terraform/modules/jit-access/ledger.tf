@@ -47,7 +47,7 @@ resource "google_firestore_field" "expire_at" {
 }
 
 resource "google_project_iam_member" "ledger_users" {
-  for_each = toset(["list_eligibility", "request_approval", "approve", "sweeper"])
+  for_each = toset(["list_eligibility", "request_approval", "approve", "sweeper", "chat"])
   project  = var.project_id
   role     = "roles/datastore.user"
   member   = "serviceAccount:${google_service_account.function[each.key].email}"

@@ -7,6 +7,7 @@
 #   approve           Cloud Asset Viewer and Project IAM Admin on the scope, Pub/Sub Publisher
 #   mailer            Secret Accessor on the SendGrid secret only
 #   sweeper           Project IAM Admin on the scope
+#   chat              what approve holds: it decides on requests from Google Chat
 # on each scope RESOURCE_SCOPE names, and, where a scope is a folder or an organization, Folder
 # IAM Admin (folder scope) or a custom role over folder and organization policies
 # (organization scope) for request-approval, approve and the sweeper: activations on folders
@@ -28,6 +29,9 @@ locals {
   # Cloud Run's deterministic URL: known before the service exists, so the mailer's own
   # audience needs no second apply.
   mailer_url = "https://jit-mailer-${local.number}.${var.region}.run.app/"
+  # The Chat app's URL: its HTTP endpoint (set it in the Chat API's configuration page) and,
+  # under /events, the push endpoint of its subscription.
+  chat_url = "https://jit-chat-${local.number}.${var.region}.run.app/"
 
   service_names = {
     list_eligibility = "jit-list-eligibility"
@@ -103,6 +107,18 @@ locals {
     PUSH_AUTH = "cloud-run"
     BASE_URL  = local.base_url
   })
+  chat_env = merge(local.activation_env, local.backend_env, local.scope_env, local.ledger_env, {
+    SIGNING_SERVICE_ACCOUNT = google_service_account.signer.email
+    NOTIFICATION_TOPIC      = local.topic
+    BASE_URL                = local.base_url
+    CHAT_AUDIENCE           = var.chat_audience != "" ? var.chat_audience : tostring(local.number)
+    CHAT_SPACE              = var.chat_space
+    PUSH_AUDIENCE           = "${local.chat_url}events"
+    PUSH_SERVICE_ACCOUNT    = google_service_account.push.email
+    # Google Chat's token (audience: the project number) cannot pass Cloud Run's invoker
+    # check, so the service is public and checks both kinds of token itself.
+    PUSH_AUTH = "verify"
+  })
   sweeper_env = merge(local.backend_env, local.scope_env, local.ledger_env, {
     NOTIFICATION_TOPIC   = local.topic
     BASE_URL             = local.base_url
@@ -123,18 +139,22 @@ locals {
     approve_asset = { role = "roles/cloudasset.viewer", member = "serviceAccount:${google_service_account.function["approve"].email}" }
     approve_iam   = { role = "roles/resourcemanager.projectIamAdmin", member = "serviceAccount:${google_service_account.function["approve"].email}" }
     sweeper_iam   = { role = "roles/resourcemanager.projectIamAdmin", member = "serviceAccount:${google_service_account.function["sweeper"].email}" }
+    chat_asset    = { role = "roles/cloudasset.viewer", member = "serviceAccount:${google_service_account.function["chat"].email}" }
+    chat_iam      = { role = "roles/resourcemanager.projectIamAdmin", member = "serviceAccount:${google_service_account.function["chat"].email}" }
   })
   # Folder activations write folder policies: only a folder or organization scope has any.
   folder_scope_grants = {
     request_folders = { role = "roles/resourcemanager.folderIamAdmin", member = "serviceAccount:${google_service_account.function["request_approval"].email}" }
     approve_folders = { role = "roles/resourcemanager.folderIamAdmin", member = "serviceAccount:${google_service_account.function["approve"].email}" }
     sweeper_folders = { role = "roles/resourcemanager.folderIamAdmin", member = "serviceAccount:${google_service_account.function["sweeper"].email}" }
+    chat_folders    = { role = "roles/resourcemanager.folderIamAdmin", member = "serviceAccount:${google_service_account.function["chat"].email}" }
   }
   # The custom role below, granted at each organization scope.
   organization_scope_grants = {
     request_containers = { role = "jitAccessContainerIamAdmin", member = "serviceAccount:${google_service_account.function["request_approval"].email}" }
     approve_containers = { role = "jitAccessContainerIamAdmin", member = "serviceAccount:${google_service_account.function["approve"].email}" }
     sweeper_containers = { role = "jitAccessContainerIamAdmin", member = "serviceAccount:${google_service_account.function["sweeper"].email}" }
+    chat_containers    = { role = "jitAccessContainerIamAdmin", member = "serviceAccount:${google_service_account.function["chat"].email}" }
   }
   # "SCOPE KEY" => { scope, type, id, role, member } for every scope RESOURCE_SCOPE names.
   scope_grants = merge([
@@ -180,6 +200,7 @@ resource "google_service_account" "function" {
     approve          = "JIT access: approve"
     mailer           = "JIT access: mailer"
     sweeper          = "JIT access: sweeper job"
+    chat             = "JIT access: Google Chat app"
   }
   project      = var.project_id
   account_id   = "jit-${replace(each.key, "_", "-")}"

@@ -39,3 +39,8 @@ output "iap_audiences" {
   description = "The IAP audience each HTTP function verifies."
   value       = local.iap_audience
 }
+
+output "chat_app_url" {
+  description = "The Google Chat app's HTTP endpoint: set it in the Chat API's configuration page (README, \"Approve from Google Chat\")."
+  value       = local.chat_url
+}

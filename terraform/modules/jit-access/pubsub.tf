@@ -22,7 +22,7 @@ resource "google_pubsub_topic" "dead_letter" {
 }
 
 resource "google_pubsub_topic_iam_member" "publishers" {
-  for_each = toset(["request_approval", "approve", "sweeper"])
+  for_each = toset(["request_approval", "approve", "sweeper", "chat"])
   project  = var.project_id
   topic    = google_pubsub_topic.events.name
   role     = "roles/pubsub.publisher"
@@ -56,6 +56,34 @@ resource "google_pubsub_subscription" "mailer" {
   }
 }
 
+# The Chat app's subscription: it posts a card per new request and keeps every card current.
+resource "google_pubsub_subscription" "chat" {
+  project                    = var.project_id
+  name                       = "jit-chat"
+  topic                      = google_pubsub_topic.events.id
+  ack_deadline_seconds       = 60
+  message_retention_duration = "86400s"
+
+  push_config {
+    push_endpoint = "${local.chat_url}events"
+    oidc_token {
+      service_account_email = google_service_account.push.email
+      audience              = "${local.chat_url}events"
+    }
+  }
+  retry_policy {
+    minimum_backoff = "10s"
+    maximum_backoff = "600s"
+  }
+  dead_letter_policy {
+    dead_letter_topic     = google_pubsub_topic.dead_letter.id
+    max_delivery_attempts = var.mailer_max_delivery_attempts
+  }
+  expiration_policy {
+    ttl = ""
+  }
+}
+
 # Pub/Sub moves undeliverable messages with its own service agent, and signs push tokens as
 # the push account.
 resource "google_pubsub_topic_iam_member" "agent_dead_letters" {
@@ -66,8 +94,9 @@ resource "google_pubsub_topic_iam_member" "agent_dead_letters" {
 }
 
 resource "google_pubsub_subscription_iam_member" "agent_acknowledges" {
+  for_each     = { mailer = google_pubsub_subscription.mailer.name, chat = google_pubsub_subscription.chat.name }
   project      = var.project_id
-  subscription = google_pubsub_subscription.mailer.name
+  subscription = each.value
   role         = "roles/pubsub.subscriber"
   member       = local.pubsub_agent
 }

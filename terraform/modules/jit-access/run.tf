@@ -1,4 +1,4 @@
-# The four Cloud Run services and the sweeper job.
+# The Cloud Run services (three behind IAP, the mailer, the Chat app) and the sweeper job.
 
 locals {
   http_functions = {
@@ -90,6 +90,47 @@ resource "google_cloud_run_v2_service" "mailer" {
     }
   }
   depends_on = [google_project_service.apis, google_secret_manager_secret_iam_member.mailer_reads_key]
+}
+
+# The Google Chat app: Google Chat calls it with a token whose audience is the project number
+# (or, if so configured, a Google ID token for its URL), which Cloud Run's invoker check cannot
+# accept; so the invoker check is off and the app verifies Chat's token, and the push
+# subscription's, itself (docs/security.md, "Google Chat").
+resource "google_cloud_run_v2_service" "chat" {
+  project              = var.project_id
+  name                 = "jit-chat"
+  location             = var.region
+  ingress              = "INGRESS_TRAFFIC_ALL"
+  invoker_iam_disabled = true
+  deletion_protection  = false
+
+  template {
+    service_account = google_service_account.function["chat"].email
+    scaling {
+      max_instance_count = 3
+    }
+    containers {
+      image = var.images.chat
+      resources {
+        limits   = { cpu = "1", memory = "256Mi" }
+        cpu_idle = true
+      }
+      dynamic "env" {
+        for_each = local.chat_env
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
+      # Ready once the SDK clients are built; the port opens before that.
+      startup_probe {
+        http_get {
+          path = "/health/ready"
+        }
+      }
+    }
+  }
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_cloud_run_v2_service_iam_member" "push_invokes_mailer" {

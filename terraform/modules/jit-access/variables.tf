@@ -25,6 +25,7 @@ variable "images" {
     approve          = string
     mailer           = string
     sweeper          = string
+    chat             = string
   })
 }
 
@@ -215,4 +216,24 @@ variable "activation_max_schedule" {
   description = "ACTIVATION_MAX_SCHEDULE: how far ahead, in minutes, an activation may be scheduled to start (default 7 days)."
   type        = number
   default     = 10080
+}
+
+variable "chat_audience" {
+  description = "CHAT_AUDIENCE: the Chat app's authentication audience as set in the Chat API's configuration page: empty for the project number (the default there), or the app's URL."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.chat_audience == "" || can(regex("^([0-9]+|https://.+)$", var.chat_audience))
+    error_message = "chat_audience must be empty, a project number, or an https:// URL."
+  }
+}
+
+variable "chat_space" {
+  description = "CHAT_SPACE: post each request's card once in this space (spaces/AAAA) instead of to each reviewer by direct message; empty for direct messages."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.chat_space == "" || can(regex("^spaces/[A-Za-z0-9_-]+$", var.chat_space))
+    error_message = "chat_space must be empty or a space name such as spaces/AAAA."
+  }
 }

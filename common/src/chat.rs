@@ -1,0 +1,269 @@
+//! Google Chat: the card a reviewer decides on, and the events Chat sends when they do. Pure:
+//! [`crate::gcp::chat`] posts and updates cards, `functions/chat` receives the events.
+//!
+//! The app is a Chat app over HTTP (not a Workspace add-on): events arrive as Chat's `Event`
+//! (`type`, `user`, `space`, `common.invokedFunction`, `common.formInputs`), and replies are
+//! `actionResponse`s (`UPDATE_MESSAGE` to edit the clicked card, `DIALOG` to ask a reason).
+
+use serde_json::{Value, json};
+
+use crate::email::Email;
+use crate::entitlement::EntitlementId;
+use crate::lifecycle::{Record, State};
+use crate::timestamp::Timestamp;
+
+/// The account Google Chat calls apps as.
+pub const CHAT_ACCOUNT: &str = "chat@system.gserviceaccount.com";
+
+/// The card's actions (`common.invokedFunction`).
+pub const APPROVE: &str = "approve";
+/// Opens the reason dialog, and submits it.
+pub const DENY: &str = "deny";
+
+/// The message ID of a request's card in every space it is posted to: Chat's rules are
+/// `client-`, then lowercase letters, digits and hyphens, 63 characters at most. Our request
+/// IDs (`mpa-` and 16 base64url characters) are written in hex, so no two collide.
+pub fn message_id(request_id: &str) -> String {
+    let hex: String = request_id.bytes().map(|b| format!("{b:02x}")).collect();
+    let mut id = format!("client-{hex}");
+    id.truncate(63);
+    id
+}
+
+/// Chat card text allows a little HTML: what people typed must not become markup.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+fn row(label: &str, value: &str) -> Value {
+    json!({"decoratedText": {"topLabel": label, "text": escape(value), "wrapText": true}})
+}
+
+fn time(seconds: i64) -> String {
+    Timestamp::from_unix_seconds(seconds).map(|t| t.to_string()).unwrap_or_default()
+}
+
+/// The request's card as `cardsV2`: who asks for what, where, why and until when, its true
+/// state, and, while it awaits approval, Approve, Deny (a dialog asks the reason) and Open in
+/// browser. `note` is a line for whoever clicked (a refusal, say).
+pub fn card(record: &Record, now: Timestamp, base_url: &str, note: Option<&str>) -> Value {
+    let first = record.entitlements.first().map(String::as_str).unwrap_or_default();
+    let (role, resource) = match EntitlementId::parse(first) {
+        Ok(id) => (id.role().as_str().to_string(), id.resource().to_string()),
+        Err(_) => (first.to_string(), String::new()),
+    };
+    let state = record.state(now);
+    let mut widgets = vec![
+        row("Requested by", record.beneficiary.as_str()),
+        row("Role", &role),
+        row("On", &resource),
+        row("Justification", &record.justification),
+        row("Window (UTC)", &format!("{} to {}", time(record.start), time(record.end))),
+        row("Approvals", &format!("{} of {}", record.approvers().len(), record.approvals_needed)),
+        row("State", state.name()),
+    ];
+    if let Some(note) = note {
+        widgets.push(json!({"textParagraph": {"text": escape(note)}}));
+    }
+    let parameters = json!([{"key": "id", "value": record.id}]);
+    let mut buttons = Vec::new();
+    if state == State::ApprovalAwaited {
+        let approve = if record.approver_reason_required {
+            json!({"function": APPROVE, "parameters": parameters, "interaction": "OPEN_DIALOG"})
+        } else {
+            json!({"function": APPROVE, "parameters": parameters})
+        };
+        buttons.push(json!({"text": "Approve", "onClick": {"action": approve}}));
+        buttons.push(json!({"text": "Deny", "onClick": {"action": {
+            "function": DENY, "parameters": parameters, "interaction": "OPEN_DIALOG"}}}));
+    }
+    let link = format!("{}/?request={}", base_url.trim_end_matches('/'), record.id);
+    buttons.push(json!({"text": "Open in browser", "onClick": {"openLink": {"url": link}}}));
+    widgets.push(json!({"buttonList": {"buttons": buttons}}));
+    json!([{
+        "cardId": "request",
+        "card": {
+            "header": {
+                "title": if state == State::ApprovalAwaited { "Approval requested" } else { "Access request" },
+                "subtitle": escape(&format!("{} asks for {role}", record.beneficiary)),
+            },
+            "sections": [{"widgets": widgets}],
+        },
+    }])
+}
+
+/// The reply that edits the clicked card in place.
+pub fn update_message(cards: Value) -> Value {
+    json!({"actionResponse": {"type": "UPDATE_MESSAGE"}, "cardsV2": cards})
+}
+
+/// The dialog that asks a reviewer for their reason: always to deny, and to approve where
+/// the approval policy asks approvers for one. Submitting it calls `function` again.
+pub fn reason_dialog(function: &str, request_id: &str) -> Value {
+    let (title, label, button) = if function == APPROVE {
+        ("Approve the request", "Why do you approve it?", "Approve")
+    } else {
+        ("Deny the request", "Why do you deny it?", "Deny")
+    };
+    json!({"actionResponse": {"type": "DIALOG", "dialogAction": {"dialog": {"body": {
+        "header": {"title": title},
+        "sections": [{"widgets": [
+            {"textInput": {"name": "reason", "label": label, "type": "MULTIPLE_LINE"}},
+            {"buttonList": {"buttons": [{"text": button, "onClick": {"action": {
+                "function": function, "parameters": [{"key": "id", "value": request_id}]}}}]}},
+        ]}],
+    }}}}})
+}
+
+/// Closes the dialog with a status Chat shows the reviewer (`OK`, or the error's code).
+pub fn close_dialog(code: &str, message: &str) -> Value {
+    json!({"actionResponse": {"type": "DIALOG", "dialogAction": {
+        "actionStatus": {"statusCode": code, "userFacingMessage": message}}}})
+}
+
+/// What a Chat event asks of the app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatEvent {
+    /// A person added the app (in a direct message, `direct`); `user` is `users/ID`.
+    Added { email: Email, user: String, direct: bool },
+    /// A person removed the app.
+    Removed { email: Email },
+    /// A click on one of our cards' buttons, or a dialog opened or submitted from one.
+    Clicked { email: Email, function: String, request: String, dialog: Dialog, reason: String },
+    /// Anything else (a message typed to the app): answered with a short help text.
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialog {
+    None,
+    Requested,
+    Submitted,
+    Cancelled,
+}
+
+/// Reads a Chat event. Only human users act: Chat names them by `users/ID` with their
+/// address; a bot or a user without an address is refused.
+pub fn parse_event(event: &Value) -> Result<ChatEvent, String> {
+    let user = &event["user"];
+    let email = || -> Result<Email, String> {
+        if user["type"].as_str().is_some_and(|t| t != "HUMAN") {
+            return Err("only people act in JIT access".into());
+        }
+        let address = user["email"].as_str().ok_or("the event names no user address")?;
+        Email::parse(address).map_err(|e| e.to_string())
+    };
+    match event["type"].as_str().unwrap_or_default() {
+        "ADDED_TO_SPACE" => {
+            let name = user["name"].as_str().filter(|n| n.starts_with("users/")).ok_or("the event names no user")?;
+            let space = &event["space"];
+            let direct = space["spaceType"].as_str() == Some("DIRECT_MESSAGE") || space["type"].as_str() == Some("DM");
+            Ok(ChatEvent::Added { email: email()?, user: name.to_string(), direct })
+        }
+        "REMOVED_FROM_SPACE" => Ok(ChatEvent::Removed { email: email()? }),
+        "CARD_CLICKED" => {
+            let common = &event["common"];
+            let function = common["invokedFunction"]
+                .as_str()
+                .or(event["action"]["actionMethodName"].as_str())
+                .ok_or("the click names no function")?;
+            let request = common["parameters"]["id"].as_str().ok_or("the click names no request")?;
+            let dialog = match event["dialogEventType"].as_str() {
+                Some("REQUEST_DIALOG") => Dialog::Requested,
+                Some("SUBMIT_DIALOG") => Dialog::Submitted,
+                Some("CANCEL_DIALOG") => Dialog::Cancelled,
+                _ => Dialog::None,
+            };
+            let reason = common["formInputs"]["reason"]["stringInputs"]["value"][0].as_str().unwrap_or_default();
+            Ok(ChatEvent::Clicked {
+                email: email()?,
+                function: function.to_string(),
+                request: request.to_string(),
+                dialog,
+                reason: reason.trim().to_string(),
+            })
+        }
+        _ => Ok(ChatEvent::Other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::condition::ActivationType;
+    use crate::lifecycle::Entry;
+
+    fn record() -> Record {
+        let alice = Email::parse("alice@example.com").expect("email");
+        let now = Timestamp::now().unix_seconds();
+        Record {
+            id: "mpa-AQEBAQEBAQEBAQEB".into(),
+            activation_type: ActivationType::Mpa,
+            beneficiary: alice.clone(),
+            reviewers: vec![Email::parse("bob@example.com").expect("email")],
+            entitlements: vec!["project-1:roles/compute.admin".into()],
+            justification: "<b>BUG-1</b>".into(),
+            start: now,
+            end: now + 3600,
+            request_expiry: now + 3600,
+            approvals_needed: 1,
+            approver_reason_required: false,
+            token: None,
+            timeline: vec![Entry::Requested { at: now, actor: alice }],
+        }
+    }
+
+    #[test]
+    fn message_ids_follow_chats_rules_and_differ_per_request() {
+        let id = message_id("mpa-AQEBAQEBAQEBAQEB");
+        assert!(id.starts_with("client-") && id.len() <= 63, "{id}");
+        assert!(id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'), "{id}");
+        assert_ne!(id, message_id("mpa-AQEBAQEBAQEBAQEC"));
+    }
+
+    #[test]
+    fn the_card_offers_decisions_only_while_approval_is_awaited_and_escapes_what_people_typed() {
+        let record = record();
+        let open = card(&record, Timestamp::now(), "https://jit.example.com/", None).to_string();
+        assert!(open.contains("\"function\":\"approve\"") && open.contains("OPEN_DIALOG"), "{open}");
+        assert!(open.contains("https://jit.example.com/?request=mpa-AQEBAQEBAQEBAQEB"));
+        assert!(!open.contains("<b>") && open.contains("&lt;b&gt;BUG-1"), "{open}");
+        let later = Timestamp::from_unix_seconds(record.end + 60).expect("t");
+        let closed = card(&record, later, "https://jit.example.com", Some("Refused: <x>")).to_string();
+        assert!(!closed.contains("\"function\":\"approve\"") && closed.contains("EXPIRED"), "{closed}");
+        assert!(closed.contains("Refused: &lt;x&gt;"));
+    }
+
+    #[test]
+    fn events_are_read_for_people_only() {
+        let click = json!({"type": "CARD_CLICKED", "user": {"name": "users/1", "email": "bob@example.com", "type": "HUMAN"},
+            "common": {"invokedFunction": "deny", "parameters": {"id": "mpa-x"},
+                "formInputs": {"reason": {"stringInputs": {"value": [" no "]}}}},
+            "dialogEventType": "SUBMIT_DIALOG", "isDialogEvent": true});
+        let ChatEvent::Clicked { email, function, request, dialog, reason } = parse_event(&click).expect("valid")
+        else {
+            panic!("a click");
+        };
+        assert_eq!(
+            (email.as_str(), function.as_str(), request.as_str(), dialog, reason.as_str()),
+            ("bob@example.com", "deny", "mpa-x", Dialog::Submitted, "no")
+        );
+        let mut bot = click.clone();
+        bot["user"]["type"] = json!("BOT");
+        assert!(parse_event(&bot).is_err());
+        let mut nameless = click.clone();
+        nameless["user"] = json!({"name": "users/1"});
+        assert!(parse_event(&nameless).is_err());
+        let added = json!({"type": "ADDED_TO_SPACE", "user": {"name": "users/7", "email": "carol@example.com"},
+            "space": {"name": "spaces/x", "spaceType": "DIRECT_MESSAGE"}});
+        assert_eq!(
+            parse_event(&added),
+            Ok(ChatEvent::Added {
+                email: Email::parse("carol@example.com").expect("email"),
+                user: "users/7".into(),
+                direct: true
+            })
+        );
+        assert_eq!(parse_event(&json!({"type": "MESSAGE"})), Ok(ChatEvent::Other));
+    }
+}

@@ -1,0 +1,86 @@
+//! Google Chat's REST API (no official Rust crate), with app authentication (`chat.bot`):
+//! find a person's direct message with the app, post a request's card there or in
+//! `CHAT_SPACE`, and update it. Beside it, [`ChatUsers`]: who added the app, kept in
+//! Firestore with the ledger, because with app authentication Chat finds a direct message
+//! only by a person's Chat ID (`users/123…`), never by their address.
+
+use serde_json::{Value, json};
+
+use crate::email::Email;
+use crate::gcp::GcpError;
+use crate::gcp::ledger::{decode, encode};
+use crate::gcp::rest::RestClient;
+
+pub const SCOPE: &str = "https://www.googleapis.com/auth/chat.bot";
+const DATASTORE_SCOPE: &str = "https://www.googleapis.com/auth/datastore";
+const USERS: &str = "chatUsers";
+
+#[derive(Debug, Clone)]
+pub struct ChatClient {
+    rest: RestClient,
+}
+
+impl ChatClient {
+    pub fn new(http: reqwest::Client, endpoint: &str) -> Result<ChatClient, GcpError> {
+        Ok(ChatClient { rest: RestClient::new(http, endpoint, &[SCOPE])? })
+    }
+
+    /// The direct message between `user` (`users/ID`) and the app; `None` if they never
+    /// added the app or removed it.
+    pub async fn direct_message(&self, user: &str) -> Result<Option<String>, GcpError> {
+        let query = [("name", user.to_string())];
+        match self.rest.get("chat findDirectMessage", "v1/spaces:findDirectMessage", &query).await {
+            Ok(space) => Ok(space["name"].as_str().map(str::to_string)),
+            Err(GcpError::NotFound(_)) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Posts `cards` in `space` as message `message_id`. The same ID as the request ID makes
+    /// a redelivered event return the message already posted instead of a second one.
+    pub async fn post(&self, space: &str, message_id: &str, text: &str, cards: &Value) -> Result<(), GcpError> {
+        let query = [("messageId", message_id.to_string()), ("requestId", message_id.to_string())];
+        let body = json!({"text": text, "cardsV2": cards});
+        self.rest.post_with("chat messages.create", &format!("v1/{space}/messages"), &query, &body).await.map(|_| ())
+    }
+
+    /// Replaces the cards of our message `message_id` in `space`.
+    pub async fn update(&self, space: &str, message_id: &str, cards: &Value) -> Result<(), GcpError> {
+        let query = [("updateMask", "cardsV2".to_string())];
+        let path = format!("v1/{space}/messages/{message_id}");
+        self.rest.patch("chat messages.patch", &path, &query, &json!({"cardsV2": cards})).await.map(|_| ())
+    }
+}
+
+/// Who added the app: address → Chat user (`users/ID`), one document each.
+#[derive(Debug, Clone)]
+pub struct ChatUsers {
+    rest: RestClient,
+    /// `projects/P/databases/D`
+    database: String,
+}
+
+impl ChatUsers {
+    pub fn new(http: reqwest::Client, endpoint: &str, database: &str) -> Result<ChatUsers, GcpError> {
+        Ok(ChatUsers { rest: RestClient::new(http, endpoint, &[DATASTORE_SCOPE])?, database: database.to_string() })
+    }
+
+    /// Records (or refreshes) a person's Chat user.
+    pub async fn put(&self, email: &Email, user: &str) -> Result<(), GcpError> {
+        let name = format!("{}/documents/{USERS}/{}", self.database, email.as_str());
+        let fields = json!({"email": encode(&json!(email.as_str())), "user": encode(&json!(user))});
+        let body = json!({"writes": [{"update": {"name": name, "fields": fields}}]});
+        let path = format!("v1/{}/documents:commit", self.database);
+        self.rest.post("chat users commit", &path, &body).await.map(|_| ())
+    }
+
+    /// A person's Chat user, if they ever added the app.
+    pub async fn get(&self, email: &Email) -> Result<Option<String>, GcpError> {
+        let path = format!("v1/{}/documents/{USERS}/{}", self.database, email.as_str());
+        match self.rest.get("chat users get", &path, &[]).await {
+            Ok(document) => Ok(decode(&document["fields"]["user"]).as_str().map(str::to_string)),
+            Err(GcpError::NotFound(_)) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+}

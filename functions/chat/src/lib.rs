@@ -1,0 +1,410 @@
+//! The `chat` function: a Google Chat app, so reviewers decide where they already are.
+//!
+//! - `POST /events`: the events topic's Pub/Sub push (as the mailer's). A new peer-approval
+//!   request posts its card to each reviewer by direct message, or once to `CHAT_SPACE`; any
+//!   later change to the request (an approval, the grant, a deny, a withdrawal, a revocation)
+//!   updates every copy, so nobody decides on a stale card. The card is drawn from the ledger's
+//!   record, checked against its signed token, never from the event.
+//! - `POST /`: the Chat app's HTTP endpoint. A click runs the approve function's own decision
+//!   code through the ledger (quorum, single use, every refusal), as the clicker: the event's
+//!   user, believed only from a request whose bearer token proves it came from Google Chat
+//!   (`CHAT_AUDIENCE`: the project number, or the endpoint URL; see [`ChatAudience`]).
+//!
+//! Chat finds a direct message only by a person's Chat ID when an app asks, so the app keeps
+//! who added it (address → `users/ID`) from the `ADDED_TO_SPACE` event; a reviewer who never
+//! added the app gets mail only.
+
+use std::sync::Arc;
+
+use approve::decide_and_act;
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, post};
+use common::chat::{APPROVE, CHAT_ACCOUNT, ChatEvent, DENY, Dialog, card, close_dialog, message_id, parse_event};
+use common::condition::ActivationType;
+use common::config::{
+    ActivationSettings, ApprovalSettings, BackendSettings, ConfigError, Env, IapSettings, LedgerSettings,
+    NotificationSettings, ScopeSettings, TokenSettings,
+};
+use common::email::Email;
+use common::event;
+use common::gcp::GcpError;
+use common::gcp::chat::{ChatClient, ChatUsers};
+use common::gcp::jwks::{CLOCK_LEEWAY_SECONDS, JwksCache};
+use common::http::ApiError;
+use common::http::push::{PushAuth, authenticate, bearer, google_keys_url, parse_envelope, verify_google_id_token};
+use common::jwt::{Expectations, JwtError};
+use common::lifecycle::{Action, Record};
+use common::timestamp::Timestamp;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// What the approve function reads, but IAP: no route here is behind IAP.
+    pub decisions: common::config::Config,
+    /// `CHAT_ENDPOINT`: Google Chat's API.
+    pub endpoint: String,
+    /// `CHAT_SPACE` (`spaces/…`): post cards there instead of to each reviewer.
+    pub space: Option<String>,
+    pub audience: ChatAudience,
+    /// `PUSH_JWKS_URL`: Google's ID-token keys (endpoint-URL audience).
+    pub google_keys_url: String,
+    pub push_auth: Option<PushAuth>,
+}
+
+/// The two ways Google Chat proves a request came from it, as set in the Chat app's
+/// configuration ("Authentication audience").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatAudience {
+    /// A JWT from `chat@system.gserviceaccount.com` (its own keys) with the project number as
+    /// audience.
+    ProjectNumber(String),
+    /// A Google ID token for the app's URL, issued to `chat@system.gserviceaccount.com`.
+    EndpointUrl(String),
+}
+
+impl Config {
+    pub fn read(env: &mut Env<'_>) -> Config {
+        let decisions = common::config::Config {
+            activation: ActivationSettings::read(env),
+            approval: ApprovalSettings::read(env),
+            scope: ScopeSettings::read(env),
+            iap: IapSettings { audience: String::new() },
+            token: TokenSettings::read(env),
+            backend: BackendSettings::read(env),
+            ledger: LedgerSettings::read(env),
+            notification: NotificationSettings::read(env),
+        };
+        let audience = env
+            .required("CHAT_AUDIENCE", "the Chat app's authentication audience: the project number or this app's URL");
+        let audience = if !audience.is_empty() && audience.bytes().all(|b| b.is_ascii_digit()) {
+            ChatAudience::ProjectNumber(audience)
+        } else {
+            if !(audience.is_empty() || audience.starts_with("https://") || audience.starts_with("http://")) {
+                env.problem(format!("CHAT_AUDIENCE must be a project number or the app's URL, not '{audience}'"));
+            }
+            ChatAudience::EndpointUrl(audience)
+        };
+        let space = env.optional("CHAT_SPACE");
+        if let Some(space) = &space
+            && !space.starts_with("spaces/")
+        {
+            env.problem(format!("CHAT_SPACE must be a space name such as spaces/AAAA, not '{space}'"));
+        }
+        Config {
+            decisions,
+            endpoint: env.text("CHAT_ENDPOINT", "https://chat.googleapis.com"),
+            space,
+            audience,
+            google_keys_url: google_keys_url(env),
+            // Chat calls this service too, with a token Cloud Run's invoker check cannot
+            // accept (its audience is the project number): the service checks both itself.
+            push_auth: PushAuth::read(env, "the Chat app post cards", "verify"),
+        }
+    }
+}
+
+pub fn config_from_env() -> Result<Config, ConfigError> {
+    let mut env = Env::from_process();
+    let config = Config::read(&mut env);
+    env.finish().map(|_| config)
+}
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    decisions: approve::AppState,
+    chat: ChatClient,
+    users: ChatUsers,
+    space: Option<String>,
+    audience: ChatAudience,
+    chat_keys: Arc<JwksCache>,
+    google_keys: Arc<JwksCache>,
+    push: Option<(PushAuth, Arc<JwksCache>)>,
+}
+
+impl AppState {
+    pub async fn new(config: Config) -> Result<AppState, GcpError> {
+        let backend = config.decisions.backend.clone();
+        let ledger = config.decisions.ledger.clone();
+        let http = JwksCache::http_client(&backend);
+        let push = config.push_auth.map(|auth| {
+            let keys = JwksCache::new(http.clone(), &auth.jwks_url);
+            (auth, Arc::new(keys))
+        });
+        Ok(AppState {
+            decisions: approve::AppState::new(config.decisions).await?,
+            chat: ChatClient::new(http.clone(), &config.endpoint)?,
+            users: ChatUsers::new(http.clone(), &ledger.endpoint, &ledger.database)?,
+            space: config.space,
+            audience: config.audience,
+            chat_keys: Arc::new(JwksCache::service_account(http.clone(), &backend, CHAT_ACCOUNT)),
+            google_keys: Arc::new(JwksCache::new(http, &config.google_keys_url)),
+            push,
+        })
+    }
+}
+
+pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
+    vec![("POST", "/", post(chat_event)), ("POST", "/events", post(push))]
+}
+
+pub fn router(state: AppState) -> Router {
+    routes()
+        .into_iter()
+        .fold(Router::new(), |router, (_, path, handler)| router.route(path, handler))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("route_not_found", "no such route in chat")
+}
+
+/// 401 unless the request carries a token Google Chat signed for this app.
+async fn verify_chat(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let refuse = |message: String| ApiError::unauthenticated("chat_unauthenticated", message);
+    let token = bearer(headers, "authorization", &refuse)?
+        .ok_or_else(|| refuse("a Chat event needs Authorization: Bearer with Google Chat's token".into()))?;
+    match &state.audience {
+        ChatAudience::ProjectNumber(number) => {
+            let expect = Expectations {
+                algorithm: jsonwebtoken::Algorithm::RS256,
+                issuer: CHAT_ACCOUNT,
+                audience: number,
+                now: Timestamp::now(),
+                leeway_seconds: CLOCK_LEEWAY_SECONDS,
+                require_not_before: false,
+            };
+            state
+                .chat_keys
+                .verify(|keys| common::jwt::verify(token, keys, &expect), |e| matches!(e, JwtError::UnknownKeyId(_)))
+                .await?
+                .map(|_| ())
+                .map_err(|e| refuse(e.to_string()))
+        }
+        ChatAudience::EndpointUrl(url) => {
+            verify_google_id_token(&state.google_keys, token, url, CHAT_ACCOUNT).await?.map_err(refuse)
+        }
+    }
+}
+
+async fn chat_event(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(error) = verify_chat(&state, &headers).await {
+        tracing::warn!(code = error.code(), reason = error.message(), "Chat event refused");
+        return error.into_response();
+    }
+    let event: Value = match serde_json::from_slice(&body) {
+        Ok(event) => event,
+        Err(error) => {
+            return ApiError::bad_request("chat_event_invalid", format!("not JSON ({error})")).into_response();
+        }
+    };
+    match parse_event(&event) {
+        Err(reason) => ApiError::bad_request("chat_event_invalid", reason).into_response(),
+        Ok(ChatEvent::Added { email, user, direct }) => {
+            if direct && let Err(error) = state.users.put(&email, &user).await {
+                return ApiError::from(error).into_response();
+            }
+            tracing::info!(user = %email, direct, "Chat app added");
+            Json(json!({"text": "JIT access will post the requests you are asked to approve here."})).into_response()
+        }
+        Ok(ChatEvent::Removed { email }) => {
+            tracing::info!(user = %email, "Chat app removed");
+            Json(json!({})).into_response()
+        }
+        Ok(ChatEvent::Clicked { email, function, request, dialog, reason }) => {
+            Json(clicked(&state, &email, &function, &request, dialog, reason).await).into_response()
+        }
+        Ok(ChatEvent::Other) => Json(
+            json!({"text": "JIT access posts approval requests here; open the app in a browser for everything else."}),
+        )
+        .into_response(),
+    }
+}
+
+/// A reviewer's click: Approve (or the reason dialog, where the policy asks approvers for a
+/// reason), Deny's dialog, or the dialog's submission.
+async fn clicked(state: &AppState, caller: &Email, function: &str, id: &str, dialog: Dialog, reason: String) -> Value {
+    let action = match (function, dialog) {
+        (APPROVE | DENY, Dialog::Requested) => return common::chat::reason_dialog(function, id),
+        (_, Dialog::Cancelled) => return close_dialog("OK", "Nothing was decided."),
+        (APPROVE, _) => Action::Approve { reason, end: None },
+        (DENY, _) => Action::Deny { reason },
+        (other, _) => return json!({"text": format!("Unknown action '{}'.", other.escape_debug())}),
+    };
+    let approving = matches!(action, Action::Approve { .. });
+    let result = decide_and_act(&state.decisions, caller, id, action).await;
+    audit(caller, id, approving, &result);
+    let now = Timestamp::now();
+    let base_url = approve::base_url(&state.decisions);
+    match (result, dialog) {
+        (Ok(_), Dialog::Submitted) => close_dialog("OK", if approving { "Approved." } else { "Denied." }),
+        (Err(error), Dialog::Submitted) => close_dialog("INVALID_ARGUMENT", error.message()),
+        (Ok(decided), _) => {
+            common::chat::update_message(card(&decided.stored.record, now, base_url, decided.message.as_deref()))
+        }
+        (Err(error), _) => match approve::request(&state.decisions, id).await {
+            Ok(record) => {
+                let note = format!("Not done: {}", error.message());
+                common::chat::update_message(card(&record, now, base_url, Some(&note)))
+            }
+            Err(_) => json!({"text": format!("Not done: {}", error.message())}),
+        },
+    }
+}
+
+fn audit<T>(caller: &Email, id: &str, approving: bool, result: &Result<T, ApiError>) {
+    let event = if approving { "chat.approveRole" } else { "chat.denyRole" };
+    let decision = common::http::audit::Decision {
+        event,
+        approver: caller.as_str(),
+        activation_id: id,
+        ..common::http::audit::Decision::default()
+    };
+    common::http::audit::record(&decision, result, "recorded");
+}
+
+/// A Pub/Sub push of an event. 2xx acknowledges; 503 asks for a redelivery (Chat or the
+/// ledger failed for a passing reason); a message that can never be handled is acknowledged
+/// and logged, so it cannot loop.
+async fn push(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some((auth, keys)) = &state.push
+        && let Err(error) = authenticate(auth, keys, &headers).await
+    {
+        return error.into_response();
+    }
+    let delivery = match parse_envelope(&body) {
+        Ok(delivery) => delivery,
+        Err(reason) => return dropped("", &reason),
+    };
+    let Ok(event) = serde_json::from_slice::<Value>(&delivery.data) else {
+        return dropped(&delivery.message_id, "data is not JSON");
+    };
+    let kind = event["type"].as_str().unwrap_or_default();
+    let id = event["attributes"]["activation_id"].as_str().unwrap_or_default();
+    let posting = match kind {
+        event::REQUEST_ACTIVATION => true,
+        event::APPROVAL_RECORDED
+        | event::ACTIVATION_APPROVED
+        | event::REQUEST_DENIED
+        | event::REQUEST_WITHDRAWN
+        | event::ACTIVATION_REVOKED
+        | event::ACTIVATION_ENDED
+        | event::ACTIVATION_FAILED
+        | event::ACTIVATION_EXTERNALLY_MODIFIED
+        | event::EXTENSION_REQUESTED
+        | event::ACTIVATION_EXTENDED => false,
+        _ => return StatusCode::NO_CONTENT.into_response(),
+    };
+    let record = match approve::request(&state.decisions, id).await {
+        Ok(record) if record.activation_type == ActivationType::Mpa => record,
+        Ok(_) => return StatusCode::NO_CONTENT.into_response(),
+        Err(error) if error.status().is_server_error() => return retry(&delivery.message_id, error.message()),
+        Err(error) => return dropped(&delivery.message_id, error.message()),
+    };
+    match post_or_update(&state, &record, posting).await {
+        Ok(cards) => {
+            tracing::info!(message_id = %delivery.message_id, activation_id = %record.id, event_type = kind, cards, "Chat cards {}", if posting { "posted" } else { "updated" });
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(error @ (GcpError::Unavailable(_) | GcpError::RateLimited(_))) => {
+            retry(&delivery.message_id, &error.to_string())
+        }
+        Err(error) => dropped(&delivery.message_id, &error.to_string()),
+    }
+}
+
+/// Posts the request's card (`posting`) or updates every posted copy; returns how many.
+async fn post_or_update(state: &AppState, record: &Record, posting: bool) -> Result<usize, GcpError> {
+    let cards = card(record, Timestamp::now(), approve::base_url(&state.decisions), None);
+    let message = message_id(&record.id);
+    let mut spaces = Vec::new();
+    match &state.space {
+        Some(space) => spaces.push(space.clone()),
+        None => {
+            for reviewer in &record.reviewers {
+                let Some(user) = state.users.get(reviewer).await? else {
+                    tracing::info!(activation_id = %record.id, reviewer = %reviewer, "reviewer has not added the Chat app: mail only");
+                    continue;
+                };
+                match state.chat.direct_message(&user).await? {
+                    Some(space) => spaces.push(space),
+                    None => {
+                        tracing::info!(activation_id = %record.id, reviewer = %reviewer, "reviewer removed the Chat app: mail only")
+                    }
+                }
+            }
+        }
+    }
+    let mut done = 0;
+    for space in &spaces {
+        let result = if posting {
+            let text = format!("{} asks for your approval", record.beneficiary);
+            state.chat.post(space, &message, &text, &cards).await
+        } else {
+            state.chat.update(space, &message, &cards).await
+        };
+        match result {
+            Ok(()) => done += 1,
+            // A card never posted (the reviewer added the app later) has nothing to update.
+            Err(GcpError::NotFound(_)) if !posting => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(done)
+}
+
+fn retry(message_id: &str, reason: &str) -> Response {
+    tracing::warn!(message_id, reason, "Chat not updated yet; Pub/Sub will deliver again");
+    ApiError::unavailable(reason.to_string()).into_response()
+}
+
+fn dropped(message_id: &str, reason: &str) -> Response {
+    tracing::error!(message_id, reason, "message dropped: it can never be handled");
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut all = vec![
+            ("RESOURCE_SCOPE", "organizations/1"),
+            ("FIRESTORE_DATABASE", "projects/p/databases/(default)"),
+            ("SIGNING_SERVICE_ACCOUNT", "jit@p.iam.gserviceaccount.com"),
+            ("BASE_URL", "https://jit.example.com"),
+            ("PUSH_AUDIENCE", "https://chat.example.com/events"),
+            ("PUSH_SERVICE_ACCOUNT", "push@p.iam.gserviceaccount.com"),
+        ];
+        all.extend(pairs);
+        let mut env = Env::new(|name| all.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| v.to_string()));
+        let config = Config::read(&mut env);
+        env.finish().map(|_| config)
+    }
+
+    #[test]
+    fn the_audience_says_which_token_chat_sends_and_nothing_else_is_taken() {
+        let config = read(&[("CHAT_AUDIENCE", "123456789012")]).expect("valid");
+        assert_eq!(config.audience, ChatAudience::ProjectNumber("123456789012".into()));
+        assert_eq!(config.decisions.iap.audience, "", "no IAP route here");
+        let config = read(&[("CHAT_AUDIENCE", "https://chat.example.com/")]).expect("valid");
+        assert_eq!(config.audience, ChatAudience::EndpointUrl("https://chat.example.com/".into()));
+        for (pairs, problem) in [
+            (vec![], "CHAT_AUDIENCE is required"),
+            (vec![("CHAT_AUDIENCE", "my-project")], "CHAT_AUDIENCE must be"),
+            (vec![("CHAT_AUDIENCE", "1"), ("CHAT_SPACE", "general")], "CHAT_SPACE must be"),
+            (
+                vec![("CHAT_AUDIENCE", "1"), ("K_SERVICE", "jit-chat"), ("PUSH_AUTH", "false")],
+                "PUSH_AUTH=false is refused",
+            ),
+        ] {
+            let error = read(&pairs).expect_err(problem);
+            assert!(error.to_string().contains(problem), "{error}");
+        }
+    }
+}

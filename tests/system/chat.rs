@@ -1,0 +1,283 @@
+//! Approving from Google Chat, through the local run: cards posted to each reviewer by the
+//! `chat` function from the events topic, clicks delivered by the emulated Google Chat with
+//! its signed token, the same decision code as the web page, and every card kept current.
+//! Then every way to fake Chat's call, refused.
+
+use serde_json::{Value, json};
+
+use crate::support::{ALICE, BOB, CAROL};
+
+struct Local {
+    running: local::Running,
+    http: reqwest::Client,
+}
+
+impl Local {
+    async fn start(settings: Vec<(&'static str, String)>) -> Local {
+        let running = local::start(local::Options { settings, ..local::Options::default() }).await.expect("local run");
+        Local { running, http: reqwest::Client::new() }
+    }
+
+    fn emulator(&self, path: &str) -> String {
+        format!("{}{path}", self.running.emulator.url())
+    }
+
+    async fn post(&self, user: &str, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.running.url))
+            .header("x-local-user", user)
+            .header("x-jitaccess", "1")
+            .json(&body)
+            .send()
+            .await
+            .expect("the front door answers");
+        (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, user: &str, path: &str) -> Value {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.running.url))
+            .header("x-local-user", user)
+            .header("x-jitaccess", "1")
+            .send()
+            .await
+            .expect("the front door answers");
+        response.json().await.expect("json")
+    }
+
+    /// Carol becomes a peer of Alice and Bob for compute.admin on project-1.
+    async fn carol_is_a_peer(&self) {
+        let url = self.emulator("/v3/projects/project-1:getIamPolicy");
+        let mut policy: Value = self.http.post(&url).json(&json!({})).send().await.expect("a").json().await.expect("j");
+        policy["bindings"].as_array_mut().expect("bindings").push(json!({
+            "role": "roles/compute.admin", "members": [format!("user:{CAROL}")],
+            "condition": {"title": "Eligible", "expression": "has({}.multiPartyApprovalConstraint)"}}));
+        let url = self.emulator("/v3/projects/project-1:setIamPolicy");
+        let response = self.http.post(&url).json(&json!({"policy": policy})).send().await.expect("answers");
+        assert!(response.status().is_success());
+    }
+
+    async fn ask(&self, reviewers: &[&str]) -> String {
+        let body = json!({"entitlementId": "project-1:roles/compute.admin", "justification": "BUG-1", "peers": reviewers, "activationTimeout": 30});
+        let (status, reply) = self.post(ALICE, "/api/projects/project-1/roles/request", body).await;
+        assert_eq!(status, 200, "{reply}");
+        reply["entitlements"][0]["activationId"].as_str().expect("id").to_string()
+    }
+
+    async fn cards(&self) -> Vec<Value> {
+        self.http.get(self.emulator("/_emulator/chat")).send().await.expect("a").json().await.expect("json")
+    }
+
+    /// Waits (pushes are asynchronous) until every reviewer's card passes `test`.
+    async fn cards_until(&self, readers: &[&str], test: impl Fn(&str) -> bool) -> Vec<Value> {
+        for _ in 0..200 {
+            let cards = self.cards().await;
+            let done = readers
+                .iter()
+                .all(|reader| cards.iter().any(|c| c["readers"] == json!([reader]) && test(&c["cardsV2"].to_string())));
+            if done {
+                return cards;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("cards never got there: {:#}", json!(self.cards().await));
+    }
+
+    /// What `user` does in Chat, through the emulated Google Chat: `{status, reply}`.
+    async fn in_chat(&self, event: Value) -> Value {
+        let response = self.http.post(self.emulator("/_emulator/chat/events")).json(&event).send().await.expect("a");
+        assert!(response.status().is_success(), "{}", response.text().await.unwrap_or_default());
+        response.json().await.expect("json")
+    }
+
+    fn card_of<'a>(cards: &'a [Value], reader: &str) -> &'a Value {
+        cards.iter().find(|c| c["readers"] == json!([reader])).expect("a card")
+    }
+
+    async fn activation_bindings(&self) -> usize {
+        let url = self.emulator("/v3/projects/project-1:getIamPolicy");
+        let policy: Value = self.http.post(&url).json(&json!({})).send().await.expect("a").json().await.expect("j");
+        policy["bindings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|b| {
+                b["members"] == json!([format!("user:{ALICE}")]) && b["condition"]["title"] == "JIT access activation"
+            })
+            .count()
+    }
+
+    fn chat_url(&self) -> String {
+        let chat = emulator::state::lock(&self.running.emulator.state.chat);
+        chat.app.as_ref().expect("the Chat app is configured").url.clone()
+    }
+}
+
+fn state_is(name: &str) -> impl Fn(&str) -> bool + '_ {
+    move |card| card.contains(&format!("\"text\":\"{name}\""))
+}
+
+#[tokio::test]
+async fn bob_approves_in_chat_carol_in_the_browser_and_every_card_shows_active() {
+    let policy = r#"[{"roles": ["roles/compute.admin"], "approvals": 2}]"#.to_string();
+    let local = Local::start(vec![("APPROVAL_POLICY", policy)]).await;
+    local.carol_is_a_peer().await;
+    let id = local.ask(&[BOB, CAROL]).await;
+
+    // Both reviewers get the card in their direct message with the app.
+    let cards = local.cards_until(&[BOB, CAROL], state_is("APPROVAL_AWAITED")).await;
+    let bobs = Local::card_of(&cards, BOB);
+    let text = bobs["cardsV2"].to_string();
+    for shown in [ALICE, "roles/compute.admin", "project-1", "BUG-1", "0 of 2", "Approve", "Deny", "Open in browser"] {
+        assert!(text.contains(shown), "{shown} missing from {text}");
+    }
+    let message = bobs["name"].as_str().expect("name").to_string();
+
+    // Bob approves in Chat: his card answers with the new state at once.
+    let answer = local
+        .in_chat(json!({"type": "CARD_CLICKED", "email": BOB, "message": message, "function": "approve", "id": id}))
+        .await;
+    assert_eq!(answer["status"], 200, "{answer}");
+    assert_eq!(answer["reply"]["actionResponse"]["type"], "UPDATE_MESSAGE", "{answer}");
+    assert!(answer["reply"]["cardsV2"].to_string().contains("1 of 2"), "{answer}");
+    assert_eq!(local.activation_bindings().await, 0, "one approval of two grants nothing");
+
+    // A second click is refused by the ledger (one approval per reviewer), shown on the card.
+    let again = local
+        .in_chat(json!({"type": "CARD_CLICKED", "email": BOB, "message": message, "function": "approve", "id": id}))
+        .await;
+    assert!(again["reply"]["cardsV2"].to_string().contains("Not done"), "{again}");
+
+    // Carol approves in the browser: the quorum is met, the binding written once.
+    let (status, view) = local.post(CAROL, &format!("/api/requests/{id}/approve"), json!({})).await;
+    assert_eq!((status, view["state"].as_str()), (200, Some("ACTIVE")), "{view}");
+    assert_eq!(local.activation_bindings().await, 1);
+
+    // Both cards end up showing ACTIVE, with no buttons left to decide with.
+    let cards = local.cards_until(&[BOB, CAROL], state_is("ACTIVE")).await;
+    for reader in [BOB, CAROL] {
+        let text = Local::card_of(&cards, reader)["cardsV2"].to_string();
+        assert!(!text.contains("\"function\":\"approve\""), "{reader}: {text}");
+    }
+    assert_eq!(local.activation_bindings().await, 1, "written once");
+}
+
+#[tokio::test]
+async fn deny_from_chat_asks_a_reason_and_ends_the_request() {
+    let local = Local::start(Vec::new()).await;
+    let id = local.ask(&[BOB]).await;
+    let cards = local.cards_until(&[BOB], state_is("APPROVAL_AWAITED")).await;
+    let message = Local::card_of(&cards, BOB)["name"].clone();
+    let click = |dialog: &str, reason: Option<&str>| {
+        json!({"type": "CARD_CLICKED", "email": BOB, "message": message, "function": "deny", "id": id,
+            "dialog": dialog, "reason": reason})
+    };
+
+    let dialog = local.in_chat(click("REQUEST_DIALOG", None)).await;
+    assert_eq!(dialog["reply"]["actionResponse"]["type"], "DIALOG", "{dialog}");
+    assert!(dialog["reply"].to_string().contains("\"name\":\"reason\""), "a reason is asked: {dialog}");
+
+    let blank = local.in_chat(click("SUBMIT_DIALOG", Some("  "))).await;
+    let status = &blank["reply"]["actionResponse"]["dialogAction"]["actionStatus"];
+    assert_ne!(status["statusCode"], "OK", "a deny needs a reason: {blank}");
+
+    let denied = local.in_chat(click("SUBMIT_DIALOG", Some("Not during the freeze"))).await;
+    assert_eq!(denied["reply"]["actionResponse"]["dialogAction"]["actionStatus"]["statusCode"], "OK", "{denied}");
+    let view = local.get(ALICE, &format!("/api/requests/{id}")).await;
+    assert_eq!(view["state"], "DENIED", "{view}");
+    local.cards_until(&[BOB], state_is("DENIED")).await;
+    assert_eq!(local.activation_bindings().await, 0);
+}
+
+#[tokio::test]
+async fn forged_unsigned_wrong_audience_and_other_apps_chat_events_are_refused() {
+    let local = Local::start(Vec::new()).await;
+    let id = local.ask(&[BOB]).await;
+    let state = local.running.emulator.state.clone();
+    let url = local.chat_url();
+    let event = json!({"type": "CARD_CLICKED", "user": {"name": "users/1", "email": BOB, "type": "HUMAN"},
+        "common": {"invokedFunction": "approve", "parameters": {"id": id}}});
+    let send = |tokens: Vec<String>| {
+        let mut request = local.http.post(&url).json(&event);
+        for token in tokens {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        async move { request.send().await.expect("answers").status().as_u16() }
+    };
+    let valid = state.chat_token(local::CHAT_AUDIENCE).expect("token");
+    let (header, payload) = {
+        let mut parts = valid.split('.');
+        (parts.next().expect("h").to_string(), parts.next().expect("p").to_string())
+    };
+    let forger = common::keys::LocalKey::generate_rs256("emulator-chat-key-1").expect("key");
+    let now = common::timestamp::Timestamp::now().unix_seconds();
+    let claims = json!({"iss": common::chat::CHAT_ACCOUNT, "aud": local::CHAT_AUDIENCE, "iat": now, "exp": now + 600});
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        ("no token", vec![]),
+        ("unsigned", vec![format!("{header}.{payload}.")]),
+        ("alg none", vec![format!("{}.{payload}.", base64_url(r#"{"alg":"none","typ":"JWT"}"#))]),
+        ("forged with another key under Chat's key ID", vec![forger.sign_json(&claims).expect("signed")]),
+        ("another project's Chat app (replayed)", vec![state.chat_token("999999999999").expect("token")]),
+        ("an ID token for another app's URL", vec![state.chat_token("https://other.example.com/").expect("token")]),
+        (
+            "an ID token from someone else",
+            vec![state.oidc_token("mallory@example.com", local::CHAT_AUDIENCE).expect("t")],
+        ),
+        ("two tokens", vec![valid.clone(), valid.clone()]),
+    ];
+    for (case, tokens) in cases {
+        assert_eq!(send(tokens).await, 401, "{case}");
+    }
+    let view = local.get(ALICE, &format!("/api/requests/{id}")).await;
+    let approvals = view["approvals"].as_array().map(Vec::len);
+    assert_eq!((view["state"].as_str(), approvals), (Some("APPROVAL_AWAITED"), Some(0)), "{view}");
+    assert_eq!(local.activation_bindings().await, 0);
+    // The same event with Google Chat's own token is taken: the refusals above were the token's.
+    assert_eq!(send(vec![valid]).await, 200);
+    assert_eq!(local.get(ALICE, &format!("/api/requests/{id}")).await["state"], "ACTIVE");
+}
+
+fn base64_url(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+}
+
+/// The other form Google documents: the Chat app configured with its URL as audience gets a
+/// Google ID token issued to Chat's account. And the push endpoint takes only the push
+/// subscription's token.
+#[tokio::test]
+async fn the_endpoint_url_audience_and_the_push_endpoint_take_only_their_own_tokens() {
+    let backend = crate::support::backend().await;
+    let url = "https://jit-chat.example.com/";
+    let mut pairs = backend.emulator.environment();
+    pairs.extend([
+        ("RESOURCE_SCOPE", crate::support::SCOPE.to_string()),
+        ("BASE_URL", "https://jit.example.com".to_string()),
+        ("CHAT_AUDIENCE", url.to_string()),
+        ("PUSH_AUDIENCE", "https://jit-chat.example.com/events".to_string()),
+        ("PUSH_SERVICE_ACCOUNT", local::PUSH_ACCOUNT.to_string()),
+    ]);
+    let mut env = common::config::Env::new(|name| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone()));
+    let config = chat::Config::read(&mut env);
+    env.finish().expect("valid");
+    assert_eq!(config.audience, chat::ChatAudience::EndpointUrl(url.to_string()));
+    let app = chat::router(chat::AppState::new(config).await.expect("starts"));
+    let at = common::runner::spawn_local(common::runner::app(app)).await.expect("binds");
+    let state = backend.emulator.state.clone();
+    let message = json!({"type": "MESSAGE", "user": {"name": "users/1", "email": BOB, "type": "HUMAN"}});
+    let send = |path: &'static str, token: String, body: Value| {
+        let request = backend.http.post(format!("http://{at}{path}")).bearer_auth(token).json(&body);
+        async move { request.send().await.expect("answers").status().as_u16() }
+    };
+    let chat_account = common::chat::CHAT_ACCOUNT;
+    assert_eq!(send("/", state.oidc_token(chat_account, url).expect("t"), message.clone()).await, 200);
+    assert_eq!(send("/", state.oidc_token("mallory@example.com", url).expect("t"), message.clone()).await, 401);
+    assert_eq!(send("/", state.chat_token("123456789012").expect("t"), message.clone()).await, 401, "the other form");
+    let push = json!({"message": {"data": "e30=", "messageId": "1"}});
+    let audience = "https://jit-chat.example.com/events";
+    assert_eq!(send("/events", state.oidc_token(local::PUSH_ACCOUNT, audience).expect("t"), push.clone()).await, 204);
+    assert_eq!(send("/events", state.oidc_token(local::PUSH_ACCOUNT, url).expect("t"), push.clone()).await, 401);
+    assert_eq!(send("/events", state.chat_token(url).expect("t"), push).await, 401, "Chat's token is not a push's");
+}
