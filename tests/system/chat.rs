@@ -135,6 +135,19 @@ async fn bob_approves_in_chat_carol_in_the_browser_and_every_card_shows_active()
     }
     let message = bobs["name"].as_str().expect("name").to_string();
 
+    // Pub/Sub delivers at least once: the same event again posts no second card.
+    let event = json!({"type": "RequestActivation", "attributes": {"activation_id": id}});
+    let data = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(event.to_string())
+    };
+    let push = json!({"message": {"data": data, "messageId": "again"}, "subscription": "s"});
+    let token = local.running.emulator.state.oidc_token(local::PUSH_ACCOUNT, local::CHAT_PUSH_AUDIENCE).expect("token");
+    let url = format!("{}events", local.chat_url());
+    let response = local.http.post(url).bearer_auth(token).json(&push).send().await.expect("answers");
+    assert_eq!(response.status(), 204);
+    assert_eq!(local.cards().await.len(), 2, "one card per reviewer, however often the event comes");
+
     // Bob approves in Chat: his card answers with the new state at once.
     let answer = local
         .in_chat(json!({"type": "CARD_CLICKED", "email": BOB, "message": message, "function": "approve", "id": id}))
@@ -191,8 +204,10 @@ async fn deny_from_chat_asks_a_reason_and_ends_the_request() {
     assert_eq!(local.activation_bindings().await, 0);
 }
 
-#[tokio::test]
-async fn forged_unsigned_wrong_audience_and_other_apps_chat_events_are_refused() {
+/// Sends Bob's Approve click straight to the Chat app with `tokens` (as `Authorization:
+/// Bearer`), expects 401 and nothing decided; then the same click with Google Chat's own
+/// token is taken, so the refusal was the token's.
+async fn refused_and_nothing_changes(case: &str, tokens: impl Fn(&emulator::state::State) -> Vec<String>) {
     let local = Local::start(Vec::new()).await;
     let id = local.ask(&[BOB]).await;
     let state = local.running.emulator.state.clone();
@@ -206,37 +221,75 @@ async fn forged_unsigned_wrong_audience_and_other_apps_chat_events_are_refused()
         }
         async move { request.send().await.expect("answers").status().as_u16() }
     };
-    let valid = state.chat_token(local::CHAT_AUDIENCE).expect("token");
-    let (header, payload) = {
-        let mut parts = valid.split('.');
-        (parts.next().expect("h").to_string(), parts.next().expect("p").to_string())
-    };
-    let forger = common::keys::LocalKey::generate_rs256("emulator-chat-key-1").expect("key");
-    let now = common::timestamp::Timestamp::now().unix_seconds();
-    let claims = json!({"iss": common::chat::CHAT_ACCOUNT, "aud": local::CHAT_AUDIENCE, "iat": now, "exp": now + 600});
-    let cases: Vec<(&str, Vec<String>)> = vec![
-        ("no token", vec![]),
-        ("unsigned", vec![format!("{header}.{payload}.")]),
-        ("alg none", vec![format!("{}.{payload}.", base64_url(r#"{"alg":"none","typ":"JWT"}"#))]),
-        ("forged with another key under Chat's key ID", vec![forger.sign_json(&claims).expect("signed")]),
-        ("another project's Chat app (replayed)", vec![state.chat_token("999999999999").expect("token")]),
-        ("an ID token for another app's URL", vec![state.chat_token("https://other.example.com/").expect("token")]),
-        (
-            "an ID token from someone else",
-            vec![state.oidc_token("mallory@example.com", local::CHAT_AUDIENCE).expect("t")],
-        ),
-        ("two tokens", vec![valid.clone(), valid.clone()]),
-    ];
-    for (case, tokens) in cases {
-        assert_eq!(send(tokens).await, 401, "{case}");
-    }
+    assert_eq!(send(tokens(&state)).await, 401, "{case}");
     let view = local.get(ALICE, &format!("/api/requests/{id}")).await;
     let approvals = view["approvals"].as_array().map(Vec::len);
-    assert_eq!((view["state"].as_str(), approvals), (Some("APPROVAL_AWAITED"), Some(0)), "{view}");
-    assert_eq!(local.activation_bindings().await, 0);
-    // The same event with Google Chat's own token is taken: the refusals above were the token's.
-    assert_eq!(send(vec![valid]).await, 200);
-    assert_eq!(local.get(ALICE, &format!("/api/requests/{id}")).await["state"], "ACTIVE");
+    assert_eq!((view["state"].as_str(), approvals), (Some("APPROVAL_AWAITED"), Some(0)), "{case}: {view}");
+    assert_eq!(local.activation_bindings().await, 0, "{case}");
+    assert_eq!(send(vec![state.chat_token(local::CHAT_AUDIENCE).expect("token")]).await, 200, "{case}: control");
+    assert_eq!(local.get(ALICE, &format!("/api/requests/{id}")).await["state"], "ACTIVE", "{case}: control");
+}
+
+fn valid_parts(state: &emulator::state::State) -> (String, String) {
+    let valid = state.chat_token(local::CHAT_AUDIENCE).expect("token");
+    let mut parts = valid.split('.');
+    (parts.next().expect("header").to_string(), parts.next().expect("payload").to_string())
+}
+
+#[tokio::test]
+async fn a_chat_event_without_a_token_is_refused() {
+    refused_and_nothing_changes("no token", |_| vec![]).await;
+}
+
+#[tokio::test]
+async fn an_unsigned_chat_event_is_refused() {
+    refused_and_nothing_changes("signature stripped", |state| {
+        let (header, payload) = valid_parts(state);
+        vec![format!("{header}.{payload}.")]
+    })
+    .await;
+    refused_and_nothing_changes("alg none", |state| {
+        let (_, payload) = valid_parts(state);
+        vec![format!("{}.{payload}.", base64_url(r#"{"alg":"none","typ":"JWT"}"#))]
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_forged_chat_event_is_refused() {
+    refused_and_nothing_changes("another key under Chat's key ID", |_| {
+        let forger = common::keys::LocalKey::generate_rs256("emulator-chat-key-1").expect("key");
+        let now = common::timestamp::Timestamp::now().unix_seconds();
+        let claims =
+            json!({"iss": common::chat::CHAT_ACCOUNT, "aud": local::CHAT_AUDIENCE, "iat": now, "exp": now + 600});
+        vec![forger.sign_json(&claims).expect("signed")]
+    })
+    .await;
+    refused_and_nothing_changes("a Google ID token from someone else", |state| {
+        vec![state.oidc_token("mallory@example.com", local::CHAT_AUDIENCE).expect("token")]
+    })
+    .await;
+    refused_and_nothing_changes("two tokens", |state| {
+        let valid = state.chat_token(local::CHAT_AUDIENCE).expect("token");
+        vec![valid.clone(), valid]
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_chat_event_for_the_wrong_audience_is_refused() {
+    refused_and_nothing_changes("an ID token for another app's URL", |state| {
+        vec![state.chat_token("https://other.example.com/").expect("token")]
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_chat_event_replayed_from_another_apps_project_is_refused() {
+    refused_and_nothing_changes("Chat's token for another project's app", |state| {
+        vec![state.chat_token("999999999999").expect("token")]
+    })
+    .await;
 }
 
 fn base64_url(text: &str) -> String {
