@@ -38,8 +38,7 @@ impl RestClient {
 
     /// `POST endpoint/path` with a JSON body, as JSON.
     pub async fn post(&self, what: &str, path: &str, body: &Value) -> Result<Value, GcpError> {
-        let request = self.http.post(self.url(path)).json(body);
-        self.send(what, request).await
+        self.post_with(what, path, &[], body).await
     }
 
     /// `PATCH endpoint/path?query` with a JSON body, as JSON.

@@ -24,4 +24,13 @@ pub fn api_router<S: Clone + Send + Sync + 'static>(function: &'static str, rout
         .layer(middleware::from_fn(extract::no_store))
         .fallback(move || async move { ApiError::not_found("route_not_found", format!("no such route in {function}")) })
 }
+
+/// A router for what Google calls (pushes, Chat): its routes as they are, no XSRF check (no
+/// browser calls them), and a JSON 404 for anything else.
+pub fn service_router<S: Clone + Send + Sync + 'static>(function: &'static str, routes: Routes<S>) -> Router<S> {
+    routes
+        .into_iter()
+        .fold(Router::new(), |router, (_, path, handler)| router.route(path, handler))
+        .fallback(move || async move { ApiError::not_found("route_not_found", format!("no such route in {function}")) })
+}
 pub use extract::{ApiJson, ApiQuery, IapUser, IapVerifier};

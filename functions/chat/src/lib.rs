@@ -23,7 +23,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, post};
+use axum::routing::post;
 use common::chat::{APPROVE, CHAT_ACCOUNT, ChatEvent, DENY, Dialog, card, close_dialog, message_id, parse_event};
 use common::condition::ActivationType;
 use common::config::{
@@ -148,20 +148,12 @@ impl AppState {
     }
 }
 
-pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
+pub fn routes() -> common::http::Routes<AppState> {
     vec![("POST", "/", post(chat_event)), ("POST", "/events", post(push))]
 }
 
 pub fn router(state: AppState) -> Router {
-    routes()
-        .into_iter()
-        .fold(Router::new(), |router, (_, path, handler)| router.route(path, handler))
-        .fallback(not_found)
-        .with_state(state)
-}
-
-async fn not_found() -> ApiError {
-    ApiError::not_found("route_not_found", "no such route in chat")
+    common::http::service_router("chat", routes()).with_state(state)
 }
 
 /// 401 unless the request carries a token Google Chat signed for this app.

@@ -20,7 +20,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, post};
+use axum::routing::post;
 use common::config::{BackendSettings, ConfigError, Env};
 use common::gcp::jwks::JwksCache;
 use common::http::ApiError;
@@ -181,20 +181,12 @@ async fn read_secret(config: &Config, path: &str) -> Result<String, String> {
         .map_err(|_| format!("{path} is not text"))
 }
 
-pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
+pub fn routes() -> common::http::Routes<AppState> {
     vec![("POST", "/", post(push))]
 }
 
 pub fn router(state: AppState) -> Router {
-    routes()
-        .into_iter()
-        .fold(Router::new(), |router, (_, path, handler)| router.route(path, handler))
-        .fallback(not_found)
-        .with_state(state)
-}
-
-async fn not_found() -> ApiError {
-    ApiError::not_found("route_not_found", "no such route in mailer")
+    common::http::service_router("mailer", routes()).with_state(state)
 }
 
 async fn push(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
