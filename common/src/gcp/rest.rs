@@ -49,8 +49,7 @@ impl RestClient {
         query: &[(&str, String)],
         body: &Value,
     ) -> Result<Value, GcpError> {
-        let request = self.http.patch(self.url(path)).query(query).json(body);
-        self.send(what, request).await
+        self.with_body(reqwest::Method::PATCH, what, path, query, body).await
     }
 
     /// `POST endpoint/path?query` with a JSON body, as JSON.
@@ -61,7 +60,18 @@ impl RestClient {
         query: &[(&str, String)],
         body: &Value,
     ) -> Result<Value, GcpError> {
-        let request = self.http.post(self.url(path)).query(query).json(body);
+        self.with_body(reqwest::Method::POST, what, path, query, body).await
+    }
+
+    async fn with_body(
+        &self,
+        method: reqwest::Method,
+        what: &str,
+        path: &str,
+        query: &[(&str, String)],
+        body: &Value,
+    ) -> Result<Value, GcpError> {
+        let request = self.http.request(method, self.url(path)).query(query).json(body);
         self.send(what, request).await
     }
 
