@@ -1,8 +1,12 @@
-# The events topic, the mailer's authenticated push subscription with retries and a
-# dead-letter topic, and an example subscription for other consumers.
+# The events topic, the mailer's and the Chat app's authenticated push subscriptions with
+# retries and a dead-letter topic, and an example subscription for other consumers.
 
 locals {
   pubsub_agent = "serviceAccount:service-${local.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  push_endpoints = {
+    mailer = local.mailer_url
+    chat   = "${local.chat_url}events"
+  }
 }
 
 resource "google_pubsub_topic" "events" {
@@ -29,18 +33,21 @@ resource "google_pubsub_topic_iam_member" "publishers" {
   member   = "serviceAccount:${google_service_account.function[each.key].email}"
 }
 
-resource "google_pubsub_subscription" "mailer" {
+# The push subscriptions: the mailer at its root, the Chat app (a card per new request, every
+# card kept current) at /events. Each push carries the push account's OIDC token for its URL.
+resource "google_pubsub_subscription" "push" {
+  for_each                   = local.push_endpoints
   project                    = var.project_id
-  name                       = "jit-mailer"
+  name                       = "jit-${each.key}"
   topic                      = google_pubsub_topic.events.id
   ack_deadline_seconds       = 60
   message_retention_duration = "86400s"
 
   push_config {
-    push_endpoint = local.mailer_url
+    push_endpoint = each.value
     oidc_token {
       service_account_email = google_service_account.push.email
-      audience              = local.mailer_url
+      audience              = each.value
     }
   }
   retry_policy {
@@ -56,32 +63,9 @@ resource "google_pubsub_subscription" "mailer" {
   }
 }
 
-# The Chat app's subscription: it posts a card per new request and keeps every card current.
-resource "google_pubsub_subscription" "chat" {
-  project                    = var.project_id
-  name                       = "jit-chat"
-  topic                      = google_pubsub_topic.events.id
-  ack_deadline_seconds       = 60
-  message_retention_duration = "86400s"
-
-  push_config {
-    push_endpoint = "${local.chat_url}events"
-    oidc_token {
-      service_account_email = google_service_account.push.email
-      audience              = "${local.chat_url}events"
-    }
-  }
-  retry_policy {
-    minimum_backoff = "10s"
-    maximum_backoff = "600s"
-  }
-  dead_letter_policy {
-    dead_letter_topic     = google_pubsub_topic.dead_letter.id
-    max_delivery_attempts = var.mailer_max_delivery_attempts
-  }
-  expiration_policy {
-    ttl = ""
-  }
+moved {
+  from = google_pubsub_subscription.mailer
+  to   = google_pubsub_subscription.push["mailer"]
 }
 
 # Pub/Sub moves undeliverable messages with its own service agent, and signs push tokens as
@@ -94,9 +78,9 @@ resource "google_pubsub_topic_iam_member" "agent_dead_letters" {
 }
 
 resource "google_pubsub_subscription_iam_member" "agent_acknowledges" {
-  for_each     = { mailer = google_pubsub_subscription.mailer.name, chat = google_pubsub_subscription.chat.name }
+  for_each     = google_pubsub_subscription.push
   project      = var.project_id
-  subscription = each.value
+  subscription = each.value.name
   role         = "roles/pubsub.subscriber"
   member       = local.pubsub_agent
 }

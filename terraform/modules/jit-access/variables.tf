@@ -177,7 +177,7 @@ variable "max_instances" {
 }
 
 variable "mailer_max_delivery_attempts" {
-  description = "Deliveries of one event to the mailer before it is parked on the dead-letter topic."
+  description = "Deliveries of one event to the mailer (or to the Chat app) before it is parked on the dead-letter topic."
   type        = number
   default     = 10
 }
