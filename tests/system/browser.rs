@@ -159,3 +159,35 @@ async fn the_front_door_signs_people_in_and_strips_forged_identity() {
     let csp = page.headers()["content-security-policy"].to_str().expect("text").to_string();
     assert!(csp.contains("script-src 'self'") && csp.contains("default-src 'none'"), "{csp}");
 }
+
+/// A newcomer approves in the emulated Google Chat: Bob's card on the emulator's Chat page,
+/// Approve clicked in the browser, the card and the policy then say the role is active.
+#[tokio::test]
+async fn bob_approves_from_the_emulated_chat_page() {
+    let Some(driver) = Driver::start().await else { return };
+    let local = local::start(local::Options::default()).await.expect("local run starts");
+    let http = reqwest::Client::new();
+    let body = serde_json::json!({"entitlementId": "project-1:roles/compute.admin", "justification": "BUG-12345",
+        "peers": ["bob@example.com"], "activationTimeout": 30});
+    let response = http
+        .post(format!("{}/api/projects/project-1/roles/request", local.url))
+        .header("x-local-user", "alice@example.com")
+        .header("x-jitaccess", "1")
+        .json(&body)
+        .send()
+        .await
+        .expect("the front door answers");
+    assert_eq!(response.status(), 200);
+
+    let browser = driver.browser().await;
+    browser.open(&format!("{}/_emulator/chat/page", local.emulator.url())).await;
+    browser.wait_for_text("#messages", "Approval requested").await;
+    let card = browser.wait_for_text("#messages", "BUG-12345").await;
+    assert!(card.contains("bob@example.com") && card.contains("roles/compute.admin"), "{card}");
+    browser.screenshot(&screenshot_dir().join("chat-card.png")).await;
+    browser.click("button[data-reader='bob@example.com'][data-function='approve']").await;
+    browser.wait_for_text("#status", "Done.").await;
+    browser.wait_for_text("#messages", "ACTIVE").await;
+    assert!(!browser.displayed("button[data-function='approve']").await, "no Approve left on an active request");
+    browser.close().await;
+}

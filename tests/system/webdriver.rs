@@ -19,6 +19,8 @@ pub struct Driver {
 pub struct Browser {
     url: String,
     http: reqwest::Client,
+    /// Chromium's profile directory, removed when the browser closes.
+    profile: std::path::PathBuf,
 }
 
 impl Driver {
@@ -48,7 +50,10 @@ impl Driver {
     }
 
     pub async fn browser(&self) -> Browser {
-        let profile = std::env::temp_dir().join(format!("chromium-profile-{}", std::process::id()));
+        // One profile per browser: two Chromiums on one profile (tests run concurrently) clash.
+        static BROWSERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = BROWSERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let profile = std::env::temp_dir().join(format!("chromium-profile-{}-{n}", std::process::id()));
         let args = [
             "--headless=new",
             "--no-sandbox",
@@ -74,7 +79,7 @@ impl Driver {
             .await
             .expect("json");
         let session = response["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {response}"));
-        Browser { url: format!("{}/session/{session}", self.url), http: self.http.clone() }
+        Browser { url: format!("{}/session/{session}", self.url), http: self.http.clone(), profile }
     }
 }
 
@@ -176,5 +181,6 @@ impl Browser {
 
     pub async fn close(self) {
         self.command(reqwest::Method::DELETE, "", None).await;
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
