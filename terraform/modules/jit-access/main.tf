@@ -176,6 +176,7 @@ locals {
 resource "google_project_service" "apis" {
   for_each = toset([
     "cloudasset.googleapis.com",
+    "chat.googleapis.com",
     "cloudidentity.googleapis.com",
     "cloudresourcemanager.googleapis.com",
     "cloudscheduler.googleapis.com",
