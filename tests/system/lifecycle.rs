@@ -259,7 +259,8 @@ async fn scheduled_start_extension_and_narrowing() {
     }
 
     // Scheduled self-activation: the binding's window starts later; SCHEDULED, then ACTIVE.
-    let start = now() + 3;
+    // Seconds ahead enough that a loaded CI machine still sees it SCHEDULED first.
+    let start = now() + 6;
     let body = json!({"entitlementIds": [storage], "justification": "BUG-1", "activationTimeout": 30, "startTime": rfc3339(start)});
     let reply = local.post(CAROL, "/api/projects/project-1/roles/self-activate", body).await;
     assert_eq!(reply.status, 200, "{reply:?}");
@@ -269,7 +270,7 @@ async fn scheduled_start_extension_and_narrowing() {
     assert!(windows[0].contains(&format!("request.time >= timestamp(\"{}\")", rfc3339(start))), "{windows:?}");
     let view = local.call(CAROL, "GET", &format!("/api/requests/{id}"), None).await;
     assert_eq!(view.state(), "SCHEDULED", "{view:?}");
-    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    tokio::time::sleep(std::time::Duration::from_secs((start - now() + 1).max(0) as u64)).await;
     let view = local.call(CAROL, "GET", &format!("/api/requests/{id}"), None).await;
     assert_eq!(view.state(), "ACTIVE", "{view:?}");
 
