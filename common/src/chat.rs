@@ -124,10 +124,11 @@ pub fn close_dialog(code: &str, message: &str) -> Value {
 /// What a Chat event asks of the app.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChatEvent {
-    /// A person added the app (in a direct message, `direct`); `user` is `users/ID`.
-    Added { email: Email, user: String, direct: bool },
-    /// A person removed the app.
-    Removed { email: Email },
+    /// A person added the app; `user` is `users/ID`; `direct_message` the space, when they
+    /// added it to a direct message.
+    Added { email: Email, user: String, direct_message: Option<String> },
+    /// A person removed the app (from a direct message, `direct`).
+    Removed { email: Email, user: String, direct: bool },
     /// A click on one of our cards' buttons, or a dialog opened or submitted from one.
     Clicked { email: Email, function: String, request: String, dialog: Dialog, reason: String },
     /// Anything else (a message typed to the app): answered with a short help text.
@@ -154,13 +155,18 @@ pub fn parse_event(event: &Value) -> Result<ChatEvent, String> {
         Email::parse(address).map_err(|e| e.to_string())
     };
     match event["type"].as_str().unwrap_or_default() {
-        "ADDED_TO_SPACE" => {
+        "ADDED_TO_SPACE" | "REMOVED_FROM_SPACE" => {
             let name = user["name"].as_str().filter(|n| n.starts_with("users/")).ok_or("the event names no user")?;
             let space = &event["space"];
             let direct = space["spaceType"].as_str() == Some("DIRECT_MESSAGE") || space["type"].as_str() == Some("DM");
-            Ok(ChatEvent::Added { email: email()?, user: name.to_string(), direct })
+            let (email, user) = (email()?, name.to_string());
+            if event["type"] == "REMOVED_FROM_SPACE" {
+                return Ok(ChatEvent::Removed { email, user, direct });
+            }
+            let direct_message =
+                space["name"].as_str().filter(|n| direct && n.starts_with("spaces/")).map(str::to_string);
+            Ok(ChatEvent::Added { email, user, direct_message })
         }
-        "REMOVED_FROM_SPACE" => Ok(ChatEvent::Removed { email: email()? }),
         "CARD_CLICKED" => {
             let common = &event["common"];
             let function = common["invokedFunction"]
@@ -256,13 +262,20 @@ mod tests {
         assert!(parse_event(&nameless).is_err());
         let added = json!({"type": "ADDED_TO_SPACE", "user": {"name": "users/7", "email": "carol@example.com"},
             "space": {"name": "spaces/x", "spaceType": "DIRECT_MESSAGE"}});
+        let carol = Email::parse("carol@example.com").expect("email");
         assert_eq!(
             parse_event(&added),
             Ok(ChatEvent::Added {
-                email: Email::parse("carol@example.com").expect("email"),
+                email: carol.clone(),
                 user: "users/7".into(),
-                direct: true
+                direct_message: Some("spaces/x".into())
             })
+        );
+        let mut removed = added.clone();
+        removed["type"] = json!("REMOVED_FROM_SPACE");
+        assert_eq!(
+            parse_event(&removed),
+            Ok(ChatEvent::Removed { email: carol, user: "users/7".into(), direct: true })
         );
         assert_eq!(parse_event(&json!({"type": "MESSAGE"})), Ok(ChatEvent::Other));
     }

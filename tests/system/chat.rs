@@ -334,3 +334,44 @@ async fn the_endpoint_url_audience_and_the_push_endpoint_take_only_their_own_tok
     assert_eq!(send("/events", state.oidc_token(local::PUSH_ACCOUNT, url).expect("t"), push.clone()).await, 401);
     assert_eq!(send("/events", state.chat_token(url).expect("t"), push).await, 401, "Chat's token is not a push's");
 }
+
+/// Bob removes the app: Chat tells it, his next request comes by mail only; once he adds the
+/// app again, the next one reaches him in Chat.
+#[tokio::test]
+async fn a_reviewer_who_removed_the_app_gets_mail_only_until_they_add_it_again() {
+    let local = Local::start(Vec::new()).await;
+    let removed = local.in_chat(json!({"type": "REMOVED_FROM_SPACE", "email": BOB})).await;
+    assert_eq!(removed["status"], 200, "{removed}");
+    let calls = || async {
+        let calls: Value =
+            local.http.get(local.emulator("/_emulator/calls")).send().await.expect("a").json().await.expect("json");
+        calls["chat.findDirectMessage"].as_u64().unwrap_or(0)
+    };
+    local.ask(&[BOB]).await;
+    // The app looked for Bob's direct message (none since he removed it) and posted nothing.
+    for _ in 0..200 {
+        if calls().await > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(calls().await, 1, "one lookup, as his direct message is gone");
+    assert!(local.cards().await.is_empty(), "no card for someone who removed the app");
+    let mailed = || async {
+        let mail: Vec<Value> =
+            local.http.get(local.emulator("/_emulator/mail")).send().await.expect("a").json().await.expect("json");
+        mail.iter().any(|m| m.to_string().contains(BOB))
+    };
+    let mut waited = 0;
+    while !mailed().await && waited < 200 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    assert!(mailed().await, "Bob is still mailed");
+
+    let added = local.in_chat(json!({"type": "ADDED_TO_SPACE", "email": BOB})).await;
+    assert_eq!(added["status"], 200, "{added}");
+    local.ask(&[BOB]).await;
+    local.cards_until(&[BOB], state_is("APPROVAL_AWAITED")).await;
+    assert_eq!(calls().await, 1, "his direct message is recorded again: no lookup");
+}

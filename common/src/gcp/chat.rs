@@ -1,8 +1,8 @@
 //! Google Chat's REST API (no official Rust crate), with app authentication (`chat.bot`):
 //! find a person's direct message with the app, post a request's card there or in
-//! `CHAT_SPACE`, and update it. Beside it, [`ChatUsers`]: who added the app, kept in
-//! Firestore with the ledger, because with app authentication Chat finds a direct message
-//! only by a person's Chat ID (`users/123…`), never by their address.
+//! `CHAT_SPACE`, and update it. Beside it, [`ChatUsers`]: who added the app and their direct
+//! message, kept in Firestore with the ledger, because with app authentication Chat finds a
+//! direct message only by a person's Chat ID (`users/123…`), never by their address.
 
 use serde_json::{Value, json};
 
@@ -52,7 +52,17 @@ impl ChatClient {
     }
 }
 
-/// Who added the app: address → Chat user (`users/ID`), one document each.
+/// A person who added the app: their Chat user, and their direct message with the app while
+/// they keep it (so posting needs no lookup).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatUser {
+    /// `users/ID`
+    pub user: String,
+    /// `spaces/…`; `None` after they removed the app.
+    pub space: Option<String>,
+}
+
+/// Who added the app: address → [`ChatUser`], one document each.
 #[derive(Debug, Clone)]
 pub struct ChatUsers {
     rest: RestClient,
@@ -65,20 +75,27 @@ impl ChatUsers {
         Ok(ChatUsers { rest: RestClient::new(http, endpoint, &[DATASTORE_SCOPE])?, database: database.to_string() })
     }
 
-    /// Records (or refreshes) a person's Chat user.
-    pub async fn put(&self, email: &Email, user: &str) -> Result<(), GcpError> {
+    /// Records (or refreshes) a person's Chat user and direct message.
+    pub async fn put(&self, email: &Email, user: &ChatUser) -> Result<(), GcpError> {
         let name = format!("{}/documents/{USERS}/{}", self.database, email.as_str());
-        let fields = json!({"email": encode(&json!(email.as_str())), "user": encode(&json!(user))});
+        let fields = json!({
+            "email": encode(&json!(email.as_str())),
+            "user": encode(&json!(user.user)),
+            "space": encode(&json!(user.space)),
+        });
         let body = json!({"writes": [{"update": {"name": name, "fields": fields}}]});
         let path = format!("v1/{}/documents:commit", self.database);
         self.rest.post("chat users commit", &path, &body).await.map(|_| ())
     }
 
     /// A person's Chat user, if they ever added the app.
-    pub async fn get(&self, email: &Email) -> Result<Option<String>, GcpError> {
+    pub async fn get(&self, email: &Email) -> Result<Option<ChatUser>, GcpError> {
         let path = format!("v1/{}/documents/{USERS}/{}", self.database, email.as_str());
         match self.rest.get("chat users get", &path, &[]).await {
-            Ok(document) => Ok(decode(&document["fields"]["user"]).as_str().map(str::to_string)),
+            Ok(document) => {
+                let field = |name: &str| decode(&document["fields"][name]).as_str().map(str::to_string);
+                Ok(field("user").map(|user| ChatUser { user, space: field("space") }))
+            }
             Err(GcpError::NotFound(_)) => Ok(None),
             Err(other) => Err(other),
         }

@@ -11,8 +11,9 @@
 //!   (`CHAT_AUDIENCE`: the project number, or the endpoint URL; see [`ChatAudience`]).
 //!
 //! Chat finds a direct message only by a person's Chat ID when an app asks, so the app keeps
-//! who added it (address → `users/ID`) from the `ADDED_TO_SPACE` event; a reviewer who never
-//! added the app gets mail only.
+//! who added it (address → `users/ID` and their direct message) from the `ADDED_TO_SPACE`
+//! event, and asks Chat only when that space is gone; a reviewer who never added the app, or
+//! removed it, gets mail only.
 
 use std::sync::Arc;
 
@@ -33,7 +34,7 @@ use common::config::{
 use common::email::Email;
 use common::event;
 use common::gcp::GcpError;
-use common::gcp::chat::{ChatClient, ChatUsers};
+use common::gcp::chat::{ChatClient, ChatUser, ChatUsers};
 use common::gcp::jwks::{CLOCK_LEEWAY_SECONDS, JwksCache};
 use common::http::ApiError;
 use common::http::push::{PushAuth, authenticate, bearer, google_keys_url, parse_envelope, verify_google_id_token};
@@ -197,15 +198,19 @@ async fn chat_event(State(state): State<AppState>, headers: HeaderMap, body: Byt
     };
     match parse_event(&event) {
         Err(reason) => ApiError::bad_request("chat_event_invalid", reason).into_response(),
-        Ok(ChatEvent::Added { email, user, direct }) => {
-            if direct && let Err(error) = state.users.put(&email, &user).await {
+        Ok(ChatEvent::Added { email, user, direct_message }) => {
+            let direct = direct_message.is_some();
+            if direct && let Err(error) = state.users.put(&email, &ChatUser { user, space: direct_message }).await {
                 return ApiError::from(error).into_response();
             }
             tracing::info!(user = %email, direct, "Chat app added");
             Json(json!({"text": "JIT access will post the requests you are asked to approve here."})).into_response()
         }
-        Ok(ChatEvent::Removed { email }) => {
-            tracing::info!(user = %email, "Chat app removed");
+        Ok(ChatEvent::Removed { email, user, direct }) => {
+            if direct && let Err(error) = state.users.put(&email, &ChatUser { user, space: None }).await {
+                return ApiError::from(error).into_response();
+            }
+            tracing::info!(user = %email, direct, "Chat app removed");
             Json(json!({})).into_response()
         }
         Ok(ChatEvent::Clicked { email, function, request, dialog, reason }) => {
@@ -313,38 +318,53 @@ async fn push(State(state): State<AppState>, headers: HeaderMap, body: Bytes) ->
 /// Posts the request's card (`posting`) or updates every posted copy; returns how many.
 async fn post_or_update(state: &AppState, record: &Record, posting: bool) -> Result<usize, GcpError> {
     let cards = card(record, Timestamp::now(), approve::base_url(&state.decisions), None);
-    let message = message_id(&record.id);
-    let mut spaces = Vec::new();
-    match &state.space {
-        Some(space) => spaces.push(space.clone()),
-        None => {
-            for reviewer in &record.reviewers {
-                let Some(user) = state.users.get(reviewer).await? else {
-                    tracing::info!(activation_id = %record.id, reviewer = %reviewer, "reviewer has not added the Chat app: mail only");
-                    continue;
-                };
-                match state.chat.direct_message(&user).await? {
-                    Some(space) => spaces.push(space),
-                    None => {
-                        tracing::info!(activation_id = %record.id, reviewer = %reviewer, "reviewer removed the Chat app: mail only")
-                    }
-                }
+    let text = format!("{} asks for your approval", record.beneficiary);
+    let deliver = |space: String| {
+        let (cards, text) = (&cards, &text);
+        async move {
+            let message = message_id(&record.id);
+            let result = if posting {
+                state.chat.post(&space, &message, text, cards).await
+            } else {
+                state.chat.update(&space, &message, cards).await
+            };
+            match result {
+                Ok(()) => Ok(true),
+                // No such space (the app was removed), or, for an update, a card never posted
+                // (the reviewer added the app later): nothing to do there.
+                Err(GcpError::NotFound(_)) => Ok(false),
+                Err(error) => Err(error),
             }
         }
+    };
+    if let Some(space) = &state.space {
+        return Ok(usize::from(deliver(space.clone()).await?));
     }
     let mut done = 0;
-    for space in &spaces {
-        let result = if posting {
-            let text = format!("{} asks for your approval", record.beneficiary);
-            state.chat.post(space, &message, &text, &cards).await
-        } else {
-            state.chat.update(space, &message, &cards).await
+    for reviewer in &record.reviewers {
+        let Some(known) = state.users.get(reviewer).await? else {
+            tracing::info!(activation_id = %record.id, reviewer = %reviewer, "reviewer has not added the Chat app: mail only");
+            continue;
         };
-        match result {
-            Ok(()) => done += 1,
-            // A card never posted (the reviewer added the app later) has nothing to update.
-            Err(GcpError::NotFound(_)) if !posting => {}
-            Err(error) => return Err(error),
+        // The direct message recorded when they added the app; looked up only when a post
+        // finds it gone (then recorded again). An update that finds no card has nothing to do.
+        if let Some(space) = known.space.clone() {
+            if deliver(space).await? {
+                done += 1;
+                continue;
+            }
+            if !posting {
+                continue;
+            }
+        }
+        match state.chat.direct_message(&known.user).await? {
+            Some(space) if Some(&space) != known.space.as_ref() => {
+                state.users.put(reviewer, &ChatUser { user: known.user.clone(), space: Some(space.clone()) }).await?;
+                done += usize::from(deliver(space).await?);
+            }
+            _ => {
+                tracing::info!(activation_id = %record.id, reviewer = %reviewer, "reviewer removed the Chat app: mail only")
+            }
         }
     }
     Ok(done)
