@@ -41,14 +41,16 @@ impl ChatClient {
     pub async fn post(&self, space: &str, message_id: &str, text: &str, cards: &Value) -> Result<(), GcpError> {
         let query = [("messageId", message_id.to_string()), ("requestId", message_id.to_string())];
         let body = json!({"text": text, "cardsV2": cards});
-        self.rest.post_with("chat messages.create", &format!("v1/{space}/messages"), &query, &body).await.map(|_| ())
+        let path = format!("v1/{space}/messages");
+        self.rest.with_body(reqwest::Method::POST, "chat messages.create", &path, &query, &body).await.map(|_| ())
     }
 
     /// Replaces the cards of our message `message_id` in `space`.
     pub async fn update(&self, space: &str, message_id: &str, cards: &Value) -> Result<(), GcpError> {
         let query = [("updateMask", "cardsV2".to_string())];
         let path = format!("v1/{space}/messages/{message_id}");
-        self.rest.patch("chat messages.patch", &path, &query, &json!({"cardsV2": cards})).await.map(|_| ())
+        let body = json!({"cardsV2": cards});
+        self.rest.with_body(reqwest::Method::PATCH, "chat messages.patch", &path, &query, &body).await.map(|_| ())
     }
 }
 

@@ -38,32 +38,11 @@ impl RestClient {
 
     /// `POST endpoint/path` with a JSON body, as JSON.
     pub async fn post(&self, what: &str, path: &str, body: &Value) -> Result<Value, GcpError> {
-        self.post_with(what, path, &[], body).await
+        self.with_body(reqwest::Method::POST, what, path, &[], body).await
     }
 
-    /// `PATCH endpoint/path?query` with a JSON body, as JSON.
-    pub async fn patch(
-        &self,
-        what: &str,
-        path: &str,
-        query: &[(&str, String)],
-        body: &Value,
-    ) -> Result<Value, GcpError> {
-        self.with_body(reqwest::Method::PATCH, what, path, query, body).await
-    }
-
-    /// `POST endpoint/path?query` with a JSON body, as JSON.
-    pub async fn post_with(
-        &self,
-        what: &str,
-        path: &str,
-        query: &[(&str, String)],
-        body: &Value,
-    ) -> Result<Value, GcpError> {
-        self.with_body(reqwest::Method::POST, what, path, query, body).await
-    }
-
-    async fn with_body(
+    /// `METHOD endpoint/path?query` with a JSON body (`POST`, `PATCH`), as JSON.
+    pub async fn with_body(
         &self,
         method: reqwest::Method,
         what: &str,
