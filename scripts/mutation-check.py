@@ -109,7 +109,7 @@ MUTATIONS = [
     ("local/src/cloud_run.rs", "if !self.invokers.contains(&member) {", "if false {", system("pushes_without_a_valid_token")),
     # Google Chat: who may call the Chat app, and what a card shows.
     ("functions/chat/src/lib.rs", "if let Err(error) = verify_chat(&state, &headers).await {", "if let Err(error) = Ok::<(), ApiError>(()) {", system("chat::a_forged")),
-    ("functions/chat/src/lib.rs", "&& let Err(error) = authenticate(auth, keys, &headers).await", "&& let Err(error) = Ok::<(), ApiError>(()).map(|()| (auth, keys))", system("chat::the_endpoint_url")),
+    ("functions/chat/src/lib.rs", "&& let Err(error) = authenticate(auth, &state.google_keys, &headers).await", "&& let Err(error) = Ok::<(), ApiError>(()).map(|()| auth)", system("chat::the_endpoint_url")),
     ("common/src/http/push.rs", "if values.next().is_some() {", "if false {", system("chat::a_forged")),
     ("common/src/chat.rs", "if user[\"type\"].as_str().is_some_and(|t| t != \"HUMAN\") {", "if false {", COMMON),
     ("common/src/chat.rs", "text.replace('&', \"&amp;\").replace('<', \"&lt;\").replace('>', \"&gt;\")", "text.to_string()", COMMON),

@@ -512,7 +512,7 @@ async fn chat_app(Extract(state): Extract<Arc<State>>, Json(app): Json<Value>) -
 /// What a person does in Chat, delivered to the app as Google Chat does: `{"type", "email",
 /// "space"?, "message"?, "function"?, "id"?, "dialog"?, "reason"?}` → `{"status", "reply"}`.
 /// A reply that updates the clicked message updates the captured one.
-async fn chat_event(Extract(state): Extract<Arc<State>>, Json(request): Json<Value>) -> Reply {
+async fn chat_event(Extract(state): Extract<Arc<State>>, Json(mut request): Json<Value>) -> Reply {
     let email = request["email"].as_str().unwrap_or_default().to_lowercase();
     if email.is_empty() || request["type"].as_str().is_none() {
         return Err(GoogleError::new(400, "type and email are required"));
@@ -533,11 +533,8 @@ async fn chat_event(Extract(state): Extract<Arc<State>>, Json(request): Json<Val
         };
         (app, space)
     };
-    let event = crate::chat::event(
-        &json!({"email": email, "type": request["type"], "message": request["message"],
-        "function": request["function"], "id": request["id"], "dialog": request["dialog"], "reason": request["reason"]}),
-        &space,
-    );
+    request["email"] = json!(email);
+    let event = crate::chat::event(&request, &space);
     let token = state.chat_token(&app.audience)?;
     let response = state
         .http

@@ -146,17 +146,8 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
     let mailer = serve(mailer::router(mailer_state)).await?;
     let push = Push { account: PUSH_ACCOUNT, audience: PUSH_AUDIENCE };
     let mailer = front_mailer(&emulator, mailer, push, real_pubsub.is_some()).await?;
-    let pushes = Push { account: PUSH_ACCOUNT, audience: PUSH_AUDIENCE };
-    subscribe(
-        &http,
-        &emulator,
-        real_pubsub.as_deref(),
-        &topic,
-        format!("http://{mailer}/"),
-        "jit-mailer-local",
-        pushes,
-    )
-    .await?;
+    subscribe(&http, &emulator, real_pubsub.as_deref(), &topic, format!("http://{mailer}/"), "jit-mailer-local", push)
+        .await?;
     let chat = serve(chat::router(chat::AppState::new(chat_config).await?)).await?;
     start_chat(&http, &emulator, real_pubsub.as_deref(), &topic, chat).await?;
 

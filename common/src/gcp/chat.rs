@@ -80,11 +80,7 @@ impl ChatUsers {
     /// Records (or refreshes) a person's Chat user and direct message.
     pub async fn put(&self, email: &Email, user: &ChatUser) -> Result<(), GcpError> {
         let name = format!("{}/documents/{USERS}/{}", self.database, email.as_str());
-        let fields = json!({
-            "email": encode(&json!(email.as_str())),
-            "user": encode(&json!(user.user)),
-            "space": encode(&json!(user.space)),
-        });
+        let fields = json!({"user": encode(&json!(user.user)), "space": encode(&json!(user.space))});
         let body = json!({"writes": [{"update": {"name": name, "fields": fields}}]});
         let path = format!("v1/{}/documents:commit", self.database);
         self.rest.post("chat users commit", &path, &body).await.map(|_| ())

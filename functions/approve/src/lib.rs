@@ -329,7 +329,7 @@ async fn approve_by_token(
         (Err(error), _) => Err(error),
         (Ok(_), Err(error)) => Err(error.clone()),
     };
-    audit_decision(&state, "api.approveRole", &caller, request.as_ref().ok().map(|r| r.id.as_str()), &result);
+    audit_decision("api.approveRole", caller.email(), request.as_ref().ok().map(|r| r.id.as_str()), &result);
     result.map(Json)
 }
 
@@ -340,11 +340,7 @@ async fn approve(
     ApiJson(body): ApiJson<ApproveBody>,
 ) -> Result<Json<RequestJson>, ApiError> {
     let end = body.end_time.as_deref().map(parse_time).transpose()?;
-    let result = decide_and_act(&state, caller.email(), &id, Action::Approve { reason: body.reason, end })
-        .await
-        .map(|decided| decided.view);
-    audit_decision(&state, "api.approveRole", &caller, Some(&id), &result);
-    result.map(Json)
+    decided(&state, &caller, &id, Action::Approve { reason: body.reason, end }, "api.approveRole").await
 }
 
 async fn deny(
@@ -353,10 +349,7 @@ async fn deny(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ReasonBody>,
 ) -> Result<Json<RequestJson>, ApiError> {
-    let result =
-        decide_and_act(&state, caller.email(), &id, Action::Deny { reason: body.reason }).await.map(|d| d.view);
-    audit_decision(&state, "api.denyRole", &caller, Some(&id), &result);
-    result.map(Json)
+    decided(&state, &caller, &id, Action::Deny { reason: body.reason }, "api.denyRole").await
 }
 
 async fn revoke(
@@ -365,22 +358,26 @@ async fn revoke(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ReasonBody>,
 ) -> Result<Json<RequestJson>, ApiError> {
-    let result =
-        decide_and_act(&state, caller.email(), &id, Action::Revoke { reason: body.reason }).await.map(|d| d.view);
-    audit_decision(&state, "api.revokeRole", &caller, Some(&id), &result);
+    decided(&state, &caller, &id, Action::Revoke { reason: body.reason }, "api.revokeRole").await
+}
+
+/// A route's decision on request `id`, audited as `event`.
+async fn decided(
+    state: &AppState,
+    caller: &IapUser,
+    id: &str,
+    action: Action,
+    event: &'static str,
+) -> Result<Json<RequestJson>, ApiError> {
+    let result = decide_and_act(state, caller.email(), id, action).await.map(|decided| decided.view);
+    audit_decision(event, caller.email(), Some(id), &result);
     result.map(Json)
 }
 
-fn audit_decision<T>(
-    state: &AppState,
-    event: &'static str,
-    caller: &IapUser,
-    id: Option<&str>,
-    result: &Result<T, ApiError>,
-) {
-    let _ = state;
+/// The audit entry of a reviewer's decision (`api.approveRole`, `chat.denyRole`, …).
+pub fn audit_decision<T>(event: &'static str, caller: &Email, id: Option<&str>, result: &Result<T, ApiError>) {
     let decision =
-        Decision { event, approver: caller.email().as_str(), activation_id: id.unwrap_or(""), ..Decision::default() };
+        Decision { event, approver: caller.as_str(), activation_id: id.unwrap_or(""), ..Decision::default() };
     audit::record(&decision, result, "recorded");
 }
 

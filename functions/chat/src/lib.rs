@@ -52,9 +52,10 @@ pub struct Config {
     /// `CHAT_SPACE` (`spaces/…`): post cards there instead of to each reviewer.
     pub space: Option<String>,
     pub audience: ChatAudience,
-    /// `PUSH_JWKS_URL`: Google's ID-token keys (endpoint-URL audience).
-    pub google_keys_url: String,
+    /// Pushes' check; its `jwks_url` (`PUSH_JWKS_URL`, Google's ID-token keys) also serves
+    /// Chat's endpoint-URL form.
     pub push_auth: Option<PushAuth>,
+    pub google_keys_url: String,
 }
 
 /// The two ways Google Chat proves a request came from it, as set in the Chat app's
@@ -123,8 +124,9 @@ pub struct AppState {
     space: Option<String>,
     audience: ChatAudience,
     chat_keys: Arc<JwksCache>,
+    /// Google's ID-token keys: for pushes and for Chat's endpoint-URL form alike.
     google_keys: Arc<JwksCache>,
-    push: Option<(PushAuth, Arc<JwksCache>)>,
+    push: Option<PushAuth>,
 }
 
 impl AppState {
@@ -132,10 +134,6 @@ impl AppState {
         let backend = config.decisions.backend.clone();
         let ledger = config.decisions.ledger.clone();
         let http = JwksCache::http_client(&backend);
-        let push = config.push_auth.map(|auth| {
-            let keys = JwksCache::new(http.clone(), &auth.jwks_url);
-            (auth, Arc::new(keys))
-        });
         Ok(AppState {
             decisions: approve::AppState::new(config.decisions).await?,
             chat: ChatClient::new(http.clone(), &config.endpoint)?,
@@ -144,7 +142,7 @@ impl AppState {
             audience: config.audience,
             chat_keys: Arc::new(JwksCache::service_account(http.clone(), &backend, CHAT_ACCOUNT)),
             google_keys: Arc::new(JwksCache::new(http, &config.google_keys_url)),
-            push,
+            push: config.push_auth,
         })
     }
 }
@@ -235,7 +233,8 @@ async fn clicked(state: &AppState, caller: &Email, function: &str, id: &str, dia
     };
     let approving = matches!(action, Action::Approve { .. });
     let result = decide_and_act(&state.decisions, caller, id, action).await;
-    audit(caller, id, approving, &result);
+    let event = if approving { "chat.approveRole" } else { "chat.denyRole" };
+    approve::audit_decision(event, caller, Some(id), &result);
     let now = Timestamp::now();
     let base_url = approve::base_url(&state.decisions);
     match (result, dialog) {
@@ -254,23 +253,12 @@ async fn clicked(state: &AppState, caller: &Email, function: &str, id: &str, dia
     }
 }
 
-fn audit<T>(caller: &Email, id: &str, approving: bool, result: &Result<T, ApiError>) {
-    let event = if approving { "chat.approveRole" } else { "chat.denyRole" };
-    let decision = common::http::audit::Decision {
-        event,
-        approver: caller.as_str(),
-        activation_id: id,
-        ..common::http::audit::Decision::default()
-    };
-    common::http::audit::record(&decision, result, "recorded");
-}
-
 /// A Pub/Sub push of an event. 2xx acknowledges; 503 asks for a redelivery (Chat or the
 /// ledger failed for a passing reason); a message that can never be handled is acknowledged
 /// and logged, so it cannot loop.
 async fn push(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some((auth, keys)) = &state.push
-        && let Err(error) = authenticate(auth, keys, &headers).await
+    if let Some(auth) = &state.push
+        && let Err(error) = authenticate(auth, &state.google_keys, &headers).await
     {
         return error.into_response();
     }

@@ -85,9 +85,7 @@ impl AssetInventoryCatalog {
         for scope in scope_order(&name, &self.scope.resource_scopes, known.as_deref()) {
             match self.effective_bindings_in(scope, resource).await {
                 Ok(bindings) => {
-                    if self.scope.resource_scopes.len() > 1 {
-                        self.scope_of.put(&name, scope.to_string());
-                    }
+                    self.remember(&name, scope);
                     return Ok(bindings);
                 }
                 Err(error @ (GcpError::InvalidArgument(_) | GcpError::NotFound(_) | GcpError::Denied(_))) => {
