@@ -80,7 +80,11 @@ impl Ledger {
             "update": {"name": self.name(&record.id), "fields": fields},
             "currentDocument": precondition,
         }]});
-        let answer = self.rest.post("ledger commit", &format!("{}:commit", self.documents()), &body).await?;
+        let answer = match self.rest.post("ledger commit", &format!("{}:commit", self.documents()), &body).await {
+            // Firestore answers a stale `updateTime` with FAILED_PRECONDITION: another writer won.
+            Err(GcpError::FailedPrecondition(detail)) => return Err(GcpError::Conflict(detail)),
+            other => other?,
+        };
         let update_time = answer["writeResults"][0]["updateTime"]
             .as_str()
             .ok_or_else(|| GcpError::Other("ledger commit: no updateTime in the answer".into()))?;

@@ -37,6 +37,11 @@ pub enum GcpError {
     /// An etag conflict that outlived our retries, or another concurrent change.
     #[error("{0}: conflicting concurrent change")]
     Conflict(String),
+    /// Google refused for a reason a retry cannot change (`FAILED_PRECONDITION`): an
+    /// organization policy refusing a member, an index a query needs, a stale precondition.
+    /// Each caller says which it is; it is never an etag race.
+    #[error("{0}: refused")]
+    FailedPrecondition(String),
     #[error("{0}: quota exhausted")]
     RateLimited(String),
     /// Policy Analyzer's quota: 20 queries a day per organization without a paid tier.
@@ -59,7 +64,8 @@ impl GcpError {
             (Some(401 | 403), _) | (_, Some(Code::PermissionDenied | Code::Unauthenticated)) => {
                 GcpError::Denied(detail)
             }
-            (Some(409 | 412), _) | (_, Some(Code::Aborted | Code::FailedPrecondition)) => GcpError::Conflict(detail),
+            (_, Some(Code::FailedPrecondition)) => GcpError::FailedPrecondition(detail),
+            (Some(409 | 412), _) | (_, Some(Code::Aborted)) => GcpError::Conflict(detail),
             (Some(429), _) | (_, Some(Code::ResourceExhausted)) => GcpError::RateLimited(detail),
             (Some(400), _) | (_, Some(Code::InvalidArgument)) => GcpError::InvalidArgument(detail),
             (Some(500..=599), _) | (_, Some(Code::Unavailable | Code::DeadlineExceeded | Code::Internal)) => {
@@ -101,6 +107,7 @@ impl From<GcpError> for ApiError {
                 "the project's IAM policy kept changing while we tried to update it; try again",
             )
             .with_cause(cause),
+            GcpError::FailedPrecondition(_) => ApiError::backend(cause),
             GcpError::RateLimited(_) => ApiError::quota(cause),
             GcpError::AnalysisQuota(_) => ApiError::analysis_quota(cause),
             GcpError::Unavailable(_) => ApiError::unavailable(cause),

@@ -79,9 +79,12 @@ impl RestClient {
 pub fn classify(what: &str, status: u16, body: &Value) -> GcpError {
     let message = body["error"]["message"].as_str().unwrap_or("no message");
     let detail = format!("{what} ({status}: {message})");
-    // Preconditions that failed are conflicts, whatever HTTP status carries them.
-    if matches!(body["error"]["status"].as_str(), Some("ABORTED" | "FAILED_PRECONDITION" | "ALREADY_EXISTS")) {
-        return GcpError::Conflict(detail);
+    // Races are conflicts, whatever HTTP status carries them; a failed precondition is the
+    // caller's to name (a stale `updateTime` to the ledger, a missing index to a query).
+    match body["error"]["status"].as_str() {
+        Some("ABORTED" | "ALREADY_EXISTS") => return GcpError::Conflict(detail),
+        Some("FAILED_PRECONDITION") => return GcpError::FailedPrecondition(detail),
+        _ => {}
     }
     match status {
         404 => GcpError::NotFound(detail),
