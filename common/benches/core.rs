@@ -11,7 +11,7 @@ use common::entitlement::{EntitlementId, ProjectId, ResourceId, eligible_entitle
 use common::iap::{VerifiedAssertions, assertion_claims, verify_iap_assertion};
 use common::justification::JustificationPolicy;
 use common::keys::LocalKey;
-use common::policy::{Binding, Expr, Policy, add_activation};
+use common::policy::{Binding, Expr, GrantKey, Policy, set_grant};
 use common::timestamp::Timestamp;
 use common::token::{ActivationRequest, verify_activation_token};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -56,14 +56,17 @@ fn policy_update(c: &mut Criterion) {
     let policy = big_policy();
     let start = Timestamp::from_unix_seconds(1_800_000_000).expect("in range");
     let activation = Activation {
+        request: "jit-bench".into(),
         beneficiary: Email::parse("u42@example.com").expect("email"),
         entitlement: EntitlementId::parse("project-1:roles/role2.admin").expect("id"),
         window: ActivationWindow::new(start, start.plus_seconds(3600)).expect("window"),
         approval: Approval::SelfApproved,
         justification: JustificationPolicy::new(".*", "").expect("pattern").check("BUG-1").expect("valid"),
     };
-    c.bench_function("policy: add_activation to a 1,500-principal policy", |b| {
-        b.iter(|| add_activation(black_box(&policy), black_box(&activation)))
+    let key = GrantKey { request: "jit-bench".into(), legacy: Vec::new() };
+    let binding = [activation.binding()];
+    c.bench_function("policy: set_grant on a 1,500-principal policy", |b| {
+        b.iter(|| set_grant(black_box(&policy), black_box(&key), black_box(&binding), &[]))
     });
 }
 

@@ -1,6 +1,10 @@
 //! Activations: the time-bound IAM binding that grants an entitlement, how this system writes
 //! it, and how it recognises its own bindings when it reads a policy back.
 //!
+//! Each binding names the request that granted it at the end of its condition's description
+//! (` [request jit-…]`, the title stays the reference app's), so removing, extending and
+//! reconciling a grant finds its own binding, never another grant's with the same window.
+//!
 //! Only the activation window and the eligible binding's resource condition go into the
 //! condition expression. Everything a user typed (justification, emails) goes into the
 //! description or the member, never into the expression, so no input can change what the
@@ -51,6 +55,8 @@ pub enum Approval {
 /// A decided activation: everything needed to write its binding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Activation {
+    /// The request (`jit-…`, `mpa-…`) the binding belongs to.
+    pub request: String,
     pub beneficiary: Email,
     pub entitlement: EntitlementId,
     pub window: ActivationWindow,
@@ -65,7 +71,19 @@ pub struct ActivationBinding {
     pub role: RoleName,
     pub resource_condition: Option<ResourceCondition>,
     pub window: ActivationWindow,
+    /// The request it belongs to; `None` for bindings written before bindings named theirs
+    /// (or by the reference app).
+    pub request: Option<String>,
 }
+
+/// Whether `id` has the form of a request ID: `mpa-…` or `jit-…` and URL-safe characters.
+pub fn is_request_id(id: &str) -> bool {
+    (id.starts_with("mpa-") || id.starts_with("jit-"))
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+const REQUEST_TAG: &str = " [request ";
 
 impl ActivationWindow {
     pub fn new(start: Timestamp, end: Timestamp) -> Result<ActivationWindow, WindowError> {
@@ -112,8 +130,13 @@ impl Activation {
             Approval::SelfApproved => "Self-approved".to_string(),
             Approval::ApprovedBy(approver) => format!("Approved by {approver}"),
         };
-        let description: String =
-            format!("{approval}, justification: {}", self.justification).chars().take(MAX_DESCRIPTION_CHARS).collect();
+        // The request's tag always fits: the justification is what gets cut.
+        let tag = format!("{REQUEST_TAG}{}]", self.request);
+        let text: String = format!("{approval}, justification: {}", self.justification)
+            .chars()
+            .take(MAX_DESCRIPTION_CHARS.saturating_sub(tag.chars().count()))
+            .collect();
+        let description = format!("{text}{tag}");
         Binding {
             role: self.entitlement.role().as_str().to_string(),
             members: vec![self.beneficiary.iam_member()],
@@ -153,7 +176,19 @@ pub fn read_activation_binding(binding: &Binding) -> Option<ActivationBinding> {
     let start = time_bound(first, "request.time >= timestamp(")?;
     let end = time_bound(second, "request.time < timestamp(")?;
     let window = ActivationWindow::new(start, end).ok()?;
-    Some(ActivationBinding { member: email, role, resource_condition: ResourceCondition::from_clauses(others), window })
+    let request = condition
+        .description
+        .rsplit_once(REQUEST_TAG)
+        .and_then(|(_, tail)| tail.strip_suffix(']'))
+        .filter(|id| is_request_id(id))
+        .map(str::to_string);
+    Some(ActivationBinding {
+        member: email,
+        role,
+        resource_condition: ResourceCondition::from_clauses(others),
+        window,
+        request,
+    })
 }
 
 fn time_bound(clause: &str, prefix: &str) -> Option<Timestamp> {
@@ -182,6 +217,7 @@ mod tests {
 
     fn activation(condition: Option<&str>, approval: Approval, text: &str) -> Activation {
         Activation {
+            request: "jit-test".into(),
             beneficiary: Email::parse("alice@example.com").expect("email"),
             entitlement: EntitlementId::new(
                 ProjectId::parse("project-1").expect("project"),
@@ -204,7 +240,7 @@ mod tests {
         assert_eq!(binding.members, vec!["user:alice@example.com"]);
         let condition = binding.condition.expect("conditional");
         assert_eq!(condition.title, "JIT access activation");
-        assert_eq!(condition.description, "Self-approved, justification: BUG-12345");
+        assert_eq!(condition.description, "Self-approved, justification: BUG-12345 [request jit-test]");
         assert_eq!(condition.expression, WINDOW);
     }
 
@@ -213,7 +249,7 @@ mod tests {
         let bob = Email::parse("bob@example.com").expect("email");
         let binding = activation(Some("resource.type == 'a'"), Approval::ApprovedBy(bob), "BUG-1").binding();
         let condition = binding.condition.expect("conditional");
-        assert_eq!(condition.description, "Approved by bob@example.com, justification: BUG-1");
+        assert_eq!(condition.description, "Approved by bob@example.com, justification: BUG-1 [request jit-test]");
         assert_eq!(condition.expression, format!("{WINDOW} && (resource.type == 'a')"));
     }
 
@@ -230,9 +266,10 @@ mod tests {
             let binding = activation(None, Approval::SelfApproved, text).binding();
             let condition = binding.condition.as_ref().expect("conditional");
             assert_eq!(condition.expression, WINDOW, "justification {text:?}");
-            assert_eq!(condition.description, format!("Self-approved, justification: {text}"));
+            assert_eq!(condition.description, format!("Self-approved, justification: {text} [request jit-test]"));
             let read = read_activation_binding(&binding).expect("ours");
             assert_eq!(read.window, window());
+            assert_eq!(read.request.as_deref(), Some("jit-test"), "a justification cannot forge the request");
             assert_eq!(read.resource_condition, None);
         }
     }
@@ -249,7 +286,8 @@ mod tests {
     fn description_is_cut_to_iams_limit() {
         let long = Email::parse(&format!("{}@example.com", "b".repeat(200))).expect("email");
         let binding = activation(None, Approval::ApprovedBy(long), &"j".repeat(100)).binding();
-        assert_eq!(binding.condition.expect("conditional").description.chars().count(), 256);
+        assert_eq!(binding.condition.as_ref().expect("conditional").description.chars().count(), 256);
+        assert_eq!(read_activation_binding(&binding).and_then(|b| b.request).as_deref(), Some("jit-test"));
     }
 
     #[test]
@@ -261,10 +299,13 @@ mod tests {
         assert_eq!(read.resource_condition.as_ref().map(|c| c.as_str()), Some("(a) && (b == \"x && y\")"));
         assert_eq!(read.window, window());
         // The reference app's form, with doubled parentheses, is read too.
+        assert_eq!(read.request.as_deref(), Some("jit-test"));
+        // The reference app's form, with doubled parentheses and no request, is read too.
         let mut reference = with_condition.binding();
-        reference.condition.as_mut().expect("conditional").expression =
-            format!("({WINDOW}) && ((a) && (b == \"x && y\"))");
-        assert_eq!(read_activation_binding(&reference), Some(read));
+        let condition = reference.condition.as_mut().expect("conditional");
+        condition.expression = format!("({WINDOW}) && ((a) && (b == \"x && y\"))");
+        condition.description = "Self-approved, justification: j".into();
+        assert_eq!(read_activation_binding(&reference), Some(ActivationBinding { request: None, ..read }));
     }
 
     #[test]

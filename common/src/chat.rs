@@ -58,7 +58,7 @@ pub fn card(record: &Record, now: Timestamp, base_url: &str, note: Option<&str>)
         row("Role", &role),
         row("On", &resource),
         row("Justification", &record.justification),
-        row("Window (UTC)", &format!("{} to {}", time(record.start), time(record.end))),
+        row("Window (UTC)", &format!("{} to {}", time(record.start), time(record.effective_end()))),
         row("Approvals", &format!("{} of {}", record.approvers().len(), record.approvals_needed)),
         row("State", state.name()),
     ];

@@ -524,6 +524,21 @@ impl Config {
         }
     }
 
+    /// Every section but IAP's: for what no person reaches through IAP (the Chat app, the
+    /// sweeper), which still decide on requests as the HTTP functions do.
+    pub fn read_without_iap(env: &mut Env<'_>) -> Config {
+        Config {
+            activation: ActivationSettings::read(env),
+            approval: ApprovalSettings::read(env),
+            scope: ScopeSettings::read(env),
+            iap: IapSettings { audience: String::new() },
+            token: TokenSettings::read(env),
+            backend: BackendSettings::read(env),
+            ledger: LedgerSettings::read(env),
+            notification: NotificationSettings::read(env),
+        }
+    }
+
     /// Reads the process environment; on any problem, returns them all.
     pub fn from_process_env() -> Result<Config, ConfigError> {
         let mut env = Env::from_process();

@@ -96,6 +96,60 @@ pub fn designated_approvers<'a>(
     }))
 }
 
+/// What one person may do with one entitlement, from the bindings that apply to its resource
+/// and the principals they act as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Holding {
+    /// Holds it with self-approval.
+    pub jit: bool,
+    /// Holds it with peer approval: may request it, and approve a peer's request.
+    pub mpa: bool,
+    /// A designated approver of it: may approve, never activate.
+    pub designated: bool,
+}
+
+impl Holding {
+    pub fn may_review(self) -> bool {
+        self.mpa || self.designated
+    }
+
+    pub fn holds(self, kind: crate::condition::ActivationType) -> bool {
+        match kind {
+            crate::condition::ActivationType::Jit => self.jit,
+            crate::condition::ActivationType::Mpa => self.mpa,
+        }
+    }
+}
+
+/// How `principals` (one person and their groups) stand towards `entitlement`.
+pub fn standing<'a>(
+    entitlement: &crate::entitlement::EntitlementId,
+    principals: &BTreeSet<String>,
+    bindings: impl IntoIterator<Item = &'a Binding>,
+    now: Timestamp,
+) -> Holding {
+    let mut holding = Holding::default();
+    let mpa = Entitlement { id: entitlement.clone(), activation_type: crate::condition::ActivationType::Mpa };
+    for binding in bindings {
+        if !names_any(binding, principals) || !in_force(binding, now) {
+            continue;
+        }
+        if let Some(held) = eligible_entitlement(entitlement.resource(), binding).filter(|e| &e.id == entitlement) {
+            match held.activation_type {
+                crate::condition::ActivationType::Jit => holding.jit = true,
+                crate::condition::ActivationType::Mpa => holding.mpa = true,
+            }
+        }
+        let (users, groups) = designated_approvers(&mpa, std::iter::once(binding), now);
+        let designated = principals.iter().any(|p| {
+            p.strip_prefix("user:").is_some_and(|u| users.iter().any(|e| e.as_str() == u))
+                || p.strip_prefix("group:").is_some_and(|g| groups.contains(g))
+        });
+        holding.designated |= designated;
+    }
+    holding
+}
+
 /// Whether any of `bindings` makes one of `principals` eligible for something now.
 pub fn eligible_in<'a>(
     bindings: impl IntoIterator<Item = &'a Binding>,

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::activation::Activation;
+#[cfg(test)]
 use crate::email::Email;
 use crate::lifecycle::{Entry, Record};
 use crate::token::ActivationRequest;
@@ -30,6 +30,7 @@ pub const ACTIVATION_FAILED: &str = "ActivationFailed";
 pub const ACTIVATION_EXTERNALLY_MODIFIED: &str = "ActivationExternallyModified";
 pub const EXTENSION_REQUESTED: &str = "ExtensionRequested";
 pub const ACTIVATION_EXTENDED: &str = "ActivationExtended";
+pub const EXTENSION_FAILED: &str = "ExtensionFailed";
 
 /// One event: JSON data plus the message attributes.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,95 +77,89 @@ pub fn request_activation(request: &ActivationRequest, base_url: &str, action_ur
     )
 }
 
-/// A request reached its approvals, and the binding was written. `approver` gave the last
-/// approval; `approvers` lists them all.
-pub fn activation_approved(
-    request: &ActivationRequest,
-    approver: &Email,
-    approvers: &[&Email],
-    base_url: &str,
-) -> Event {
-    Event::new(
-        ACTIVATION_APPROVED,
-        json!({
-            "activation_id": request.id,
-            "approver": approver,
-            "approvers": approvers,
-            "beneficiary": request.beneficiary,
-            "reviewers": request.reviewers,
-            "project_id": request.entitlement.resource().to_string(),
-            "role": request.entitlement.role().as_str(),
-            "resource_condition": resource_condition(request),
-            "start_time": request.window.start().to_string(),
-            "end_time": request.window.end().to_string(),
-            "justification": request.justification,
-            "base_url": base_url,
-        }),
-    )
-}
-
-/// A user activated one or more roles on one project by self-approval. `role` joins the
-/// roles with commas, as in the reference; `roles` lists them.
-pub fn activation_self_approved(activation_id: &str, activations: &[Activation], base_url: &str) -> Event {
-    let roles: Vec<&str> = activations.iter().map(|a| a.entitlement.role().as_str()).collect();
-    let first = activations.first();
-    Event::new(
-        ACTIVATION_SELF_APPROVED,
-        json!({
-            "activation_id": activation_id,
-            "beneficiary": first.map(|a| a.beneficiary.as_str()),
-            "project_id": first.map(|a| a.entitlement.resource().to_string()),
-            "role": roles.join(", "),
-            "roles": roles,
-            "start_time": first.map(|a| a.window.start().to_string()),
-            "end_time": first.map(|a| a.window.end().to_string()),
-            "justification": first.map(|a| a.justification.as_str()),
-            "base_url": base_url,
-        }),
-    )
-}
-
-/// Any other change to a request recorded in the ledger: an approval short of the quorum, a
-/// deny, a withdrawal, an early end, a revocation, a failed activation, or a binding changed
-/// behind the ledger's back. `None` for entries announced otherwise (requested, activated).
+/// The event that tells subscribers about `entry`, just recorded on `record`; `None` for an
+/// entry that is announced otherwise (a new request) or at its outcome (a revocation is
+/// announced once its binding is gone). Times are the granted ones: narrowed, extended.
 pub fn lifecycle_event(record: &Record, entry: &Entry, base_url: &str) -> Option<Event> {
+    let closing = || {
+        record.timeline.iter().find_map(|e| match e {
+            Entry::Revoked { actor, reason, .. } => Some((ACTIVATION_REVOKED, Some(actor), reason.clone())),
+            Entry::Ended { actor, reason, .. } => Some((ACTIVATION_ENDED, Some(actor), reason.clone())),
+            Entry::Superseded { by, .. } => {
+                Some((ACTIVATION_ENDED, Some(&record.beneficiary), format!("superseded by {by}")))
+            }
+            _ => None,
+        })
+    };
     let (kind, actor, reason) = match entry {
-        Entry::Approved { actor, reason, .. } => (APPROVAL_RECORDED, Some(actor), reason.as_str()),
-        Entry::Denied { actor, reason, .. } => (REQUEST_DENIED, Some(actor), reason.as_str()),
-        Entry::Withdrawn { actor, reason, .. } => (REQUEST_WITHDRAWN, Some(actor), reason.as_str()),
-        Entry::Ended { actor, reason, .. } => (ACTIVATION_ENDED, Some(actor), reason.as_str()),
-        Entry::Revoked { actor, reason, .. } => (ACTIVATION_REVOKED, Some(actor), reason.as_str()),
-        Entry::ActivationFailed { reason, .. } => (ACTIVATION_FAILED, None, reason.as_str()),
-        Entry::ExternallyModified { .. } => (ACTIVATION_EXTERNALLY_MODIFIED, None, ""),
-        Entry::ExtensionRequested { actor, .. } => (EXTENSION_REQUESTED, Some(actor), ""),
-        Entry::Extended { .. } => (ACTIVATION_EXTENDED, None, ""),
-        Entry::Requested { .. } | Entry::Activated { .. } => return None,
+        // An approval recorded after the grant changes nothing: nobody is told twice.
+        Entry::Approved { .. } if record.is_activated() => return None,
+        Entry::Approved { actor, reason, .. } => (APPROVAL_RECORDED, Some(actor), reason.clone()),
+        Entry::ExtensionApproved { actor, reason, .. } => (APPROVAL_RECORDED, Some(actor), reason.clone()),
+        Entry::Denied { actor, reason, .. } => (REQUEST_DENIED, Some(actor), reason.clone()),
+        Entry::Withdrawn { actor, reason, .. } => (REQUEST_WITHDRAWN, Some(actor), reason.clone()),
+        Entry::Activated { .. } if record.approvals_needed == 0 => (ACTIVATION_SELF_APPROVED, None, String::new()),
+        Entry::Activated { .. } => {
+            let counted = record.approvers();
+            let last = record.timeline.iter().rev().find_map(|e| match e {
+                Entry::Approved { actor, .. } if counted.contains(actor) => Some(actor),
+                _ => None,
+            });
+            (ACTIVATION_APPROVED, last, String::new())
+        }
+        Entry::ActivationFailed { reason, .. } => (ACTIVATION_FAILED, None, reason.clone()),
+        Entry::BindingRemoved { .. } => closing()?,
+        Entry::ExternallyModified { .. } => (ACTIVATION_EXTERNALLY_MODIFIED, None, String::new()),
+        // A self-approved extension is granted at once: its event is the extension's.
+        Entry::ExtensionRequested { actor, .. } if record.approvals_needed > 0 => {
+            (EXTENSION_REQUESTED, Some(actor), String::new())
+        }
+        Entry::Extended { .. } => (ACTIVATION_EXTENDED, None, String::new()),
+        Entry::ExtensionFailed { reason, .. } => (EXTENSION_FAILED, None, reason.clone()),
+        Entry::Requested { .. }
+        | Entry::ExtensionRequested { .. }
+        | Entry::Revoked { .. }
+        | Entry::Ended { .. }
+        | Entry::Superseded { .. } => return None,
     };
     let first = record.entitlements.first().and_then(|id| crate::entitlement::EntitlementId::parse(id).ok());
     let roles: Vec<&str> = record.entitlements.iter().filter_map(|id| id.split(':').nth(1)).collect();
     let time = |seconds: i64| crate::timestamp::Timestamp::from_unix_seconds(seconds).map(|t| t.to_string());
-    Some(Event::new(
+    let extension = matches!(entry, Entry::ExtensionApproved { .. });
+    let approvers = if extension { record.extension_approvers() } else { record.approvers() };
+    let extension_end = match entry {
+        Entry::ExtensionApproved { .. } | Entry::ExtensionRequested { .. } => record.pending_extension(),
+        _ => None,
+    };
+    let mut event = Event::new(
         kind,
         json!({
             "activation_id": record.id,
             "actor": actor,
+            "approver": actor,
             "reason": reason,
             "beneficiary": record.beneficiary,
             "reviewers": record.reviewers,
-            "approvers": record.approvers(),
-            "approvals": record.approvers().len(),
+            "approvers": approvers,
+            "approvals": approvers.len(),
             "approvals_needed": record.approvals_needed,
             "project_id": first.as_ref().map(|id| id.resource().to_string()),
             "role": roles.join(", "),
+            "roles": roles,
             "resource_condition": first.as_ref().and_then(|id| id.resource_condition().map(|c| c.to_string())).unwrap_or_default(),
             "start_time": time(record.start),
             "end_time": time(record.effective_end()),
             "requested_end_time": time(record.end),
-            "extension_end_time": record.pending_extension().and_then(|(_, end)| time(end)),
+            "extension_end_time": extension_end.and_then(time),
+            "superseded_by": record.superseded_by(),
             "justification": record.justification,
             "base_url": base_url,
         }),
-    ))
+    );
+    if let Some(state) = crate::timestamp::Timestamp::from_unix_seconds(entry.at()).map(|t| record.state(t).name()) {
+        event.data["attributes"]["state"] = json!(state);
+    }
+    Some(event)
 }
 
 fn resource_condition(request: &ActivationRequest) -> String {
@@ -208,10 +203,39 @@ mod tests {
     }
 
     #[test]
-    fn approved_event_names_the_approver() {
+    fn a_grant_is_announced_with_its_granted_end_and_a_revocation_once_the_binding_is_gone() {
+        let alice = Email::parse("alice@example.com").expect("email");
         let bob = Email::parse("bob@example.com").expect("email");
-        let event = activation_approved(&request(), &bob, &[&bob], "https://jit.example.com");
-        assert_eq!(event.kind(), "ActivationApproved");
+        let mut record = Record {
+            id: "mpa-abc".into(),
+            activation_type: crate::condition::ActivationType::Mpa,
+            beneficiary: alice.clone(),
+            reviewers: vec![bob.clone()],
+            entitlements: vec!["project-1:roles/compute.admin".into()],
+            justification: "BUG-1".into(),
+            start: 1_700_000_000,
+            end: 1_700_003_600,
+            request_expiry: 1_700_003_600,
+            approvals_needed: 1,
+            approver_reason_required: false,
+            token: None,
+            timeline: vec![Entry::Requested { at: 1_700_000_000, actor: alice }],
+        };
+        let narrowed = Entry::Approved { at: 1_700_000_001, actor: bob.clone(), reason: String::new(), end: Some(1_700_000_600) };
+        record.timeline.push(narrowed);
+        let activated = Entry::Activated { at: 1_700_000_002 };
+        record.timeline.push(activated.clone());
+        let event = lifecycle_event(&record, &activated, "https://jit.example.com").expect("announced");
+        assert_eq!(event.kind(), ACTIVATION_APPROVED);
         assert_eq!(event.data["attributes"]["approver"], "bob@example.com");
+        assert_eq!(event.data["attributes"]["end_time"], "2023-11-14T22:23:20Z", "the narrowed end");
+        let revoked = Entry::Revoked { at: 1_700_000_100, actor: bob, reason: "over".into() };
+        record.timeline.push(revoked.clone());
+        assert_eq!(lifecycle_event(&record, &revoked, ""), None, "not yet: the binding is still there");
+        let removed = Entry::BindingRemoved { at: 1_700_000_101 };
+        record.timeline.push(removed.clone());
+        let event = lifecycle_event(&record, &removed, "").expect("announced");
+        assert_eq!((event.kind(), event.data["attributes"]["reason"].as_str()), (ACTIVATION_REVOKED, Some("over")));
+        assert_eq!(event.data["attributes"]["state"], "REVOKED");
     }
 }

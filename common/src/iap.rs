@@ -58,6 +58,7 @@ fn expectations(audience: &str, now: Timestamp, leeway_seconds: u64) -> Expectat
         now,
         leeway_seconds,
         require_not_before: false,
+        check_times: true,
     }
 }
 

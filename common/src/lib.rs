@@ -5,6 +5,9 @@
 //! [`email`], [`timestamp`], [`token`], [`jwt`], [`iap`], [`config`], [`event`], [`rules`],
 //! [`trace`], [`lifecycle`], [`approval_policy`], [`chat`].
 //!
+//! The one door to a request: [`door`] (every ledger read verified, every action decided,
+//! recorded, carried out and told on one path).
+//!
 //! Edges: [`gcp`] (Google APIs through the official SDK), [`keys`] (local signing keys),
 //! [`http`] (errors, extractors, wire shapes), [`runner`] (serving a function's router).
 
@@ -13,6 +16,7 @@ pub mod approval_policy;
 pub mod chat;
 pub mod condition;
 pub mod config;
+pub mod door;
 pub mod eligibility;
 pub mod email;
 pub mod entitlement;

@@ -1,11 +1,14 @@
 //! A request's life, as the request ledger records it: an append-only timeline of what
 //! happened, the state that follows from it (a pure function of the timeline and `now`, with
-//! Privileged Access Manager's names), and the decisions that may add to it.
+//! Privileged Access Manager's names), the decisions that may add to it, and what IAM must hold
+//! for it.
 //!
-//! Order of work, so that nothing is lost or half-done: a decision is recorded first, then
-//! IAM is written, then the outcome is recorded. A crash in between leaves a state that says
-//! what is still to do (`ACTIVATING`: write the binding; `REVOKED`/`ENDED` with the binding
-//! still there: remove it), which whoever touches the request next, or the sweeper, completes.
+//! Order of work, so that nothing is lost or half-done: a decision is recorded first, then IAM
+//! is changed, then the outcome is recorded. Every change of IAM has a state that says it is
+//! still to do (`ACTIVATING`, `EXTENDING`, `REVOKING`, `ENDING`), and the state only moves on
+//! when the outcome is recorded, so a crash, a timeout or a Google outage in between leaves a
+//! request that whoever touches it next, or the sweeper, completes. [`next_step`] is that
+//! plan, one step at a time; the door (`crate::door`) carries the steps out.
 
 use std::collections::BTreeSet;
 
@@ -23,7 +26,8 @@ pub enum Entry {
         at: i64,
         actor: Email,
     },
-    /// `end`: the approver narrowed the window to end then (never later than asked).
+    /// An approval of the request as asked. `end`: the approver narrowed the window to end
+    /// then (never later than asked).
     Approved {
         at: i64,
         actor: Email,
@@ -43,6 +47,7 @@ pub enum Entry {
         #[serde(default)]
         reason: String,
     },
+    /// The binding is written: outcome of `ACTIVATING`.
     Activated {
         at: i64,
     },
@@ -50,18 +55,30 @@ pub enum Entry {
         at: i64,
         reason: String,
     },
+    /// The decision to revoke: `REVOKING` until `BINDING_REMOVED`.
     Revoked {
         at: i64,
         actor: Email,
         reason: String,
     },
+    /// The beneficiary ended the grant early: `ENDING` until `BINDING_REMOVED`.
     Ended {
         at: i64,
         actor: Email,
         #[serde(default)]
         reason: String,
     },
-    /// The grant's binding was found changed or removed behind the ledger's back.
+    /// A self-activation of the same roles, starting now, replaces this grant's binding with
+    /// its own in one write: `ENDING` until `BINDING_REMOVED`.
+    Superseded {
+        at: i64,
+        by: String,
+    },
+    /// The grant's bindings are gone from IAM: outcome of `REVOKING` and `ENDING`.
+    BindingRemoved {
+        at: i64,
+    },
+    /// The grant's binding was found removed behind the ledger's back.
     ExternallyModified {
         at: i64,
     },
@@ -71,10 +88,24 @@ pub enum Entry {
         actor: Email,
         end: i64,
     },
-    /// The grant now lasts until `end`, without a gap.
+    /// A reviewer approved the pending extension, until `end` (at most what was asked).
+    ExtensionApproved {
+        at: i64,
+        actor: Email,
+        #[serde(default)]
+        reason: String,
+        end: i64,
+    },
+    /// The grant now lasts until `end`, without a gap: outcome of `EXTENDING`.
     Extended {
         at: i64,
         end: i64,
+    },
+    /// The extension could not be granted (eligibility lost, or Google refused); the grant
+    /// runs on until its earlier end.
+    ExtensionFailed {
+        at: i64,
+        reason: String,
     },
 }
 
@@ -89,23 +120,53 @@ impl Entry {
             | Entry::ActivationFailed { at, .. }
             | Entry::Revoked { at, .. }
             | Entry::Ended { at, .. }
+            | Entry::Superseded { at, .. }
+            | Entry::BindingRemoved { at }
             | Entry::ExternallyModified { at }
             | Entry::ExtensionRequested { at, .. }
-            | Entry::Extended { at, .. } => *at,
+            | Entry::ExtensionApproved { at, .. }
+            | Entry::Extended { at, .. }
+            | Entry::ExtensionFailed { at, .. } => *at,
         }
     }
 
-    /// The state this entry ends the request in, if it ends it.
-    fn terminal(&self) -> Option<State> {
+    /// The decision that closes the request, if this entry is one.
+    fn closing(&self) -> Option<Closing> {
         match self {
-            Entry::Denied { .. } => Some(State::Denied),
-            Entry::Withdrawn { .. } => Some(State::Withdrawn),
-            Entry::Revoked { .. } => Some(State::Revoked),
-            Entry::Ended { .. } => Some(State::Ended),
-            Entry::ActivationFailed { .. } => Some(State::ActivationFailed),
+            Entry::Denied { .. } => Some(Closing::Denied),
+            Entry::Withdrawn { .. } => Some(Closing::Withdrawn),
+            Entry::ActivationFailed { .. } => Some(Closing::Failed),
+            Entry::Revoked { .. } => Some(Closing::Revoked),
+            Entry::Ended { .. } | Entry::Superseded { .. } => Some(Closing::Ended),
             _ => None,
         }
     }
+
+}
+
+/// One extension round, see [`Record::extension_rounds`].
+#[derive(Debug)]
+struct Round<'a> {
+    asked: i64,
+    approvers: BTreeSet<&'a Email>,
+    ready_end: i64,
+    granted: Option<i64>,
+    settled: Option<usize>,
+}
+
+impl Round<'_> {
+    fn has_quorum(&self, needed: u32) -> bool {
+        self.approvers.len() as u32 >= needed
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    Denied,
+    Withdrawn,
+    Failed,
+    Revoked,
+    Ended,
 }
 
 /// Where a request stands.
@@ -113,11 +174,17 @@ impl Entry {
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum State {
     ApprovalAwaited,
-    /// Approved by enough reviewers; the binding is being written.
+    /// Approved by enough reviewers (or self-approved); the binding is being written.
     Activating,
     /// Granted, with a window that starts later.
     Scheduled,
     Active,
+    /// An extension has its approvals; the longer binding is being written.
+    Extending,
+    /// Revoked; the binding is being removed.
+    Revoking,
+    /// Ended early or superseded; the binding is being removed.
+    Ending,
     Denied,
     Withdrawn,
     Revoked,
@@ -135,12 +202,20 @@ impl State {
         )
     }
 
+    /// The request holds, or is about to hold, a binding.
+    pub fn is_live(self) -> bool {
+        matches!(self, State::Activating | State::Scheduled | State::Active | State::Extending)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             State::ApprovalAwaited => "APPROVAL_AWAITED",
             State::Activating => "ACTIVATING",
             State::Scheduled => "SCHEDULED",
             State::Active => "ACTIVE",
+            State::Extending => "EXTENDING",
+            State::Revoking => "REVOKING",
+            State::Ending => "ENDING",
             State::Denied => "DENIED",
             State::Withdrawn => "WITHDRAWN",
             State::Revoked => "REVOKED",
@@ -162,7 +237,8 @@ pub struct Record {
     /// Who was asked to approve (peer approval only).
     #[serde(default)]
     pub reviewers: Vec<Email>,
-    /// Entitlement IDs: one for peer approval, one or more for a self-activation.
+    /// Entitlement IDs, all on one resource: one for peer approval, one or more for a
+    /// self-activation.
     pub entitlements: Vec<String>,
     pub justification: String,
     /// The activation window, Unix seconds.
@@ -183,92 +259,165 @@ pub struct Record {
 }
 
 impl Record {
-    /// The distinct reviewers who approved, never the beneficiary.
-    pub fn approvers(&self) -> BTreeSet<&Email> {
-        self.approvers_in(&self.timeline)
+    /// Whether `who` approves this request: listed as a reviewer and not the beneficiary. An
+    /// approval in the timeline by anyone else counts for nothing.
+    fn counts(&self, who: &Email) -> bool {
+        who != &self.beneficiary && self.reviewers.contains(who)
     }
 
-    fn approvers_in<'a>(&'a self, entries: &'a [Entry]) -> BTreeSet<&'a Email> {
-        entries
+    /// The distinct listed reviewers who approved the request as asked.
+    pub fn approvers(&self) -> BTreeSet<&Email> {
+        self.timeline
             .iter()
             .filter_map(|entry| match entry {
-                Entry::Approved { actor, .. } if actor != &self.beneficiary => Some(actor),
+                Entry::Approved { actor, .. } if self.counts(actor) => Some(actor),
                 _ => None,
             })
             .collect()
     }
 
-    pub fn is_activated(&self) -> bool {
-        self.timeline.iter().any(|entry| matches!(entry, Entry::Activated { .. }))
+    /// Where the grant was written: the first `ACTIVATED` that follows its quorum. One
+    /// without it (a document writer's) counts for nothing.
+    fn first_activation(&self) -> Option<usize> {
+        let mut approvers = BTreeSet::new();
+        for (index, entry) in self.timeline.iter().enumerate() {
+            match entry {
+                Entry::Approved { actor, .. } if self.counts(actor) => {
+                    approvers.insert(actor);
+                }
+                Entry::Activated { .. } if approvers.len() as u32 >= self.approvals_needed => return Some(index),
+                _ => {}
+            }
+        }
+        None
     }
 
-    /// When the access ends: the latest extension's end, or else the requested end narrowed
-    /// by the approvers (the earliest end any approver gave wins).
+    pub fn is_activated(&self) -> bool {
+        self.first_activation().is_some()
+    }
+
+    /// The extension rounds of the timeline, in order: where each was asked, the end asked
+    /// for, its approvers, the end it may be granted with once it has its quorum (the end
+    /// asked, narrowed by its approvers), and where it was settled, if it was. An `EXTENDED`
+    /// counts only as the outcome of a round with its quorum, never beyond its end.
+    fn extension_rounds(&self) -> Vec<Round<'_>> {
+        let mut rounds: Vec<Round<'_>> = Vec::new();
+        for (index, entry) in self.timeline.iter().enumerate() {
+            let open = rounds.last_mut().filter(|round| round.settled.is_none());
+            match (entry, open) {
+                (Entry::ExtensionRequested { end, .. }, None) => rounds.push(Round {
+                    asked: *end,
+                    approvers: BTreeSet::new(),
+                    ready_end: *end,
+                    granted: None,
+                    settled: None,
+                }),
+                (Entry::ExtensionApproved { actor, end, .. }, Some(round)) if self.counts(actor) => {
+                    if round.approvers.insert(actor) {
+                        round.ready_end = round.ready_end.min(*end);
+                    }
+                }
+                (Entry::Extended { end, .. }, Some(round))
+                    if round.has_quorum(self.approvals_needed) && *end <= round.ready_end =>
+                {
+                    round.granted = Some(*end);
+                    round.settled = Some(index);
+                }
+                (Entry::ExtensionFailed { .. }, Some(round)) => round.settled = Some(index),
+                (entry, Some(round)) if entry.closing().is_some() => round.settled = Some(index),
+                _ => {}
+            }
+        }
+        rounds
+    }
+
+    /// When the access ends: the latest granted extension's end, or else the requested end
+    /// narrowed by the approvers before the grant (the earliest end any approver gave wins).
     pub fn effective_end(&self) -> i64 {
-        let extended = self.timeline.iter().rev().find_map(|entry| match entry {
-            Entry::Extended { end, .. } => Some(*end),
-            _ => None,
-        });
-        if let Some(end) = extended {
+        if let Some(end) = self.extension_rounds().iter().rev().find_map(|round| round.granted) {
             return end;
         }
-        let activated_at = self.timeline.iter().position(|e| matches!(e, Entry::Activated { .. }));
-        let first_round = &self.timeline[..activated_at.unwrap_or(self.timeline.len())];
+        let first_round = &self.timeline[..self.first_activation().unwrap_or(self.timeline.len())];
         first_round
             .iter()
             .filter_map(|entry| match entry {
-                Entry::Approved { end: Some(end), actor, .. } if actor != &self.beneficiary => Some(*end),
+                Entry::Approved { end: Some(end), actor, .. } if self.counts(actor) => Some(*end),
                 _ => None,
             })
             .fold(self.end, i64::min)
     }
 
-    /// An extension asked for and not yet granted: where it stands in the timeline, and the
-    /// end it asks for.
-    pub fn pending_extension(&self) -> Option<(usize, i64)> {
-        let (index, end) = self.timeline.iter().enumerate().rev().find_map(|(i, entry)| match entry {
-            Entry::ExtensionRequested { end, .. } => Some((i, *end)),
-            _ => None,
-        })?;
-        let settled =
-            self.timeline[index..].iter().any(|e| matches!(e, Entry::Extended { .. }) || e.terminal().is_some());
-        (!settled).then_some((index, end))
+    /// The end asked for by an extension not yet settled.
+    pub fn pending_extension(&self) -> Option<i64> {
+        self.extension_rounds().last().filter(|round| round.settled.is_none()).map(|round| round.asked)
     }
 
-    /// The end a pending extension may be granted with, once it has its quorum: the end asked
-    /// for, narrowed by this round's approvers.
-    pub fn extension_ready(&self) -> Option<i64> {
-        let (index, asked) = self.pending_extension()?;
-        let round: Vec<&Entry> = self.timeline[index + 1..].iter().collect();
-        let approvers = self.approvers_after(index);
-        if (approvers.len() as u32) < self.approvals_needed {
-            return None;
+    /// The distinct listed reviewers who approved the pending extension.
+    pub fn extension_approvers(&self) -> BTreeSet<&Email> {
+        let mut rounds = self.extension_rounds();
+        match rounds.pop() {
+            Some(round) if round.settled.is_none() => round.approvers,
+            _ => BTreeSet::new(),
         }
-        let narrowed = round.iter().filter_map(|entry| match entry {
-            Entry::Approved { end: Some(end), actor, .. } if actor != &self.beneficiary => Some(*end),
-            _ => None,
-        });
-        Some(narrowed.fold(asked, i64::min))
     }
 
-    /// Distinct approvers (never the beneficiary) after the timeline's `index`-th entry.
-    fn approvers_after(&self, index: usize) -> BTreeSet<&Email> {
-        self.approvers_in(&self.timeline[index + 1..])
+    /// The end a pending extension is granted with once it has its quorum. A self-approved
+    /// extension needs no approval.
+    pub fn extension_ready(&self) -> Option<i64> {
+        let rounds = self.extension_rounds();
+        let round = rounds.last().filter(|round| round.settled.is_none())?;
+        round.has_quorum(self.approvals_needed).then_some(round.ready_end)
+    }
+
+    /// Who approved the window IAM holds or is about to hold: the pending extension's
+    /// approvers while it is being written, the granted extension's after, the request's
+    /// before any.
+    pub fn approvers_of_grant(&self) -> BTreeSet<&Email> {
+        let rounds = self.extension_rounds();
+        let current = rounds.into_iter().rev().find(|round| {
+            round.granted.is_some() || (round.settled.is_none() && round.has_quorum(self.approvals_needed))
+        });
+        match current {
+            Some(round) => round.approvers,
+            None => self.approvers(),
+        }
     }
 
     pub fn externally_modified(&self) -> bool {
         self.timeline.iter().any(|entry| matches!(entry, Entry::ExternallyModified { .. }))
     }
 
+    /// The request whose self-activation superseded this grant, if one did.
+    pub fn superseded_by(&self) -> Option<&str> {
+        self.timeline.iter().find_map(|entry| match entry {
+            Entry::Superseded { by, .. } => Some(by.as_str()),
+            _ => None,
+        })
+    }
+
     /// The state the timeline puts the request in at `now`.
     pub fn state(&self, now: Timestamp) -> State {
         let now = now.unix_seconds();
-        if let Some(terminal) = self.timeline.iter().find_map(Entry::terminal) {
-            return terminal;
+        if let Some((index, closing)) = self.timeline.iter().enumerate().find_map(|(i, e)| e.closing().map(|c| (i, c)))
+        {
+            let removed = || self.timeline[index..].iter().any(|e| matches!(e, Entry::BindingRemoved { .. }));
+            return match closing {
+                Closing::Denied => State::Denied,
+                Closing::Withdrawn => State::Withdrawn,
+                Closing::Failed => State::ActivationFailed,
+                Closing::Revoked if removed() => State::Revoked,
+                Closing::Revoked => State::Revoking,
+                Closing::Ended if removed() => State::Ended,
+                Closing::Ended => State::Ending,
+            };
         }
-        let end = self.effective_end();
         if self.is_activated() {
-            return if now >= end {
+            // An extension with its approvals is written before anything else happens to it:
+            // until `EXTENDED` the longer binding may be in IAM already.
+            if let Some(end) = self.extension_ready() {
+                return if now >= end.max(self.effective_end()) { State::Expired } else { State::Extending };
+            }
+            return if now >= self.effective_end() {
                 State::Expired
             } else if now < self.start {
                 State::Scheduled
@@ -277,21 +426,28 @@ impl Record {
             };
         }
         if self.approvers().len() as u32 >= self.approvals_needed {
-            return if now >= end { State::Expired } else { State::Activating };
+            return if now >= self.effective_end() { State::Expired } else { State::Activating };
         }
-        if now >= self.request_expiry { State::Expired } else { State::ApprovalAwaited }
+        // A request is approvable until its deadline, and never once its window has ended.
+        if now >= self.request_expiry.min(self.end) { State::Expired } else { State::ApprovalAwaited }
     }
 
-    /// Whether `who` may see the request: its parties and administrators.
+    /// Whether `who` may see the request: its parties (administrators too, decided elsewhere).
     pub fn is_party(&self, who: &Email) -> bool {
-        &self.beneficiary == who || self.reviewers.contains(who) || self.approvers().contains(who)
+        &self.beneficiary == who || self.reviewers.contains(who)
+    }
+
+    /// Until when the ledger must keep the record: the latest end it may still reach.
+    pub fn latest_end(&self) -> i64 {
+        let pending = self.pending_extension().unwrap_or(0);
+        self.end.max(self.effective_end()).max(pending).max(self.request_expiry)
     }
 }
 
 /// What a person asks to do to a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// `end`: the approver shortens the window to end then.
+    /// Approve the request as asked; `end` shortens its window (only while it awaits approval).
     Approve {
         reason: String,
         end: Option<i64>,
@@ -299,6 +455,7 @@ pub enum Action {
     Deny {
         reason: String,
     },
+    /// The requester withdraws a pending request, or ends a grant early.
     Withdraw {
         reason: String,
     },
@@ -309,27 +466,29 @@ pub enum Action {
     Extend {
         end: i64,
     },
+    /// A reviewer approves the pending extension, until `end` (at most what was asked).
+    ApproveExtension {
+        reason: String,
+        end: i64,
+    },
 }
 
-/// What the handler found out about the actor before asking: whether they may review this
-/// request now (a peer or a designated approver of the entitlement, read afresh), and whether
-/// they are an administrator.
+/// What the door found out, afresh, before asking: whether the actor may review the request
+/// now (a peer or a designated approver of the entitlement), whether they are an
+/// administrator, and whether the beneficiary still holds the entitlement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Standing {
     pub may_review: bool,
     pub administrator: bool,
+    pub beneficiary_eligible: bool,
 }
 
-/// What to do after the entry is recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Effect {
-    Nothing,
-    /// Quorum reached: write the binding, then record `ACTIVATED` (or `ACTIVATION_FAILED`).
-    Activate,
-    /// Remove the grant's binding.
-    RemoveBinding,
-    /// Write the binding with the extended window, then record `EXTENDED`.
-    Extend,
+/// What a decision adds to the timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Record(Entry),
+    /// The same action again while it is being carried out: nothing new to record, finish it.
+    Complete,
 }
 
 /// Why an action is refused. Each has a stable code in the API.
@@ -341,7 +500,9 @@ pub enum Refusal {
     NotAReviewer,
     #[error("you are no longer eligible to review this request")]
     NoLongerEligible,
-    #[error("only the requester can withdraw a request")]
+    #[error("{0} is no longer eligible for this role")]
+    BeneficiaryNotEligible(Email),
+    #[error("only the requester can withdraw or extend a request")]
     NotTheRequester,
     #[error("only an approver of this grant or an administrator can revoke it")]
     MayNotRevoke,
@@ -349,12 +510,22 @@ pub enum Refusal {
     AlreadyApprovedByYou,
     #[error("a reason is required")]
     ReasonRequired,
-    #[error("an approver may only shorten the window: end it after it starts and no later than requested")]
+    #[error(
+        "an approver may only shorten the window, while the request awaits approval: end it after it starts and no later than requested"
+    )]
     Lengthening,
+    #[error("the request is {}: the window can only be shortened while it awaits approval", .0.name())]
+    TooLateToNarrow(State),
+    #[error("the requested activation ended at {0}; it can no longer be approved")]
+    WindowEnded(i64),
     #[error("an extension must end later than the grant does now")]
     NotLonger,
     #[error("an extension of this grant awaits approval already")]
     ExtensionPending,
+    #[error("no extension of this grant awaits approval")]
+    NoExtensionPending,
+    #[error("approve the extension with an end after the grant's current end and no later than asked")]
+    ExtensionEnd,
     #[error("the request is {}: {}", .0.name(), explain(*.0))]
     WrongState(State),
 }
@@ -363,7 +534,10 @@ fn explain(state: State) -> &'static str {
     match state {
         State::ApprovalAwaited => "it still awaits approval",
         State::Activating => "its access is being granted right now; try again in a moment",
-        State::Scheduled | State::Active => "its access was granted already",
+        State::Scheduled | State::Active => "its access was granted already; to lengthen it, approve an extension",
+        State::Extending => "its extension is being granted right now; try again in a moment",
+        State::Revoking => "its access is being revoked",
+        State::Ending => "its access is being ended",
         State::Denied => "a reviewer denied it",
         State::Withdrawn => "the requester withdrew it",
         State::Revoked => "its access was revoked",
@@ -384,74 +558,48 @@ fn reason_text(reason: &str, required: bool) -> Result<String, Refusal> {
     Ok(reason)
 }
 
-/// Decides `action` by `actor` on `record` at `now`: the entry to record and what to do
-/// after. Pure: the handler supplies the actor's standing from a fresh catalog read.
+/// Decides `action` by `actor` on `record` at `now`: the entry to record. Pure: the door
+/// supplies the actor's standing from a fresh catalog read. What IAM must do next follows
+/// from the state the entry leads to ([`next_step`]).
 pub fn decide(
     record: &Record,
     actor: &Email,
     action: &Action,
     standing: Standing,
     now: Timestamp,
-) -> Result<(Entry, Effect), Refusal> {
+) -> Result<Decision, Refusal> {
     let at = now.unix_seconds();
     let state = record.state(now);
+    let record_entry = |entry: Entry| Ok(Decision::Record(entry));
     match action {
-        Action::Approve { reason, .. } | Action::Deny { reason } => {
-            if actor == &record.beneficiary {
-                return Err(Refusal::OwnRequest);
+        Action::Approve { reason, end } => {
+            if actor != &record.beneficiary && at >= record.end && state == State::Expired {
+                return Err(Refusal::WindowEnded(record.end));
             }
-            // Approvals that arrive while the access is being granted, or after, are recorded
-            // (they were decided on a request that awaited them) and change nothing else; a
-            // deny then is refused. Once the request is over, nothing is recorded.
-            let late = matches!(state, State::Activating | State::Active | State::Scheduled);
-            let allowed = state == State::ApprovalAwaited || (late && matches!(action, Action::Approve { .. }));
-            if !allowed {
-                return Err(Refusal::WrongState(state));
-            }
-            // Reviewers are chosen by the requester among peers and designated approvers.
-            if !record.reviewers.contains(actor) {
-                return Err(Refusal::NotAReviewer);
-            }
-            if !standing.may_review {
-                return Err(Refusal::NoLongerEligible);
-            }
-            if let Action::Deny { .. } = action {
-                let reason = reason_text(reason, true)?;
-                return Ok((Entry::Denied { at, actor: actor.clone(), reason }, Effect::Nothing));
-            }
-            let end = match action {
-                Action::Approve { end: Some(end), .. } => {
-                    // Never later than asked: the request's end, or the extension's.
-                    let asked = record.pending_extension().filter(|_| late).map_or(record.end, |(_, end)| end);
-                    if *end <= record.start.max(at) || *end > asked {
-                        return Err(Refusal::Lengthening);
-                    }
-                    Some(*end)
-                }
-                _ => None,
-            };
-            let reason = reason_text(reason, record.approver_reason_required)?;
-            // An extension awaiting approval: this approval counts for it alone.
-            if let Some((index, _)) = record.pending_extension().filter(|_| late) {
-                let round = record.approvers_after(index);
-                if round.contains(actor) {
-                    return Err(Refusal::AlreadyApprovedByYou);
-                }
-                let quorum = round.len() as u32 + 1 >= record.approvals_needed;
-                let effect = if quorum { Effect::Extend } else { Effect::Nothing };
-                return Ok((Entry::Approved { at, actor: actor.clone(), reason, end }, effect));
-            }
+            // An approval that arrives once the grant is decided is recorded (it was given to a
+            // request that awaited it) and changes nothing: it never narrows the window, and
+            // never approves an extension, which has an approval of its own.
+            let late = matches!(state, State::Activating | State::Scheduled | State::Active);
+            let expected = if late { state } else { State::ApprovalAwaited };
+            reviewer_may_act(record, actor, standing, state, expected)?;
             if record.approvers().contains(actor) {
                 return Err(Refusal::AlreadyApprovedByYou);
             }
-            let quorum = record.approvers().len() as u32 + 1 >= record.approvals_needed;
-            let effect = match state {
-                State::ApprovalAwaited if quorum => Effect::Activate,
-                // Whoever touches an activation left half-done completes it.
-                State::Activating => Effect::Activate,
-                _ => Effect::Nothing,
-            };
-            Ok((Entry::Approved { at, actor: actor.clone(), reason, end }, effect))
+            if let Some(end) = end {
+                if late {
+                    return Err(Refusal::TooLateToNarrow(state));
+                }
+                if *end <= record.start.max(at) || *end > record.end {
+                    return Err(Refusal::Lengthening);
+                }
+            }
+            let reason = reason_text(reason, record.approver_reason_required)?;
+            record_entry(Entry::Approved { at, actor: actor.clone(), reason, end: *end })
+        }
+        Action::Deny { reason } => {
+            reviewer_may_act(record, actor, standing, state, State::ApprovalAwaited)?;
+            let reason = reason_text(reason, true)?;
+            record_entry(Entry::Denied { at, actor: actor.clone(), reason })
         }
         Action::Withdraw { reason } => {
             if actor != &record.beneficiary {
@@ -460,8 +608,22 @@ pub fn decide(
             let reason = reason_text(reason, false)?;
             let actor = actor.clone();
             match state {
-                State::ApprovalAwaited => Ok((Entry::Withdrawn { at, actor, reason }, Effect::Nothing)),
-                State::Scheduled | State::Active => Ok((Entry::Ended { at, actor, reason }, Effect::RemoveBinding)),
+                State::ApprovalAwaited => record_entry(Entry::Withdrawn { at, actor, reason }),
+                live if live.is_live() => record_entry(Entry::Ended { at, actor, reason }),
+                State::Ending => Ok(Decision::Complete),
+                other => Err(Refusal::WrongState(other)),
+            }
+        }
+        Action::Revoke { reason } => {
+            if !record.approvers().contains(actor) && !standing.administrator {
+                return Err(Refusal::MayNotRevoke);
+            }
+            match state {
+                live if live.is_live() => {
+                    let reason = reason_text(reason, true)?;
+                    record_entry(Entry::Revoked { at, actor: actor.clone(), reason })
+                }
+                State::Revoking => Ok(Decision::Complete),
                 other => Err(Refusal::WrongState(other)),
             }
         }
@@ -472,38 +634,74 @@ pub fn decide(
             if !matches!(state, State::Scheduled | State::Active) {
                 return Err(Refusal::WrongState(state));
             }
-            if *end <= record.effective_end() {
-                return Err(Refusal::NotLonger);
-            }
             if record.pending_extension().is_some() {
                 return Err(Refusal::ExtensionPending);
             }
-            // Self-approval extends at once; peer approval waits for a new quorum.
-            let effect = if record.approvals_needed == 0 { Effect::Extend } else { Effect::Nothing };
-            Ok((Entry::ExtensionRequested { at, actor: actor.clone(), end: *end }, effect))
-        }
-        Action::Revoke { reason } => {
-            let approved = record.approvers().contains(actor);
-            if !approved && !standing.administrator {
-                return Err(Refusal::MayNotRevoke);
+            if *end <= record.effective_end() {
+                return Err(Refusal::NotLonger);
             }
-            if !matches!(state, State::Scheduled | State::Active) {
+            if !standing.beneficiary_eligible {
+                return Err(Refusal::BeneficiaryNotEligible(record.beneficiary.clone()));
+            }
+            record_entry(Entry::ExtensionRequested { at, actor: actor.clone(), end: *end })
+        }
+        Action::ApproveExtension { reason, end } => {
+            if state == State::Extending {
                 return Err(Refusal::WrongState(state));
             }
-            let reason = reason_text(reason, true)?;
-            Ok((Entry::Revoked { at, actor: actor.clone(), reason }, Effect::RemoveBinding))
+            let Some(asked) = record.pending_extension().filter(|_| state.is_live()) else {
+                return Err(Refusal::NoExtensionPending);
+            };
+            reviewer_may_act(record, actor, standing, state, state)?;
+            if record.extension_approvers().contains(actor) {
+                return Err(Refusal::AlreadyApprovedByYou);
+            }
+            if *end <= record.effective_end().max(at) || *end > asked {
+                return Err(Refusal::ExtensionEnd);
+            }
+            let reason = reason_text(reason, record.approver_reason_required)?;
+            record_entry(Entry::ExtensionApproved { at, actor: actor.clone(), reason, end: *end })
         }
     }
 }
 
+/// A reviewer's decision needs: someone other than the beneficiary, the request in `expected`,
+/// the actor listed and still eligible to review, the beneficiary still eligible.
+fn reviewer_may_act(
+    record: &Record,
+    actor: &Email,
+    standing: Standing,
+    state: State,
+    expected: State,
+) -> Result<(), Refusal> {
+    if actor == &record.beneficiary {
+        return Err(Refusal::OwnRequest);
+    }
+    if state != expected {
+        return Err(Refusal::WrongState(state));
+    }
+    if !record.reviewers.contains(actor) {
+        return Err(Refusal::NotAReviewer);
+    }
+    if !standing.may_review {
+        return Err(Refusal::NoLongerEligible);
+    }
+    if !standing.beneficiary_eligible {
+        return Err(Refusal::BeneficiaryNotEligible(record.beneficiary.clone()));
+    }
+    Ok(())
+}
+
 /// The actions `viewer` may try on the request now, for the page's buttons.
 pub fn available_actions(record: &Record, viewer: &Email, standing: Standing, now: Timestamp) -> Vec<&'static str> {
+    let extension_end = record.pending_extension().unwrap_or(record.effective_end() + 60);
     let candidates = [
         ("approve", Action::Approve { reason: "-".into(), end: None }),
         ("deny", Action::Deny { reason: "-".into() }),
         ("withdraw", Action::Withdraw { reason: String::new() }),
         ("revoke", Action::Revoke { reason: "-".into() }),
         ("extend", Action::Extend { end: record.effective_end() + 60 }),
+        ("approve-extension", Action::ApproveExtension { reason: "-".into(), end: extension_end }),
     ];
     candidates
         .into_iter()
@@ -512,279 +710,82 @@ pub fn available_actions(record: &Record, viewer: &Email, standing: Standing, no
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
+/// What IAM must hold for a request: its bindings with this window, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    Bindings { start: i64, end: i64 },
+    Nothing,
+}
 
-    fn email(name: &str) -> Email {
-        Email::parse(&format!("{name}@example.com")).expect("email")
-    }
-
-    fn at(seconds: i64) -> Timestamp {
-        Timestamp::from_unix_seconds(seconds).expect("in range")
-    }
-
-    /// Alice asks Bob, Carol and Dave; two approvals needed; window 1000–2000, approvable
-    /// until 1500.
-    fn record() -> Record {
-        Record {
-            id: "mpa-test".into(),
-            activation_type: ActivationType::Mpa,
-            beneficiary: email("alice"),
-            reviewers: vec![email("bob"), email("carol"), email("dave")],
-            entitlements: vec!["project-1:roles/compute.admin".into()],
-            justification: "BUG-1".into(),
-            start: 1000,
-            end: 2000,
-            request_expiry: 1500,
-            approvals_needed: 2,
-            approver_reason_required: false,
-            token: None,
-            timeline: vec![Entry::Requested { at: 1000, actor: email("alice") }],
+/// What IAM must hold for `record` at `now`.
+pub fn want(record: &Record, now: Timestamp) -> Want {
+    match record.state(now) {
+        State::Activating | State::Scheduled | State::Active => {
+            Want::Bindings { start: record.start, end: record.effective_end() }
         }
-    }
-
-    const REVIEWER: Standing = Standing { may_review: true, administrator: false };
-
-    fn apply(record: &mut Record, actor: &str, action: Action, now: i64) -> Result<Effect, Refusal> {
-        let (entry, effect) = decide(record, &email(actor), &action, REVIEWER, at(now))?;
-        record.timeline.push(entry);
-        if effect == Effect::Activate {
-            record.timeline.push(Entry::Activated { at: now });
-        }
-        Ok(effect)
-    }
-
-    fn approve() -> Action {
-        Action::Approve { reason: String::new(), end: None }
-    }
-
-    #[test]
-    fn two_of_three_activates_on_the_second_approval() {
-        let mut record = record();
-        assert_eq!(record.state(at(1100)), State::ApprovalAwaited);
-        assert_eq!(apply(&mut record, "bob", approve(), 1100), Ok(Effect::Nothing));
-        assert_eq!(apply(&mut record, "bob", approve(), 1101), Err(Refusal::AlreadyApprovedByYou));
-        assert_eq!(record.state(at(1102)), State::ApprovalAwaited);
-        assert_eq!(apply(&mut record, "carol", approve(), 1103), Ok(Effect::Activate));
-        assert_eq!(record.state(at(1104)), State::Active);
-        // Single use: a third approval is recorded and changes nothing else.
-        assert_eq!(apply(&mut record, "dave", approve(), 1105), Ok(Effect::Nothing));
-        assert_eq!(record.approvers().len(), 3);
-        assert_eq!(record.state(at(1106)), State::Active);
-        let deny = Action::Deny { reason: "late".into() };
-        assert_eq!(apply(&mut record, "dave", deny, 1106), Err(Refusal::WrongState(State::Active)));
-        assert_eq!(record.state(at(2000)), State::Expired);
-        assert_eq!(apply(&mut record, "bob", approve(), 2001), Err(Refusal::WrongState(State::Expired)));
-    }
-
-    #[test]
-    fn one_deny_ends_it_and_reasons_are_required_for_deny_and_revoke() {
-        let mut record = record();
-        let deny = |reason: &str| Action::Deny { reason: reason.into() };
-        assert_eq!(apply(&mut record, "bob", deny("  "), 1100), Err(Refusal::ReasonRequired));
-        apply(&mut record, "bob", approve(), 1100).expect("approved");
-        assert_eq!(apply(&mut record, "dave", deny("not now"), 1101), Ok(Effect::Nothing));
-        assert_eq!(record.state(at(1102)), State::Denied);
-        assert_eq!(apply(&mut record, "carol", approve(), 1102), Err(Refusal::WrongState(State::Denied)));
-    }
-
-    #[test]
-    fn who_may_do_what() {
-        let mut record = record();
-        assert_eq!(apply(&mut record, "alice", approve(), 1100), Err(Refusal::OwnRequest));
-        assert_eq!(apply(&mut record, "eve", approve(), 1100), Err(Refusal::NotAReviewer));
-        let stale = decide(&record, &email("bob"), &approve(), Standing::default(), at(1100));
-        assert_eq!(stale, Err(Refusal::NoLongerEligible), "listed, but no longer eligible");
-        assert_eq!(
-            apply(&mut record, "bob", Action::Withdraw { reason: String::new() }, 1100),
-            Err(Refusal::NotTheRequester)
-        );
-        assert_eq!(apply(&mut record, "bob", Action::Revoke { reason: "x".into() }, 1100), Err(Refusal::MayNotRevoke));
-        record.approver_reason_required = true;
-        assert_eq!(apply(&mut record, "bob", approve(), 1100), Err(Refusal::ReasonRequired));
-    }
-
-    #[test]
-    fn withdraw_before_approval_ends_early_after_and_revoke_removes_the_binding() {
-        let mut pending = record();
-        assert_eq!(apply(&mut pending, "alice", Action::Withdraw { reason: String::new() }, 1100), Ok(Effect::Nothing));
-        assert_eq!(pending.state(at(1100)), State::Withdrawn);
-
-        let mut active = record();
-        apply(&mut active, "bob", approve(), 1100).expect("approved");
-        apply(&mut active, "carol", approve(), 1101).expect("approved");
-        assert_eq!(
-            apply(&mut active.clone(), "alice", Action::Withdraw { reason: String::new() }, 1102),
-            Ok(Effect::RemoveBinding)
-        );
-        let revoke = Action::Revoke { reason: "incident over".into() };
-        assert_eq!(apply(&mut active.clone(), "dave", revoke.clone(), 1102), Err(Refusal::MayNotRevoke));
-        assert_eq!(apply(&mut active, "bob", revoke.clone(), 1102), Ok(Effect::RemoveBinding));
-        assert_eq!(active.state(at(1103)), State::Revoked);
-        let admin = Standing { may_review: false, administrator: true };
-        let mut other = record();
-        other.approvals_needed = 1;
-        apply(&mut other, "bob", approve(), 1100).expect("approved");
-        assert!(decide(&other, &email("root"), &revoke, admin, at(1101)).is_ok(), "an administrator may revoke");
-    }
-
-    #[test]
-    fn scheduled_activating_and_expiry() {
-        let mut record = record();
-        record.approvals_needed = 1;
-        record.start = 1200;
-        record.timeline.push(Entry::Approved { at: 1100, actor: email("bob"), reason: String::new(), end: None });
-        assert_eq!(record.state(at(1100)), State::Activating, "decided, binding not written yet");
-        record.timeline.push(Entry::Activated { at: 1100 });
-        assert_eq!(record.state(at(1100)), State::Scheduled);
-        assert_eq!(record.state(at(1200)), State::Active);
-        let mut unanswered = self::record();
-        unanswered.timeline.truncate(1);
-        assert_eq!(unanswered.state(at(1500)), State::Expired);
-    }
-
-    #[test]
-    fn a_self_activation_is_activating_until_its_binding_is_written() {
-        let mut record = record();
-        record.activation_type = ActivationType::Jit;
-        record.reviewers.clear();
-        record.approvals_needed = 0;
-        assert_eq!(record.state(at(1000)), State::Activating);
-        record.timeline.push(Entry::Activated { at: 1000 });
-        assert_eq!(record.state(at(1000)), State::Active);
-    }
-
-    #[test]
-    fn approvers_narrow_the_window_and_the_earliest_end_wins() {
-        let mut record = record();
-        let narrow = |end: i64| Action::Approve { reason: String::new(), end: Some(end) };
-        assert_eq!(apply(&mut record, "bob", narrow(2500), 1100), Err(Refusal::Lengthening), "never longer");
-        assert_eq!(apply(&mut record, "bob", narrow(900), 1100), Err(Refusal::Lengthening), "not before it starts");
-        apply(&mut record, "bob", narrow(1800), 1100).expect("narrowed");
-        apply(&mut record, "carol", narrow(1900), 1101).expect("narrowed less");
-        assert_eq!(record.effective_end(), 1800);
-        assert_eq!(record.state(at(1799)), State::Active);
-        assert_eq!(record.state(at(1800)), State::Expired);
-    }
-
-    #[test]
-    fn extensions_self_approved_at_once_peer_approved_after_a_new_quorum() {
-        let mut jit = record();
-        jit.activation_type = ActivationType::Jit;
-        jit.approvals_needed = 0;
-        jit.timeline.push(Entry::Activated { at: 1000 });
-        let extend = |end: i64| Action::Extend { end };
-        assert_eq!(apply(&mut jit, "alice", extend(1500), 1100), Err(Refusal::NotLonger));
-        assert_eq!(apply(&mut jit, "bob", extend(2500), 1100), Err(Refusal::NotTheRequester));
-        assert_eq!(apply(&mut jit, "alice", extend(2500), 1100), Ok(Effect::Extend));
-        assert_eq!(jit.extension_ready(), Some(2500), "no approval needed");
-        jit.timeline.push(Entry::Extended { at: 1100, end: 2500 });
-        assert_eq!(jit.effective_end(), 2500);
-        assert_eq!(jit.state(at(2200)), State::Active);
-
-        let mut mpa = record();
-        apply(&mut mpa, "bob", approve(), 1100).expect("approved");
-        apply(&mut mpa, "carol", approve(), 1101).expect("active");
-        assert_eq!(apply(&mut mpa, "alice", extend(2500), 1200), Ok(Effect::Nothing), "asked");
-        assert_eq!(apply(&mut mpa, "alice", extend(2600), 1201), Err(Refusal::ExtensionPending));
-        assert_eq!(mpa.effective_end(), 2000, "the grant runs on until the extension is approved");
-        assert_eq!(apply(&mut mpa, "bob", approve(), 1300), Ok(Effect::Nothing), "one of two, anew");
-        assert_eq!(apply(&mut mpa, "bob", approve(), 1301), Err(Refusal::AlreadyApprovedByYou));
-        assert_eq!(mpa.extension_ready(), None, "one approval of two");
-        let narrow = Action::Approve { reason: String::new(), end: Some(2400) };
-        assert_eq!(apply(&mut mpa, "dave", narrow, 1302), Ok(Effect::Extend));
-        assert_eq!(mpa.extension_ready(), Some(2400), "narrowed by an approver");
-        mpa.timeline.push(Entry::Extended { at: 1302, end: 2500 });
-        assert_eq!(mpa.effective_end(), 2500);
-        assert_eq!(mpa.pending_extension(), None);
-        let revoke = Action::Revoke { reason: "over".into() };
-        apply(&mut mpa, "bob", revoke, 1400).expect("revoked");
-        assert_eq!(apply(&mut mpa, "alice", extend(2700), 1401), Err(Refusal::WrongState(State::Revoked)));
-    }
-
-    #[test]
-    fn entries_read_and_write_as_the_ledger_stores_them() {
-        let entry = Entry::Approved { at: 5, actor: email("bob"), reason: "ok".into(), end: None };
-        let json = serde_json::to_value(&entry).expect("json");
-        assert_eq!(json, serde_json::json!({"type": "APPROVED", "at": 5, "actor": "bob@example.com", "reason": "ok"}));
-        assert_eq!(serde_json::from_value::<Entry>(json).expect("entry"), entry);
-        let record = record();
-        let back: Record = serde_json::from_value(serde_json::to_value(&record).expect("json")).expect("record");
-        assert_eq!(back, record);
-    }
-
-    fn arbitrary_entry() -> impl Strategy<Value = Entry> {
-        let actor = prop::sample::select(vec!["alice", "bob", "carol", "dave", "eve"]).prop_map(email);
-        prop_oneof![
-            (0i64..3000, actor.clone()).prop_map(|(at, actor)| Entry::Approved {
-                at,
-                actor,
-                reason: String::new(),
-                end: None
-            }),
-            (0i64..3000, actor.clone()).prop_map(|(at, actor)| Entry::Denied { at, actor, reason: "r".into() }),
-            (0i64..3000, actor.clone()).prop_map(|(at, actor)| Entry::Withdrawn { at, actor, reason: String::new() }),
-            (0i64..3000).prop_map(|at| Entry::Activated { at }),
-            (0i64..3000, actor.clone()).prop_map(|(at, actor)| Entry::Revoked { at, actor, reason: "r".into() }),
-            (0i64..3000, actor).prop_map(|(at, actor)| Entry::Ended { at, actor, reason: String::new() }),
-            (0i64..3000).prop_map(|at| Entry::ActivationFailed { at, reason: "r".into() }),
-        ]
-    }
-
-    fn arbitrary_action() -> impl Strategy<Value = (String, Action, Standing)> {
-        let actor = prop::sample::select(vec!["alice", "bob", "carol", "dave", "eve"]).prop_map(String::from);
-        let action = prop_oneof![
-            Just(Action::Approve { reason: "r".into(), end: None }),
-            Just(Action::Deny { reason: "r".into() }),
-            Just(Action::Withdraw { reason: String::new() }),
-            Just(Action::Revoke { reason: "r".into() }),
-        ];
-        (actor, action, any::<(bool, bool)>()).prop_map(|(actor, action, (may_review, administrator))| {
-            (actor, action, Standing { may_review, administrator })
-        })
-    }
-
-    proptest! {
-        /// No action changes a request that has ended, whatever the timeline holds.
-        #[test]
-        fn no_transition_leaves_a_terminal_state(
-            entries in prop::collection::vec(arbitrary_entry(), 0..8),
-            (actor, action, standing) in arbitrary_action(),
-            now in 0i64..3000,
-        ) {
-            let mut record = record();
-            record.timeline.extend(entries);
-            let state = record.state(at(now));
-            if state.is_terminal() {
-                prop_assert!(decide(&record, &email(&actor), &action, standing, at(now)).is_err());
-            }
-        }
-
-        /// Quorum counts distinct approvers other than the beneficiary, and one deny ends it.
-        #[test]
-        fn quorum_counts_distinct_approvers_never_the_beneficiary(
-            approvers in prop::collection::vec(prop::sample::select(vec!["alice", "bob", "carol"]), 0..10),
-            deny in any::<bool>(),
-        ) {
-            let mut record = record();
-            for name in &approvers {
-                record.timeline.push(Entry::Approved { at: 1100, actor: email(name), reason: String::new(), end: None });
-            }
-            let distinct: BTreeSet<&&str> = approvers.iter().filter(|n| **n != "alice").collect();
-            if deny {
-                record.timeline.push(Entry::Denied { at: 1101, actor: email("dave"), reason: "no".into() });
-            }
-            let expected = if deny {
-                State::Denied
-            } else if distinct.len() >= 2 {
-                State::Activating
-            } else {
-                State::ApprovalAwaited
-            };
-            prop_assert_eq!(record.state(at(1200)), expected);
-            prop_assert_eq!(record.approvers().len(), distinct.len());
-        }
+        State::Extending => Want::Bindings {
+            start: record.start,
+            end: record.extension_ready().unwrap_or(record.effective_end()).max(record.effective_end()),
+        },
+        _ => Want::Nothing,
     }
 }
+
+/// The outcome to record once IAM holds what [`want`] says, for a state that is in progress.
+fn outcome(record: &Record, now: Timestamp) -> Option<Entry> {
+    let at = now.unix_seconds();
+    match record.state(now) {
+        State::Activating => Some(Entry::Activated { at }),
+        State::Extending => Some(Entry::Extended { at, end: record.extension_ready()? }),
+        State::Revoking | State::Ending => Some(Entry::BindingRemoved { at }),
+        _ => None,
+    }
+}
+
+/// The entry that records why a grant or an extension could not be written.
+pub fn failure(record: &Record, now: Timestamp, reason: String) -> Option<Entry> {
+    let at = now.unix_seconds();
+    match record.state(now) {
+        State::Activating => Some(Entry::ActivationFailed { at, reason }),
+        State::Extending => Some(Entry::ExtensionFailed { at, reason }),
+        _ => None,
+    }
+}
+
+/// The next thing to do for a request, given what this attempt knows IAM holds for it
+/// (`held`: what it last wrote, `None` when it wrote nothing) and whether the catalog was
+/// asked afresh during it (`checked`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Ask the catalog whether the grant may still be written (eligibility, approvers).
+    Check,
+    /// Make IAM hold what `Want` says.
+    Write(Want),
+    /// Record the outcome; on a lost race, read the record again and plan again.
+    Record(Entry),
+    Done,
+}
+
+/// Plans the next step for `record`. Writing a grant or an extension needs a fresh check
+/// first; a write the record no longer wants (it was revoked meanwhile, or a stale writer
+/// wrote an older window) is set right before anything else.
+pub fn next_step(record: &Record, now: Timestamp, held: Option<Want>, checked: bool) -> Step {
+    let want = want(record, now);
+    let Some(outcome) = outcome(record, now) else {
+        return match held {
+            Some(held) if held != want => Step::Write(want),
+            _ => Step::Done,
+        };
+    };
+    let lengthening = matches!(record.state(now), State::Activating | State::Extending);
+    if lengthening && !checked {
+        return Step::Check;
+    }
+    if held != Some(want) {
+        return Step::Write(want);
+    }
+    Step::Record(outcome)
+}
+
+#[cfg(test)]
+mod tests;

@@ -54,6 +54,62 @@ pub enum Refusal {
     StartInPast(Timestamp),
     #[error("the start time {start} is too far ahead: at most {max_minutes} minutes")]
     StartTooFar { start: Timestamp, max_minutes: u64 },
+    #[error("only {eligible} of the approvers are still eligible to approve; {needed} are needed")]
+    TooFewEligibleApprovers { eligible: usize, needed: u32 },
+    #[error("you have {count} open requests for {id} already ({open}): end or withdraw one, or extend it")]
+    TooManyOpen { id: String, count: usize, open: String },
+}
+
+/// At most this many open requests (pending, scheduled or active) per person and
+/// entitlement: each active or scheduled one holds its own binding, and IAM bounds how many
+/// conditional bindings a policy may hold.
+pub const MAX_OPEN_PER_ENTITLEMENT: usize = 3;
+
+/// What the catalog says, afresh, about the people of a request: the beneficiary's
+/// entitlements on the resource (self-approval), or how each person stands towards the one
+/// entitlement (peer approval: the beneficiary and every listed reviewer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fresh {
+    Jit(Vec<Entitlement>),
+    Mpa(std::collections::BTreeMap<Email, crate::eligibility::Holding>),
+}
+
+/// May the grant `record` describes be written, or lengthened, to end at `end` now? The
+/// beneficiary must still hold every entitlement the way the request asked for it, the
+/// justification must still match today's policy, the window must stay within the longest
+/// duration (`max_minutes`: the setting, or the approval policy's when shorter), and for peer
+/// approval enough of the approvers (`approvers`: of the request, or of its extension) must
+/// still be eligible to approve it.
+pub fn may_grant(
+    record: &crate::lifecycle::Record,
+    end: i64,
+    approvers: &BTreeSet<&Email>,
+    fresh: &Fresh,
+    settings: &ActivationSettings,
+    max_minutes: u64,
+) -> Result<(), Refusal> {
+    settings.justification.check(&record.justification)?;
+    let minutes = ((end - record.start).max(0) as u64).div_ceil(60);
+    if minutes > max_minutes {
+        return Err(Refusal::Duration { minutes, max: max_minutes });
+    }
+    for text in &record.entitlements {
+        let id = EntitlementId::parse(text)?;
+        match fresh {
+            Fresh::Jit(held) => require_entitlement(held, &id, ActivationType::Jit)?,
+            Fresh::Mpa(holdings) => {
+                let holds = holdings.get(&record.beneficiary).is_some_and(|h| h.mpa);
+                if !holds {
+                    return Err(Refusal::BeneficiaryNotEligible(record.beneficiary.clone()));
+                }
+                let eligible = approvers.iter().filter(|a| holdings.get(**a).is_some_and(|h| h.may_review())).count();
+                if (eligible as u32) < record.approvals_needed {
+                    return Err(Refusal::TooFewEligibleApprovers { eligible, needed: record.approvals_needed });
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The activation window for a duration chosen by the user, starting `now`.

@@ -184,7 +184,7 @@ pub fn activation_id(prefix: &str, random: [u8; 12]) -> String {
 }
 
 /// Verifies an activation token signed by `service_account` (issuer and audience), against
-/// that account's public keys.
+/// that account's public keys, as a link or a card presents it: it must not have expired.
 pub fn verify_activation_token(
     token: &str,
     keys: &JwkSet,
@@ -192,13 +192,31 @@ pub fn verify_activation_token(
     now: Timestamp,
     leeway_seconds: u64,
 ) -> Result<ActivationRequest, TokenError> {
+    verify_claims(token, keys, service_account, Some(now), leeway_seconds)
+}
+
+/// Verifies the token a ledger record was written with: its signature and its request, at any
+/// time. The request's expiry bounds approving it (the record's `request_expiry`), never
+/// reading, revoking or ending it.
+pub fn verify_stored_token(token: &str, keys: &JwkSet, service_account: &str) -> Result<ActivationRequest, TokenError> {
+    verify_claims(token, keys, service_account, None, 0)
+}
+
+fn verify_claims(
+    token: &str,
+    keys: &JwkSet,
+    service_account: &str,
+    now: Option<Timestamp>,
+    leeway_seconds: u64,
+) -> Result<ActivationRequest, TokenError> {
     let expect = Expectations {
         algorithm: Algorithm::RS256,
         issuer: service_account,
         audience: service_account,
-        now,
+        now: now.unwrap_or(Timestamp::UNIX_EPOCH),
         leeway_seconds,
         require_not_before: true,
+        check_times: now.is_some(),
     };
     let claims = jwt::verify(token, keys, &expect)?;
     let claims: ActivationClaims =

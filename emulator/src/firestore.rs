@@ -1,6 +1,7 @@
 //! The part of Firestore's REST API the request ledger uses, so that the local run needs no
-//! Java: `GET` a document, `:commit` with its preconditions, and `:runQuery` with equality and
-//! array-contains filters, one order and a limit. The ledger's adapter tests run against this
+//! Java: `GET` a document, `:commit` (updates and deletes) with its preconditions, and
+//! `:runQuery` with equality and array-contains filters, one order (a field or `__name__`), a
+//! cursor on the document name and a limit. The ledger's adapter tests run against this
 //! and against Google's own Firestore emulator, which holds this one to the real behaviour:
 //! a create over an existing document is 409 `ALREADY_EXISTS`, a stale `updateTime` 400
 //! `FAILED_PRECONDITION`, `exists: true` on a missing one 404.
@@ -55,7 +56,24 @@ impl Firestore {
         let mut staged: BTreeMap<String, Document> = BTreeMap::new();
         let time = self.tick();
         let mut results = Vec::new();
+        let mut deleted: Vec<String> = Vec::new();
         for write in &writes {
+            if let Some(name) = write["delete"].as_str() {
+                let existing = staged.get(name).or_else(|| self.documents.get(name));
+                if let Some(wanted) = write["currentDocument"]["updateTime"].as_str()
+                    && existing.map(|d| d.update_time.as_str()) != Some(wanted)
+                {
+                    return Err(GoogleError::with_status(
+                        400,
+                        "FAILED_PRECONDITION",
+                        &format!("the stored version does not match the required base version ({wanted})"),
+                    ));
+                }
+                staged.remove(name);
+                deleted.push(name.to_string());
+                results.push(json!({"updateTime": time}));
+                continue;
+            }
             let update = &write["update"];
             let name = update["name"].as_str().ok_or_else(|| GoogleError::new(400, "write.update.name is required"))?;
             if !name.starts_with(&format!("{database}/documents/")) {
@@ -94,6 +112,9 @@ impl Firestore {
             staged.insert(name.to_string(), Document { fields, create_time, update_time: time.clone() });
             results.push(json!({"updateTime": time}));
         }
+        for name in deleted.iter().filter(|name| !staged.contains_key(*name)) {
+            self.documents.remove(name);
+        }
         self.documents.extend(staged);
         Ok(json!({"writeResults": results, "commitTime": time}))
     }
@@ -117,10 +138,19 @@ impl Firestore {
         }
         if let Some(order) = query["orderBy"].as_array().and_then(|o| o.first()) {
             let field = order["field"]["fieldPath"].as_str().unwrap_or_default().to_string();
-            matches.sort_by(|a, b| compare(a.1.fields.get(&field), b.1.fields.get(&field)));
+            if field == "__name__" {
+                matches.sort_by(|a, b| a.0.cmp(b.0));
+            } else {
+                matches.sort_by(|a, b| compare(a.1.fields.get(&field), b.1.fields.get(&field)));
+            }
             if order["direction"].as_str() == Some("DESCENDING") {
                 matches.reverse();
             }
+        }
+        // A cursor on the document name (the only one the ledger pages with).
+        if let Some(start) = query["startAt"]["values"][0]["referenceValue"].as_str() {
+            let before = query["startAt"]["before"].as_bool().unwrap_or(false);
+            matches.retain(|(name, _)| if before { name.as_str() >= start } else { name.as_str() > start });
         }
         let limit = match &query["limit"] {
             Value::Null => usize::MAX,

@@ -78,6 +78,7 @@ impl CloudRunFront {
                 now: Timestamp::now(),
                 leeway_seconds: CLOCK_LEEWAY_SECONDS,
                 require_not_before: false,
+                check_times: true,
             };
             let verified = self
                 .keys

@@ -105,7 +105,8 @@ async fn self_activation_writes_the_binding_and_publishes() {
     let policy = system.backend.policy("projects/project-1").await;
     let binding = policy.bindings.last().expect("binding");
     assert_eq!(binding.members, vec![format!("user:{CAROL}")]);
-    assert_eq!(binding.condition.as_ref().expect("condition").description, "Self-approved, justification: BUG-1");
+    let description = &binding.condition.as_ref().expect("condition").description;
+    assert!(description.starts_with("Self-approved, justification: BUG-1 [request jit-"), "{description}");
     let events = system.events().await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["type"], "ActivationSelfApproved");
@@ -263,7 +264,11 @@ async fn a_listed_peer_approves_and_the_binding_is_written() {
     assert_eq!(binding.role, "roles/compute.admin");
     assert_eq!(binding.members, vec![format!("user:{ALICE}")]);
     let condition = binding.condition.as_ref().expect("condition");
-    assert_eq!(condition.description, "Approved by bob@example.com, justification: BUG-12345");
+    assert!(
+        condition.description.starts_with("Approved by bob@example.com, justification: BUG-12345 [request mpa-"),
+        "the binding names its request: {}",
+        condition.description
+    );
     let events = system.events().await;
     assert_eq!(events.last().expect("event")["type"], "ActivationApproved");
     assert_eq!(events.last().expect("event")["attributes"]["approver"], BOB);

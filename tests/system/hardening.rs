@@ -137,15 +137,16 @@ async fn time_bound_eligibility_activates_replaces_shows_status_and_is_swept() {
     let now = common::timestamp::Timestamp::now().unix_seconds();
     let at = |s: i64| common::timestamp::Timestamp::from_unix_seconds(s).expect("time");
     let ended = common::activation::Activation {
+        request: "jit-endedByTest".into(),
         beneficiary: crate::support::email(CAROL),
         entitlement: common::entitlement::EntitlementId::parse(&id).expect("id"),
         window: common::activation::ActivationWindow::new(at(now - 10_000), at(now - 7_200)).expect("window"),
         approval: common::activation::Approval::SelfApproved,
         justification: common::justification::JustificationPolicy::new(".*", "").expect("p").check("x").expect("ok"),
     };
-    writer.activate(&ended, "test").await.expect("written");
+    crate::support::activate(&writer, &ended, "test").await.expect("written");
     let policy = system.backend.policy("projects/project-2").await;
-    assert_eq!(activations_of(&policy, CAROL, "roles/bigquery.admin"), 1, "the ended one replaced the active one");
+    assert_eq!(activations_of(&policy, CAROL, "roles/bigquery.admin"), 2, "each grant owns its binding");
     let mut pairs = system.backend.emulator.environment();
     pairs.push(("RESOURCE_SCOPE", crate::support::SCOPE.to_string()));
     pairs.push(("BASE_URL", "https://jit.example.com".to_string()));
@@ -155,7 +156,7 @@ async fn time_bound_eligibility_activates_replaces_shows_status_and_is_swept() {
     let summary = sweeper::run(&config, common::timestamp::Timestamp::now()).await.expect("runs");
     assert_eq!(summary.bindings_removed, 1, "{summary}");
     let policy = system.backend.policy("projects/project-2").await;
-    assert_eq!(activations_of(&policy, CAROL, "roles/bigquery.admin"), 0);
+    assert_eq!(activations_of(&policy, CAROL, "roles/bigquery.admin"), 1, "the ended one went, the live one stays");
     assert!(policy.bindings.iter().any(|b| b.condition.as_ref().is_some_and(|c| c.expression == TIME_BOUND)));
 }
 

@@ -94,7 +94,17 @@ async fn adapter_contract(name: &str, endpoint: &str) {
     let bob: Vec<String> =
         ledger.naming_reviewer(&email(BOB), 10).await.expect("query").into_iter().map(|s| s.record.id).collect();
     assert_eq!(bob, ["mpa-contract-1"], "{name}");
-    assert_eq!(ledger.open(10).await.expect("query").len(), 2, "{name}: both open");
+    let open = ledger.open_page(None, 10).await.expect("query");
+    let ids: Vec<&str> = open.iter().map(|s| s.record.id.as_str()).collect();
+    assert_eq!(ids, ["mpa-contract-1", "mpa-contract-2"], "{name}: both open, in document order");
+    let next = ledger.open_page(Some("mpa-contract-1"), 10).await.expect("query");
+    assert_eq!(next.len(), 1, "{name}: the page after the first document");
+    assert_eq!(ledger.open_page(None, 1).await.expect("query").len(), 1, "{name}: a page's limit");
+    assert_eq!(ledger.open_of(&email(ALICE), 10).await.expect("query").len(), 2, "{name}: alice's open requests");
+    assert!(ledger.open_of(&email(BOB), 10).await.expect("query").is_empty(), "{name}");
+    let gone = ledger.get("mpa-contract-1").await.expect("read").expect("found");
+    ledger.delete(&gone).await.expect("deleted");
+    assert!(ledger.get("mpa-contract-1").await.expect("read").is_none(), "{name}: deleted");
     assert!(ledger.made_by(&email("nobody@example.com"), 10).await.expect("query").is_empty(), "{name}");
 }
 

@@ -205,7 +205,7 @@ async fn deny_withdraw_and_revoke() {
     assert_eq!((reply.status, reply.state()), (200, "REVOKED"), "{reply:?}");
     let timeline: Vec<&str> =
         reply.body["timeline"].as_array().into_iter().flatten().filter_map(|e| e["type"].as_str()).collect();
-    assert_eq!(timeline, ["REQUESTED", "APPROVED", "APPROVED", "ACTIVATED", "REVOKED"]);
+    assert_eq!(timeline, ["REQUESTED", "APPROVED", "APPROVED", "ACTIVATED", "REVOKED", "BINDING_REMOVED"]);
 
     let events = local.event_types().await;
     for kind in ["RequestDenied", "RequestWithdrawn", "ActivationRevoked"] {
@@ -305,9 +305,13 @@ async fn scheduled_start_extension_and_narrowing() {
     let reply = local.post(ALICE, &format!("/api/requests/{asked}/extend"), json!({"activationTimeout": 60})).await;
     assert_eq!((reply.status, reply.state()), (200, "ACTIVE"), "{reply:?}");
     assert_eq!(reply.body["endTime"], narrowed, "runs on until approved");
-    assert!(reply.body["pendingExtensionEndTime"].is_i64(), "{reply:?}");
-    local.act(BOB, &asked, "approve", "").await;
-    let reply = local.act(CAROL, &asked, "approve", "").await;
+    let asked_end = reply.body["pendingExtensionEndTime"].as_i64().expect("pending");
+    // The original request's approval approves nothing more: the extension has its own.
+    let old_link = local.act(BOB, &asked, "approve", "").await;
+    assert_eq!(old_link.code(), "already_approved", "{old_link:?}");
+    let approve_until = json!({"endTime": rfc3339(asked_end)});
+    local.post(BOB, &format!("/api/requests/{asked}/approve-extension"), approve_until.clone()).await;
+    let reply = local.post(CAROL, &format!("/api/requests/{asked}/approve-extension"), approve_until).await;
     assert_eq!((reply.status, reply.state()), (200, "ACTIVE"), "{reply:?}");
     let extended_end = reply.body["startTime"].as_i64().expect("start") + 3_600;
     assert_eq!(reply.body["endTime"], extended_end, "{reply:?}");

@@ -86,6 +86,7 @@ fn role_permissions(role: &str) -> &'static [&'static str] {
         }
         "roles/pubsub.publisher" => &["pubsub.topics.publish"],
         "roles/secretmanager.secretAccessor" => &["secretmanager.versions.access"],
+        "roles/datastore.viewer" => &["datastore.entities.get", "datastore.entities.list"],
         "roles/datastore.user" => &[
             "datastore.entities.get",
             "datastore.entities.create",
@@ -269,6 +270,12 @@ async fn observed() -> BTreeMap<String, BTreeSet<String>> {
     drop(mailer::AppState::new(config).await.expect("mailer starts"));
     observed.insert("mailer".to_string(), calls(&system).await);
 
+    // Carol activates the sandbox role again while Google is down: the activation stays
+    // ACTIVATING, for the sweeper to complete (it reads eligibility afresh first).
+    system.backend.inject("resourcemanager", "folders.setIamPolicy", 503, 3).await;
+    let body = json!({"entitlementIds": [SANDBOX_JIT], "justification": "BUG-1", "activationTimeout": 30});
+    let reply = system.post(CAROL, system.request, "/api/folders/200000000002/roles/self-activate", body).await;
+    assert_eq!(reply.status, 503, "{reply:?}");
     // Carol's grant loses its binding behind the ledger's back: the sweeper flags it and says so.
     let mut policy = system.backend.policy("projects/project-1").await;
     policy.bindings.retain(|b| !(b.role == "roles/storage.admin" && b.members == [format!("user:{CAROL}")]));

@@ -5,7 +5,7 @@
 use common::activation::{Activation, ActivationWindow, Approval};
 use common::entitlement::EntitlementId;
 use common::gcp::GcpError;
-use common::gcp::iam::{ActivationWrite, IamWriter};
+use common::gcp::iam::IamWriter;
 use common::justification::JustificationPolicy;
 use common::timestamp::Timestamp;
 use proptest::strategy::{Strategy as _, ValueTree as _};
@@ -85,6 +85,7 @@ async fn fuzz_arbitrary_bodies_get_4xx_and_write_nothing() {
 fn activation(index: usize) -> Activation {
     let now = Timestamp::now();
     Activation {
+        request: format!("jit-writer{index}"),
         beneficiary: crate::support::email(&format!("user{index}@example.com")),
         entitlement: EntitlementId::parse("project-1:roles/compute.admin").expect("id"),
         window: ActivationWindow::new(now, now.plus_seconds(3600)).expect("window"),
@@ -106,7 +107,7 @@ async fn sixteen_concurrent_writers_with_injected_conflicts_lose_nothing() {
         .enumerate()
         .map(|(index, activation)| {
             let writer = writer.clone();
-            tokio::spawn(async move { (index, writer.activate(&activation, "concurrency test").await) })
+            tokio::spawn(async move { (index, crate::support::activate(&writer, &activation, "concurrency test").await) })
         })
         .collect();
     let mut landed = Vec::new();
@@ -114,7 +115,7 @@ async fn sixteen_concurrent_writers_with_injected_conflicts_lose_nothing() {
     for task in tasks {
         let (index, outcome) = task.await.expect("task ran");
         match outcome {
-            Ok(ActivationWrite::Written { .. }) => landed.push(index),
+            Ok(true) => landed.push(index),
             Err(GcpError::Conflict(_)) => conflicts += 1,
             other => panic!("writer {index}: neither landed nor a clear conflict: {other:?}"),
         }

@@ -111,7 +111,8 @@ async fn alice_asks_bob_approves_through_the_real_pubsub_emulator() {
     );
     let condition = binding.condition.as_ref().expect("condition");
     assert!(condition.expression.starts_with("(request.time >= timestamp(\""), "{}", condition.expression);
-    assert_eq!(condition.description, format!("Approved by {BOB}, justification: {justification}"));
+    let id = approved.body["entitlements"][0]["activationId"].as_str().unwrap_or_default().to_string();
+    assert_eq!(condition.description, format!("Approved by {BOB}, justification: {justification} [request {id}]"));
 
     // 6. Alice's mail arrives: Bob approved her access.
     let mail = system.wait_for_mail(2).await;

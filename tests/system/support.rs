@@ -164,3 +164,15 @@ impl Drop for GcloudEmulator {
         let _ = self.child.wait();
     }
 }
+
+/// Writes one activation's binding, owned by its request, as the door would (tests of the
+/// IAM adapter and of the sweeper). `true` when it wrote.
+pub async fn activate(
+    writer: &common::gcp::iam::IamWriter,
+    activation: &common::activation::Activation,
+    reason: &str,
+) -> Result<bool, common::gcp::GcpError> {
+    let key = common::policy::GrantKey { request: activation.request.clone(), legacy: Vec::new() };
+    let resource = activation.entitlement.resource();
+    writer.set_grant(resource, &key, &[activation.binding()], &[], reason, None).await
+}

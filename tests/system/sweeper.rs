@@ -12,6 +12,7 @@ use crate::support::{SCOPE, backend, email};
 
 fn activation(user: &str, id: &str, start: i64, end: i64) -> Activation {
     Activation {
+        request: format!("jit-{}{}", user.split('@').next().unwrap_or("x"), start.rem_euclid(100_000)),
         beneficiary: email(user),
         entitlement: EntitlementId::parse(id).expect("id"),
         window: ActivationWindow::new(
@@ -62,7 +63,7 @@ async fn expired_activations_are_swept_and_nothing_else() {
         now - 7_000,
     );
     for activation in [&expired, &recent, &active, &on_folder, &on_organization] {
-        writer.activate(activation, "test").await.expect("written");
+        crate::support::activate(&writer, activation, "test").await.expect("written");
     }
     let before_1 = backend.policy("projects/project-1").await;
     let before_2 = backend.policy("projects/project-2").await;
@@ -74,7 +75,7 @@ async fn expired_activations_are_swept_and_nothing_else() {
     let summary = sweeper::run(&config(&backend, false), Timestamp::now()).await.expect("runs");
     assert_eq!(
         summary.to_string(),
-        "sweep: projects seen 2, folders and organizations seen 3, bindings removed 3, conflicts retried 0, errors 0, requests completed 0, requests flagged 0"
+        "sweep: projects seen 2, folders and organizations seen 3, bindings removed 3, conflicts retried 0, errors 0, open requests 0, completed 0, flagged 0, rewritten 0, closed 0, unowned bindings removed 1"
     );
     for resource in ["folders/200000000002", "organizations/100000000001"] {
         let policy = backend.policy(resource).await;
@@ -84,11 +85,12 @@ async fn expired_activations_are_swept_and_nothing_else() {
     }
     let after_1 = backend.policy("projects/project-1").await;
     assert!(!after_1.bindings.contains(&expired.binding()));
-    assert!(after_1.bindings.contains(&active.binding()));
+    // Live, but owned by no request in the ledger: removed.
+    assert!(!after_1.bindings.contains(&active.binding()), "no binding of ours belongs to no request");
     let hand_made =
         before_1.bindings.iter().find(|b| b.role == "roles/compute.viewer").expect("the hand-made time-bound binding");
     assert!(after_1.bindings.contains(hand_made), "a hand-made time-bound binding survives");
-    assert_eq!(after_1.bindings.len(), before_1.bindings.len() - 1);
+    assert_eq!(after_1.bindings.len(), before_1.bindings.len() - 2);
     assert_eq!(backend.policy("projects/project-2").await, before_2, "ended within the grace period: kept");
 }
 
@@ -97,8 +99,7 @@ async fn a_failing_project_is_counted_and_conflicts_are_retried() {
     let backend = backend().await;
     let writer = IamWriter::new(&backend.settings).await.expect("client");
     let now = Timestamp::now().unix_seconds();
-    writer
-        .activate(&activation("carol@example.com", "project-1:roles/storage.admin", now - 10_000, now - 7_200), "t")
+    crate::support::activate(&writer, &activation("carol@example.com", "project-1:roles/storage.admin", now - 10_000, now - 7_200), "t")
         .await
         .expect("w");
     backend.inject("resourcemanager", "setIamPolicy", 409, 1).await;
@@ -121,7 +122,7 @@ async fn several_scopes_are_each_swept_and_nothing_outside_them() {
         "organizations/100000000001:roles/iam.securityReviewer",
     ];
     for id in ids {
-        writer.activate(&activation("carol@example.com", id, now - 10_000, now - 7_200), "t").await.expect("written");
+        crate::support::activate(&writer, &activation("carol@example.com", id, now - 10_000, now - 7_200), "t").await.expect("written");
     }
     let config = config_for(&backend, "folders/200000000002,projects/project-2", false);
     let summary = sweeper::run(&config, Timestamp::now()).await.expect("runs");

@@ -12,12 +12,11 @@ use google_cloud_iam_v1::model::{GetPolicyOptions, Policy as SdkPolicy};
 use google_cloud_resourcemanager_v3::client::{Folders, Organizations, Projects};
 use tokio::sync::OnceCell;
 
-use crate::activation::read_activation_binding;
-use crate::activation::{Activation, ActivationBinding};
+use crate::activation::{ActivationBinding, read_activation_binding};
 use crate::config::BackendSettings;
 use crate::entitlement::ResourceId;
 use crate::gcp::{GcpError, credentials_for, resource_manager, retry_policy, with_request_reason};
-use crate::policy::{CONDITIONAL_POLICY_VERSION, Policy, add_activations, remove_expired_activations, remove_grant};
+use crate::policy::{Binding, CONDITIONAL_POLICY_VERSION, GrantKey, Policy, remove_expired_activations, set_grant};
 use crate::timestamp::Timestamp;
 
 /// A Resource Manager client as every writer here builds it; the SDK's clients share no
@@ -48,15 +47,6 @@ pub struct IamWriter {
     base_delay: Duration,
 }
 
-/// What an activation did to the project's policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ActivationWrite {
-    /// The binding was added; `replaced` earlier activations of the entitlement were removed.
-    Written { replaced: usize, attempts: u32 },
-    /// The same binding was already there (a repeated approval); nothing was written.
-    AlreadyPresent,
-}
-
 /// What sweeping one project did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sweep {
@@ -77,40 +67,41 @@ impl IamWriter {
         })
     }
 
-    /// Adds the activation's binding to its project's policy. `reason` goes to Cloud Audit
-    /// Logs as `x-goog-request-reason`.
-    pub async fn activate(&self, activation: &Activation, reason: &str) -> Result<ActivationWrite, GcpError> {
-        self.activate_all(std::slice::from_ref(activation), reason).await
-    }
-
-    /// Adds several activations on one project in one read-modify-write, so they land
-    /// together or not at all.
-    pub async fn activate_all(&self, activations: &[Activation], reason: &str) -> Result<ActivationWrite, GcpError> {
-        let Some(first) = activations.first() else {
-            return Ok(ActivationWrite::AlreadyPresent);
-        };
-        let project = first.entitlement.resource();
-        if activations.iter().any(|a| a.entitlement.resource() != project) {
-            return Err(GcpError::InvalidArgument("activations on several projects in one write".into()));
-        }
+    /// Makes `grant`'s bindings on `resource` exactly `bindings` (none removes them), and
+    /// removes those of the `superseded` grants in the same write: read the policy (or start
+    /// from `prefetched`, read moments ago), apply the pure update, write it with the etag,
+    /// and on a conflict read again. `true` when it wrote. `reason` goes to Cloud Audit Logs
+    /// as `x-goog-request-reason`. A refusal Google means (an organization policy refusing
+    /// the member: `FAILED_PRECONDITION`) is returned at once, never retried as a race.
+    pub async fn set_grant(
+        &self,
+        resource: &ResourceId,
+        grant: &GrantKey,
+        bindings: &[Binding],
+        superseded: &[GrantKey],
+        reason: &str,
+        prefetched: Option<Policy>,
+    ) -> Result<bool, GcpError> {
+        let mut prefetched = prefetched;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let policy = self.read(project).await?;
-            let Some((updated, replaced)) = add_activations(&policy, activations) else {
-                return Ok(ActivationWrite::AlreadyPresent);
+            let policy = match prefetched.take() {
+                Some(policy) => policy,
+                None => self.read(resource).await?,
             };
-            match with_request_reason(reason, self.write(project, updated)).await {
-                Ok(()) => {
-                    return Ok(ActivationWrite::Written { replaced, attempts: attempt });
-                }
+            let Some((updated, _)) = set_grant(&policy, grant, bindings, superseded) else {
+                return Ok(false);
+            };
+            match with_request_reason(reason, self.write(resource, updated)).await {
+                Ok(()) => return Ok(true),
                 Err(error) if error.is_conflict() && attempt < self.max_attempts => {
-                    tracing::info!(project = %project, attempt, "policy changed underneath us, retrying");
+                    tracing::info!(resource = %resource, attempt, "policy changed underneath us, retrying");
                     tokio::time::sleep(self.backoff(attempt)).await;
                 }
                 Err(error) if error.is_conflict() => {
                     return Err(GcpError::Conflict(format!(
-                        "setIamPolicy on {project}: still conflicting after {attempt} attempts"
+                        "setIamPolicy on {resource}: still conflicting after {attempt} attempts"
                     )));
                 }
                 Err(error) => return Err(error),
@@ -142,44 +133,45 @@ impl IamWriter {
         Ok(found.into_iter().filter_map(|name| ResourceId::parse(name).ok()).collect())
     }
 
-    /// Removes activation bindings that ended before `ended_before`. With `dry_run`, reports
-    /// what it would remove and writes nothing.
-    pub async fn sweep(&self, project: &ResourceId, ended_before: Timestamp, dry_run: bool) -> Result<Sweep, GcpError> {
+    /// Removes activation bindings that ended before `ended_before`, starting from the policy
+    /// the sweeper read. With `dry_run`, reports what it would remove and writes nothing.
+    pub async fn sweep(
+        &self,
+        project: &ResourceId,
+        policy: Policy,
+        ended_before: Timestamp,
+        dry_run: bool,
+    ) -> Result<Sweep, GcpError> {
         self.remove(
             project,
             |policy| remove_expired_activations(policy, ended_before),
             dry_run,
             "Removing expired JIT access activations",
+            Some(policy),
         )
         .await
     }
 
-    /// Removes one grant's binding (revoked, or ended early by its beneficiary). Removing a
-    /// binding that is not there is no error: the grant is over either way.
-    pub async fn deactivate(
-        &self,
-        project: &ResourceId,
-        grant: &ActivationBinding,
-        reason: &str,
-    ) -> Result<Sweep, GcpError> {
-        self.remove(project, |policy| remove_grant(policy, grant), false, reason).await
+    /// The activation bindings on a resource, ours by title and form.
+    pub async fn activations(&self, resource: &ResourceId) -> Result<Vec<ActivationBinding>, GcpError> {
+        Ok(self.read(resource).await?.bindings.iter().filter_map(read_activation_binding).collect())
     }
 
-    /// The activation bindings on a project, ours by title and form.
-    pub async fn activations(&self, project: &ResourceId) -> Result<Vec<ActivationBinding>, GcpError> {
-        Ok(self.read(project).await?.bindings.iter().filter_map(read_activation_binding).collect())
-    }
-
+    /// Removes what `update` selects, starting from `prefetched` when given.
     async fn remove(
         &self,
         project: &ResourceId,
         update: impl Fn(&Policy) -> Option<(Policy, Vec<ActivationBinding>)>,
         dry_run: bool,
         reason: &str,
+        mut prefetched: Option<Policy>,
     ) -> Result<Sweep, GcpError> {
         let mut conflicts_retried = 0;
         loop {
-            let policy = self.read(project).await?;
+            let policy = match prefetched.take() {
+                Some(policy) => policy,
+                None => self.read(project).await?,
+            };
             let Some((updated, removed)) = update(&policy) else {
                 return Ok(Sweep { removed: Vec::new(), conflicts_retried });
             };
@@ -199,7 +191,8 @@ impl IamWriter {
         }
     }
 
-    async fn read(&self, resource: &ResourceId) -> Result<Policy, GcpError> {
+    /// The resource's policy, version 3.
+    pub async fn read(&self, resource: &ResourceId) -> Result<Policy, GcpError> {
         // Without version 3, conditional bindings would come back mangled.
         let options = GetPolicyOptions::new().set_requested_policy_version(CONDITIONAL_POLICY_VERSION);
         let name = resource.resource_name();

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use crate::email::Email;
 use crate::gcp::GcpError;
 use crate::gcp::rest::RestClient;
-use crate::lifecycle::{Effect, Entry, Record};
+use crate::lifecycle::{Entry, Record};
 use crate::timestamp::Timestamp;
 
 pub const COLLECTION: &str = "requests";
@@ -126,26 +126,23 @@ impl Ledger {
         Err(GcpError::Conflict(format!("request {id} kept changing")).into())
     }
 
-    /// Records the entry `decide` makes on the request as it is when written (a write that
-    /// lost a race decides again); returns the written request, the entry and its effect.
-    pub async fn record_decision<E: From<GcpError>>(
-        &self,
-        stored: Stored,
-        mut decide: impl FnMut(&Record) -> Result<(Entry, Effect), E>,
-    ) -> Result<(Stored, Entry, Effect), E> {
-        let mut decided = None;
-        let written = self
-            .modify_from::<E>(stored, |current| {
-                let (entry, effect) = decide(current)?;
-                let mut next = current.clone();
-                next.timeline.push(entry.clone());
-                decided = Some((entry, effect));
-                Ok(Some(next))
-            })
-            .await?;
-        match (written, decided) {
-            (Some(written), Some((entry, effect))) => Ok((written, entry, effect)),
-            _ => Err(GcpError::Other("the ledger accepted no decision".into()).into()),
+    /// Appends `entry` to the version read, once: `Conflict` if it changed since (the caller
+    /// reads again and plans again).
+    pub async fn append(&self, stored: &Stored, entry: Entry) -> Result<Stored, GcpError> {
+        let mut next = stored.record.clone();
+        next.timeline.push(entry);
+        self.update(&next, &stored.update_time).await
+    }
+
+    /// Deletes the version read; `Conflict` if it changed since.
+    pub async fn delete(&self, stored: &Stored) -> Result<(), GcpError> {
+        let body = json!({"writes": [{
+            "delete": self.name(&stored.record.id),
+            "currentDocument": {"updateTime": stored.update_time},
+        }]});
+        match self.rest.post("ledger delete", &format!("{}:commit", self.documents()), &body).await {
+            Err(GcpError::FailedPrecondition(detail)) => Err(GcpError::Conflict(detail)),
+            other => other.map(|_| ()),
         }
     }
 
@@ -159,25 +156,45 @@ impl Ledger {
         self.query("reviewers", "ARRAY_CONTAINS", reviewer.as_str(), limit).await
     }
 
-    /// Requests that were not closed when last written: what the sweeper reconciles.
-    pub async fn open(&self, limit: u32) -> Result<Vec<Stored>, GcpError> {
+    /// The requests of `beneficiary` that were open when last written (equality filters only,
+    /// which Firestore serves from its single-field indexes).
+    pub async fn open_of(&self, beneficiary: &Email, limit: u32) -> Result<Vec<Stored>, GcpError> {
+        let filter = json!({"compositeFilter": {"op": "AND", "filters": [
+            {"fieldFilter": {"field": {"fieldPath": "beneficiary"}, "op": "EQUAL", "value": {"stringValue": beneficiary.as_str()}}},
+            {"fieldFilter": {"field": {"fieldPath": "open"}, "op": "EQUAL", "value": {"booleanValue": true}}},
+        ]}});
+        self.run_query(json!({"where": filter, "limit": limit})).await
+    }
+
+    /// One page of the requests that were open when last written, in document order, after
+    /// the document `after` (a page's last ID): what the sweeper reconciles, every one of them.
+    pub async fn open_page(&self, after: Option<&str>, limit: u32) -> Result<Vec<Stored>, GcpError> {
         let filter =
             json!({"fieldFilter": {"field": {"fieldPath": "open"}, "op": "EQUAL", "value": {"booleanValue": true}}});
-        self.run_query(filter, limit).await
+        let mut query = json!({
+            "where": filter,
+            "orderBy": [{"field": {"fieldPath": "__name__"}, "direction": "ASCENDING"}],
+            "limit": limit,
+        });
+        if let Some(after) = after {
+            query["startAt"] = json!({"values": [{"referenceValue": self.name(after)}], "before": false});
+        }
+        self.run_query(query).await
     }
 
     async fn query(&self, field: &str, op: &str, value: &str, limit: u32) -> Result<Vec<Stored>, GcpError> {
         let filter = json!({"fieldFilter": {"field": {"fieldPath": field}, "op": op, "value": {"stringValue": value}}});
-        self.run_query(filter, limit).await
-    }
-
-    async fn run_query(&self, filter: Value, limit: u32) -> Result<Vec<Stored>, GcpError> {
-        let body = json!({"structuredQuery": {
-            "from": [{"collectionId": COLLECTION}],
+        self.run_query(json!({
             "where": filter,
             "orderBy": [{"field": {"fieldPath": "requestedAt"}, "direction": "DESCENDING"}],
             "limit": limit,
-        }});
+        }))
+        .await
+    }
+
+    async fn run_query(&self, mut query: Value) -> Result<Vec<Stored>, GcpError> {
+        query["from"] = json!([{"collectionId": COLLECTION}]);
+        let body = json!({ "structuredQuery": query });
         let answer = self.rest.post("ledger query", &format!("{}:runQuery", self.documents()), &body).await?;
         answer.as_array().into_iter().flatten().filter_map(|item| item.get("document")).map(read_document).collect()
     }
@@ -188,7 +205,7 @@ impl Ledger {
         let now = Timestamp::now();
         let state = record.state(now);
         let requested_at = record.timeline.first().map(|e| e.at()).unwrap_or(record.start);
-        let keep_until = record.end.max(record.request_expiry) + i64::from(self.retention_days) * 86_400;
+        let keep_until = record.latest_end() + i64::from(self.retention_days) * 86_400;
         let object = json.as_object_mut().ok_or_else(|| GcpError::Other("ledger encode: not an object".into()))?;
         object.insert("state".into(), json!(state.name()));
         object.insert("open".into(), json!(!state.is_terminal()));
@@ -202,9 +219,7 @@ impl Ledger {
 
 /// Document IDs are ours: `mpa-…` or `jit-…` and URL-safe characters.
 pub fn valid_id(id: &str) -> bool {
-    (id.starts_with("mpa-") || id.starts_with("jit-"))
-        && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    crate::activation::is_request_id(id)
 }
 
 fn read_document(document: &Value) -> Result<Stored, GcpError> {

@@ -5,7 +5,6 @@
 pub mod catalog;
 pub mod chat;
 pub mod events;
-pub mod grants;
 pub mod groups;
 pub mod iam;
 pub mod jwks;

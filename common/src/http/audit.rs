@@ -41,3 +41,10 @@ pub fn record<T>(decision: &Decision<'_>, result: &Result<T, ApiError>, success:
         decision.event
     );
 }
+
+/// The audit entry of a decision on an existing request (`api.approveRole`,
+/// `chat.denyRole`, `api.revokeRole`, …), by whoever took it.
+pub fn request_decision<T>(event: &'static str, caller: &crate::email::Email, id: &str, result: &Result<T, ApiError>) {
+    let decision = Decision { event, approver: caller.as_str(), activation_id: id, ..Decision::default() };
+    record(&decision, result, "recorded");
+}

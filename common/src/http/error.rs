@@ -179,6 +179,8 @@ impl From<Refusal> for ApiError {
             Refusal::WindowEnded(_) => ApiError::forbidden("window_ended", message),
             Refusal::StartInPast(_) => ApiError::bad_request("start_in_past", message),
             Refusal::StartTooFar { .. } => ApiError::bad_request("start_too_far", message),
+            Refusal::TooFewEligibleApprovers { .. } => ApiError::forbidden("approvers_not_eligible", message),
+            Refusal::TooManyOpen { .. } => ApiError::conflict("too_many_open", message),
         }
     }
 }
@@ -191,13 +193,18 @@ impl From<crate::lifecycle::Refusal> for ApiError {
             R::OwnRequest => ApiError::forbidden("self_approval", message),
             R::NotAReviewer => ApiError::forbidden("not_a_reviewer", message),
             R::NoLongerEligible => ApiError::forbidden("approver_not_eligible", message),
+            R::BeneficiaryNotEligible(_) => ApiError::forbidden("beneficiary_not_eligible", message),
             R::NotTheRequester => ApiError::forbidden("not_the_requester", message),
             R::MayNotRevoke => ApiError::forbidden("may_not_revoke", message),
             R::AlreadyApprovedByYou => ApiError::conflict("already_approved", message),
             R::ReasonRequired => ApiError::bad_request("reason_required", message),
             R::Lengthening => ApiError::bad_request("window_lengthened", message),
             R::NotLonger => ApiError::bad_request("extension_not_longer", message),
+            R::TooLateToNarrow(_) => ApiError::conflict("too_late_to_narrow", message),
+            R::WindowEnded(_) => ApiError::forbidden("window_ended", message),
             R::ExtensionPending => ApiError::conflict("extension_pending", message),
+            R::NoExtensionPending => ApiError::conflict("no_extension_pending", message),
+            R::ExtensionEnd => ApiError::bad_request("extension_end_invalid", message),
             R::WrongState(_) => ApiError::conflict("wrong_state", message),
         }
     }

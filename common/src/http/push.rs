@@ -167,6 +167,7 @@ fn expectations(audience: &str) -> Expectations<'_> {
         now: Timestamp::now(),
         leeway_seconds: CLOCK_LEEWAY_SECONDS,
         require_not_before: false,
+        check_times: true,
     }
 }
 

@@ -141,11 +141,21 @@ pub struct RequestJson {
     pub approvals: Vec<ApprovalJson>,
     pub approvals_needed: u32,
     pub approver_reason_required: bool,
+    /// Approvals of the pending extension.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extension_approvals: Vec<ApprovalJson>,
     pub timeline: Vec<TimelineJson>,
-    /// `approve`, `deny`, `withdraw`, `revoke`: what the viewer may do now.
+    /// `approve`, `deny`, `withdraw`, `revoke`, `extend`, `approve-extension`: what the
+    /// viewer may do now.
     pub actions: Vec<&'static str>,
     /// The grant's binding was changed or removed outside this system.
     pub externally_modified: bool,
+    /// The self-activation that replaced this grant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
+    /// A note for the viewer about what they just did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -195,11 +205,27 @@ impl RequestJson {
                 },
             })
             .collect();
+        let counted = record.approvers();
         let approvals = record
             .timeline
             .iter()
             .filter_map(|entry| match entry {
-                Entry::Approved { at, actor, reason, .. } if actor != &record.beneficiary => {
+                Entry::Approved { at, actor, reason, .. } if counted.contains(actor) => {
+                    Some(ApprovalJson { email: actor.to_string(), time: *at, reason: reason.clone() })
+                }
+                _ => None,
+            })
+            .collect();
+        // The pending extension's round starts at its request.
+        let extension_counted = record.extension_approvers();
+        let round_start = match record.pending_extension() {
+            Some(_) => record.timeline.iter().rposition(|e| matches!(e, Entry::ExtensionRequested { .. })).unwrap_or(0),
+            None => record.timeline.len(),
+        };
+        let extension_approvals = record.timeline[round_start..]
+            .iter()
+            .filter_map(|entry| match entry {
+                Entry::ExtensionApproved { at, actor, reason, .. } if extension_counted.contains(actor) => {
                     Some(ApprovalJson { email: actor.to_string(), time: *at, reason: reason.clone() })
                 }
                 _ => None,
@@ -232,14 +258,22 @@ impl RequestJson {
             start_time: record.start,
             end_time: record.effective_end(),
             requested_end_time: record.end,
-            pending_extension_end_time: record.pending_extension().map(|(_, end)| end),
+            pending_extension_end_time: record.pending_extension(),
             request_expiry_time: record.request_expiry,
             approvals,
             approvals_needed: record.approvals_needed,
             approver_reason_required: record.approver_reason_required,
+            extension_approvals,
             timeline,
             actions,
             externally_modified: record.externally_modified(),
+            superseded_by: record.superseded_by().map(str::to_string),
+            message: None,
         }
+    }
+
+    pub fn with_message(mut self, message: Option<String>) -> RequestJson {
+        self.message = message;
+        self
     }
 }

@@ -17,7 +17,6 @@
 
 use std::sync::Arc;
 
-use approve::decide_and_act;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -27,10 +26,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use common::chat::{APPROVE, CHAT_ACCOUNT, ChatEvent, DENY, Dialog, card, close_dialog, message_id, parse_event};
 use common::condition::ActivationType;
-use common::config::{
-    ActivationSettings, ApprovalSettings, BackendSettings, ConfigError, Env, IapSettings, LedgerSettings,
-    NotificationSettings, ScopeSettings, TokenSettings,
-};
+use common::config::{ConfigError, Env};
+use common::door::Door;
 use common::email::Email;
 use common::event;
 use common::gcp::GcpError;
@@ -71,16 +68,7 @@ pub enum ChatAudience {
 
 impl Config {
     pub fn read(env: &mut Env<'_>) -> Config {
-        let decisions = common::config::Config {
-            activation: ActivationSettings::read(env),
-            approval: ApprovalSettings::read(env),
-            scope: ScopeSettings::read(env),
-            iap: IapSettings { audience: String::new() },
-            token: TokenSettings::read(env),
-            backend: BackendSettings::read(env),
-            ledger: LedgerSettings::read(env),
-            notification: NotificationSettings::read(env),
-        };
+        let decisions = common::config::Config::read_without_iap(env);
         let audience = env
             .required("CHAT_AUDIENCE", "the Chat app's authentication audience: the project number or this app's URL");
         let audience = if !audience.is_empty() && audience.bytes().all(|b| b.is_ascii_digit()) {
@@ -118,7 +106,8 @@ pub fn config_from_env() -> Result<Config, ConfigError> {
 
 #[derive(Debug, Clone)]
 pub struct AppState {
-    decisions: approve::AppState,
+    /// The one door to a request: the same decisions as the approve function's.
+    door: Door,
     chat: ChatClient,
     users: ChatUsers,
     space: Option<String>,
@@ -135,7 +124,7 @@ impl AppState {
         let ledger = config.decisions.ledger.clone();
         let http = JwksCache::http_client(&backend);
         Ok(AppState {
-            decisions: approve::AppState::new(config.decisions).await?,
+            door: Door::new(Arc::new(config.decisions), None).await?,
             chat: ChatClient::new(http.clone(), &config.endpoint)?,
             users: ChatUsers::new(http.clone(), &ledger.endpoint, &ledger.database)?,
             space: config.space,
@@ -169,6 +158,7 @@ async fn verify_chat(state: &AppState, headers: &HeaderMap) -> Result<(), ApiErr
                 now: Timestamp::now(),
                 leeway_seconds: CLOCK_LEEWAY_SECONDS,
                 require_not_before: false,
+                check_times: true,
             };
             state
                 .chat_keys
@@ -232,23 +222,23 @@ async fn clicked(state: &AppState, caller: &Email, function: &str, id: &str, dia
         (other, _) => return json!({"text": format!("Unknown action '{}'.", other.escape_debug())}),
     };
     let approving = matches!(action, Action::Approve { .. });
-    let result = decide_and_act(&state.decisions, caller, id, action).await;
+    let result = state.door.act(caller, id, action).await;
     let event = if approving { "chat.approveRole" } else { "chat.denyRole" };
-    approve::audit_decision(event, caller, Some(id), &result);
+    common::http::audit::request_decision(event, caller, id, &result);
     let now = Timestamp::now();
-    let base_url = approve::base_url(&state.decisions);
+    let base_url = state.door.base_url();
     match (result, dialog) {
         (Ok(_), Dialog::Submitted) => close_dialog("OK", if approving { "Approved." } else { "Denied." }),
         (Err(error), Dialog::Submitted) => close_dialog("INVALID_ARGUMENT", error.message()),
         (Ok(decided), _) => {
-            common::chat::update_message(card(&decided.stored.record, now, base_url, decided.message.as_deref()))
+            common::chat::update_message(card(decided.record(), now, base_url, decided.message.as_deref()))
         }
-        (Err(error), _) => match approve::request(&state.decisions, id).await {
-            Ok(record) => {
+        (Err(error), _) => match state.door.reader().get(id).await {
+            Ok(Some(verified)) => {
                 let note = format!("Not done: {}", error.message());
-                common::chat::update_message(card(&record, now, base_url, Some(&note)))
+                common::chat::update_message(card(verified.record(), now, base_url, Some(&note)))
             }
-            Err(_) => json!({"text": format!("Not done: {}", error.message())}),
+            _ => json!({"text": format!("Not done: {}", error.message())}),
         },
     }
 }
@@ -282,12 +272,14 @@ async fn push(State(state): State<AppState>, headers: HeaderMap, body: Bytes) ->
         | event::ACTIVATION_FAILED
         | event::ACTIVATION_EXTERNALLY_MODIFIED
         | event::EXTENSION_REQUESTED
-        | event::ACTIVATION_EXTENDED => false,
+        | event::ACTIVATION_EXTENDED
+        | event::EXTENSION_FAILED => false,
         _ => return StatusCode::NO_CONTENT.into_response(),
     };
-    let record = match approve::request(&state.decisions, id).await {
-        Ok(record) if record.activation_type == ActivationType::Mpa => record,
-        Ok(_) => return StatusCode::NO_CONTENT.into_response(),
+    let record = match state.door.reader().get(id).await {
+        Ok(Some(verified)) if verified.record().activation_type == ActivationType::Mpa => verified.record().clone(),
+        Ok(Some(_)) => return StatusCode::NO_CONTENT.into_response(),
+        Ok(None) => return dropped(&delivery.message_id, &format!("request {id} is not in the ledger")),
         Err(error) if error.status().is_server_error() => return retry(&delivery.message_id, error.message()),
         Err(error) => return dropped(&delivery.message_id, error.message()),
     };
@@ -305,7 +297,7 @@ async fn push(State(state): State<AppState>, headers: HeaderMap, body: Bytes) ->
 
 /// Posts the request's card (`posting`) or updates every posted copy; returns how many.
 async fn post_or_update(state: &AppState, record: &Record, posting: bool) -> Result<usize, GcpError> {
-    let cards = card(record, Timestamp::now(), approve::base_url(&state.decisions), None);
+    let cards = card(record, Timestamp::now(), state.door.base_url(), None);
     let text = format!("{} asks for your approval", record.beneficiary);
     let deliver = |space: String| {
         let (cards, text) = (&cards, &text);

@@ -22,15 +22,16 @@ use common::activation::WindowStatus;
 use common::condition::ActivationType;
 use common::config::{
     ActivationSettings, ApprovalSettings, BackendSettings, ConfigError, Env, IapSettings, LedgerSettings, ScopeSettings,
+    TokenSettings,
 };
 use common::entitlement::{Entitlement, EntitlementId, FOLDERS, ORGANIZATIONS, PROJECTS, resource_of};
 use common::gcp::GcpError;
 use common::gcp::catalog::{AnyCatalog, Catalog as _};
 use common::gcp::jwks::JwksCache;
-use common::gcp::ledger::Ledger;
+use common::door::LedgerReader;
 use common::http::wire::{RequestJson, UserJson};
 use common::http::{ApiError, ApiQuery, IapUser, IapVerifier, Routes, api_router};
-use common::lifecycle::{Standing, State as RequestState, available_actions};
+use common::lifecycle::{Record, Standing, State as RequestState, available_actions};
 use common::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +44,8 @@ pub struct Config {
     pub iap: IapSettings,
     pub backend: BackendSettings,
     pub ledger: LedgerSettings,
+    /// The signing account, whose tokens every peer-approval record is verified against.
+    pub token: TokenSettings,
 }
 
 impl Config {
@@ -54,6 +57,7 @@ impl Config {
             iap: IapSettings::read(env),
             backend: BackendSettings::read(env),
             ledger: LedgerSettings::read(env),
+            token: TokenSettings::read(env),
         }
     }
 }
@@ -64,7 +68,8 @@ pub struct AppState {
     config: Arc<Config>,
     iap: IapVerifier,
     catalog: AnyCatalog,
-    ledger: Ledger,
+    /// Read only: every record verified, never changed from here.
+    ledger: LedgerReader,
 }
 
 impl FromRef<AppState> for IapVerifier {
@@ -78,7 +83,7 @@ impl AppState {
         let http = JwksCache::http_client(&config.backend);
         let iap = IapVerifier::from_settings(http.clone(), &config.backend, &config.iap);
         let catalog = AnyCatalog::new(&config.backend, &config.scope).await?;
-        let ledger = Ledger::new(http, &config.ledger.endpoint, &config.ledger.database, config.ledger.retention_days)?;
+        let ledger = LedgerReader::new(&config.backend, &config.ledger, &config.token)?;
         Ok(AppState { config: Arc::new(config), iap, catalog, ledger })
     }
 }
@@ -303,13 +308,18 @@ async fn requests(
             return Err(ApiError::bad_request("query_invalid", format!("view must be mine or review, not '{other}'")));
         }
     };
+    let awaits_review = |record: &Record| {
+        let state = record.state(now);
+        state == RequestState::ApprovalAwaited || (state.is_live() && record.pending_extension().is_some())
+    };
     let requests = found
         .iter()
-        .map(|stored| &stored.record)
-        .filter(|record| query.view == "mine" || record.state(now) == RequestState::ApprovalAwaited)
+        .map(|verified| verified.record())
+        .filter(|record| query.view == "mine" || awaits_review(record))
         .map(|record| {
             // Buttons only; every action is checked afresh when taken.
-            let standing = Standing { may_review: record.reviewers.contains(me), administrator: false };
+            let standing =
+                Standing { may_review: record.reviewers.contains(me), administrator: false, beneficiary_eligible: true };
             RequestJson::new(record, now, available_actions(record, me, standing, now))
         })
         .collect();

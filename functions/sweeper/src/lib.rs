@@ -1,31 +1,35 @@
-//! The `sweeper` job: walks the projects under `RESOURCE_SCOPE` and removes activation
-//! bindings (our title and expression form only) that ended more than a grace period ago, with
-//! the same etag-safe update as activations. Expired bindings grant nothing, but IAM limits
-//! how many conditional bindings a policy holds; the reference app only purged them on the
-//! next activation of the same role.
+//! The `sweeper` job (Cloud Scheduler runs it every minute; the local run does too): it makes
+//! IAM hold what the request ledger says, and removes what nothing owns.
 //!
-//! Then it reconciles the request ledger with IAM: an activation a crash left half-done is
-//! completed, a revoked or ended grant whose binding is still there loses it, and an active
-//! grant whose binding was removed or changed by hand is flagged (`EXTERNALLY_MODIFIED`, as
-//! Privileged Access Manager's `externallyModified`).
+//! One run: every open request in the ledger, page by page; then each resource's policy under
+//! `RESOURCE_SCOPE`, read once; then
+//! - activation bindings (our title and form only) that ended more than a grace period ago
+//!   are removed, with the same etag-safe update as activations (expired bindings grant
+//!   nothing, but IAM bounds how many conditional bindings a policy holds);
+//! - each open request goes through the one door (`common::door::Door::reconcile`): what a
+//!   crash, a timeout or an outage left half-done is completed (activating, extending,
+//!   revoking, ending), a live grant's binding is set to the ledger's window, a live grant
+//!   whose binding was removed by hand is flagged (`EXTERNALLY_MODIFIED`, as Privileged
+//!   Access Manager's `externallyModified`), and a closed request is written again as closed;
+//! - a live binding that names a request the ledger does not hold as live (closed, unknown,
+//!   or failing verification) is removed: no binding of ours belongs to no request.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
-use common::config::{BackendSettings, ConfigError, Env, LedgerSettings, NotificationSettings, ScopeSettings};
+use common::activation::ActivationBinding;
+use common::config::{ConfigError, Env};
+use common::door::{Door, Reconciled, grants_by_request};
 use common::entitlement::{ProjectId, ResourceId};
 use common::gcp::catalog::search_projects;
-use common::gcp::events::publisher_for;
-use common::gcp::grants::{Completion, Grants};
-use common::gcp::iam::IamWriter;
-use common::gcp::ledger::Ledger;
 use common::gcp::{GcpError, resource_manager};
-use common::lifecycle::{Entry, State};
+use common::policy::Policy;
 use common::timestamp::Timestamp;
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub scope: ScopeSettings,
-    pub backend: BackendSettings,
+    /// What the door decides with: the same settings as the HTTP functions, but IAP's.
+    pub decisions: common::config::Config,
     /// `SWEEP_GRACE_PERIOD`: minutes after its end before a binding is removed.
     pub grace_minutes: u64,
     /// `SWEEP_PROJECTS_QUERY`: which projects to walk when the scope is a folder or an
@@ -33,20 +37,15 @@ pub struct Config {
     pub projects_query: String,
     /// `SWEEP_DRY_RUN` (or `--dry-run`): report, remove nothing.
     pub dry_run: bool,
-    pub ledger: LedgerSettings,
-    pub notification: NotificationSettings,
 }
 
 impl Config {
     pub fn read(env: &mut Env<'_>) -> Config {
         Config {
-            scope: ScopeSettings::read(env),
-            backend: BackendSettings::read(env),
+            decisions: common::config::Config::read_without_iap(env),
             grace_minutes: env.number("SWEEP_GRACE_PERIOD", 60, 0..=7 * 24 * 60),
             projects_query: env.text("SWEEP_PROJECTS_QUERY", "state:ACTIVE"),
             dry_run: env.boolean("SWEEP_DRY_RUN", false),
-            ledger: LedgerSettings::read(env),
-            notification: NotificationSettings::read(env),
         }
     }
 }
@@ -66,47 +65,168 @@ pub struct Summary {
     pub bindings_removed: usize,
     pub conflicts_retried: u32,
     pub errors: usize,
-    /// Ledger requests whose activation or removal this run completed.
+    /// Open requests read from the ledger.
+    pub requests_seen: usize,
+    /// Requests whose activation, extension, revocation or end this run completed.
     pub requests_completed: usize,
     /// Active grants found without their binding.
     pub requests_flagged: usize,
+    /// Live grants whose binding was set back to the ledger's window.
+    pub bindings_rewritten: usize,
+    /// Closed requests written again as closed.
+    pub requests_closed: usize,
+    /// Live bindings no live request owned, removed.
+    pub unowned_removed: usize,
 }
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "sweep: projects seen {}, folders and organizations seen {}, bindings removed {}, conflicts retried {}, errors {}, requests completed {}, requests flagged {}",
+            "sweep: projects seen {}, folders and organizations seen {}, bindings removed {}, conflicts retried {}, errors {}, open requests {}, completed {}, flagged {}, rewritten {}, closed {}, unowned bindings removed {}",
             self.projects_seen,
             self.containers_seen,
             self.bindings_removed,
             self.conflicts_retried,
             self.errors,
+            self.requests_seen,
             self.requests_completed,
-            self.requests_flagged
+            self.requests_flagged,
+            self.bindings_rewritten,
+            self.requests_closed,
+            self.unowned_removed,
         )
     }
 }
 
+/// How many open requests one ledger query reads; every page is read.
+const PAGE: u32 = 300;
+
 pub async fn run(config: &Config, now: Timestamp) -> Result<Summary, GcpError> {
-    let writer = IamWriter::new(&config.backend).await?;
+    let door = Door::new(Arc::new(config.decisions.clone()), None).await?;
+    let writer = door.writer();
     let projects = projects(config).await?;
-    let containers = writer.containers_under(&config.scope.resource_scopes).await?;
-    let ended_before = now.plus_seconds(-(config.grace_minutes as i64) * 60);
+    let containers = writer.containers_under(&config.decisions.scope.resource_scopes).await?;
     let mut summary =
         Summary { projects_seen: projects.len(), containers_seen: containers.len(), ..Summary::default() };
-    let policies = projects.into_iter().map(ResourceId::Project).chain(containers);
-    for project in &policies.collect::<Vec<_>>() {
-        match writer.sweep(project, ended_before, config.dry_run).await {
+    // The ledger first, the policies after: a grant the ledger calls active had its binding
+    // written before, so a policy read later shows it unless it was removed.
+    let open = if config.dry_run { Vec::new() } else { open_requests(&door, &mut summary).await? };
+    let resources: Vec<ResourceId> = projects.into_iter().map(ResourceId::Project).chain(containers).collect();
+    let mut policies = BTreeMap::new();
+    for resource in resources {
+        match writer.read(&resource).await {
+            Ok(policy) => {
+                policies.insert(resource, policy);
+            }
+            Err(error) => {
+                summary.errors += 1;
+                tracing::error!(resource = %resource, %error, "reading the policy failed");
+            }
+        }
+    }
+    sweep_expired(config, &door, &policies, now, &mut summary).await;
+    if config.dry_run {
+        return Ok(summary);
+    }
+    let mut live = BTreeSet::new();
+    for (id, verified) in open {
+        let Ok(verified) = verified else { continue };
+        let snapshot = resource_of(verified.record()).and_then(|r| policies.get(&r)).map(ours).unwrap_or_default();
+        match door.reconcile(verified.clone(), &snapshot).await {
+            Ok(outcome) => count(&mut summary, outcome),
+            Err(error) => {
+                summary.errors += 1;
+                tracing::error!(activation_id = %id, code = error.code(), reason = error.message(), "reconciling the request failed");
+            }
+        }
+        if verified.record().state(Timestamp::now()).is_live() {
+            live.insert(id);
+        }
+    }
+    for (resource, policy) in &policies {
+        for (id, bindings) in grants_by_request(policy) {
+            let granting = bindings.iter().any(|b| b.window.end() > now);
+            if !granting || live.contains(&id) {
+                continue;
+            }
+            match door.remove_unowned(resource, &id).await {
+                Ok(true) => {
+                    summary.unowned_removed += 1;
+                    tracing::warn!(resource = %resource, activation_id = %id, "removed a binding no live request owns");
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    summary.errors += 1;
+                    tracing::error!(resource = %resource, activation_id = %id, code = error.code(), reason = error.message(), "removing an unowned binding failed");
+                }
+            }
+        }
+    }
+    Ok(summary)
+}
+
+/// Every open request, page by page: verified, or the reason it is not.
+async fn open_requests(
+    door: &Door,
+    summary: &mut Summary,
+) -> Result<Vec<(String, Result<common::door::Verified, common::http::ApiError>)>, GcpError> {
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = door
+            .reader()
+            .open_page(after.as_deref(), PAGE)
+            .await
+            .map_err(|error| GcpError::Unavailable(format!("listing open requests ({})", error.message())))?;
+        let full = page.len() as u32 == PAGE;
+        after = page.last().map(|(id, _)| id.clone());
+        for (id, verified) in &page {
+            if let Err(error) = verified {
+                summary.errors += 1;
+                tracing::error!(activation_id = %id, code = error.code(), "an open request failed verification; its bindings are removed as unowned");
+            }
+        }
+        all.extend(page);
+        if !full {
+            break;
+        }
+    }
+    summary.requests_seen = all.len();
+    Ok(all)
+}
+
+fn count(summary: &mut Summary, outcome: Reconciled) {
+    match outcome {
+        Reconciled::Unchanged => {}
+        Reconciled::Completed => summary.requests_completed += 1,
+        Reconciled::Rewritten => summary.bindings_rewritten += 1,
+        Reconciled::Flagged => summary.requests_flagged += 1,
+        Reconciled::Closed => summary.requests_closed += 1,
+    }
+}
+
+/// Removes, from each policy read, the bindings that ended more than the grace period ago.
+async fn sweep_expired(
+    config: &Config,
+    door: &Door,
+    policies: &BTreeMap<ResourceId, Policy>,
+    now: Timestamp,
+    summary: &mut Summary,
+) {
+    let ended_before = now.plus_seconds(-(config.grace_minutes as i64) * 60);
+    for (resource, policy) in policies {
+        match door.writer().sweep(resource, policy.clone(), ended_before, config.dry_run).await {
             Ok(sweep) => {
                 summary.conflicts_retried += sweep.conflicts_retried;
                 summary.bindings_removed += sweep.removed.len();
                 for binding in &sweep.removed {
                     tracing::info!(
-                        project = %project,
+                        resource = %resource,
                         member = %binding.member,
                         role = %binding.role,
                         ended = %binding.window.end(),
+                        activation_id = binding.request.as_deref().unwrap_or(""),
                         dry_run = config.dry_run,
                         "{}",
                         if config.dry_run { "would remove expired activation" } else { "removed expired activation" }
@@ -115,86 +235,20 @@ pub async fn run(config: &Config, now: Timestamp) -> Result<Summary, GcpError> {
             }
             Err(error) => {
                 summary.errors += 1;
-                tracing::error!(project = %project, %error, "sweeping the project failed");
+                tracing::error!(resource = %resource, %error, "sweeping the resource failed");
             }
         }
     }
-    if !config.dry_run {
-        reconcile(config, writer, now, &mut summary).await?;
-    }
-    Ok(summary)
 }
 
-/// How many open requests one run looks at: the newest.
-const OPEN_REQUESTS: u32 = 1_000;
-
-/// Brings each open request in the ledger in line with IAM.
-async fn reconcile(config: &Config, writer: IamWriter, now: Timestamp, summary: &mut Summary) -> Result<(), GcpError> {
-    let http = common::gcp::jwks::JwksCache::http_client(&config.backend);
-    let ledger = Ledger::new(http, &config.ledger.endpoint, &config.ledger.database, config.ledger.retention_days)?;
-    let grants = Grants {
-        ledger: ledger.clone(),
-        writer,
-        publisher: publisher_for(&config.backend, &config.notification).await?,
-        base_url: config.notification.base_url.clone(),
-    };
-    for stored in ledger.open(OPEN_REQUESTS).await? {
-        let id = stored.record.id.clone();
-        let outcome = match stored.record.state(now) {
-            State::ApprovalAwaited => Ok(()),
-            State::Activating => grants.complete_activation(stored).await.map(|completion| {
-                if matches!(completion, Completion::Activated(_)) {
-                    summary.requests_completed += 1;
-                }
-            }),
-            State::Active | State::Scheduled => flag_if_modified(&grants, &stored.record, now, summary).await,
-            State::Revoked | State::Ended => {
-                match grants.remove_binding(&stored.record, "Completing a revocation").await {
-                    Ok(removed) => {
-                        summary.requests_completed += usize::from(removed > 0);
-                        ledger.update(&stored.record, &stored.update_time).await.map(|_| ())
-                    }
-                    Err(error) => Err(error),
-                }
-            }
-            // Closed: written again so that it is no longer listed as open.
-            _ => ledger.update(&stored.record, &stored.update_time).await.map(|_| ()),
-        };
-        if let Err(error) = outcome {
-            summary.errors += 1;
-            tracing::error!(activation_id = %id, %error, "reconciling the request failed");
-        }
-    }
-    Ok(())
+/// Our activation bindings on a policy.
+fn ours(policy: &Policy) -> Vec<ActivationBinding> {
+    policy.bindings.iter().filter_map(common::activation::read_activation_binding).collect()
 }
 
-async fn flag_if_modified(
-    grants: &Grants,
-    record: &common::lifecycle::Record,
-    now: Timestamp,
-    summary: &mut Summary,
-) -> Result<(), GcpError> {
-    if record.externally_modified() || grants.bindings_present(record).await? {
-        return Ok(());
-    }
-    let entry = Entry::ExternallyModified { at: now.unix_seconds() };
-    let written = grants
-        .ledger
-        .modify::<GcpError>(&record.id, |current| {
-            if current.externally_modified() {
-                return Ok(None);
-            }
-            let mut next = current.clone();
-            next.timeline.push(entry.clone());
-            Ok(Some(next))
-        })
-        .await?;
-    summary.requests_flagged += 1;
-    tracing::warn!(activation_id = %record.id, "an active grant's binding was removed or changed outside JIT access");
-    if let Some(stored) = written {
-        grants.announce(&stored.record, &entry).await;
-    }
-    Ok(())
+fn resource_of(record: &common::lifecycle::Record) -> Option<ResourceId> {
+    let first = record.entitlements.first()?;
+    common::entitlement::EntitlementId::parse(first).ok().map(|id| id.resource().clone())
 }
 
 /// The projects under the scopes: each scope that is a project, and, when any scope is a
@@ -203,7 +257,7 @@ async fn flag_if_modified(
 async fn projects(config: &Config) -> Result<Vec<ProjectId>, GcpError> {
     let mut projects = BTreeSet::new();
     let mut containers = false;
-    for scope in &config.scope.resource_scopes {
+    for scope in &config.decisions.scope.resource_scopes {
         match scope.strip_prefix("projects/") {
             Some(id) => {
                 projects.insert(ProjectId::parse(id).map_err(|e| GcpError::InvalidArgument(e.to_string()))?);
@@ -212,7 +266,7 @@ async fn projects(config: &Config) -> Result<Vec<ProjectId>, GcpError> {
         }
     }
     if containers {
-        let client = resource_manager(&config.backend, None).await?;
+        let client = resource_manager(&config.decisions.backend, None).await?;
         projects.extend(search_projects(&client, &config.projects_query).await?);
     }
     Ok(projects.into_iter().collect())

@@ -5,6 +5,10 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    if common::timestamp::travel::ENABLED && std::env::var_os("CLOUD_RUN_JOB").is_some() {
+        eprintln!("sweeper: built with the tests' movable clock (feature clock-travel); refusing to run on Cloud Run");
+        return ExitCode::from(2);
+    }
     common::runner::init_logging();
     let mut config = match sweeper::config_from_env() {
         Ok(config) => config,
@@ -30,6 +34,10 @@ async fn main() -> ExitCode {
                 bindings_removed = summary.bindings_removed,
                 conflicts_retried = summary.conflicts_retried,
                 errors = summary.errors,
+                requests_seen = summary.requests_seen,
+                requests_completed = summary.requests_completed,
+                requests_flagged = summary.requests_flagged,
+                unowned_removed = summary.unowned_removed,
                 dry_run = config.dry_run,
                 "sweep finished"
             );

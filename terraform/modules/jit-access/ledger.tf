@@ -12,13 +12,14 @@ resource "google_firestore_database" "ledger" {
   depends_on              = [google_project_service.apis]
 }
 
-# GET /api/requests?view=mine, ?view=review, and the sweeper's open requests: each filters
-# on one field and orders by requestedAt, newest first.
+# GET /api/requests?view=mine and ?view=review: each filters on one field and orders by
+# requestedAt, newest first. The door's other queries need no composite index: a person's
+# open requests filter on two fields by equality (Firestore merges single-field indexes),
+# and the sweeper's pages filter on `open` and order by document name.
 resource "google_firestore_index" "requests" {
   for_each = {
     mine   = { field = "beneficiary", mode = "ASCENDING" }
     review = { field = "reviewers", mode = "CONTAINS" }
-    open   = { field = "open", mode = "ASCENDING" }
   }
   project    = var.project_id
   database   = google_firestore_database.ledger.name
@@ -47,8 +48,15 @@ resource "google_firestore_field" "expire_at" {
 }
 
 resource "google_project_iam_member" "ledger_users" {
-  for_each = toset(["list_eligibility", "request_approval", "approve", "sweeper", "chat"])
+  for_each = toset(["request_approval", "approve", "sweeper", "chat"])
   project  = var.project_id
   role     = "roles/datastore.user"
   member   = "serviceAccount:${google_service_account.function[each.key].email}"
+}
+
+# list-eligibility only lists requests: it may read the ledger, never write it.
+resource "google_project_iam_member" "ledger_reader" {
+  project = var.project_id
+  role    = "roles/datastore.viewer"
+  member  = "serviceAccount:${google_service_account.function["list_eligibility"].email}"
 }

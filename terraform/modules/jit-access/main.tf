@@ -6,7 +6,8 @@
 #                     signing account only, Pub/Sub Publisher on the topic only
 #   approve           Cloud Asset Viewer and Project IAM Admin on the scope, Pub/Sub Publisher
 #   mailer            Secret Accessor on the SendGrid secret only
-#   sweeper           Project IAM Admin on the scope
+#   sweeper           Cloud Asset Viewer and Project IAM Admin on the scope (it completes grants:
+#                     eligibility is read afresh first), Pub/Sub Publisher
 #   chat              what approve holds: it decides on requests from Google Chat
 # on each scope RESOURCE_SCOPE names, and, where a scope is a folder or an organization, Folder
 # IAM Admin (folder scope) or a custom role over folder and organization policies
@@ -81,6 +82,8 @@ locals {
   # What each function reads, exactly (a test checks these maps against the code).
   list_eligibility_env = merge(local.activation_env, local.backend_env, local.scope_env, local.ledger_env, {
     IAP_AUDIENCE = local.iap_audience["list_eligibility"]
+    # Every peer-approval record it lists is verified against the signing account's keys.
+    SIGNING_SERVICE_ACCOUNT = google_service_account.signer.email
   })
   request_approval_env = merge(local.activation_env, local.backend_env, local.scope_env, local.ledger_env, {
     IAP_AUDIENCE            = local.iap_audience["request_approval"]
@@ -119,12 +122,15 @@ locals {
     # check, so the service is public and checks both kinds of token itself.
     PUSH_AUTH = "verify"
   })
-  sweeper_env = merge(local.backend_env, local.scope_env, local.ledger_env, {
-    NOTIFICATION_TOPIC   = local.topic
-    BASE_URL             = local.base_url
-    SWEEP_GRACE_PERIOD   = tostring(var.sweep_grace_period)
-    SWEEP_PROJECTS_QUERY = var.sweep_projects_query
-    SWEEP_DRY_RUN        = "false"
+  # The sweeper completes what a crash left half-done through the same door, with the same
+  # decisions: it reads the activation and approval settings and verifies tokens too.
+  sweeper_env = merge(local.activation_env, local.backend_env, local.scope_env, local.ledger_env, {
+    SIGNING_SERVICE_ACCOUNT = google_service_account.signer.email
+    NOTIFICATION_TOPIC      = local.topic
+    BASE_URL                = local.base_url
+    SWEEP_GRACE_PERIOD      = tostring(var.sweep_grace_period)
+    SWEEP_PROJECTS_QUERY    = var.sweep_projects_query
+    SWEEP_DRY_RUN           = "false"
   })
 
   # Roles on every scope, wherever it is (docs/permissions.md says which call needs which).
@@ -139,6 +145,7 @@ locals {
     approve_asset = { role = "roles/cloudasset.viewer", member = "serviceAccount:${google_service_account.function["approve"].email}" }
     approve_iam   = { role = "roles/resourcemanager.projectIamAdmin", member = "serviceAccount:${google_service_account.function["approve"].email}" }
     sweeper_iam   = { role = "roles/resourcemanager.projectIamAdmin", member = "serviceAccount:${google_service_account.function["sweeper"].email}" }
+    sweeper_asset = { role = "roles/cloudasset.viewer", member = "serviceAccount:${google_service_account.function["sweeper"].email}" }
     chat_asset    = { role = "roles/cloudasset.viewer", member = "serviceAccount:${google_service_account.function["chat"].email}" }
     chat_iam      = { role = "roles/resourcemanager.projectIamAdmin", member = "serviceAccount:${google_service_account.function["chat"].email}" }
   })

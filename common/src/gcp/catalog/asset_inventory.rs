@@ -18,6 +18,9 @@ use google_cloud_gax::paginator::ItemPaginator as _;
 use google_cloud_resourcemanager_v3::client::Projects;
 
 use super::{Cache, Reviewers, UserEntitlements, asset_service, core_binding, search_projects};
+use crate::condition::ActivationType;
+use crate::eligibility::Holding;
+use crate::entitlement::EntitlementId;
 use crate::config::{BackendSettings, ScopeSettings};
 use crate::eligibility;
 use crate::email::Email;
@@ -282,6 +285,25 @@ impl super::Catalog for AssetInventoryCatalog {
         }
         let [(peers, _), (designated, _)] = sides;
         Ok(Reviewers { peers: peers.into_iter().collect(), designated: designated.into_iter().collect() })
+    }
+
+    async fn standing(
+        &self,
+        id: &EntitlementId,
+        _kind: ActivationType,
+        people: &[Email],
+    ) -> Result<BTreeMap<Email, Holding>, GcpError> {
+        let groups = futures::future::try_join_all(people.iter().map(|person| self.groups_of(person)));
+        let (bindings, groups) = tokio::try_join!(self.effective_bindings(id.resource()), groups)?;
+        let now = Timestamp::now();
+        Ok(people
+            .iter()
+            .zip(groups)
+            .map(|(person, groups)| {
+                let principals = eligibility::principals(person, &groups);
+                (person.clone(), eligibility::standing(id, &principals, &bindings, now))
+            })
+            .collect())
     }
 
     async fn groups_of(&self, user: &Email) -> Result<BTreeSet<String>, GcpError> {

@@ -11,7 +11,7 @@ mod asset_inventory;
 mod cache;
 mod policy_analyzer;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use google_cloud_asset_v1::client::AssetService;
 use google_cloud_gax::paginator::ItemPaginator as _;
@@ -23,8 +23,10 @@ pub use policy_analyzer::PolicyAnalyzerCatalog;
 
 use crate::activation::ActivationBinding;
 use crate::config::{BackendSettings, CatalogKind, ScopeSettings};
+use crate::condition::ActivationType;
+use crate::eligibility::Holding;
 use crate::email::Email;
-use crate::entitlement::{Entitlement, ProjectId, ResourceId};
+use crate::entitlement::{Entitlement, EntitlementId, ProjectId, ResourceId};
 use crate::gcp::{GcpError, credentials_for, retry_policy};
 use crate::policy::{Binding, Expr};
 
@@ -74,6 +76,16 @@ pub trait Catalog {
 
     /// The peers and the designated approvers of `entitlement`, from one read.
     fn reviewers(&self, entitlement: &Entitlement) -> impl Future<Output = Result<Reviewers, GcpError>> + Send;
+
+    /// How each of `people` stands towards `id` now, for a decision about a request of kind
+    /// `kind`: from one read of the resource's policies and each person's groups, all at once
+    /// (no group's members are listed).
+    fn standing(
+        &self,
+        id: &EntitlementId,
+        kind: ActivationType,
+        people: &[Email],
+    ) -> impl Future<Output = Result<BTreeMap<Email, Holding>, GcpError>> + Send;
 
     /// Projects the user can activate something on, or every project matching
     /// `AVAILABLE_PROJECTS_QUERY` when that is set.
@@ -129,6 +141,18 @@ impl Catalog for AnyCatalog {
         match self {
             AnyCatalog::AssetInventory(catalog) => catalog.reviewers(entitlement).await,
             AnyCatalog::PolicyAnalyzer(catalog) => catalog.reviewers(entitlement).await,
+        }
+    }
+
+    async fn standing(
+        &self,
+        id: &EntitlementId,
+        kind: ActivationType,
+        people: &[Email],
+    ) -> Result<BTreeMap<Email, Holding>, GcpError> {
+        match self {
+            AnyCatalog::AssetInventory(catalog) => catalog.standing(id, kind, people).await,
+            AnyCatalog::PolicyAnalyzer(catalog) => catalog.standing(id, kind, people).await,
         }
     }
 

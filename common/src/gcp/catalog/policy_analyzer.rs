@@ -8,7 +8,7 @@
 //! allows 20 analysis queries a day per organization; past them the answer is 429, which the
 //! caller gets as a clear error naming the fix (`RESOURCE_CATALOG=AssetInventory`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use google_cloud_asset_v1::client::AssetService;
 use google_cloud_asset_v1::model::condition_evaluation::EvaluationValue;
@@ -18,10 +18,11 @@ use google_cloud_resourcemanager_v3::client::Projects;
 
 use super::{Reviewers, UserEntitlements, asset_service, search_projects};
 use crate::activation::read_activation_binding;
-use crate::condition::{eligibility, reviewer_condition};
+use crate::condition::{ActivationType, eligibility, reviewer_condition};
+use crate::eligibility::Holding;
 use crate::config::{BackendSettings, ScopeSettings};
 use crate::email::Email;
-use crate::entitlement::{Entitlement, ProjectId, ResourceId, eligible_entitlement, merge_entitlements};
+use crate::entitlement::{Entitlement, EntitlementId, ProjectId, ResourceId, eligible_entitlement, merge_entitlements};
 use crate::gcp::{GcpError, resource_manager};
 use crate::policy::Binding;
 
@@ -127,6 +128,28 @@ impl super::Catalog for PolicyAnalyzerCatalog {
 
     async fn reviewers(&self, entitlement: &Entitlement) -> Result<Reviewers, GcpError> {
         PolicyAnalyzerCatalog::reviewers(self, entitlement).await
+    }
+
+    async fn standing(
+        &self,
+        id: &EntitlementId,
+        kind: ActivationType,
+        people: &[Email],
+    ) -> Result<BTreeMap<Email, Holding>, GcpError> {
+        // One analysis of the role on the resource answers for everyone: Google expands groups.
+        let reviewers = self.reviewers(&Entitlement { id: id.clone(), activation_type: kind }).await?;
+        Ok(people
+            .iter()
+            .map(|person| {
+                let holds = reviewers.peers.contains(person);
+                let holding = Holding {
+                    jit: holds && kind == ActivationType::Jit,
+                    mpa: holds && kind == ActivationType::Mpa,
+                    designated: kind == ActivationType::Mpa && reviewers.designated.contains(person),
+                };
+                (person.clone(), holding)
+            })
+            .collect())
     }
 
     async fn groups_of(&self, _user: &Email) -> Result<BTreeSet<String>, GcpError> {
