@@ -57,7 +57,8 @@ impl Ledger {
         if !valid_id(id) {
             return Ok(None);
         }
-        match self.rest.get("ledger get", &format!("{}/{COLLECTION}/{id}", self.documents()), &[]).await {
+        let path = format!("{}/{COLLECTION}/{}", self.documents(), crate::gcp::rest::path_segment(id));
+        match self.rest.get("ledger get", &path, &[]).await {
             Ok(document) => Ok(Some(read_document(&document)?)),
             Err(GcpError::NotFound(_)) => Ok(None),
             Err(other) => Err(other),
@@ -178,8 +179,8 @@ impl Ledger {
             "orderBy": [{"field": {"fieldPath": "requestedAt"}, "direction": "DESCENDING"}],
             "limit": limit,
         }});
-        let answer = self.rest.post("ledger query", &format!("{}:runQuery", self.documents()), &body).await?;
-        answer.as_array().into_iter().flatten().filter_map(|item| item.get("document")).map(read_document).collect()
+        let items = self.rest.run_query("ledger query", &format!("{}:runQuery", self.documents()), &body).await?;
+        items.iter().filter_map(|item| item.get("document")).map(read_document).collect()
     }
 
     /// The record's fields, and those the queries and the TTL policy use.
