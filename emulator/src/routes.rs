@@ -38,6 +38,9 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/_emulator/chat/page", get(chat_page))
         .route_service("/google.pubsub.v1.Publisher/Publish", GrpcPublisher(state.clone()))
         .fallback(google_api)
+        // DNS rebinding: a page on another name must not reach the test controls (which mint
+        // IAP assertions for anyone) through the developer's browser.
+        .layer(axum::middleware::from_fn(crate::loopback::only_local_hosts))
         .with_state(state)
 }
 

@@ -420,3 +420,19 @@ async fn google_chat_rules() {
     let (status, _, answer) = send(&backend, "PATCH", &format!("{message}?updateMask=cardsV2"), body).await;
     assert_eq!(status, 200, "{answer}");
 }
+
+#[tokio::test]
+async fn the_emulator_answers_only_loopback_hosts() {
+    let backend = backend().await;
+    for host in ["rebind.evil.example", "rebind.evil.example:8081", "127.0.0.1.evil.example"] {
+        let response =
+            backend.http.get(backend.url("/_emulator/mail")).header("host", host).send().await.expect("answers");
+        assert_eq!(response.status(), 403, "Host: {host}");
+    }
+    let port = backend.emulator.address.port();
+    for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}")] {
+        let response =
+            backend.http.get(backend.url("/_emulator/mail")).header("host", &host).send().await.expect("answers");
+        assert_eq!(response.status(), 200, "Host: {host}");
+    }
+}
