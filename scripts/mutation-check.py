@@ -115,6 +115,16 @@ MUTATIONS = [
     ("common/src/chat.rs", "text.replace('&', \"&amp;\").replace('<', \"&lt;\").replace('>', \"&gt;\")", "text.to_string()", COMMON),
     ("emulator/src/chat.rs", "if user.contains('@') {", "if false {", system("google_chat_rules")),
     ("emulator/src/chat.rs", "if !valid {", "if false {", system("google_chat_rules")),
+    # What Google refuses, refused by the emulator too, and the adapters that meet those rules.
+    ("emulator/src/loopback.rs", "if !is_local_host(request_host(&request)) {", "if false {", system("the_emulator_answers_only_loopback_hosts")),
+    ("emulator/src/world.rs", "check_member_domains(&allowed, &node.policy, &policy)?;", "let _ = &allowed;", system("domain_restricted_sharing")),
+    ("emulator/src/world.rs", "if BASIC_ROLES.contains(&binding.role.as_str()) {", "if false {", system("set_iam_policy_refuses_conditions")),
+    ("emulator/src/world.rs", "if let Some(everyone) = binding.members.iter().find(|m| *m == \"allUsers\" || *m == \"allAuthenticatedUsers\") {", "if let Some(everyone) = binding.members.iter().find(|_| false) {", system("set_iam_policy_refuses_conditions")),
+    ("emulator/src/identity.rs", "    readable(world, &group)?;\n    let members: Vec<Value>", "    let members: Vec<Value>", system("a_group_of_another_customer_is_found")),
+    ("emulator/src/firestore.rs", "self.check_index(database, collection, query)?;", "", system("a_query_that_needs_a_composite_index")),
+    ("common/src/gcp/groups.rs", "format!(\"'{}'\", text.replace('\\\\', \"\\\\\\\\\").replace('\\'', \"\\\\'\"))", "format!(\"'{text}'\")", system("an_address_with_a_quote")),
+    ("common/src/gcp/chat.rs", "path_segment(email.as_str())", "email.as_str()", system("a_chat_user_whose_address")),
+    ("common/src/gcp/rest.rs", "if let Some(error) = streamed_error {", "if let Some(error) = streamed_error.filter(|_| false) {", system("an_error_inside_a_query_stream")),
 ]
 
 def find(text, original):

@@ -894,7 +894,11 @@ impl Door {
             entitlement: asked.entitlement.clone(),
             justification: asked.justification.trim().to_string(),
             window,
-            expires: timeout_end.min(window.end()),
+            // signJwt refuses an `exp` over 12 hours ahead: the request's deadline is kept
+            // inside it, so that the token and the record say the same.
+            expires: timeout_end.min(window.end()).min(now.plus_seconds(
+                crate::gcp::signer::MAX_EXP_SECONDS - crate::gcp::signer::EXP_MARGIN_SECONDS,
+            )),
             approvals_needed: requirement.approvals,
             approver_reason_required: requirement.approver_reason_required,
         };

@@ -1,7 +1,17 @@
 //! Cloud Asset `analyzeIamPolicy`, computed from the held policies: inheritance down the
 //! resource tree, nested group expansion, and condition evaluation good enough for the
 //! conditions this system writes (eligibility markers are CONDITIONAL, activation windows
-//! TRUE or FALSE at the access time, anything else CONDITIONAL).
+//! TRUE or FALSE at the access time, anything else CONDITIONAL). Without
+//! `conditionContext.accessTime`, a condition on `request.time` is CONDITIONAL: Google gives
+//! CONDITIONAL when "the condition expression contains variables that are either missing
+//! input values or have not been supported by Policy Analyzer".
+//!
+//! Request rules (`google/cloud/asset/v1/asset_service.proto`): `expandGroups` is not allowed
+//! with an identity selector; `expandResources` with a resource selector takes only a project
+//! or lower ("Folder and organization resources cannot be used together with this option");
+//! at most 10 roles and permissions in the access selector; an `accessTime` "must not be
+//! earlier than the current time"; `executionTimeout` shorter than the work gives partial
+//! results, flagged as not fully explored ([`cut_short`]).
 //!
 //! Simplification: every role is taken to grant every permission, so a permission selector
 //! never filters anything out.
@@ -28,6 +38,8 @@ pub struct Query {
     pub expand_groups: bool,
     pub expand_resources: bool,
     pub access_time: Option<Timestamp>,
+    /// `executionTimeout`: how long the analysis may run before it answers with what it has.
+    pub execution_timeout: Option<std::time::Duration>,
 }
 
 impl Query {
@@ -55,11 +67,43 @@ impl Query {
                             .ok_or_else(|| GoogleError::new(400, &format!("Invalid accessTime {value}")))?,
                     );
                 }
+                "executionTimeout" if !value.is_empty() => {
+                    let seconds = value
+                        .strip_suffix('s')
+                        .and_then(|s| s.parse::<f64>().ok())
+                        .filter(|s| s.is_finite() && *s >= 0.0)
+                        .ok_or_else(|| GoogleError::new(400, &format!("Invalid executionTimeout {value}")))?;
+                    parsed.execution_timeout = Some(std::time::Duration::from_secs_f64(seconds));
+                }
                 _ => {}
             }
         }
         Ok(parsed)
     }
+
+    /// What a test may check about the query: its echo and its execution timeout.
+    pub fn recorded(&self) -> Value {
+        json!({
+            "analysisQuery": echo(self),
+            "executionTimeout": self.execution_timeout.map(|t| format!("{}s", t.as_secs_f64())),
+        })
+    }
+}
+
+/// The maximum number of roles and permissions in an access selector.
+pub const MAX_ACCESS_SELECTIONS: usize = 10;
+
+/// Marks an answer as Google gives it when `executionTimeout` ran out: partial, not fully
+/// explored, with the reason among the non-critical errors. Nothing was finished, so nothing
+/// is returned: the strictest partial answer.
+pub fn cut_short(response: &mut Value) {
+    response["fullyExplored"] = json!(false);
+    response["mainAnalysis"]["fullyExplored"] = json!(false);
+    response["mainAnalysis"]["analysisResults"] = json!([]);
+    response["mainAnalysis"]["nonCriticalErrors"] = json!([{
+        "code": "DEADLINE_EXCEEDED",
+        "cause": "The analysis did not finish within executionTimeout: the results are partial",
+    }]);
 }
 
 /// Answers the query in the wire shape of `AnalyzeIamPolicyResponse`.
@@ -75,6 +119,26 @@ pub fn analyze(world: &World, query: &Query, now: Timestamp) -> Result<Value, Go
     }
     if query.identity.is_none() && query.full_resource_name.is_none() && query.roles.is_empty() {
         return Err(GoogleError::new(400, "At least one of resource, identity or access selector is required"));
+    }
+    if query.roles.len() + query.permissions.len() > MAX_ACCESS_SELECTIONS {
+        return Err(GoogleError::new(
+            400,
+            &format!("At most {MAX_ACCESS_SELECTIONS} roles and permissions may be given in accessSelector"),
+        ));
+    }
+    if query.access_time.is_some_and(|at| at.unix_seconds() < now.unix_seconds()) {
+        return Err(GoogleError::new(400, "conditionContext.accessTime must not be earlier than the current time"));
+    }
+    if query.expand_resources
+        && let Some(resource) = &query.full_resource_name
+    {
+        let name = resource.strip_prefix(RESOURCE_PREFIX).unwrap_or(resource);
+        if name.starts_with("folders/") || name.starts_with("organizations/") {
+            return Err(GoogleError::new(
+                400,
+                "options.expandResources supports only a project or lower in resourceSelector: folder and organization resources cannot be used together with this option",
+            ));
+        }
     }
     let scope_name = world.resolve(&query.scope).map(|n| n.name.clone()).unwrap_or_default();
     let selected_resource = match &query.full_resource_name {
@@ -96,7 +160,6 @@ pub fn analyze(world: &World, query: &Query, now: Timestamp) -> Result<Value, Go
         Some(node) => world.ancestry(&node.name),
         None => world.subtree(&query.scope),
     };
-    let access_time = query.access_time.unwrap_or(now);
     let identity_groups = query.identity.as_deref().map(|identity| world.groups_of(identity));
 
     let mut results = Vec::new();
@@ -130,7 +193,13 @@ pub fn analyze(world: &World, query: &Query, now: Timestamp) -> Result<Value, Go
                 "accesses": [{"role": binding.role}],
             });
             if let Some(condition) = &binding.condition {
-                acl["conditionEvaluation"] = json!({"evaluationValue": evaluate(&condition.expression, access_time)});
+                let value = match query.access_time {
+                    Some(at) => evaluate(&condition.expression, at),
+                    // No access time: a condition on the time has a missing input.
+                    None if condition.expression.contains("request.time") => "CONDITIONAL",
+                    None => evaluate(&condition.expression, now),
+                };
+                acl["conditionEvaluation"] = json!({"evaluationValue": value});
             }
             results.push(json!({
                 "attachedResourceFullName": full_name(node),
@@ -189,6 +258,9 @@ fn echo(query: &Query) -> Value {
     }
     if !query.roles.is_empty() || !query.permissions.is_empty() {
         echo["accessSelector"] = json!({"roles": query.roles, "permissions": query.permissions});
+    }
+    if let Some(at) = query.access_time {
+        echo["conditionContext"] = json!({"accessTime": at.to_string()});
     }
     echo
 }

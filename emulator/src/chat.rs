@@ -8,11 +8,14 @@
 //!   message between the person and the app is 404.
 //! - `spaces.messages.create`: the app must be in the space (404 otherwise); `messageId`
 //!   starts with `client-` and holds only lowercase letters, digits and hyphens, 63 characters
-//!   at most; a message needs text or cards, and with several cards each needs a `cardId`; a
-//!   repeated `requestId` returns the message it created; a `messageId` already in the space
-//!   is 409 `ALREADY_EXISTS`.
+//!   at most; a message needs text or cards, and with several cards each needs a `cardId`;
+//!   "The maximum message size, including text and cards, is 32,000 bytes"; a repeated
+//!   `requestId` returns the message it created, for [`REQUEST_ID_MINUTES`] (Google names no
+//!   window; AIP-155 lets a service forget request IDs after "any reasonable timeframe"), and
+//!   after that the create is a new one; a `messageId` already in the space is 409
+//!   `ALREADY_EXISTS`.
 //! - `spaces.messages.patch`: `updateMask` is required and names only fields an app may
-//!   update; the message must exist (404).
+//!   update; the message must exist (404); the updated message keeps within 32,000 bytes.
 
 use std::collections::BTreeMap;
 
@@ -34,8 +37,18 @@ struct Message {
     text: String,
     cards: Value,
     request_id: String,
+    /// When it was created (the emulator's clock, Unix seconds): its request ID counts for
+    /// [`REQUEST_ID_MINUTES`] from then.
+    created: i64,
     updates: u32,
 }
+
+/// How long a create's `requestId` is remembered: the "at least 60 minutes" other Google
+/// APIs promise for their request IDs. Chat documents none, so this is an assumption.
+pub const REQUEST_ID_MINUTES: i64 = 60;
+
+/// "The maximum message size, including text and cards, is 32,000 bytes."
+pub const MAX_MESSAGE_BYTES: usize = 32_000;
 
 /// The app's configuration in the Chat API's console page: its URL and authentication
 /// audience (a project number, or the URL itself).
@@ -118,20 +131,23 @@ impl Chat {
         Ok(json!({"name": member.space, "type": "DM", "spaceType": "DIRECT_MESSAGE", "singleUserBotDm": true}))
     }
 
-    /// `POST /v1/{space}/messages?messageId=…&requestId=…`
+    /// `POST /v1/{space}/messages?messageId=…&requestId=…`, at `now` (Unix seconds).
     pub fn create_message(
         &mut self,
         space: &str,
         parameters: &[(String, String)],
         body: &Value,
+        now: i64,
     ) -> Result<Value, GoogleError> {
         let parameter = |key: &str| parameters.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
         if !self.space_exists(space) {
             return Err(GoogleError::new(404, &format!("Space {space} not found, or the app is not a member of it")));
         }
         let request_id = parameter("requestId").unwrap_or_default();
+        let remembered = |m: &&Message| now - m.created < REQUEST_ID_MINUTES * 60;
         if !request_id.is_empty()
-            && let Some(existing) = self.messages.iter().find(|m| m.space == space && m.request_id == request_id)
+            && let Some(existing) =
+                self.messages.iter().filter(remembered).find(|m| m.space == space && m.request_id == request_id)
         {
             return Ok(render(existing));
         }
@@ -162,8 +178,16 @@ impl Chat {
         if text.is_empty() && cards.as_array().is_none_or(Vec::is_empty) {
             return Err(GoogleError::new(400, "Message cannot be empty: it needs text or cards"));
         }
-        let message =
-            Message { name, space: space.to_string(), text, cards, request_id: request_id.to_string(), updates: 0 };
+        check_size(&text, &cards)?;
+        let message = Message {
+            name,
+            space: space.to_string(),
+            text,
+            cards,
+            request_id: request_id.to_string(),
+            created: now,
+            updates: 0,
+        };
         let rendered = render(&message);
         self.messages.push(message);
         Ok(rendered)
@@ -200,13 +224,18 @@ impl Chat {
             .iter_mut()
             .find(|m| m.name == name)
             .ok_or_else(|| GoogleError::new(404, &format!("Message {name} not found")))?;
+        let mut text = message.text.clone();
+        let mut new_cards = message.cards.clone();
         for field in mask.split(',').map(str::trim) {
             match field {
-                "text" => message.text = body["text"].as_str().unwrap_or_default().to_string(),
-                "cards_v2" | "cardsV2" => message.cards = cards.clone(),
+                "text" => text = body["text"].as_str().unwrap_or_default().to_string(),
+                "cards_v2" | "cardsV2" => new_cards = cards.clone(),
                 _ => {}
             }
         }
+        check_size(&text, &new_cards)?;
+        message.text = text;
+        message.cards = new_cards;
         message.updates += 1;
         Ok(render(message))
     }
@@ -240,6 +269,18 @@ impl Chat {
 fn render(message: &Message) -> Value {
     json!({"name": message.name, "space": {"name": message.space}, "text": message.text, "cardsV2": message.cards,
         "sender": {"type": "BOT"}})
+}
+
+/// Text and cards together, as JSON, within [`MAX_MESSAGE_BYTES`].
+fn check_size(text: &str, cards: &Value) -> Result<(), GoogleError> {
+    let size = serde_json::to_vec(&json!({"text": text, "cardsV2": cards})).map(|bytes| bytes.len()).unwrap_or(0);
+    if size > MAX_MESSAGE_BYTES {
+        return Err(GoogleError::new(
+            400,
+            &format!("Message too large: {size} bytes of text and cards, at most {MAX_MESSAGE_BYTES}"),
+        ));
+    }
+    Ok(())
 }
 
 /// `cardsV2`: a list of `{cardId, card}`; with several, each needs its `cardId`.

@@ -1,16 +1,83 @@
 //! The part of Firestore's REST API the request ledger uses, so that the local run needs no
 //! Java: `GET` a document, `:commit` (updates and deletes) with its preconditions, and
-//! `:runQuery` with equality and array-contains filters, one order (a field or `__name__`), a
+//! `:runQuery` with equality and array-contains filters, orders (fields or `__name__`), a
 //! cursor on the document name and a limit. The ledger's adapter tests run against this
 //! and against Google's own Firestore emulator, which holds this one to the real behaviour:
 //! a create over an existing document is 409 `ALREADY_EXISTS`, a stale `updateTime` 400
 //! `FAILED_PRECONDITION`, `exists: true` on a missing one 404.
+//!
+//! Document IDs arrive percent-encoded in a `GET`'s path and are decoded (an invalid escape
+//! is 400), as any URL path segment is.
+//!
+//! Indexes, as Firestore (Standard edition) uses them: every field has single-field indexes,
+//! which serve any number of equality or array-contains filters (merged) and an order on a
+//! single field. Filters plus an order on another field, or several orders, need a composite
+//! index; without one Firestore answers 400 `FAILED_PRECONDITION` "The query requires an
+//! index", and while one is still building, "That index is currently building". Google's own
+//! emulator needs no index, so this one is the only check before production.
+//!
+//! **Declaring an index.** The composite indexes come from
+//! `terraform/modules/jit-access/firestore-indexes.json`, the file Terraform deploys them from:
+//! add an entry there (a key, `collectionGroup`, `queryScope: COLLECTION`, and its `fields`,
+//! each `fieldPath` with `order` ASCENDING or DESCENDING, or `arrayConfig: CONTAINS`: equality
+//! and array-contains fields first, then the order fields with their directions) and both the
+//! deployment and the emulator know it. A query is served by one declared index whose fields
+//! are its filter fields (any order) followed by its order fields, or by several such indexes
+//! that each hold some of the filters (Firestore's index merging).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::google::GoogleError;
+
+/// The index definitions Terraform deploys, read by the emulator at build time.
+pub const DECLARED_INDEXES: &str = include_str!("../../terraform/modules/jit-access/firestore-indexes.json");
+
+/// A composite index, in the shape of Firestore's `Index` resource.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Index {
+    pub collection_group: String,
+    #[serde(default = "collection_scope")]
+    pub query_scope: String,
+    pub fields: Vec<IndexField>,
+    /// `READY`, or `CREATING` while Firestore builds it (a test device: the file holds none).
+    #[serde(default = "ready")]
+    pub state: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IndexField {
+    pub field_path: String,
+    /// `ASCENDING` or `DESCENDING`; absent for an array-contains field.
+    #[serde(default)]
+    pub order: Option<String>,
+    /// `CONTAINS` for an array-contains field.
+    #[serde(default)]
+    pub array_config: Option<String>,
+}
+
+fn collection_scope() -> String {
+    "COLLECTION".to_string()
+}
+
+fn ready() -> String {
+    "READY".to_string()
+}
+
+/// The indexes of [`DECLARED_INDEXES`].
+pub fn declared_indexes() -> Result<Vec<Index>, GoogleError> {
+    #[derive(Deserialize)]
+    struct File {
+        indexes: BTreeMap<String, Index>,
+    }
+    let file: File = serde_json::from_str(DECLARED_INDEXES)
+        .map_err(|e| GoogleError::new(500, &format!("firestore-indexes.json is not valid: {e}")))?;
+    Ok(file.indexes.into_values().collect())
+}
 
 #[derive(Debug, Clone)]
 struct Document {
@@ -19,14 +86,32 @@ struct Document {
     update_time: String,
 }
 
-/// Every document, by full name, and the clock of update times.
-#[derive(Debug, Default)]
+/// Every document, by full name, the clock of update times, and the composite indexes.
+#[derive(Debug)]
 pub struct Firestore {
     documents: BTreeMap<String, Document>,
     last_micros: i64,
+    indexes: Vec<Index>,
+}
+
+impl Default for Firestore {
+    /// With the indexes Terraform declares.
+    fn default() -> Firestore {
+        let indexes = declared_indexes().unwrap_or_else(|error| panic!("{}", error.message));
+        Firestore { documents: BTreeMap::new(), last_micros: 0, indexes }
+    }
 }
 
 impl Firestore {
+    /// Replaces the composite indexes, as a deployment without some of them (or with one
+    /// still building) would have.
+    pub fn set_indexes(&mut self, indexes: Vec<Index>) {
+        self.indexes = indexes;
+    }
+
+    pub fn indexes(&self) -> &[Index] {
+        &self.indexes
+    }
     /// A fresh update time: microseconds, strictly increasing, as Firestore's are.
     fn tick(&mut self) -> String {
         let now = std::time::SystemTime::now()
@@ -119,12 +204,17 @@ impl Firestore {
         Ok(json!({"writeResults": results, "commitTime": time}))
     }
 
-    /// `POST /v1/{database}/documents:runQuery`: a collection, filters, one order, a limit.
+    /// `POST /v1/{database}/documents:runQuery`: a collection, filters, orders, a limit. The
+    /// answer is the stream as REST gives it, a JSON array of `RunQueryResponse`.
     pub fn run_query(&self, database: &str, body: &Value) -> Result<Value, GoogleError> {
         let query = &body["structuredQuery"];
         let collection = query["from"][0]["collectionId"]
             .as_str()
             .ok_or_else(|| GoogleError::new(400, "structuredQuery.from needs a collectionId"))?;
+        if query["from"][0]["allDescendants"].as_bool() == Some(true) {
+            return Err(GoogleError::new(400, "the emulator serves collection queries only, not collection groups"));
+        }
+        self.check_index(database, collection, query)?;
         let prefix = format!("{database}/documents/{collection}/");
         let mut matches: Vec<(&String, &Document)> = Vec::new();
         for (name, document) in &self.documents {
@@ -136,17 +226,29 @@ impl Firestore {
                 matches.push((name, document));
             }
         }
-        if let Some(order) = query["orderBy"].as_array().and_then(|o| o.first()) {
-            let field = order["field"]["fieldPath"].as_str().unwrap_or_default().to_string();
-            if field == "__name__" {
-                matches.sort_by(|a, b| a.0.cmp(b.0));
-            } else {
-                matches.sort_by(|a, b| compare(a.1.fields.get(&field), b.1.fields.get(&field)));
-            }
-            if order["direction"].as_str() == Some("DESCENDING") {
-                matches.reverse();
-            }
-        }
+        let orders: Vec<(String, bool)> = query["orderBy"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|order| {
+                let field = order["field"]["fieldPath"].as_str().unwrap_or_default().to_string();
+                (field, order["direction"].as_str() == Some("DESCENDING"))
+            })
+            .collect();
+        matches.sort_by(|a, b| {
+            orders
+                .iter()
+                .map(|(field, descending)| {
+                    let ordering = if field == "__name__" {
+                        a.0.cmp(b.0)
+                    } else {
+                        compare(a.1.fields.get(field), b.1.fields.get(field))
+                    };
+                    if *descending { ordering.reverse() } else { ordering }
+                })
+                .find(|ordering| ordering.is_ne())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
         // A cursor on the document name (the only one the ledger pages with).
         if let Some(start) = query["startAt"]["values"][0]["referenceValue"].as_str() {
             let before = query["startAt"]["before"].as_bool().unwrap_or(false);
@@ -171,6 +273,130 @@ impl Firestore {
         }
         Ok(Value::Array(results))
     }
+}
+
+impl Firestore {
+    /// Refuses a query no index serves: see the module's notes.
+    fn check_index(&self, database: &str, collection: &str, query: &Value) -> Result<(), GoogleError> {
+        let mut filters = BTreeMap::new();
+        collect_filters(&query["where"], &mut filters)?;
+        let orders: Vec<(String, String)> = query["orderBy"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|order| {
+                let field = order["field"]["fieldPath"].as_str().unwrap_or_default().to_string();
+                let direction = order["direction"].as_str().unwrap_or("ASCENDING").to_string();
+                (field, direction)
+            })
+            // Every index ends with the document name: ordering by it asks nothing more.
+            .filter(|(field, _)| field != "__name__")
+            .collect();
+        let single_field = match orders.as_slice() {
+            [] => true,
+            [(field, _)] => filters.is_empty() || (filters.len() == 1 && filters.contains_key(field)),
+            _ => false,
+        };
+        if single_field {
+            return Ok(());
+        }
+        let serving: Vec<&Index> = self
+            .indexes
+            .iter()
+            .filter(|index| index.collection_group == collection && index.query_scope == "COLLECTION")
+            .filter(|index| serves(index, &filters, &orders))
+            .collect();
+        let ready: Vec<&&Index> = serving.iter().filter(|index| index.state == "READY").collect();
+        let covered: BTreeSet<&str> =
+            ready.iter().flat_map(|index| index.fields.iter().map(|f| f.field_path.as_str())).collect();
+        let served = if filters.is_empty() {
+            !ready.is_empty()
+        } else {
+            filters.keys().all(|field| covered.contains(field.as_str()))
+        };
+        if served {
+            return Ok(());
+        }
+        let project = database.split('/').nth(1).unwrap_or_default();
+        if serving.iter().any(|index| index.state != "READY") {
+            return Err(GoogleError::with_status(
+                400,
+                "FAILED_PRECONDITION",
+                &format!(
+                    "The query requires an index. That index is currently building and cannot be used yet. See its status here: https://console.firebase.google.com/project/{project}/firestore/indexes"
+                ),
+            ));
+        }
+        let wanted: Vec<String> = filters
+            .iter()
+            .map(|(field, kind)| format!("{field} {kind}"))
+            .chain(orders.iter().map(|(field, direction)| format!("{field} {direction}")))
+            .collect();
+        Err(GoogleError::with_status(
+            400,
+            "FAILED_PRECONDITION",
+            &format!(
+                "The query requires an index. You can create it here: https://console.firebase.google.com/project/{project}/firestore/indexes (collection {collection}: {})",
+                wanted.join(", ")
+            ),
+        ))
+    }
+}
+
+/// The fields a query's filters name, each `ASCENDING` (an equality) or `CONTAINS` (an
+/// array-contains).
+fn collect_filters(filter: &Value, into: &mut BTreeMap<String, &'static str>) -> Result<(), GoogleError> {
+    if filter.is_null() {
+        return Ok(());
+    }
+    if let Some(composite) = filter.get("compositeFilter") {
+        for part in composite["filters"].as_array().into_iter().flatten() {
+            collect_filters(part, into)?;
+        }
+        return Ok(());
+    }
+    let field_filter = filter.get("fieldFilter").ok_or_else(|| GoogleError::new(400, "unsupported filter"))?;
+    let path = field_filter["field"]["fieldPath"].as_str().unwrap_or_default().to_string();
+    let kind = if field_filter["op"].as_str() == Some("ARRAY_CONTAINS") { "CONTAINS" } else { "ASCENDING" };
+    into.insert(path, kind);
+    Ok(())
+}
+
+/// Whether `index` serves the query for some of its filters: its fields are filter fields
+/// (array-contains ones as `CONTAINS`) and then exactly the orders, with their directions.
+fn serves(index: &Index, filters: &BTreeMap<String, &'static str>, orders: &[(String, String)]) -> bool {
+    let Some(prefix_length) = index.fields.len().checked_sub(orders.len()) else {
+        return false;
+    };
+    let (prefix, suffix) = index.fields.split_at(prefix_length);
+    let prefix_ok = prefix.iter().all(|field| match filters.get(&field.field_path) {
+        Some(&"CONTAINS") => field.array_config.as_deref() == Some("CONTAINS"),
+        Some(_) => field.order.is_some(),
+        None => false,
+    });
+    let suffix_ok = suffix.iter().zip(orders).all(|(field, (path, direction))| {
+        field.field_path == *path && field.order.as_deref() == Some(direction.as_str())
+    });
+    prefix_ok && suffix_ok
+}
+
+/// A document ID from a URL path segment: percent-escapes decoded, an invalid one refused.
+pub fn decode_path(path: &str) -> Result<String, GoogleError> {
+    let invalid = || GoogleError::new(400, &format!("Invalid document path '{path}': a percent-escape is malformed"));
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' {
+            let hex = path.get(index + 1..index + 3).ok_or_else(invalid)?;
+            decoded.push(u8::from_str_radix(hex, 16).map_err(|_| invalid())?);
+            index += 3;
+        } else {
+            decoded.push(bytes[index]);
+            index += 1;
+        }
+    }
+    String::from_utf8(decoded).map_err(|_| invalid())
 }
 
 fn render(name: &str, document: &Document) -> Value {
@@ -214,4 +440,78 @@ fn compare(a: Option<&Value>, b: Option<&Value>) -> std::cmp::Ordering {
         }
     };
     key(a).cmp(&key(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(filters: &[(&str, &str)], orders: &[(&str, &str)]) -> Value {
+        let filters: Vec<Value> = filters
+            .iter()
+            .map(|(field, op)| json!({"fieldFilter": {"field": {"fieldPath": field}, "op": op, "value": {"stringValue": "x"}}}))
+            .collect();
+        let orders: Vec<Value> = orders
+            .iter()
+            .map(|(field, direction)| json!({"field": {"fieldPath": field}, "direction": direction}))
+            .collect();
+        json!({"from": [{"collectionId": "requests"}], "where": {"compositeFilter": {"op": "AND", "filters": filters}}, "orderBy": orders})
+    }
+
+    fn check(filters: &[(&str, &str)], orders: &[(&str, &str)]) -> Result<(), String> {
+        let firestore = Firestore::default();
+        firestore
+            .check_index("projects/p/databases/(default)", "requests", &query(filters, orders))
+            .map_err(|e| e.message)
+    }
+
+    #[test]
+    fn composite_queries_need_a_declared_index() {
+        // Served by single-field indexes.
+        assert_eq!(check(&[("beneficiary", "EQUAL")], &[]), Ok(()));
+        assert_eq!(check(&[("beneficiary", "EQUAL"), ("state", "EQUAL")], &[]), Ok(()));
+        assert_eq!(check(&[], &[("requestedAt", "DESCENDING")]), Ok(()));
+        assert_eq!(check(&[("requestedAt", "EQUAL")], &[("requestedAt", "DESCENDING")]), Ok(()));
+        // Served by the declared composite indexes, with the direction they declare.
+        assert_eq!(check(&[("beneficiary", "EQUAL")], &[("requestedAt", "DESCENDING")]), Ok(()));
+        assert_eq!(check(&[("reviewers", "ARRAY_CONTAINS")], &[("requestedAt", "DESCENDING")]), Ok(()));
+        assert_eq!(check(&[("open", "EQUAL")], &[("requestedAt", "DESCENDING"), ("__name__", "DESCENDING")]), Ok(()));
+        // Index merging: two equality filters, each with its own index on the same order.
+        assert_eq!(check(&[("beneficiary", "EQUAL"), ("open", "EQUAL")], &[("requestedAt", "DESCENDING")]), Ok(()));
+        // Not declared.
+        for (filters, orders) in [
+            (&[("beneficiary", "EQUAL")][..], &[("requestedAt", "ASCENDING")][..]),
+            (&[("state", "EQUAL")][..], &[("requestedAt", "DESCENDING")][..]),
+            (&[("reviewers", "EQUAL")][..], &[("requestedAt", "DESCENDING")][..]),
+            (&[("beneficiary", "EQUAL"), ("state", "EQUAL")][..], &[("requestedAt", "DESCENDING")][..]),
+            (&[][..], &[("requestedAt", "DESCENDING"), ("beneficiary", "ASCENDING")][..]),
+        ] {
+            let refused = check(filters, orders);
+            assert!(
+                refused.as_ref().is_err_and(|m| m.starts_with("The query requires an index")),
+                "{filters:?} {orders:?}: {refused:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_building_index_serves_nothing_yet() {
+        let mut firestore = Firestore::default();
+        let indexes =
+            firestore.indexes().iter().cloned().map(|index| Index { state: "CREATING".into(), ..index }).collect();
+        firestore.set_indexes(indexes);
+        let query = query(&[("beneficiary", "EQUAL")], &[("requestedAt", "DESCENDING")]);
+        let refused =
+            firestore.check_index("projects/p/databases/(default)", "requests", &query).map_err(|e| e.message);
+        assert!(refused.as_ref().is_err_and(|m| m.contains("currently building")), "{refused:?}");
+    }
+
+    #[test]
+    fn document_ids_are_percent_decoded() {
+        assert_eq!(decode_path("a%25b%40example.com").as_deref(), Ok("a%b@example.com"));
+        assert_eq!(decode_path("plain").as_deref(), Ok("plain"));
+        for bad in ["a%b@example.com", "a%", "a%zz"] {
+            assert_eq!(decode_path(bad).map_err(|e| e.code), Err(400), "{bad}");
+        }
+    }
 }

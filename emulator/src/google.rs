@@ -1,5 +1,5 @@
-//! Google's error body, `{"error": {"code", "message", "status"}}`, with the status names
-//! that go with each HTTP code.
+//! Google's error body, `{"error": {"code", "message", "status", "details"?}}`, with the
+//! status names that go with each HTTP code.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -13,15 +13,35 @@ pub struct GoogleError {
     /// precondition with 400 `FAILED_PRECONDITION`, a create over a document with 409
     /// `ALREADY_EXISTS`).
     pub status: Option<&'static str>,
+    /// `error.details`: typed messages such as `google.rpc.PreconditionFailure`, each with its
+    /// `@type`.
+    pub details: Vec<serde_json::Value>,
+    /// The answer of a streaming method over REST, whose body is a JSON array: the error is
+    /// its one element.
+    pub stream: bool,
 }
 
 impl GoogleError {
     pub fn new(code: u16, message: &str) -> GoogleError {
-        GoogleError { code, message: message.to_string(), status: None }
+        GoogleError { code, message: message.to_string(), status: None, details: Vec::new(), stream: false }
     }
 
     pub fn with_status(code: u16, status: &'static str, message: &str) -> GoogleError {
-        GoogleError { code, message: message.to_string(), status: Some(status) }
+        GoogleError { code, message: message.to_string(), status: Some(status), details: Vec::new(), stream: false }
+    }
+
+    pub fn with_details(mut self, details: Vec<serde_json::Value>) -> GoogleError {
+        self.details = details;
+        self
+    }
+
+    /// The body Google sends: `{"error": {…}}`.
+    pub fn body(&self) -> serde_json::Value {
+        let mut error = serde_json::json!({"code": self.code, "message": self.message, "status": self.status_name()});
+        if !self.details.is_empty() {
+            error["details"] = serde_json::json!(self.details);
+        }
+        serde_json::json!({"error": error})
     }
 
     pub fn status_name(&self) -> &'static str {
@@ -64,9 +84,9 @@ impl GoogleError {
 impl IntoResponse for GoogleError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::json!({
-            "error": {"code": self.code, "message": self.message, "status": self.status_name()}
-        });
-        (status, Json(body)).into_response()
+        if self.stream {
+            return (status, Json(serde_json::json!([self.body()]))).into_response();
+        }
+        (status, Json(self.body())).into_response()
     }
 }

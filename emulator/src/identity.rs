@@ -1,6 +1,16 @@
 //! Cloud Identity's groups API, the calls the catalog makes: `groups:lookup`,
 //! `memberships.list`, `memberships:searchDirectGroups`, and the transitive searches, which an
 //! organization without Workspace Enterprise or Cloud Identity Premium is refused (403).
+//!
+//! A group of another customer ([`crate::world::GroupFile::external`]) is found by
+//! `groups:lookup`, but listing its memberships is refused (403); `searchDirectGroups` leaves
+//! it out ("Groups for which the actor does not have the permission to view memberships are
+//! silently filtered out"), and a transitive search that would cross it is refused (403:
+//! "Actor must have view permissions to all transitive groups"). `memberships.list` in its default BASIC view
+//! ("Only basic resource information is returned") leaves out each member's `type`; which
+//! fields BASIC carries is not documented, so the emulator takes the narrow reading: ask for
+//! `view=FULL` to tell users from groups. Query strings are CEL: `member_key_id == 'EMAIL'`
+//! with the address a CEL string literal (`\'` and `\\` escaped).
 
 use serde_json::{Value, json};
 
@@ -58,11 +68,12 @@ pub fn lookup(world: &World, parameters: &[(String, String)]) -> Result<Value, G
 /// `GET /v1/groups/ID/memberships`: direct members, with their type.
 pub fn list_memberships(world: &World, parent: &str, parameters: &[(String, String)]) -> Result<Value, GoogleError> {
     let group = group_email(world, parent)?;
-    let rule = match parameter(parameters, "view").unwrap_or("BASIC") {
-        "" | "BASIC" | "GROUP_VIEW_UNSPECIFIED" => LIST_BASIC,
-        "FULL" => LIST_FULL,
+    let (rule, full) = match parameter(parameters, "view").unwrap_or("BASIC") {
+        "" | "BASIC" | "VIEW_UNSPECIFIED" | "GROUP_VIEW_UNSPECIFIED" => (LIST_BASIC, false),
+        "FULL" => (LIST_FULL, true),
         other => return Err(GoogleError::new(400, &format!("Invalid view '{other}'"))),
     };
+    readable(world, &group)?;
     let members: Vec<Value> = world.groups()[&group]
         .iter()
         .map(|member| {
@@ -72,13 +83,16 @@ pub fn list_memberships(world: &World, parent: &str, parameters: &[(String, Stri
                 "serviceaccount" => ("SERVICE_ACCOUNT", format!("users/{}", opaque_id(id))),
                 _ => ("USER", format!("users/{}", opaque_id(id))),
             };
-            json!({
+            let mut membership = json!({
                 "name": format!("{parent}/memberships/{}", opaque_id(member)),
                 "preferredMemberKey": {"id": id},
                 "roles": [{"name": "MEMBER"}],
-                "type": kind,
                 "member": name,
-            })
+            });
+            if full {
+                membership["type"] = json!(kind);
+            }
+            membership
         })
         .collect();
     paged(&members, parameters, rule, world)
@@ -90,19 +104,66 @@ fn member_query(parameters: &[(String, String)], parent: &str, needs_label: bool
         return Err(GoogleError::new(400, &format!("Invalid parent '{parent}': this search takes groups/-")));
     }
     let query = parameter(parameters, "query").unwrap_or("");
-    let member = query
-        .split("member_key_id")
-        .nth(1)
-        .and_then(|rest| rest.trim_start().strip_prefix("=="))
-        .map(str::trim_start)
-        .and_then(|rest| rest.strip_prefix('\''))
-        .and_then(|rest| rest.split('\'').next())
-        .filter(|member| !member.is_empty())
-        .ok_or_else(|| GoogleError::new(400, "query is required and must include member_key_id == 'EMAIL'"))?;
-    if needs_label && !query.contains(" in labels") {
+    let required = || GoogleError::new(400, "query is required and must include member_key_id == 'EMAIL'");
+    let rest = query
+        .split_once("member_key_id")
+        .map(|(_, rest)| rest.trim_start())
+        .and_then(|rest| rest.strip_prefix("=="))
+        .ok_or_else(required)?;
+    let (member, after) = cel_string(rest.trim_start())?;
+    if member.is_empty() {
+        return Err(required());
+    }
+    let after = after.trim_start();
+    if !(after.is_empty() || after.starts_with("&&")) {
+        return Err(GoogleError::new(
+            400,
+            &format!("Invalid query: unexpected '{after}' after the member's string literal"),
+        ));
+    }
+    if needs_label && !after.contains(" in labels") {
         return Err(GoogleError::new(400, "query must include a label, e.g. '…groups.discussion_forum' in labels"));
     }
     Ok(member.to_lowercase())
+}
+
+/// A CEL string literal at the start of `text` (quoted with `'` or `"`), unescaped, and the
+/// text after it. A quote or backslash inside the literal must be escaped (`\'`, `\\`); an
+/// unterminated literal or an unknown escape is refused, as CEL's parser refuses it.
+pub fn cel_string(text: &str) -> Result<(String, &str), GoogleError> {
+    let invalid = |why: &str| GoogleError::new(400, &format!("Invalid query: {why}"));
+    let mut chars = text.char_indices();
+    let quote = match chars.next() {
+        Some((_, quote @ ('\'' | '"'))) => quote,
+        _ => return Err(invalid("a string literal in quotes is expected after ==")),
+    };
+    let mut value = String::new();
+    while let Some((index, c)) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some((_, escaped @ ('\\' | '\'' | '"' | '`' | '?'))) => value.push(escaped),
+                Some((_, 'n')) => value.push('\n'),
+                Some((_, 't')) => value.push('\t'),
+                _ => return Err(invalid("unknown escape sequence in a string literal")),
+            },
+            c if c == quote => return Ok((value, &text[index + c.len_utf8()..])),
+            c => value.push(c),
+        }
+    }
+    Err(invalid("unterminated string literal"))
+}
+
+/// 403 for a group of another customer: its memberships are not this app's to read.
+fn readable(world: &World, group: &str) -> Result<(), GoogleError> {
+    if world.is_external(group) {
+        return Err(GoogleError::new(
+            403,
+            &format!(
+                "The caller does not have permission to view the memberships of {group}: it belongs to another customer"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn group_relation(email: &str, relation: Option<&str>) -> Value {
@@ -134,6 +195,7 @@ pub fn search_direct_groups(
     let groups: Vec<Value> = world
         .direct_groups_of(&as_member(world, &member))
         .iter()
+        .filter(|group| !world.is_external(group))
         .map(|group| {
             let mut relation = group_relation(group, None);
             relation["membershipName"] = json!(format!("{}/memberships/{}", group_name(group), opaque_id(&member)));
@@ -163,8 +225,12 @@ pub fn search_transitive_groups(
     transitive_allowed(world)?;
     let subject = as_member(world, &member);
     let direct = world.direct_groups_of(&subject);
-    let groups: Vec<Value> = world
-        .groups_of(&subject)
+    let all = world.groups_of(&subject);
+    // "Actor must have view permissions to all transitive groups."
+    if let Some(external) = all.iter().find(|group| world.is_external(group)) {
+        readable(world, external)?;
+    }
+    let groups: Vec<Value> = all
         .iter()
         .map(|group| group_relation(group, Some(if direct.contains(group) { "DIRECT" } else { "INDIRECT" })))
         .collect();
@@ -180,6 +246,7 @@ pub fn search_transitive_memberships(
 ) -> Result<Value, GoogleError> {
     let group = group_email(world, parent)?;
     transitive_allowed(world)?;
+    readable(world, &group)?;
     let mut members = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     let mut frontier = vec![(group.clone(), "DIRECT")];
@@ -197,6 +264,9 @@ pub fn search_transitive_memberships(
                 "roles": [{"role": "MEMBER"}],
             }));
             if kind == "group" {
+                // The search needs to view every group below: one of another customer
+                // refuses the whole search (the narrow reading; Google does not say).
+                readable(world, id)?;
                 frontier.push((id.to_string(), "INDIRECT"));
             }
         }
@@ -216,4 +286,28 @@ fn paged(
         body["nextPageToken"] = json!(next);
     }
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cel_string_literals_are_unescaped() {
+        let parsed = [
+            (r"'alice@example.com' && x", "alice@example.com", " && x"),
+            (r"'o\'neil@example.com'", "o'neil@example.com", ""),
+            (r#""o'neil@example.com""#, "o'neil@example.com", ""),
+            (r"'back\\slash'", "back\\slash", ""),
+            // An unescaped quote ends the literal: the rest of the query is what follows.
+            (r"'o'neil@example.com'", "o", "neil@example.com'"),
+        ];
+        for (text, value, rest) in parsed {
+            let got = cel_string(text).map(|(value, rest)| (value, rest.to_string())).map_err(|e| e.message);
+            assert_eq!(got, Ok((value.to_string(), rest.to_string())), "{text}");
+        }
+        for refused in [r"'unterminated", r"'\q'", "alice@example.com", ""] {
+            assert_eq!(cel_string(refused).map(|_| ()).map_err(|e| e.code), Err(400), "{refused}");
+        }
+    }
 }

@@ -19,8 +19,12 @@
 //!   tokens authenticated pushes carry;
 //! - Firestore's document `GET`, `:commit` with preconditions and `:runQuery` ([`firestore`]);
 //! - Pub/Sub gRPC `Publish`, REST publish, topic and push-subscription creation ([`pubsub`]);
-//! - test controls: `GET /_emulator/mail`, `/pubsub`, `/calls`, `/audit`, `/users`;
-//!   `POST /_emulator/faults` to make the next calls fail or slow down.
+//! - test controls: `GET /_emulator/mail`, `/pubsub`, `/calls`, `/audit`, `/users`,
+//!   `/analysis` (the Policy Analyzer queries received); `POST /_emulator/faults` to make the
+//!   next calls fail or slow down, `POST /_emulator/clock` to move the emulator's clock on.
+//!
+//! It answers only requests addressed to the loopback (`Host: 127.0.0.1`, `localhost`,
+//! `[::1]`), so that a web page cannot reach it through DNS rebinding ([`loopback`]).
 
 pub mod analysis;
 pub mod assets;
@@ -28,6 +32,7 @@ pub mod chat;
 pub mod firestore;
 pub mod google;
 pub mod identity;
+pub mod loopback;
 pub mod paging;
 pub mod pubsub;
 pub mod routes;

@@ -2,6 +2,7 @@
 //! fallback rather than fought over with the router), IAP and SendGrid, and the test controls
 //! under `/_emulator/`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
@@ -36,8 +37,13 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/_emulator/chat/app", axum::routing::put(chat_app))
         .route("/_emulator/chat/events", post(chat_event))
         .route("/_emulator/chat/page", get(chat_page))
+        .route("/_emulator/clock", post(advance_clock))
+        .route("/_emulator/analysis", get(analyses))
         .route_service("/google.pubsub.v1.Publisher/Publish", GrpcPublisher(state.clone()))
         .fallback(google_api)
+        // DNS rebinding: a page on another name must not reach the test controls (which mint
+        // IAP assertions for anyone) through the developer's browser.
+        .layer(axum::middleware::from_fn(crate::loopback::only_local_hosts))
         .with_state(state)
 }
 
@@ -87,7 +93,8 @@ async fn dispatch(state: &Arc<State>, method: &Method, uri: &Uri, headers: &Head
         {
             state.enter("chat", "createMessage").await?;
             let body = json_body()?;
-            let answer = lock(&state.chat).create_message(&format!("spaces/{space}"), &parameters, &body)?;
+            let now = state.now().unix_seconds();
+            let answer = lock(&state.chat).create_message(&format!("spaces/{space}"), &parameters, &body, now)?;
             return Ok(Json(answer).into_response());
         }
         if method == Method::PATCH && rest.contains("/messages/") {
@@ -103,10 +110,17 @@ async fn dispatch(state: &Arc<State>, method: &Method, uri: &Uri, headers: &Head
         && let Some(rest) = path.strip_prefix("/v1/")
     {
         if let Some(scope) = rest.strip_suffix(":analyzeIamPolicy") {
-            state.enter("asset", "analyzeIamPolicy").await?;
             let query = Query::from_query_string(scope, query)?;
+            state.record_analysis(query.recorded());
+            // An injected latency is how long the analysis takes; `executionTimeout` stops it
+            // early with what it found, as Google does when that is shorter than the call's
+            // deadline (otherwise the caller's deadline ends it: DEADLINE_EXCEEDED).
+            let cut_short = state.enter_within("asset", "analyzeIamPolicy", query.execution_timeout).await?;
             state.spend_analysis_query()?;
-            let response = analyze(&state.world(), &query, Timestamp::now())?;
+            let mut response = analyze(&state.world(), &query, Timestamp::now())?;
+            if cut_short {
+                crate::analysis::cut_short(&mut response);
+            }
             return Ok(Json(response).into_response());
         }
         let parameters = paging::parameters(query);
@@ -152,8 +166,18 @@ async fn dispatch(state: &Arc<State>, method: &Method, uri: &Uri, headers: &Head
         let versioned = path.strip_prefix("/v3/").or_else(|| path.strip_prefix("/v1/"));
         if let Some(resource) = versioned.and_then(|p| p.strip_suffix(":getIamPolicy")) {
             state.enter("resourcemanager", iam_method(resource, "getIamPolicy")).await?;
-            let _requested_version = json_body()?["options"]["requestedPolicyVersion"].as_i64();
-            let policy = state.world().get_policy(resource)?;
+            let requested = &json_body()?["options"]["requestedPolicyVersion"];
+            // proto3 JSON takes an int32 as a number or a string.
+            let version = match requested {
+                Value::Null => None,
+                other => Some(
+                    other
+                        .as_i64()
+                        .or_else(|| other.as_str().and_then(|text| text.parse().ok()))
+                        .ok_or_else(|| GoogleError::new(400, &format!("Invalid requestedPolicyVersion {other}")))?,
+                ),
+            };
+            let policy = state.world().get_policy_as(resource, version)?;
             return Ok(Json(policy).into_response());
         }
         if let Some(resource) = versioned.and_then(|p| p.strip_suffix(":setIamPolicy")) {
@@ -249,16 +273,36 @@ async fn firestore(
             Ok(Json(answer).into_response())
         }
         (&Method::POST, ":runQuery") => {
-            state.enter("firestore", "runQuery").await?;
-            Ok(Json(lock(&state.firestore).run_query(database, &json_body()?)?).into_response())
+            // A stream: over REST a JSON array of responses, and an error is an element of it,
+            // with the HTTP status when nothing was sent yet, after the documents when it
+            // comes part-way (HTTP 200 then).
+            state.enter("firestore", "runQuery").await.map_err(stream_error)?;
+            let answer = lock(&state.firestore).run_query(database, &json_body()?).map_err(stream_error)?;
+            let Some(error) = state.stream_fault("firestore", "runQuery") else {
+                return Ok(Json(answer).into_response());
+            };
+            let mut items: Vec<Value> = answer
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|item| item.get("document").is_some())
+                .cloned()
+                .collect();
+            items.push(error.body());
+            Ok(Json(items).into_response())
         }
         (&Method::GET, document) if document.starts_with('/') => {
             state.enter("firestore", "get").await?;
-            let name = format!("{database}/documents{document}");
+            let name = format!("{database}/documents{}", crate::firestore::decode_path(document)?);
             Ok(Json(lock(&state.firestore).get(&name)?).into_response())
         }
         _ => Err(GoogleError::new(404, &format!("The emulator does not serve {method} …/documents{rest}"))),
     }
+}
+
+/// An error of a streaming method over REST: the body is the stream, `[{"error": …}]`.
+fn stream_error(error: GoogleError) -> GoogleError {
+    GoogleError { stream: true, ..error }
 }
 
 fn jwks_response(keys: JwkSet) -> Response {
@@ -266,14 +310,40 @@ fn jwks_response(keys: JwkSet) -> Response {
     ([("cache-control", "public, max-age=3600")], Json(keys)).into_response()
 }
 
+/// "If the JWT Claims Set contains an expiration time (`exp`) claim, it must be an integer
+/// timestamp that is not in the past and no more than 12 hours in the future. If the JWT
+/// Claims Set does not contain an expiration time (`exp`) claim, this claim is added
+/// automatically, with a timestamp that is 1 hour in the future." (IAM Credentials
+/// `signJwt`, the `payload` field.)
+pub const SIGN_JWT_MAX_LIFETIME_SECONDS: i64 = 12 * 3600;
+
 fn sign_jwt(state: &State, account: &str, body: &Value) -> Reply {
     if !account.eq_ignore_ascii_case(&state.world().service_account) {
         return Err(GoogleError::new(403, &format!("Permission 'iam.serviceAccounts.signJwt' denied on {account}")));
     }
-    let payload: Value = body["payload"]
+    let mut payload: Value = body["payload"]
         .as_str()
         .and_then(|p| serde_json::from_str(p).ok())
+        .filter(Value::is_object)
         .ok_or_else(|| GoogleError::new(400, "payload must be a JSON object as a string"))?;
+    let now = Timestamp::now().unix_seconds();
+    match &payload["exp"] {
+        Value::Null => payload["exp"] = json!(now + 3600),
+        exp => {
+            let exp = exp.as_i64().ok_or_else(|| {
+                GoogleError::new(400, &format!("Invalid JWT payload: exp {exp} is not an integer timestamp"))
+            })?;
+            if exp < now {
+                return Err(GoogleError::new(400, &format!("Invalid JWT payload: exp {exp} is in the past")));
+            }
+            if exp > now + SIGN_JWT_MAX_LIFETIME_SECONDS {
+                return Err(GoogleError::new(
+                    400,
+                    &format!("Invalid JWT payload: exp {exp} is more than 12 hours in the future"),
+                ));
+            }
+        }
+    }
     let signed = state.service_account_key.sign_json(&payload).map_err(|e| GoogleError::new(500, &e.to_string()))?;
     Ok(Json(json!({"keyId": state.service_account_key.kid(), "signedJwt": signed})).into_response())
 }
@@ -342,7 +412,7 @@ fn search_folders(state: &State, parameters: &[(String, String)]) -> Reply {
         let mut keep = true;
         for term in filter.split_whitespace().filter(|t| !t.eq_ignore_ascii_case("AND")) {
             keep &= match term.split_once(':').or_else(|| term.split_once('=')) {
-                Some(("state", value)) => value.eq_ignore_ascii_case("ACTIVE"),
+                Some(("state" | "lifecycleState", value)) => value.eq_ignore_ascii_case(&node.state),
                 Some(("parent", value)) => node.parent.as_deref() == Some(value),
                 Some(("displayName", value)) => node.display_name == value.trim_matches('"'),
                 _ => return Err(GoogleError::new(400, &format!("Unsupported query term '{term}'"))),
@@ -353,7 +423,7 @@ fn search_folders(state: &State, parameters: &[(String, String)]) -> Reply {
                 "name": node.name,
                 "parent": node.parent,
                 "displayName": node.display_name,
-                "state": "ACTIVE",
+                "state": node.state,
             }));
         }
     }
@@ -366,6 +436,13 @@ fn search_folders(state: &State, parameters: &[(String, String)]) -> Reply {
     Ok(Json(body).into_response())
 }
 
+/// `GET /v3/projects:search?query=…`. Google documents both readings of several terms: "If
+/// multiple fields are included in the query, then it will return results that match any of
+/// the fields", beside the example `labels.color:red labels.size:big` read once as "and" and
+/// once as "or" (`resourcemanager/v3/projects.proto`, v1 `projects.list`). The emulator takes
+/// the narrower one: terms on different fields must all match (AND), several terms on the same
+/// field match if any does (OR). Values are case-insensitive; a trailing `*` is a prefix.
+/// Explicit `AND` and `OR` keywords are not served (400), so a query means one thing here.
 fn search_projects(state: &State, query: &str) -> Reply {
     let mut filter = String::new();
     let mut page_size = 500usize;
@@ -380,28 +457,34 @@ fn search_projects(state: &State, query: &str) -> Reply {
             _ => {}
         }
     }
+    let terms = project_query(&filter)?;
     let world = state.world();
     let mut matches = Vec::new();
     for node in world.nodes().filter(|n| n.project_number.is_some()) {
         let id = node.name.trim_start_matches("projects/");
-        let mut keep = true;
-        for term in filter.split_whitespace() {
-            keep &= match term.split_once(':').or_else(|| term.split_once('=')) {
-                Some(("state", value)) => value.eq_ignore_ascii_case("ACTIVE"),
-                Some(("parent", value)) => node.parent.as_deref() == Some(value),
-                Some(("id" | "projectId", value)) => id == value,
-                Some(("displayName" | "name", value)) => node.display_name == value.trim_matches('"'),
-                _ => {
-                    return Err(GoogleError::new(400, &format!("Unsupported query term '{term}'")));
+        let field_matches = |field: &str, value: &str| -> bool {
+            let parent = node.parent.as_deref().unwrap_or_default();
+            match field {
+                "state" => matches_value(&node.state, value),
+                "parent" => matches_value(parent, value),
+                "parent.type" => {
+                    let kind = if parent.starts_with("folders/") { "folder" } else { "organization" };
+                    matches_value(kind, value)
                 }
-            };
-        }
+                "parent.id" => matches_value(parent.split('/').nth(1).unwrap_or_default(), value),
+                "id" => matches_value(id, value),
+                "displayName" => matches_value(&node.display_name, value),
+                // The emulator's projects carry no labels.
+                _ => false,
+            }
+        };
+        let keep = terms.iter().all(|(field, values)| values.iter().any(|value| field_matches(field, value)));
         if keep {
             matches.push(json!({
                 "name": format!("projects/{}", node.project_number.as_deref().unwrap_or_default()),
                 "projectId": id,
                 "parent": node.parent,
-                "state": "ACTIVE",
+                "state": node.state,
                 "displayName": node.display_name,
             }));
         }
@@ -413,6 +496,45 @@ fn search_projects(state: &State, query: &str) -> Reply {
         body["nextPageToken"] = json!(next.to_string());
     }
     Ok(Json(body).into_response())
+}
+
+/// A `projects.search` query as its fields (aliases folded: `name` → `displayName`,
+/// `projectId` → `id`, `lifecycleState` → `state`), each with the values asked for it.
+fn project_query(filter: &str) -> Result<BTreeMap<String, Vec<String>>, GoogleError> {
+    let mut terms: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for term in filter.split_whitespace() {
+        let unsupported = || GoogleError::new(400, &format!("Unsupported query term '{term}'"));
+        if term.eq_ignore_ascii_case("AND") || term.eq_ignore_ascii_case("OR") {
+            return Err(GoogleError::new(
+                400,
+                &format!(
+                    "The emulator does not serve '{term}' in a project search: Google documents the combination of terms two ways"
+                ),
+            ));
+        }
+        let (field, value) = term.split_once(':').or_else(|| term.split_once('=')).ok_or_else(unsupported)?;
+        let field = match field.to_ascii_lowercase().as_str() {
+            "displayname" | "name" => "displayName".to_string(),
+            "id" | "projectid" => "id".to_string(),
+            "state" | "lifecyclestate" => "state".to_string(),
+            "parent" => "parent".to_string(),
+            "parent.type" => "parent.type".to_string(),
+            "parent.id" => "parent.id".to_string(),
+            "labels" => "labels".to_string(),
+            label if label.starts_with("labels.") => label.to_string(),
+            _ => return Err(unsupported()),
+        };
+        terms.entry(field).or_default().push(value.trim_matches('"').to_string());
+    }
+    Ok(terms)
+}
+
+/// Case-insensitive, with a trailing `*` as a prefix match (`*` alone: any value).
+fn matches_value(actual: &str, wanted: &str) -> bool {
+    match wanted.strip_suffix('*') {
+        Some(prefix) => actual.to_lowercase().starts_with(&prefix.to_lowercase()),
+        None => actual.eq_ignore_ascii_case(wanted),
+    }
 }
 
 async fn mail(Extract(state): Extract<Arc<State>>) -> Json<Vec<Value>> {
@@ -552,6 +674,19 @@ async fn chat_event(Extract(state): Extract<Arc<State>>, Json(mut request): Json
         lock(&state.chat).replace_cards(message, reply["cardsV2"].clone());
     }
     Ok(Json(json!({"status": status, "reply": reply})).into_response())
+}
+
+/// `POST /_emulator/clock` with `{"advanceSeconds": N}`: moves the emulator's clock on, for
+/// rules that end with time (Chat's request IDs).
+async fn advance_clock(Extract(state): Extract<Arc<State>>, Json(body): Json<Value>) -> Reply {
+    let seconds = body["advanceSeconds"].as_i64().ok_or_else(|| GoogleError::new(400, "advanceSeconds is required"))?;
+    state.advance_clock(seconds);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /_emulator/analysis`: every Policy Analyzer query received, as its echo.
+async fn analyses(Extract(state): Extract<Arc<State>>) -> Json<Vec<Value>> {
+    Json(state.analyses())
 }
 
 async fn chat_page() -> axum::response::Html<&'static str> {

@@ -27,6 +27,12 @@ pub struct State {
     calls: Mutex<BTreeMap<String, u64>>,
     /// Policy Analyzer queries answered since start: the emulator's "day".
     analysis_queries: Mutex<u64>,
+    /// Each Policy Analyzer query as received (its `analysisQuery` echo and execution
+    /// timeout), for tests that check what the catalog asks.
+    analyses: Mutex<Vec<Value>>,
+    /// Seconds added to the real clock by `POST /_emulator/clock`: time-bound rules (Chat's
+    /// request IDs) can be aged without waiting.
+    clock_offset: Mutex<i64>,
     mail: Mutex<Vec<Value>>,
     audit: Mutex<Vec<Value>>,
     pub pubsub: Mutex<PubSub>,
@@ -52,6 +58,10 @@ pub struct Fault {
     pub count: u32,
     #[serde(default)]
     pub latency_ms: u64,
+    /// Firestore `runQuery` only: answer 200 and put the error in the stream, after the
+    /// documents, as an element `{"error": …}` (a query that fails part-way).
+    #[serde(default)]
+    pub in_stream: bool,
 }
 
 fn one() -> u32 {
@@ -76,6 +86,8 @@ impl State {
             faults: Mutex::default(),
             calls: Mutex::default(),
             analysis_queries: Mutex::default(),
+            analyses: Mutex::default(),
+            clock_offset: Mutex::default(),
             mail: Mutex::default(),
             audit: Mutex::default(),
             pubsub: Mutex::new(PubSub::with_topics(&topics)),
@@ -110,31 +122,64 @@ impl State {
 
     /// Counts the call, then applies the first matching fault, if any.
     pub async fn enter(&self, api: &str, method: &str) -> Result<(), GoogleError> {
+        self.enter_within(api, method, None).await.map(|_| ())
+    }
+
+    /// As [`State::enter`], for a method that stops working after `budget` (Policy Analyzer's
+    /// `executionTimeout`): an injected latency is served up to the budget, and the answer
+    /// says whether the budget ran out first (`true`: answer with what was found so far).
+    pub async fn enter_within(&self, api: &str, method: &str, budget: Option<Duration>) -> Result<bool, GoogleError> {
         *lock(&self.calls).entry(format!("{api}.{method}")).or_default() += 1;
-        let fault = {
-            let mut faults = lock(&self.faults);
-            let position = faults
-                .iter()
-                .position(|f| f.api == api && f.method.as_deref().is_none_or(|m| m == method) && f.count > 0);
-            position.map(|i| {
-                faults[i].count -= 1;
-                let fault = faults[i].clone();
-                if faults[i].count == 0 {
-                    faults.remove(i);
-                }
-                fault
-            })
+        let Some(fault) = self.take_fault(api, method, false) else {
+            return Ok(false);
         };
-        let Some(fault) = fault else {
-            return Ok(());
-        };
-        if fault.latency_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(fault.latency_ms)).await;
+        let latency = Duration::from_millis(fault.latency_ms);
+        let cut_short = budget.is_some_and(|budget| budget < latency);
+        let waited = budget.map_or(latency, |budget| budget.min(latency));
+        if !waited.is_zero() {
+            tokio::time::sleep(waited).await;
         }
         match fault.status {
             Some(status) => Err(GoogleError::new(status, &format!("injected fault: {api}.{method} answers {status}"))),
-            None => Ok(()),
+            None => Ok(cut_short),
         }
+    }
+
+    /// The error to put inside a stream's answer (a fault with `inStream`), if one is due.
+    pub fn stream_fault(&self, api: &str, method: &str) -> Option<GoogleError> {
+        let fault = self.take_fault(api, method, true)?;
+        let status = fault.status.unwrap_or(503);
+        Some(GoogleError::new(status, &format!("injected fault: {api}.{method} fails in its stream with {status}")))
+    }
+
+    fn take_fault(&self, api: &str, method: &str, in_stream: bool) -> Option<Fault> {
+        let mut faults = lock(&self.faults);
+        let position = faults.iter().position(|f| {
+            f.api == api && f.method.as_deref().is_none_or(|m| m == method) && f.count > 0 && f.in_stream == in_stream
+        })?;
+        faults[position].count -= 1;
+        let fault = faults[position].clone();
+        if faults[position].count == 0 {
+            faults.remove(position);
+        }
+        Some(fault)
+    }
+
+    /// The emulator's clock: the real one plus what tests advanced it by.
+    pub fn now(&self) -> common::timestamp::Timestamp {
+        common::timestamp::Timestamp::now().plus_seconds(*lock(&self.clock_offset))
+    }
+
+    pub fn advance_clock(&self, seconds: i64) {
+        *lock(&self.clock_offset) += seconds;
+    }
+
+    pub fn record_analysis(&self, query: Value) {
+        lock(&self.analyses).push(query);
+    }
+
+    pub fn analyses(&self) -> Vec<Value> {
+        lock(&self.analyses).clone()
     }
 
     pub fn add_fault(&self, fault: Fault) {

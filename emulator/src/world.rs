@@ -62,6 +62,15 @@ impl Default for Settings {
 #[serde(deny_unknown_fields)]
 pub struct NodeFile {
     pub id: String,
+    /// Folders and projects: `ACTIVE` (the default) or `DELETE_REQUESTED` (deleted, kept 30
+    /// days); searches without a state term return both, as Google's do.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// The organization only: the organization policy `iam.allowedPolicyMemberDomains`
+    /// (Domain Restricted Sharing), as the domains whose users, groups and domain members may
+    /// be added to any policy of the organization. Empty: no such policy.
+    #[serde(default)]
+    pub allowed_policy_member_domains: Vec<String>,
     /// `organizations/ID` or `folders/ID`; absent for the organization.
     #[serde(default)]
     pub parent: Option<String>,
@@ -81,6 +90,11 @@ pub struct GroupFile {
     /// `user:EMAIL` or `group:EMAIL` (nesting is allowed).
     #[serde(default)]
     pub members: Vec<String>,
+    /// A group of another Google Workspace or Cloud Identity customer: it can be a member
+    /// here (of a binding, of a group), `groups.lookup` finds it, but this customer's app may
+    /// not read its memberships (403), and searches for a member's groups leave it out.
+    #[serde(default)]
+    pub external: bool,
 }
 
 fn default_service_account() -> String {
@@ -95,6 +109,8 @@ pub struct Node {
     pub parent: Option<String>,
     pub display_name: String,
     pub project_number: Option<String>,
+    /// `ACTIVE` or `DELETE_REQUESTED`.
+    pub state: String,
     pub policy: Policy,
     etag_counter: u64,
 }
@@ -105,6 +121,10 @@ pub struct World {
     nodes: BTreeMap<String, Node>,
     /// Group email → direct members (`user:…`, `group:…`), lowercased.
     groups: BTreeMap<String, Vec<String>>,
+    /// Groups of another customer (see [`GroupFile::external`]), lowercased.
+    external_groups: BTreeSet<String>,
+    /// `iam.allowedPolicyMemberDomains` on the organization, lowercased; empty: none.
+    allowed_policy_member_domains: Vec<String>,
     users: BTreeSet<String>,
     pub service_account: String,
     pub topics: Vec<String>,
@@ -130,9 +150,28 @@ impl World {
                 etag: String::new(),
             };
             let display_name = node.display_name.clone().unwrap_or_else(|| node.id.clone());
+            let state = node.state.clone().unwrap_or_else(|| "ACTIVE".to_string());
+            anyhow::ensure!(
+                ["ACTIVE", "DELETE_REQUESTED"].contains(&state.as_str()),
+                "{name}: state is ACTIVE or DELETE_REQUESTED, not {state}"
+            );
+            anyhow::ensure!(
+                parent.is_none() || node.allowed_policy_member_domains.is_empty(),
+                "{name}: allowed_policy_member_domains is set on the organization"
+            );
+            // A world holds only what Google would: a binding it refuses cannot be modelled.
+            check_policy(&policy).map_err(|e| anyhow::anyhow!("{name}: {}", e.message))?;
             let previous = nodes.insert(
                 name.clone(),
-                Node { name: name.clone(), parent, display_name, project_number: number, policy, etag_counter: 1 },
+                Node {
+                    name: name.clone(),
+                    parent,
+                    display_name,
+                    project_number: number,
+                    state,
+                    policy,
+                    etag_counter: 1,
+                },
             );
             anyhow::ensure!(previous.is_none(), "{name} is declared twice");
             Ok(())
@@ -157,15 +196,20 @@ impl World {
             .iter()
             .map(|g| (g.email.to_lowercase(), g.members.iter().map(|m| m.to_lowercase()).collect()))
             .collect();
+        let external_groups = file.groups.iter().filter(|g| g.external).map(|g| g.email.to_lowercase()).collect();
         let mut users: BTreeSet<String> = file.users.iter().map(|u| u.to_lowercase()).collect();
         let member_lists =
             groups.values().chain(nodes.values().flat_map(|n| n.policy.bindings.iter().map(|b| &b.members)));
         for members in member_lists {
             users.extend(members.iter().filter_map(|m| m.strip_prefix("user:")).map(str::to_lowercase));
         }
+        let allowed_policy_member_domains =
+            file.organization.allowed_policy_member_domains.iter().map(|d| d.to_lowercase()).collect();
         let mut world = World {
             nodes,
             groups,
+            external_groups,
+            allowed_policy_member_domains,
             users,
             service_account: file.service_account,
             topics: file.topics,
@@ -185,6 +229,11 @@ impl World {
 
     pub fn groups(&self) -> &BTreeMap<String, Vec<String>> {
         &self.groups
+    }
+
+    /// Whether `group` belongs to another customer, so its memberships are not ours to read.
+    pub fn is_external(&self, group: &str) -> bool {
+        self.external_groups.contains(&group.to_lowercase())
     }
 
     pub fn nodes(&self) -> impl Iterator<Item = &Node> {
@@ -290,14 +339,43 @@ impl World {
         unknown
     }
 
+    /// The policy as stored (version 3 when it holds conditions).
     pub fn get_policy(&self, name: &str) -> Result<Policy, GoogleError> {
         let node = self.resolve(name).ok_or_else(|| not_found(name))?;
         Ok(node.policy.clone())
     }
 
-    /// Writes a policy if `etag` is empty (a blind write, which Google allows) or current.
+    /// The policy as `getIamPolicy` answers for `options.requestedPolicyVersion`: "Valid
+    /// values are 0, 1, and 3. Requests specifying an invalid value will be rejected." Below 3
+    /// a conditional binding is shown as Google shows it to a version-1 reader: its role
+    /// suffixed `_withcond_` and a hash, its condition left out (iam/docs/troubleshooting-withcond).
+    pub fn get_policy_as(&self, name: &str, requested_version: Option<i64>) -> Result<Policy, GoogleError> {
+        let mut policy = self.get_policy(name)?;
+        match requested_version.unwrap_or(0) {
+            3 => {}
+            0 | 1 => {
+                for binding in &mut policy.bindings {
+                    if let Some(condition) = binding.condition.take() {
+                        binding.role = format!("{}_withcond_{}", binding.role, condition_hash(&condition));
+                    }
+                }
+                policy.version = 1;
+            }
+            other => {
+                return Err(GoogleError::new(
+                    400,
+                    &format!("Invalid requestedPolicyVersion {other}: valid values are 0, 1 and 3"),
+                ));
+            }
+        }
+        Ok(policy)
+    }
+
+    /// Writes a policy if `etag` is empty (a blind write, which Google allows) or current,
+    /// and Google would take it: see [`check_policy`] and [`check_member_domains`].
     pub fn set_policy(&mut self, name: &str, mut policy: Policy) -> Result<Policy, GoogleError> {
         let key = self.resolve(name).ok_or_else(|| not_found(name))?.name.clone();
+        let allowed = self.allowed_policy_member_domains.clone();
         let node = self.nodes.get_mut(&key).ok_or_else(|| not_found(name))?;
         if !policy.etag.is_empty() && policy.etag != node.policy.etag {
             return Err(GoogleError::new(
@@ -305,10 +383,21 @@ impl World {
                 "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.",
             ));
         }
-        validate_policy(&policy)?;
+        check_policy(&policy)?;
+        // "Removing any role binding, with or without a condition, from a policy that includes
+        // conditions" needs version 3; a read-modify-write below it would drop them all. A blind
+        // write (no etag) may: Google then overwrites, and the conditions are lost.
+        let stored_conditional = node.policy.bindings.iter().any(|b| b.condition.is_some());
+        if stored_conditional && policy.version < 3 && !policy.etag.is_empty() {
+            return Err(GoogleError::new(
+                400,
+                "The policy holds conditional role bindings: setIamPolicy must use policy version 3",
+            ));
+        }
+        check_member_domains(&allowed, &node.policy, &policy)?;
         if policy.bindings.iter().any(|b| b.condition.is_some()) {
             policy.version = 3;
-        } else if policy.version == 0 {
+        } else {
             policy.version = 1;
         }
         node.policy = policy;
@@ -327,28 +416,71 @@ impl World {
     }
 }
 
+/// 20 hexadecimal digits standing for a condition, stable for the same condition.
+fn condition_hash(condition: &common::policy::Expr) -> String {
+    let text = format!("{}\u{0}{}\u{0}{}", condition.expression, condition.title, condition.description);
+    let hash = |seed: u64| text.bytes().fold(seed, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    format!("{:016x}{:04x}", hash(0xcbf2_9ce4_8422_2325), hash(0x8422_2325_cbf2_9ce4) & 0xffff)
+}
+
 fn not_found(name: &str) -> GoogleError {
     GoogleError::new(403, &format!("The caller does not have permission, or {name} does not exist"))
 }
 
-/// What Google itself refuses in a policy: conditions below version 3, malformed members.
-fn validate_policy(policy: &Policy) -> Result<(), GoogleError> {
+/// The principals a policy may name: "The `bindings` in a `Policy` can refer to up to 1,500
+/// principals; up to 250 of these principals can be Google groups. Each occurrence of a
+/// principal counts towards these limits" (`google/iam/v1/policy.proto`).
+pub const MAX_PRINCIPALS: usize = 1_500;
+pub const MAX_GROUP_PRINCIPALS: usize = 250;
+
+/// The basic roles, which take no condition (iam/docs/conditions-overview).
+const BASIC_ROLES: [&str; 3] = ["roles/owner", "roles/editor", "roles/viewer"];
+
+/// What Google itself refuses in a policy: conditions below version 3, on basic roles or for
+/// everyone; malformed members; more principals than a policy holds; a `_withcond_` role,
+/// which only a version-1 read shows.
+pub fn check_policy(policy: &Policy) -> Result<(), GoogleError> {
     let conditional = policy.bindings.iter().any(|b| b.condition.is_some());
     if conditional && policy.version != 3 {
         return Err(GoogleError::new(400, "Conditional role bindings require policy version 3"));
     }
+    let mut principals = 0;
+    let mut groups = 0;
     for binding in &policy.bindings {
         if !(binding.role.starts_with("roles/") || binding.role.contains("/roles/")) {
             return Err(GoogleError::new(400, &format!("Role {} is not valid", binding.role)));
         }
+        if binding.role.contains("_withcond_") {
+            return Err(GoogleError::new(
+                400,
+                &format!(
+                    "Role {} is how a version-1 read shows a conditional binding: read and write version 3",
+                    binding.role
+                ),
+            ));
+        }
         for member in &binding.members {
-            let known = ["user:", "group:", "serviceAccount:", "domain:", "principal:", "principalSet:"]
-                .iter()
-                .any(|prefix| member.starts_with(prefix))
-                || member == "allUsers"
-                || member == "allAuthenticatedUsers";
-            if !known {
+            if !valid_member(member) {
                 return Err(GoogleError::new(400, &format!("Invalid member {member}")));
+            }
+        }
+        if binding.condition.is_some() {
+            if BASIC_ROLES.contains(&binding.role.as_str()) {
+                return Err(GoogleError::new(
+                    400,
+                    &format!(
+                        "Conditions are not supported for the basic role {}: grant a predefined or custom role",
+                        binding.role
+                    ),
+                ));
+            }
+            if let Some(everyone) = binding.members.iter().find(|m| *m == "allUsers" || *m == "allAuthenticatedUsers") {
+                return Err(GoogleError::new(
+                    400,
+                    &format!(
+                        "Conditions are not supported for {everyone}: a conditional role binding names principals"
+                    ),
+                ));
             }
         }
         let too_long = binding
@@ -358,6 +490,105 @@ fn validate_policy(policy: &Policy) -> Result<(), GoogleError> {
         if too_long {
             return Err(GoogleError::new(400, "Condition title or description is too long"));
         }
+        principals += binding.members.len();
+        groups += binding.members.iter().filter(|m| m.starts_with("group:")).count();
+    }
+    if principals > MAX_PRINCIPALS {
+        return Err(GoogleError::new(
+            400,
+            &format!(
+                "The number of members in the policy ({principals}) is larger than the maximum allowed size {MAX_PRINCIPALS}"
+            ),
+        ));
+    }
+    if groups > MAX_GROUP_PRINCIPALS {
+        return Err(GoogleError::new(
+            400,
+            &format!(
+                "The number of groups in the policy ({groups}) is larger than the maximum allowed size {MAX_GROUP_PRINCIPALS}"
+            ),
+        ));
     }
     Ok(())
+}
+
+/// `user:`, `group:`, `serviceAccount:`, `domain:`, workforce and workload principals, the two
+/// public ones, and what Google leaves of a deleted principal until its binding is removed:
+/// `deleted:user:EMAIL?uid=NUMBER` (also `group`, `serviceAccount`), returned as given.
+fn valid_member(member: &str) -> bool {
+    if let Some(deleted) = member.strip_prefix("deleted:") {
+        let Some((principal, uid)) = deleted.split_once("?uid=") else {
+            return false;
+        };
+        let kind_ok = ["user:", "group:", "serviceAccount:"]
+            .iter()
+            .any(|prefix| principal.strip_prefix(prefix).is_some_and(|email| email.contains('@')));
+        return kind_ok && !uid.is_empty() && uid.bytes().all(|b| b.is_ascii_digit());
+    }
+    ["user:", "group:", "serviceAccount:", "domain:", "principal:", "principalSet:"]
+        .iter()
+        .any(|prefix| member.starts_with(prefix))
+        || member == "allUsers"
+        || member == "allAuthenticatedUsers"
+}
+
+/// The organization policy `iam.allowedPolicyMemberDomains` (Domain Restricted Sharing): a
+/// member the write adds must be a user, group or domain of an allowed domain; `allUsers` and
+/// `allAuthenticatedUsers` never are. Members already in the policy are kept: the constraint
+/// is not retroactive. Service accounts and workforce or workload principals pass: the
+/// emulator cannot tell their customer. Google answers 400 `FAILED_PRECONDITION` with a
+/// `PreconditionFailure` naming the constraint.
+fn check_member_domains(allowed: &[String], stored: &Policy, policy: &Policy) -> Result<(), GoogleError> {
+    if allowed.is_empty() {
+        return Ok(());
+    }
+    let existing: BTreeSet<&str> = stored.bindings.iter().flat_map(|b| b.members.iter().map(String::as_str)).collect();
+    let outside = policy
+        .bindings
+        .iter()
+        .flat_map(|b| b.members.iter())
+        .filter(|member| !existing.contains(member.as_str()))
+        .find(|member| match member_domain(member) {
+            MemberDomain::Public => true,
+            MemberDomain::Of(domain) => !allowed.iter().any(|a| a.eq_ignore_ascii_case(domain)),
+            MemberDomain::Unknown => false,
+        });
+    let Some(member) = outside else {
+        return Ok(());
+    };
+    tracing::debug!(member, "refused by iam.allowedPolicyMemberDomains");
+    Err(GoogleError::with_status(
+        400,
+        "FAILED_PRECONDITION",
+        "One or more users named in the policy do not belong to a permitted customer.",
+    )
+    .with_details(vec![serde_json::json!({
+        "@type": "type.googleapis.com/google.rpc.PreconditionFailure",
+        "violations": [{
+            "type": "constraints/iam.allowedPolicyMemberDomains",
+            "description": "User is not in permitted organization.",
+        }],
+    })]))
+}
+
+enum MemberDomain<'a> {
+    Public,
+    Of(&'a str),
+    Unknown,
+}
+
+fn member_domain(member: &str) -> MemberDomain<'_> {
+    if member == "allUsers" || member == "allAuthenticatedUsers" {
+        return MemberDomain::Public;
+    }
+    let member = member.strip_prefix("deleted:").map(|m| m.split('?').next().unwrap_or(m)).unwrap_or(member);
+    if let Some(domain) = member.strip_prefix("domain:") {
+        return MemberDomain::Of(domain);
+    }
+    match member.split_once(':') {
+        Some(("user" | "group", email)) => {
+            email.rsplit_once('@').map_or(MemberDomain::Unknown, |(_, d)| MemberDomain::Of(d))
+        }
+        _ => MemberDomain::Unknown,
+    }
 }

@@ -17,6 +17,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use common::http::ApiError;
 use common::timestamp::Timestamp;
+pub use emulator::loopback::is_local_host;
 
 const COOKIE: &str = "jit_local_user";
 
@@ -183,18 +184,8 @@ pub fn is_same_site_path(next: &str) -> bool {
     next.starts_with('/') && !next.starts_with("//") && !next.chars().any(|c| c == '\\' || c.is_control())
 }
 
-/// Whether a `Host` header names this machine's loopback. Anything else means a page on
-/// another name (DNS rebinding) is driving the browser at the local run: refused.
-pub fn is_local_host(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split_once(']').map(|(name, _)| name),
-        None => host.split(':').next(),
-    };
-    matches!(name.map(str::to_ascii_lowercase).as_deref(), Some("127.0.0.1" | "localhost" | "::1"))
-}
-
 async fn only_local_hosts(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let host = emulator::loopback::request_host(&request);
     if !is_local_host(host) {
         return ApiError::forbidden("host_not_allowed", "the local run answers only to 127.0.0.1 and localhost")
             .into_response();
@@ -228,18 +219,6 @@ mod tests {
             ["//evil.com", "/\\evil.com", "/\\/evil.com", "\\evil.com", "https://evil.com", "/\t/evil.com", "/\n/x", ""]
         {
             assert!(!is_same_site_path(bad), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn only_loopback_hosts() {
-        for good in ["127.0.0.1:8080", "localhost:8080", "LOCALHOST", "127.0.0.1", "[::1]:8080"] {
-            assert!(is_local_host(good), "{good}");
-        }
-        for bad in
-            ["evil.com", "evil.com:8080", "127.0.0.1.evil.com", "localhost.evil.com:8080", "", "[::2]:80", "10.0.0.1"]
-        {
-            assert!(!is_local_host(bad), "{bad}");
         }
     }
 }

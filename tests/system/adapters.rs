@@ -159,7 +159,8 @@ async fn writer_adds_the_binding_keeps_the_rest_and_gives_a_reason() {
 #[tokio::test]
 async fn etag_conflicts_are_retried_and_win() {
     let backend = backend().await;
-    // Resource Manager answers a stale etag with 409 ABORTED; only that is a race.
+    // Google answers a stale etag with 409 ABORTED. (An injected 412 carries
+    // FAILED_PRECONDITION, which is a final refusal since GcpError::FailedPrecondition.)
     backend.inject("resourcemanager", "setIamPolicy", 409, 2).await;
     let writer = IamWriter::new(&backend.settings).await.expect("client");
     let new = activation(ALICE, "project-1:roles/compute.admin", 1_900_000_000, 60);
@@ -317,4 +318,99 @@ async fn publishing_while_pubsub_is_down_fails_honestly() {
     let event = Event { data: serde_json::json!({}), attributes: Default::default() };
     let error = publisher.publish(&event).await.expect_err("down");
     assert!(matches!(error, GcpError::Unavailable(_)), "{error:?}");
+}
+
+#[tokio::test]
+async fn sign_jwt_exp_stays_inside_googles_12_hour_limit() {
+    let backend = backend().await;
+    let account = backend.emulator.state.world().service_account.clone();
+    let signer = IamCredentialsSigner::new(&backend.settings, &account).await.expect("client");
+    let now = Timestamp::now();
+    // A request expiring just past 12 hours, as a 720-minute timeout on a clock ahead of
+    // Google's gives.
+    let request = ActivationRequest { expires: now.plus_seconds(12 * 3600 + 60), ..request() };
+    let token = signer.sign(&request.claims(signer.issuer(), now)).await.expect("signed, not refused");
+    use base64::Engine as _;
+    let claims = token.split('.').nth(1).expect("claims");
+    let claims: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims).expect("base64"))
+            .expect("json");
+    let exp = claims["exp"].as_i64().expect("exp");
+    let limit = now.unix_seconds() + common::gcp::signer::MAX_EXP_SECONDS - common::gcp::signer::EXP_MARGIN_SECONDS;
+    assert!(exp <= limit + 1, "exp {exp} stays a margin inside 12 hours ({limit})");
+}
+
+#[tokio::test]
+async fn a_domain_restricted_sharing_refusal_is_final_not_an_etag_race() {
+    let backend = backend().await;
+    let writer = IamWriter::new(&backend.settings).await.expect("client");
+    let outsider = activation("mallory@other.com", "project-1:roles/compute.admin", 1_900_000_000, 60);
+    let error = activate(&writer, &outsider, "test").await.expect_err("refused by the organization policy");
+    assert!(matches!(&error, GcpError::FailedPrecondition(d) if d.contains("permitted customer")), "{error:?}");
+    assert_eq!(backend.calls("resourcemanager.setIamPolicy").await, 1, "a refusal a retry cannot change");
+}
+
+#[tokio::test]
+async fn the_sweeper_walks_only_active_folders() {
+    let world = "organization:\n  id: \"1\"\nfolders:\n  - id: \"2\"\n  - id: \"3\"\n    state: DELETE_REQUESTED\n  - id: \"4\"\n    parent: folders/2\n";
+    let backend = backend_with(world, "organizations/1").await;
+    let writer = IamWriter::new(&backend.settings).await.expect("client");
+    let containers = writer.containers_under(&["organizations/1".to_string()]).await.expect("listed");
+    let names: Vec<String> = containers.iter().map(|c| c.resource_name()).collect();
+    assert_eq!(names, ["folders/2", "folders/4", "organizations/1"], "not the deleted folders/3");
+}
+
+/// Alice's eligibility on `ended` stopped in 2001; on `current` it runs.
+const ENDED_ELIGIBILITY: &str = r#"
+organization:
+  id: "1"
+projects:
+  - id: ended
+    bindings:
+      - role: roles/compute.admin
+        members: [user:alice@example.com]
+        condition:
+          title: Eligible until 2001
+          expression: has({}.jitAccessConstraint) && request.time < timestamp("2001-01-01T00:00:00Z")
+  - id: current
+    bindings:
+      - role: roles/compute.admin
+        members: [user:alice@example.com]
+        condition:
+          title: Eligible
+          expression: has({}.jitAccessConstraint)
+"#;
+
+#[tokio::test]
+async fn the_project_listing_asks_for_projects_get_at_an_access_time() {
+    let backend = backend_with(ENDED_ELIGIBILITY, "organizations/1").await;
+    let catalog = PolicyAnalyzerCatalog::new(&backend.settings, &backend.scope).await.expect("client");
+    assert_eq!(catalog.projects(&email(ALICE)).await.expect("analysis"), vec![project("current")]);
+    let ended = catalog.user_entitlements(&email(ALICE), &on_project("ended")).await.expect("analysis");
+    assert!(ended.entitlements.is_empty(), "an eligibility that ended is not one: {ended:?}");
+    let queries: Vec<serde_json::Value> = backend.get_json("/_emulator/analysis").await;
+    let listing = &queries[0]["analysisQuery"];
+    assert_eq!(
+        listing["accessSelector"]["permissions"],
+        serde_json::json!(["resourcemanager.projects.get"]),
+        "{listing}"
+    );
+    assert!(queries.iter().all(|q| q["analysisQuery"]["conditionContext"]["accessTime"].is_string()), "{queries:?}");
+}
+
+#[tokio::test]
+async fn policy_analyzer_answers_partially_before_the_call_times_out() {
+    let mut backend = backend().await;
+    backend.settings.read_timeout = std::time::Duration::from_secs(2);
+    // Each analysis takes 4 s: longer than the call may wait.
+    let slow = serde_json::json!({"api": "asset", "method": "analyzeIamPolicy", "latencyMs": 4000, "count": 3});
+    let response = backend.http.post(backend.url("/_emulator/faults")).json(&slow).send().await.expect("answers");
+    assert_eq!(response.status(), 204);
+    let catalog = PolicyAnalyzerCatalog::new(&backend.settings, &backend.scope).await.expect("client");
+    let partial =
+        catalog.user_entitlements(&email(ALICE), &on_project("project-1")).await.expect("partial, not a timeout");
+    assert!(!partial.warnings.is_empty(), "partial results say so: {partial:?}");
+    assert_eq!(backend.calls("asset.analyzeIamPolicy").await, 1, "no retry spends another query of the day");
+    let queries: Vec<serde_json::Value> = backend.get_json("/_emulator/analysis").await;
+    assert_eq!(queries[0]["executionTimeout"], "1s", "{queries:?}");
 }

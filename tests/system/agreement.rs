@@ -41,8 +41,13 @@ const FOLDERS: usize = 12;
 const PROJECTS: usize = 200;
 const BINDINGS: usize = 2_000;
 const ACTIVATIONS: usize = 300;
-const ROLES: &[&str] =
-    &["roles/compute.admin", "roles/storage.admin", "roles/viewer", "roles/logging.admin", "roles/bigquery.admin"];
+const ROLES: &[&str] = &[
+    "roles/compute.admin",
+    "roles/storage.admin",
+    "roles/storage.objectViewer",
+    "roles/logging.admin",
+    "roles/bigquery.admin",
+];
 
 fn generate() -> WorldFile {
     let mut random = Random(0x5eed_1234_abcd);
@@ -62,6 +67,7 @@ fn generate() -> WorldFile {
                 // g1 holds g0, g2 holds g1, g3 holds g2: nesting at least three deep.
                 .chain((1..4).contains(&i).then(|| format!("group:g{}@example.com", i - 1)))
                 .collect(),
+            external: false,
         })
         .collect();
     let node = |id: String, parent: Option<String>| NodeFile {
@@ -69,6 +75,8 @@ fn generate() -> WorldFile {
         parent,
         number: None,
         display_name: None,
+        state: None,
+        allowed_policy_member_domains: Vec::new(),
         bindings: Vec::new(),
     };
     let mut organization = node("1".into(), None);

@@ -88,7 +88,8 @@ async fn peers_are_hidden_from_non_peers() {
     assert_eq!((reply.status, reply.code()), (403, "not_eligible"), "{reply:?}");
     let reply = system.get(ALICE, system.list, "/api/projects/project-1/peers").await;
     assert_eq!((reply.status, reply.code()), (400, "query_invalid"), "{reply:?}");
-    let reply = system.get(ALICE, system.list, "/api/projects/project-1/peers?id=project-2:roles/viewer").await;
+    let reply =
+        system.get(ALICE, system.list, "/api/projects/project-1/peers?id=project-2:roles/storage.objectViewer").await;
     assert_eq!((reply.status, reply.code()), (400, "project_mismatch"), "{reply:?}");
 }
 
@@ -149,7 +150,7 @@ async fn self_activation_refusals() {
         &system,
         CAROL,
         SELF,
-        body(json!(["project-2:roles/viewer"]), "BUG-1", json!(30)),
+        body(json!(["project-2:roles/storage.objectViewer"]), "BUG-1", json!(30)),
         400,
         "project_mismatch",
     )
@@ -225,7 +226,8 @@ async fn request_refusals() {
     // A self-approvable role is not pushed through peer approval.
     let jit = json!({"entitlementId": STORAGE, "justification": "BUG-1", "peers": [BOB], "activationTimeout": 30});
     assert_refused(&system, CAROL, REQUEST, jit, 403, "wrong_activation_type").await;
-    let other_project = json!({"entitlementId": "project-2:roles/viewer", "justification": "BUG-1", "peers": [BOB]});
+    let other_project =
+        json!({"entitlementId": "project-2:roles/storage.objectViewer", "justification": "BUG-1", "peers": [BOB]});
     assert_refused(&system, ALICE, REQUEST, other_project, 400, "project_mismatch").await;
     let long = json!({"entitlementId": ADMIN, "justification": "BUG-1", "peers": [BOB], "activationTimeout": 500});
     assert_refused(&system, ALICE, REQUEST, long, 400, "duration_invalid").await;

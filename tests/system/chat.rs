@@ -50,7 +50,16 @@ impl Local {
     /// Carol becomes a peer of Alice and Bob for compute.admin on project-1.
     async fn carol_is_a_peer(&self) {
         let url = self.emulator("/v3/projects/project-1:getIamPolicy");
-        let mut policy: Value = self.http.post(&url).json(&json!({})).send().await.expect("a").json().await.expect("j");
+        let mut policy: Value = self
+            .http
+            .post(&url)
+            .json(&json!({"options": {"requestedPolicyVersion": 3}}))
+            .send()
+            .await
+            .expect("a")
+            .json()
+            .await
+            .expect("j");
         policy["bindings"].as_array_mut().expect("bindings").push(json!({
             "role": "roles/compute.admin", "members": [format!("user:{CAROL}")],
             "condition": {"title": "Eligible", "expression": "has({}.multiPartyApprovalConstraint)"}}));
@@ -98,7 +107,16 @@ impl Local {
 
     async fn activation_bindings(&self) -> usize {
         let url = self.emulator("/v3/projects/project-1:getIamPolicy");
-        let policy: Value = self.http.post(&url).json(&json!({})).send().await.expect("a").json().await.expect("j");
+        let policy: Value = self
+            .http
+            .post(&url)
+            .json(&json!({"options": {"requestedPolicyVersion": 3}}))
+            .send()
+            .await
+            .expect("a")
+            .json()
+            .await
+            .expect("j");
         policy["bindings"]
             .as_array()
             .into_iter()

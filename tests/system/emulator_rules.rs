@@ -420,3 +420,450 @@ async fn google_chat_rules() {
     let (status, _, answer) = send(&backend, "PATCH", &format!("{message}?updateMask=cardsV2"), body).await;
     assert_eq!(status, 200, "{answer}");
 }
+
+/// project-1's policy as version 3, with `bindings` added, written back with its etag.
+async fn set_with(backend: &Backend, bindings: Value) -> (u16, String, Value) {
+    let (_, _, mut policy) = send(
+        backend,
+        "POST",
+        "/v3/projects/project-1:getIamPolicy",
+        serde_json::json!({"options": {"requestedPolicyVersion": 3}}),
+    )
+    .await;
+    let list = policy["bindings"].as_array_mut().expect("bindings");
+    list.extend(bindings.as_array().cloned().unwrap_or_default());
+    send(backend, "POST", "/v3/projects/project-1:setIamPolicy", serde_json::json!({"policy": policy})).await
+}
+
+fn conditional(role: &str, member: &str) -> Value {
+    serde_json::json!([{"role": role, "members": [member],
+        "condition": {"title": "t", "expression": "request.time < timestamp(\"2030-01-01T00:00:00Z\")"}}])
+}
+
+#[tokio::test]
+async fn set_iam_policy_refuses_conditions_on_basic_roles_and_on_everyone() {
+    let backend = backend().await;
+    for role in ["roles/owner", "roles/editor", "roles/viewer"] {
+        let (status, name, body) = set_with(&backend, conditional(role, "user:alice@example.com")).await;
+        assert_eq!((status, name.as_str()), (400, "INVALID_ARGUMENT"), "a condition on the basic role {role}: {body}");
+    }
+    for everyone in ["allUsers", "allAuthenticatedUsers"] {
+        let (status, name, body) = set_with(&backend, conditional("roles/storage.objectViewer", everyone)).await;
+        assert_eq!((status, name.as_str()), (400, "INVALID_ARGUMENT"), "a condition for {everyone}: {body}");
+    }
+    let (status, _, body) =
+        set_with(&backend, conditional("roles/storage.objectViewer", "user:alice@example.com")).await;
+    assert_eq!(status, 200, "a condition on a predefined role: {body}");
+    let (status, _, body) =
+        set_with(&backend, serde_json::json!([{"role": "roles/viewer", "members": ["user:alice@example.com"]}])).await;
+    assert_eq!(status, 200, "a basic role without a condition: {body}");
+    let world = "organization:\n  id: \"1\"\nprojects:\n  - id: p\n    bindings:\n      - role: roles/viewer\n        members: [user:a@example.com]\n        condition: {title: t, expression: \"has({}.jitAccessConstraint)\"}\n";
+    let refused = emulator::World::new(emulator::WorldFile::parse(world).expect("parses"));
+    assert!(refused.is_err(), "an organization file cannot hold what Google refuses");
+}
+
+#[tokio::test]
+async fn set_iam_policy_keeps_deleted_members_as_given() {
+    let backend = backend().await;
+    let deleted = [
+        "deleted:user:gone@example.com?uid=123456789012345678901",
+        "deleted:group:old-team@example.com?uid=98765",
+        "deleted:serviceAccount:old@project-1.iam.gserviceaccount.com?uid=42",
+    ];
+    let binding = serde_json::json!([{"role": "roles/storage.objectViewer", "members": deleted}]);
+    let (status, _, stored) = set_with(&backend, binding).await;
+    assert_eq!(status, 200, "{stored}");
+    let written = stored["bindings"].as_array().expect("bindings").last().expect("binding").clone();
+    assert_eq!(written["members"], serde_json::json!(deleted), "returned as given");
+    for malformed in ["deleted:user:gone@example.com", "deleted:user:gone@example.com?uid=x", "deleted:alice"] {
+        let binding = serde_json::json!([{"role": "roles/storage.objectViewer", "members": [malformed]}]);
+        let (status, _, body) = set_with(&backend, binding).await;
+        assert_eq!(status, 400, "{malformed}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn get_iam_policy_honours_the_requested_policy_version() {
+    let backend = backend().await;
+    let get = |version: Value| {
+        let body = if version.is_null() {
+            serde_json::json!({})
+        } else {
+            serde_json::json!({"options": {"requestedPolicyVersion": version}})
+        };
+        send(&backend, "POST", "/v3/projects/project-1:getIamPolicy", body)
+    };
+    let (_, _, three) = get(serde_json::json!(3)).await;
+    assert_eq!(three["version"], 3, "version 3 shows conditions: {three}");
+    let conditional =
+        three["bindings"].as_array().expect("bindings").iter().filter(|b| b["condition"].is_object()).count();
+    assert!(conditional > 0, "{three}");
+    for version in [Value::Null, serde_json::json!(0), serde_json::json!(1), serde_json::json!("1")] {
+        let (status, _, one) = get(version.clone()).await;
+        assert_eq!((status, &one["version"]), (200, &serde_json::json!(1)), "version {version}: {one}");
+        let bindings = one["bindings"].as_array().expect("bindings");
+        assert!(bindings.iter().all(|b| b["condition"].is_null()), "below 3 no condition is shown: {one}");
+        let hidden = bindings.iter().filter(|b| b["role"].as_str().is_some_and(|r| r.contains("_withcond_"))).count();
+        assert_eq!(hidden, conditional, "each conditional binding shows as ROLE_withcond_HASH: {one}");
+        assert_eq!(one["etag"], three["etag"]);
+    }
+    for invalid in [2, 4, -1] {
+        let (status, name, body) = get(serde_json::json!(invalid)).await;
+        assert_eq!((status, name.as_str()), (400, "INVALID_ARGUMENT"), "version {invalid}: {body}");
+    }
+    // A version-1 read written back would drop every condition: refused with the etag.
+    let (_, _, one) = get(serde_json::json!(1)).await;
+    let (status, _, body) =
+        send(&backend, "POST", "/v3/projects/project-1:setIamPolicy", serde_json::json!({"policy": one})).await;
+    assert_eq!(status, 400, "a version-1 read cannot be written back over conditions: {body}");
+}
+
+#[tokio::test]
+async fn a_policy_names_at_most_1500_principals_and_250_groups() {
+    let backend = backend().await;
+    let (_, _, policy) = send(
+        &backend,
+        "POST",
+        "/v3/projects/project-1:getIamPolicy",
+        serde_json::json!({"options": {"requestedPolicyVersion": 3}}),
+    )
+    .await;
+    let present: usize = policy["bindings"]
+        .as_array()
+        .expect("bindings")
+        .iter()
+        .map(|b| b["members"].as_array().map_or(0, Vec::len))
+        .sum();
+    let users = |count: usize| -> Value {
+        let members: Vec<String> = (0..count).map(|i| format!("user:u{i}@example.com")).collect();
+        serde_json::json!([{"role": "roles/storage.objectViewer", "members": members}])
+    };
+    let (status, _, body) = set_with(&backend, users(1_500 - present)).await;
+    assert_eq!(status, 200, "1,500 principals in all: {}", body["error"]);
+    let backend = crate::support::backend().await;
+    let (status, name, body) = set_with(&backend, users(1_501 - present)).await;
+    assert_eq!((status, name.as_str()), (400, "INVALID_ARGUMENT"), "1,501 principals: {}", body["error"]);
+    let groups: Vec<String> = (0..251).map(|i| format!("group:g{i}@example.com")).collect();
+    let (status, _, body) =
+        set_with(&backend, serde_json::json!([{"role": "roles/storage.objectViewer", "members": groups}])).await;
+    assert_eq!(status, 400, "251 groups: {}", body["error"]);
+}
+
+#[tokio::test]
+async fn domain_restricted_sharing_refuses_new_members_outside_the_allowed_domains() {
+    let backend = backend().await;
+    let grant = |member: &str| serde_json::json!([{"role": "roles/storage.objectViewer", "members": [member]}]);
+    for outsider in
+        ["user:mallory@other.com", "group:team@other.com", "domain:other.com", "allUsers", "allAuthenticatedUsers"]
+    {
+        let (status, name, body) = set_with(&backend, grant(outsider)).await;
+        assert_eq!((status, name.as_str()), (400, "FAILED_PRECONDITION"), "{outsider}: {body}");
+        assert_eq!(
+            body["error"]["message"], "One or more users named in the policy do not belong to a permitted customer.",
+            "Google's message"
+        );
+        assert_eq!(body["error"]["details"][0]["violations"][0]["type"], "constraints/iam.allowedPolicyMemberDomains");
+    }
+    for insider in [
+        "user:new@example.com",
+        "group:new-team@example.com",
+        "domain:example.com",
+        "serviceAccount:x@p.iam.gserviceaccount.com",
+    ] {
+        let (status, _, body) = set_with(&backend, grant(insider)).await;
+        assert_eq!(status, 200, "{insider}: {body}");
+    }
+    // Members already in a policy stay: the constraint is not retroactive.
+    let world = "organization:\n  id: \"1\"\n  allowed_policy_member_domains: [example.com]\nprojects:\n  - id: project-1\n    bindings:\n      - role: roles/storage.objectViewer\n        members: [user:old@other.com]\n";
+    let backend = backend_with(world, "organizations/1").await;
+    let (status, _, body) = set_with(&backend, grant("user:new@example.com")).await;
+    assert_eq!(status, 200, "a member outside the domains from before the policy is kept: {body}");
+}
+
+#[tokio::test]
+async fn project_search_requires_every_field_and_any_value_of_a_field() {
+    let backend = backend().await;
+    let search = |query: &str| format!("/v3/projects:search?query={}", encode(query));
+    let ids = |body: &Value| -> Vec<String> {
+        body["projects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["projectId"].as_str().map(str::to_string))
+            .collect()
+    };
+    let cases: [(&str, &[&str]); 7] = [
+        ("state:ACTIVE", &["project-1", "project-2"]),
+        ("state:ACTIVE parent:folders/200000000001", &["project-1"]),
+        ("id:project-1 id:project-2", &["project-1", "project-2"]),
+        ("id:project-1 id:project-2 parent:organizations/100000000001", &["project-2"]),
+        ("projectId:PROJECT-* lifecycleState:active", &["project-1", "project-2"]),
+        ("parent.type:folder parent.id:200000000001", &["project-1"]),
+        ("labels.color:red", &[]),
+    ];
+    for (query, expected) in cases {
+        let body = accepted(&backend, query, &search(query)).await;
+        assert_eq!(ids(&body), expected, "{query}");
+    }
+    refused(&backend, "explicit OR is not served", &search("id:project-1 OR id:project-2"), 400, "INVALID_ARGUMENT")
+        .await;
+    refused(&backend, "an unknown field", &search("owner:alice"), 400, "INVALID_ARGUMENT").await;
+}
+
+#[tokio::test]
+async fn folder_search_returns_deleted_folders_unless_asked_for_active_ones() {
+    let world = "organization:\n  id: \"1\"\nfolders:\n  - id: \"2\"\n  - id: \"3\"\n    state: DELETE_REQUESTED\n";
+    let backend = backend_with(world, "organizations/1").await;
+    let names = |body: &Value| -> Vec<String> {
+        body["folders"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f["name"].as_str().map(str::to_string))
+            .collect()
+    };
+    let all = accepted(&backend, "no query: every folder", "/v3/folders:search").await;
+    assert_eq!(names(&all), ["folders/2", "folders/3"]);
+    let active =
+        accepted(&backend, "state=ACTIVE", &format!("/v3/folders:search?query={}", encode("state=ACTIVE"))).await;
+    assert_eq!(names(&active), ["folders/2"]);
+}
+
+#[tokio::test]
+async fn expand_resources_takes_a_project_selector_not_a_folder_or_organization() {
+    let backend = backend().await;
+    let base = format!("/v1/{SCOPE}:analyzeIamPolicy?analysisQuery.options.expandResources=true");
+    let on = |name: &str| {
+        format!(
+            "{base}&analysisQuery.resourceSelector.fullResourceName={}",
+            encode(&format!("//cloudresourcemanager.googleapis.com/{name}"))
+        )
+    };
+    accepted(&backend, "a project", &on("projects/project-1")).await;
+    refused(&backend, "a folder", &on("folders/200000000001"), 400, "INVALID_ARGUMENT").await;
+    refused(&backend, "the organization", &on("organizations/100000000001"), 400, "INVALID_ARGUMENT").await;
+}
+
+#[tokio::test]
+async fn analysis_conditions_on_time_need_an_access_time_and_it_is_not_in_the_past() {
+    let backend = backend().await;
+    let base = format!(
+        "/v1/{SCOPE}:analyzeIamPolicy?analysisQuery.identitySelector.identity={}&analysisQuery.resourceSelector.fullResourceName={}",
+        encode("user:alice@example.com"),
+        encode("//cloudresourcemanager.googleapis.com/projects/project-1")
+    );
+    let audit_binding = |body: &Value| -> String {
+        body["mainAnalysis"]["analysisResults"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["iamBinding"]["role"] == "roles/compute.viewer")
+            .map(|r| {
+                r["accessControlLists"][0]["conditionEvaluation"]["evaluationValue"].as_str().unwrap_or("").to_string()
+            })
+            .unwrap_or_default()
+    };
+    let without = accepted(&backend, "no access time", &base).await;
+    assert_eq!(audit_binding(&without), "CONDITIONAL", "request.time is a missing input");
+    let soon = common::timestamp::Timestamp::now().plus_seconds(60).to_string();
+    let with = accepted(
+        &backend,
+        "an access time",
+        &format!("{base}&analysisQuery.conditionContext.accessTime={}", encode(&soon)),
+    )
+    .await;
+    assert_eq!(audit_binding(&with), "TRUE", "the audit binding runs to 2030");
+    refused(
+        &backend,
+        "an access time in the past",
+        &format!("{base}&analysisQuery.conditionContext.accessTime={}", encode("2020-01-01T00:00:00Z")),
+        400,
+        "INVALID_ARGUMENT",
+    )
+    .await;
+    let eleven: Vec<String> = (0..11).map(|i| format!("analysisQuery.accessSelector.permissions=p.r.{i}")).collect();
+    refused(
+        &backend,
+        "at most 10 roles and permissions",
+        &format!("{base}&{}", eleven.join("&")),
+        400,
+        "INVALID_ARGUMENT",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sign_jwt_refuses_an_exp_past_12_hours_and_adds_one_hour_when_there_is_none() {
+    let backend = backend().await;
+    let path = "/v1/projects/-/serviceAccounts/jitaccess@jit-project.iam.gserviceaccount.com:signJwt";
+    let now = common::timestamp::Timestamp::now().unix_seconds();
+    let sign = |payload: Value| send(&backend, "POST", path, serde_json::json!({"payload": payload.to_string()}));
+    let (status, name, body) = sign(serde_json::json!({"sub": "x", "exp": now + 12 * 3600 + 60})).await;
+    assert_eq!((status, name.as_str()), (400, "INVALID_ARGUMENT"), "more than 12 hours ahead: {body}");
+    let (status, _, body) = sign(serde_json::json!({"sub": "x", "exp": now - 60})).await;
+    assert_eq!(status, 400, "in the past: {body}");
+    let (status, _, body) = sign(serde_json::json!({"sub": "x", "exp": "soon"})).await;
+    assert_eq!(status, 400, "not an integer: {body}");
+    let (status, _, body) = sign(serde_json::json!({"sub": "x", "exp": now + 12 * 3600 - 60})).await;
+    assert_eq!(status, 200, "within 12 hours: {body}");
+    let (status, _, body) = sign(serde_json::json!({"sub": "x"})).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["signedJwt"].as_str().expect("signed");
+    let claims = token.split('.').nth(1).expect("claims");
+    use base64::Engine as _;
+    let claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims).expect("base64"))
+            .expect("json");
+    let exp = claims["exp"].as_i64().expect("exp added");
+    assert!((now + 3590..=now + 3610).contains(&exp), "one hour from now: {claims}");
+}
+
+#[tokio::test]
+async fn chat_messages_hold_at_most_32000_bytes_and_request_ids_are_forgotten_after_an_hour() {
+    let backend = backend().await;
+    let space = emulator::state::lock(&backend.emulator.state.chat).add("bob@example.com", None)["name"]
+        .as_str()
+        .expect("space")
+        .to_string();
+    let create = |query: &str| format!("/v1/{space}/messages?{query}");
+    let (status, _, body) =
+        send(&backend, "POST", &create("messageId=client-big"), serde_json::json!({"text": "x".repeat(32_001)})).await;
+    assert_eq!(status, 400, "more than 32,000 bytes: {}", body["error"]);
+    let card = |size: usize| serde_json::json!([{"cardId": "c", "card": {"header": {"title": "x".repeat(size)}}}]);
+    let (status, _, body) =
+        send(&backend, "POST", &create("messageId=client-big"), serde_json::json!({"cardsV2": card(32_000)})).await;
+    assert_eq!(status, 400, "text and cards count together: {}", body["error"]);
+    let (status, _, body) = send(
+        &backend,
+        "POST",
+        &create("messageId=client-a&requestId=r-a"),
+        serde_json::json!({"text": "x".repeat(31_000)}),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", body["error"]);
+    let message = format!("/v1/{space}/messages/client-a?updateMask=cardsV2");
+    let (status, _, body) = send(&backend, "PATCH", &message, serde_json::json!({"cardsV2": card(2_000)})).await;
+    assert_eq!(status, 400, "an update keeps within 32,000 bytes: {}", body["error"]);
+
+    let (status, _, again) =
+        send(&backend, "POST", &create("messageId=client-a&requestId=r-a"), serde_json::json!({"text": "hi"})).await;
+    assert_eq!(status, 200, "within the hour a repeated requestId returns its message: {again}");
+    let elapsed = emulator::chat::REQUEST_ID_MINUTES * 60;
+    let response = backend
+        .http
+        .post(backend.url("/_emulator/clock"))
+        .json(&serde_json::json!({"advanceSeconds": elapsed}))
+        .send()
+        .await;
+    assert_eq!(response.expect("answers").status(), 204);
+    let (status, name, body) =
+        send(&backend, "POST", &create("messageId=client-a&requestId=r-a"), serde_json::json!({"text": "hi"})).await;
+    assert_eq!(
+        (status, name.as_str()),
+        (409, "ALREADY_EXISTS"),
+        "after the hour the create is new, and its messageId is taken: {body}"
+    );
+}
+
+#[tokio::test]
+async fn a_group_of_another_customer_is_found_but_its_memberships_are_refused() {
+    let world = "organization:\n  id: \"1\"\ngroups:\n  - email: team@example.com\n    members: [user:ann@example.com, group:partners@other.com]\n  - email: partners@other.com\n    external: true\n    members: [user:ann@example.com, user:carl@other.com]\n";
+    let backend = backend_with(world, "organizations/1").await;
+    let lookup = accepted(&backend, "lookup finds it", "/v1/groups:lookup?groupKey.id=partners%40other.com").await;
+    let group = lookup["name"].as_str().expect("groups/ID").to_string();
+    refused(
+        &backend,
+        "memberships of another customer's group",
+        &format!("/v1/{group}/memberships"),
+        403,
+        "PERMISSION_DENIED",
+    )
+    .await;
+    refused(
+        &backend,
+        "transitive memberships of another customer's group",
+        &format!("/v1/{group}/memberships:searchTransitiveMemberships"),
+        403,
+        "PERMISSION_DENIED",
+    )
+    .await;
+    let query = encode("member_key_id == 'ann@example.com'");
+    let direct =
+        accepted(&backend, "direct groups", &format!("/v1/groups/-/memberships:searchDirectGroups?query={query}"))
+            .await;
+    let groups: Vec<&str> =
+        direct["memberships"].as_array().into_iter().flatten().filter_map(|m| m["groupKey"]["id"].as_str()).collect();
+    assert_eq!(groups, ["team@example.com"], "groups one may not view are filtered out");
+}
+
+#[tokio::test]
+async fn memberships_carry_their_type_in_the_full_view_only() {
+    let backend = backend().await;
+    let lookup = accepted(&backend, "lookup", "/v1/groups:lookup?groupKey.id=oncall%40example.com").await;
+    let group = lookup["name"].as_str().expect("groups/ID").to_string();
+    let basic = accepted(&backend, "BASIC", &format!("/v1/{group}/memberships")).await;
+    assert!(basic["memberships"].as_array().expect("members").iter().all(|m| m["type"].is_null()), "{basic}");
+    let full = accepted(&backend, "FULL", &format!("/v1/{group}/memberships?view=FULL")).await;
+    let types: Vec<&str> =
+        full["memberships"].as_array().expect("members").iter().filter_map(|m| m["type"].as_str()).collect();
+    assert_eq!(types, ["USER", "GROUP"], "{full}");
+}
+
+#[tokio::test]
+async fn cloud_identity_queries_are_cel_with_escaped_string_literals() {
+    let world =
+        "organization:\n  id: \"1\"\ngroups:\n  - email: team@example.com\n    members: [user:o'neil@example.com]\n";
+    let backend = backend_with(world, "organizations/1").await;
+    let search = |query: &str| format!("/v1/groups/-/memberships:searchDirectGroups?query={}", encode(query));
+    let found = accepted(&backend, "an escaped quote", &search(r"member_key_id == 'o\'neil@example.com'")).await;
+    assert_eq!(found["memberships"][0]["groupKey"]["id"], "team@example.com", "{found}");
+    refused(
+        &backend,
+        "an unescaped quote ends the literal",
+        &search("member_key_id == 'o'neil@example.com'"),
+        400,
+        "INVALID_ARGUMENT",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_query_that_needs_a_composite_index_fails_unless_it_is_declared() {
+    let backend = backend().await;
+    let path = "/v1/projects/jit-project/databases/(default)/documents:runQuery";
+    let query = |field: &str| {
+        serde_json::json!({"structuredQuery": {
+            "from": [{"collectionId": "requests"}],
+            "where": {"fieldFilter": {"field": {"fieldPath": field}, "op": "EQUAL", "value": {"stringValue": "x"}}},
+            "orderBy": [{"field": {"fieldPath": "requestedAt"}, "direction": "DESCENDING"}],
+        }})
+    };
+    let response = backend.http.post(backend.url(path)).json(&query("beneficiary")).send().await.expect("answers");
+    assert_eq!(response.status(), 200, "declared in firestore-indexes.json");
+    let response = backend.http.post(backend.url(path)).json(&query("justification")).send().await.expect("answers");
+    assert_eq!(response.status(), 400);
+    let stream: Value = response.json().await.expect("json");
+    assert_eq!(stream[0]["error"]["status"], "FAILED_PRECONDITION", "the error is the stream's one item: {stream}");
+    let message = stream[0]["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("The query requires an index"), "{message}");
+    let terraform =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../terraform/modules/jit-access/ledger.tf"))
+            .expect("ledger.tf");
+    assert!(terraform.contains("firestore-indexes.json"), "Terraform deploys the indexes the emulator knows");
+}
+
+#[tokio::test]
+async fn the_emulator_answers_only_loopback_hosts() {
+    let backend = backend().await;
+    for host in ["rebind.evil.example", "rebind.evil.example:8081", "127.0.0.1.evil.example"] {
+        let response =
+            backend.http.get(backend.url("/_emulator/mail")).header("host", host).send().await.expect("answers");
+        assert_eq!(response.status(), 403, "Host: {host}");
+    }
+    let port = backend.emulator.address.port();
+    for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}")] {
+        let response =
+            backend.http.get(backend.url("/_emulator/mail")).header("host", &host).send().await.expect("answers");
+        assert_eq!(response.status(), 200, "Host: {host}");
+    }
+}

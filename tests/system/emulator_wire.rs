@@ -28,7 +28,7 @@ async fn a_stale_etag_is_refused_with_409_aborted() {
 #[tokio::test]
 async fn conditions_need_policy_version_3() {
     let backend = backend().await;
-    let policy = json!({"version": 1, "bindings": [{"role": "roles/viewer", "members": ["user:a@example.com"],
+    let policy = json!({"version": 1, "bindings": [{"role": "roles/storage.objectViewer", "members": ["user:a@example.com"],
         "condition": {"title": "t", "expression": "true"}}]});
     let (status, body) = post(&backend, "/v3/projects/project-1:setIamPolicy", json!({"policy": policy})).await;
     assert_eq!(status, 400);

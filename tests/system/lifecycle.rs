@@ -345,7 +345,15 @@ const ORGANIZATION: &str = "organizations/100000000001";
 impl Local {
     async fn policy(&self, resource: &str) -> Value {
         let url = format!("{}/v3/{resource}:getIamPolicy", self.running.emulator.url());
-        self.http.post(url).json(&json!({})).send().await.expect("answers").json().await.expect("policy")
+        self.http
+            .post(url)
+            .json(&json!({"options": {"requestedPolicyVersion": 3}}))
+            .send()
+            .await
+            .expect("answers")
+            .json()
+            .await
+            .expect("policy")
     }
 
     async fn set_policy(&self, resource: &str, policy: Value) {

@@ -18,6 +18,7 @@ mod openapi;
 mod ordinary_organization;
 mod permissions;
 mod resilience;
+mod rest_adapters;
 mod runner;
 mod security_doc;
 mod story;

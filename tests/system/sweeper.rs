@@ -48,7 +48,7 @@ async fn expired_activations_are_swept_and_nothing_else() {
     let writer = IamWriter::new(&backend.settings).await.expect("client");
     let now = Timestamp::now().unix_seconds();
     let expired = activation("carol@example.com", "project-1:roles/storage.admin", now - 10_000, now - 7_200);
-    let recent = activation("alice@example.com", "project-2:roles/viewer", now - 3_000, now - 600);
+    let recent = activation("alice@example.com", "project-2:roles/storage.objectViewer", now - 3_000, now - 600);
     let active = activation("bob@example.com", "project-1:roles/compute.admin", now - 60, now + 3_600);
     let on_folder = activation(
         "carol@example.com",
@@ -117,7 +117,7 @@ async fn several_scopes_are_each_swept_and_nothing_outside_them() {
     let now = Timestamp::now().unix_seconds();
     let ids = [
         "folders/200000000002:roles/resourcemanager.folderEditor",
-        "project-2:roles/viewer",
+        "project-2:roles/storage.objectViewer",
         "project-1:roles/storage.admin",
         "organizations/100000000001:roles/iam.securityReviewer",
     ];

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::email::Email;
 use crate::gcp::GcpError;
 use crate::gcp::ledger::{decode, encode};
-use crate::gcp::rest::RestClient;
+use crate::gcp::rest::{RestClient, path_segment};
 
 pub const SCOPE: &str = "https://www.googleapis.com/auth/chat.bot";
 const DATASTORE_SCOPE: &str = "https://www.googleapis.com/auth/datastore";
@@ -79,6 +79,7 @@ impl ChatUsers {
 
     /// Records (or refreshes) a person's Chat user and direct message.
     pub async fn put(&self, email: &Email, user: &ChatUser) -> Result<(), GcpError> {
+        // The document ID is the address as it is; only in a URL path is it percent-encoded.
         let name = format!("{}/documents/{USERS}/{}", self.database, email.as_str());
         let fields = json!({"user": encode(&json!(user.user)), "space": encode(&json!(user.space))});
         let body = json!({"writes": [{"update": {"name": name, "fields": fields}}]});
@@ -88,7 +89,7 @@ impl ChatUsers {
 
     /// A person's Chat user, if they ever added the app.
     pub async fn get(&self, email: &Email) -> Result<Option<ChatUser>, GcpError> {
-        let path = format!("v1/{}/documents/{USERS}/{}", self.database, email.as_str());
+        let path = format!("v1/{}/documents/{USERS}/{}", self.database, path_segment(email.as_str()));
         match self.rest.get("chat users get", &path, &[]).await {
             Ok(document) => {
                 let field = |name: &str| decode(&document["fields"][name]).as_str().map(str::to_string);

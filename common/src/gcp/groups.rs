@@ -6,7 +6,14 @@
 //! Google answers 403. Then the directory is walked through direct memberships
 //! (`searchDirectGroups`, `memberships.list`) to any depth, with a cycle guard and a bound on
 //! how many groups one question may visit, and the refusal is remembered so later questions
-//! go straight to the walk.
+//! go straight to the walk. The walk lists memberships in the FULL view, the one that carries
+//! each member's `type` (the default BASIC view gives "only basic resource information", and
+//! the reference app asks for FULL too). A group whose memberships this app may not read (a
+//! group of another customer: 403) adds no members, and the log says so; the rest of the walk
+//! goes on.
+//!
+//! Queries are CEL: an address goes inside a string literal, with `\` and `'` escaped
+//! ([`cel_string`]), so that `o'neil@example.com` is asked about as itself.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,8 +34,12 @@ const DISCUSSION_FORUM: &str = "cloudidentity.googleapis.com/groups.discussion_f
 /// stops and says so in the log: fewer groups only ever means fewer entitlements or peers.
 pub const MAX_GROUPS_VISITED: usize = 2_000;
 
-/// Largest page Cloud Identity serves for these lists.
+/// Largest page Cloud Identity serves for the searches.
 const PAGE_SIZE: u32 = 1_000;
+
+/// Largest page of `memberships.list` in the FULL view ("Must not be greater than 1000 for
+/// GroupView.BASIC or 500 for GroupView.FULL").
+const FULL_VIEW_PAGE_SIZE: u32 = 500;
 
 #[derive(Debug)]
 pub struct GroupDirectory {
@@ -49,9 +60,9 @@ impl GroupDirectory {
     /// Every group `member` is in, directly or through other groups, lowercase.
     pub async fn groups_of(&self, member: &Email) -> Result<BTreeSet<String>, GcpError> {
         if !self.walks_direct_memberships() {
-            let query = format!("member_key_id == '{}' && '{DISCUSSION_FORUM}' in labels", member.as_str());
+            let query = format!("member_key_id == {} && '{DISCUSSION_FORUM}' in labels", cel_string(member.as_str()));
             match self
-                .all_pages("searchTransitiveGroups", "v1/groups/-/memberships:searchTransitiveGroups", &query)
+                .all_pages("searchTransitiveGroups", "v1/groups/-/memberships:searchTransitiveGroups", &search(&query))
                 .await
             {
                 Ok(memberships) => return Ok(group_keys(&memberships)),
@@ -62,9 +73,10 @@ impl GroupDirectory {
         let mut found = BTreeSet::new();
         let mut queue = VecDeque::from([member.as_str().to_string()]);
         while let Some(next) = queue.pop_front() {
-            let query = format!("member_key_id == '{next}'");
-            let memberships =
-                self.all_pages("searchDirectGroups", "v1/groups/-/memberships:searchDirectGroups", &query).await?;
+            let query = format!("member_key_id == {}", cel_string(&next));
+            let memberships = self
+                .all_pages("searchDirectGroups", "v1/groups/-/memberships:searchDirectGroups", &search(&query))
+                .await?;
             for group in group_keys(&memberships) {
                 if found.len() >= MAX_GROUPS_VISITED {
                     tracing::warn!(member = %member, limit = MAX_GROUPS_VISITED, "group nesting walk stopped at its bound");
@@ -86,7 +98,7 @@ impl GroupDirectory {
         };
         if !self.walks_direct_memberships() {
             let path = format!("v1/{name}/memberships:searchTransitiveMemberships");
-            match self.all_pages("searchTransitiveMemberships", &path, "").await {
+            match self.all_pages("searchTransitiveMemberships", &path, &search("")).await {
                 Ok(memberships) => {
                     return Ok(memberships
                         .iter()
@@ -103,7 +115,17 @@ impl GroupDirectory {
         let mut seen = BTreeSet::from([name.clone()]);
         let mut queue = VecDeque::from([name]);
         while let Some(next) = queue.pop_front() {
-            let memberships = self.all_pages("memberships.list", &format!("v1/{next}/memberships"), "").await?;
+            let parameters = [("view", "FULL".to_string()), ("pageSize", FULL_VIEW_PAGE_SIZE.to_string())];
+            let memberships =
+                match self.all_pages("memberships.list", &format!("v1/{next}/memberships"), &parameters).await {
+                    Ok(memberships) => memberships,
+                    // One group we may not read (another customer's, say) hides its members only.
+                    Err(GcpError::Denied(cause)) => {
+                        tracing::warn!(group, nested = next, cause, "group memberships not readable; taken as empty");
+                        continue;
+                    }
+                    Err(other) => return Err(other),
+                };
             for membership in memberships {
                 let id = membership["preferredMemberKey"]["id"].as_str().unwrap_or_default();
                 match membership["type"].as_str() {
@@ -149,15 +171,12 @@ impl GroupDirectory {
         }
     }
 
-    /// Every `memberships` item of every page.
-    async fn all_pages(&self, what: &str, path: &str, query: &str) -> Result<Vec<Value>, GcpError> {
+    /// Every `memberships` item of every page, asked with `parameters`.
+    async fn all_pages(&self, what: &str, path: &str, parameters: &[(&str, String)]) -> Result<Vec<Value>, GcpError> {
         let mut items = Vec::new();
         let mut token = String::new();
         loop {
-            let mut parameters = vec![("pageSize", PAGE_SIZE.to_string())];
-            if !query.is_empty() {
-                parameters.push(("query", query.to_string()));
-            }
+            let mut parameters = parameters.to_vec();
             if !token.is_empty() {
                 parameters.push(("pageToken", token.clone()));
             }
@@ -171,6 +190,33 @@ impl GroupDirectory {
     }
 }
 
+/// A search's parameters: the largest page, and the query if there is one.
+fn search(query: &str) -> Vec<(&'static str, String)> {
+    let mut parameters = vec![("pageSize", PAGE_SIZE.to_string())];
+    if !query.is_empty() {
+        parameters.push(("query", query.to_string()));
+    }
+    parameters
+}
+
+/// `text` as a CEL string literal: in single quotes, with `\` and `'` escaped. An address
+/// may hold a `'` (`o'neil@example.com`); unescaped, it would end the literal early.
+pub fn cel_string(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
 fn group_keys(memberships: &[Value]) -> BTreeSet<String> {
     memberships.iter().filter_map(|m| m["groupKey"]["id"].as_str()).map(str::to_lowercase).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_cel_string_literals() {
+        assert_eq!(cel_string("alice@example.com"), "'alice@example.com'");
+        assert_eq!(cel_string("o'neil@example.com"), r"'o\'neil@example.com'");
+        assert_eq!(cel_string(r"a\b'"), r"'a\\b\''");
+    }
 }

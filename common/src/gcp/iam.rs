@@ -120,7 +120,8 @@ impl IamWriter {
             return Ok(Vec::new());
         }
         let mut parents = BTreeMap::new();
-        let mut folders = self.folders().await?.search_folders().by_item();
+        // Deleted folders (DELETE_REQUESTED) are listed too unless the query asks for active ones.
+        let mut folders = self.folders().await?.search_folders().set_query("state=ACTIVE").by_item();
         while let Some(folder) = folders.next().await {
             let folder = folder.map_err(|e| GcpError::from_sdk("searchFolders", &e))?;
             parents.insert(folder.name, folder.parent);

@@ -1,11 +1,29 @@
 //! Signs activation tokens with IAM Credentials `signJwt`, as the app's service account, with
 //! the account's Google-managed key: no private key is ever held by the functions.
+//!
+//! `signJwt` refuses an `exp` "more than 12 hours in the future" by Google's clock. A request
+//! may expire up to `ACTIVATION_REQUEST_TIMEOUT` (720 minutes at most) from now, and our clock
+//! may run ahead of Google's, so the signed `exp` is kept [`EXP_MARGIN_SECONDS`] inside the
+//! limit: the token then expires a few minutes before the request would.
 
 use google_cloud_iam_credentials_v1::client::IAMCredentials;
 
 use crate::config::BackendSettings;
 use crate::gcp::{GcpError, credentials_for, retry_policy};
+use crate::timestamp::Timestamp;
 use crate::token::{ActivationClaims, SignError, SignFuture, TokenSigner};
+
+/// The longest `exp` `signJwt` takes, from now: 12 hours.
+pub const MAX_EXP_SECONDS: i64 = 12 * 3600;
+
+/// How far inside [`MAX_EXP_SECONDS`] a signed `exp` stays, for clock skew.
+pub const EXP_MARGIN_SECONDS: i64 = 5 * 60;
+
+/// The claims as sent to `signJwt` at `now`: `exp` no later than the limit minus the margin.
+pub fn within_sign_jwt_limit(claims: &ActivationClaims, now: Timestamp) -> ActivationClaims {
+    let latest = now.unix_seconds() + MAX_EXP_SECONDS - EXP_MARGIN_SECONDS;
+    ActivationClaims { exp: claims.exp.min(latest), ..claims.clone() }
+}
 
 #[derive(Debug, Clone)]
 pub struct IamCredentialsSigner {
@@ -34,8 +52,9 @@ impl TokenSigner for IamCredentialsSigner {
 
     fn sign<'a>(&'a self, claims: &'a ActivationClaims) -> SignFuture<'a> {
         Box::pin(async move {
+            let claims = within_sign_jwt_limit(claims, Timestamp::now());
             let payload =
-                serde_json::to_string(claims).map_err(|e| SignError { message: e.to_string(), retryable: false })?;
+                serde_json::to_string(&claims).map_err(|e| SignError { message: e.to_string(), retryable: false })?;
             let response = self
                 .client
                 .sign_jwt()

@@ -338,6 +338,78 @@ fn entries_read_and_write_as_the_ledger_stores_them() {
     assert_eq!(back, record);
 }
 
+fn arbitrary_entry() -> impl proptest::strategy::Strategy<Value = Entry> {
+    use proptest::prelude::*;
+    let actor = prop::sample::select(vec!["alice", "bob", "carol", "dave", "eve"]).prop_map(email);
+    prop_oneof![
+        (0i64..3000, actor.clone()).prop_map(|(at, actor)| Entry::Approved { at, actor, reason: String::new(), end: None }),
+        (0i64..3000, actor.clone()).prop_map(|(at, actor)| Entry::Denied { at, actor, reason: "r".into() }),
+        (0i64..3000, actor.clone()).prop_map(|(at, actor)| Entry::Withdrawn { at, actor, reason: String::new() }),
+        (0i64..3000).prop_map(|at| Entry::Activated { at }),
+        (0i64..3000, actor.clone()).prop_map(|(at, actor)| Entry::Revoked { at, actor, reason: "r".into() }),
+        (0i64..3000, actor).prop_map(|(at, actor)| Entry::Ended { at, actor, reason: String::new() }),
+        (0i64..3000).prop_map(|at| Entry::BindingRemoved { at }),
+        (0i64..3000).prop_map(|at| Entry::ActivationFailed { at, reason: "r".into() }),
+    ]
+}
+
+fn arbitrary_action() -> impl proptest::strategy::Strategy<Value = (String, Action, Standing)> {
+    use proptest::prelude::*;
+    let actor = prop::sample::select(vec!["alice", "bob", "carol", "dave", "eve"]).prop_map(String::from);
+    let action = prop_oneof![
+        Just(Action::Approve { reason: "r".into(), end: None }),
+        Just(Action::Deny { reason: "r".into() }),
+        Just(Action::Withdraw { reason: String::new() }),
+        Just(Action::Revoke { reason: "r".into() }),
+        Just(Action::Extend { end: 2500 }),
+        Just(Action::ApproveExtension { reason: "r".into(), end: 2500 }),
+    ];
+    (actor, action, proptest::prelude::any::<(bool, bool, bool)>()).prop_map(|(actor, action, (r, a, e))| {
+        (actor, action, Standing { may_review: r, administrator: a, beneficiary_eligible: e })
+    })
+}
+
+proptest::proptest! {
+    /// No action changes a request that has ended, whatever the timeline holds.
+    #[test]
+    fn no_transition_leaves_a_terminal_state(
+        entries in proptest::collection::vec(arbitrary_entry(), 0..8),
+        (actor, action, standing) in arbitrary_action(),
+        now in 0i64..3000,
+    ) {
+        let mut record = record();
+        record.timeline.extend(entries);
+        if record.state(at(now)).is_terminal() {
+            proptest::prop_assert!(decide(&record, &email(&actor), &action, standing, at(now)).is_err());
+        }
+    }
+
+    /// Quorum counts distinct listed approvers other than the beneficiary, and one deny ends it.
+    #[test]
+    fn quorum_counts_distinct_approvers_never_the_beneficiary(
+        approvers in proptest::collection::vec(proptest::sample::select(vec!["alice", "bob", "carol", "eve"]), 0..10),
+        deny in proptest::prelude::any::<bool>(),
+    ) {
+        let mut record = record();
+        for name in &approvers {
+            record.timeline.push(Entry::Approved { at: 1100, actor: email(name), reason: String::new(), end: None });
+        }
+        let distinct: BTreeSet<&&str> = approvers.iter().filter(|n| **n == "bob" || **n == "carol").collect();
+        if deny {
+            record.timeline.push(Entry::Denied { at: 1101, actor: email("dave"), reason: "no".into() });
+        }
+        let expected = if deny {
+            State::Denied
+        } else if distinct.len() >= 2 {
+            State::Activating
+        } else {
+            State::ApprovalAwaited
+        };
+        proptest::prop_assert_eq!(record.state(at(1200)), expected);
+        proptest::prop_assert_eq!(record.approvers().len(), distinct.len());
+    }
+}
+
 /// A pure model of the door at work: the ledger (with `updateTime` preconditions), IAM (one
 /// binding window per request), and workers that carry out [`next_step`] one step at a time,
 /// interleaved with people's decisions, the clock, eligibility changes, sweeps and crashes.

@@ -7,6 +7,16 @@
 //! logic is the same whatever the source. Without a paid Security Command Center tier Google
 //! allows 20 analysis queries a day per organization; past them the answer is 429, which the
 //! caller gets as a clear error naming the fix (`RESOURCE_CATALOG=AssetInventory`).
+//!
+//! Every query names an access time (`conditionContext.accessTime`): without one, Google
+//! evaluates a condition on `request.time` as CONDITIONAL (a missing input), so an
+//! eligibility that has ended would still count. Google refuses an access time earlier than
+//! its own clock, so ours is [`ACCESS_TIME_LEAD_SECONDS`] ahead. Each query also sets an
+//! `executionTimeout` shorter than the call's own timeout ([`execution_timeout`]): then a slow
+//! analysis comes back partial (flagged, with a warning) instead of timing out on our side and
+//! being tried again, which would spend another of the 20 free queries a day. The project
+//! listing asks only for bindings that grant `resourcemanager.projects.get`, so that an
+//! organization-wide binding is not expanded to every resource below it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -38,6 +48,21 @@ pub struct PolicyAnalyzerCatalog {
 
 const PROJECT_PREFIX: &str = "//cloudresourcemanager.googleapis.com/projects/";
 
+/// How far ahead of our clock the access time is, so that Google, whose clock may be ahead,
+/// never finds it in the past ("this value must not be earlier than the current time").
+pub const ACCESS_TIME_LEAD_SECONDS: i64 = 30;
+
+/// The permission every eligible role on a project carries, which limits the project listing.
+const PROJECT_GET: &str = "resourcemanager.projects.get";
+
+/// The analysis's own time limit, inside the call's timeout `attempt_timeout`: Google answers
+/// with partial results "if this field is set with a value less than the RPC deadline"; at or
+/// above it, the call times out. Five seconds less, or half of a short timeout.
+pub fn execution_timeout(attempt_timeout: std::time::Duration) -> std::time::Duration {
+    let margin = std::time::Duration::from_secs(5);
+    attempt_timeout.saturating_sub(margin).max(attempt_timeout / 2)
+}
+
 impl PolicyAnalyzerCatalog {
     pub async fn new(backend: &BackendSettings, scope: &ScopeSettings) -> Result<PolicyAnalyzerCatalog, GcpError> {
         let assets = asset_service(backend).await?;
@@ -45,7 +70,12 @@ impl PolicyAnalyzerCatalog {
             None => None,
             Some(_) => Some(resource_manager(backend, Some(backend.read_timeout)).await?),
         };
-        Ok(PolicyAnalyzerCatalog { assets, projects, scope: scope.clone(), execution_timeout: backend.read_timeout })
+        Ok(PolicyAnalyzerCatalog {
+            assets,
+            projects,
+            scope: scope.clone(),
+            execution_timeout: execution_timeout(backend.read_timeout),
+        })
     }
 
     /// The user's entitlements and activations on `project`, through inherited bindings and
@@ -89,25 +119,38 @@ impl PolicyAnalyzerCatalog {
         if let (Some(filter), Some(projects)) = (&self.scope.available_projects_query, &self.projects) {
             return search_projects(projects, filter).await;
         }
-        let query = self
-            .query()
-            .set_identity_selector(query::IdentitySelector::new().set_identity(user.iam_member()))
-            .set_options(query::Options::new().set_expand_resources(true));
-        let response = self.analyze("analyzeIamPolicy (projects)", query).await?;
+        let response = self.analyze("analyzeIamPolicy (projects)", self.listing(user)).await?;
         Ok(read_projects(&response))
     }
 
+    /// A query on the one scope (configuration refuses several for this catalog), evaluating
+    /// conditions at the access time.
     fn query(&self) -> IamPolicyAnalysisQuery {
-        // One scope: configuration refuses several for this catalog.
-        IamPolicyAnalysisQuery::new().set_scope(self.scope.resource_scopes.first().cloned().unwrap_or_default())
+        let at = crate::timestamp::Timestamp::now().plus_seconds(ACCESS_TIME_LEAD_SECONDS);
+        IamPolicyAnalysisQuery::new()
+            .set_scope(self.scope.resource_scopes.first().cloned().unwrap_or_default())
+            .set_condition_context(
+                query::ConditionContext::new()
+                    .set_access_time(google_cloud_wkt::Timestamp::clamp(at.unix_seconds(), 0)),
+            )
+    }
+
+    /// Where `user` holds something, expanded down to the projects: only bindings that
+    /// grant `resourcemanager.projects.get`, which every role one activates on a project has.
+    fn listing(&self, user: &Email) -> IamPolicyAnalysisQuery {
+        self.query()
+            .set_identity_selector(query::IdentitySelector::new().set_identity(user.iam_member()))
+            .set_access_selector(query::AccessSelector::new().set_permissions([PROJECT_GET]))
+            .set_options(query::Options::new().set_expand_resources(true))
     }
 
     async fn analyze(&self, what: &str, query: IamPolicyAnalysisQuery) -> Result<AnalyzeIamPolicyResponse, GcpError> {
         let seconds = self.execution_timeout.as_secs() as i64;
+        let nanos = self.execution_timeout.subsec_nanos() as i32;
         self.assets
             .analyze_iam_policy()
             .set_analysis_query(query)
-            .set_execution_timeout(google_cloud_wkt::Duration::clamp(seconds, 0))
+            .set_execution_timeout(google_cloud_wkt::Duration::clamp(seconds, nanos))
             .send()
             .await
             .map_err(|e| match GcpError::from_sdk(what, &e) {
@@ -164,11 +207,7 @@ impl super::Catalog for PolicyAnalyzerCatalog {
         if let (Some(filter), Some(projects)) = (&self.scope.available_projects_query, &self.projects) {
             return Ok(search_projects(projects, filter).await?.into_iter().map(ResourceId::Project).collect());
         }
-        let query = self
-            .query()
-            .set_identity_selector(query::IdentitySelector::new().set_identity(user.iam_member()))
-            .set_options(query::Options::new().set_expand_resources(true));
-        let response = self.analyze("analyzeIamPolicy (resources)", query).await?;
+        let response = self.analyze("analyzeIamPolicy (resources)", self.listing(user)).await?;
         let containers: BTreeSet<ResourceId> = results(&response)
             .filter(|result| {
                 let eligible = result
@@ -290,4 +329,18 @@ fn read_projects(response: &AnalyzeIamPolicyResponse) -> Vec<ProjectId> {
         }
     }
     projects.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn the_analysis_stops_before_the_call_times_out() {
+        for (attempt, expected) in [(20, 15_000), (10, 5_000), (6, 3_000), (2, 1_000), (1, 500)] {
+            let timeout = super::execution_timeout(Duration::from_secs(attempt));
+            assert_eq!(timeout, Duration::from_millis(expected), "attempt timeout {attempt} s");
+            assert!(timeout < Duration::from_secs(attempt));
+        }
+    }
 }
