@@ -10,7 +10,9 @@
 //!   starts with `client-` and holds only lowercase letters, digits and hyphens, 63 characters
 //!   at most; a message needs text or cards, and with several cards each needs a `cardId`; a
 //!   repeated `requestId` returns the message it created; a `messageId` already in the space
-//!   is 409 `ALREADY_EXISTS`.
+//!   is 409 `ALREADY_EXISTS`. Google does not say whether request IDs are deduplicated per
+//!   space or per app: the emulator takes the stricter reading, per app, so a request ID
+//!   reused in another space gets the first space's message back, as it might at Google.
 //! - `spaces.messages.patch`: `updateMask` is required and names only fields an app may
 //!   update; the message must exist (404).
 
@@ -131,7 +133,7 @@ impl Chat {
         }
         let request_id = parameter("requestId").unwrap_or_default();
         if !request_id.is_empty()
-            && let Some(existing) = self.messages.iter().find(|m| m.space == space && m.request_id == request_id)
+            && let Some(existing) = self.messages.iter().find(|m| m.request_id == request_id)
         {
             return Ok(render(existing));
         }

@@ -54,11 +54,40 @@ impl RestClient {
         self.send(what, request).await
     }
 
+    /// As [`RestClient::with_body`], but a refusal whose Google status is `expected`
+    /// (`ALREADY_EXISTS`, say) is an answer the caller gives its own meaning: `Ok(None)`.
+    pub async fn with_body_expecting(
+        &self,
+        method: reqwest::Method,
+        what: &str,
+        path: &str,
+        query: &[(&str, String)],
+        body: &Value,
+        expected: &str,
+    ) -> Result<Option<Value>, GcpError> {
+        let request = self.http.request(method, self.url(path)).query(query).json(body);
+        match self.answer(what, request).await? {
+            Ok(body) => Ok(Some(body)),
+            Err((_, body)) if body["error"]["status"].as_str() == Some(expected) => Ok(None),
+            Err((status, body)) => Err(classify(what, status, &body)),
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}/{}", self.endpoint, path.trim_start_matches('/'))
     }
 
     async fn send(&self, what: &str, request: reqwest::RequestBuilder) -> Result<Value, GcpError> {
+        self.answer(what, request).await?.map_err(|(status, body)| classify(what, status, &body))
+    }
+
+    /// Google's answer: the body of a success, or the status and body of a refusal. The
+    /// outer error is a call that got no answer.
+    async fn answer(
+        &self,
+        what: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Result<Value, (u16, Value)>, GcpError> {
         let headers = match self.credentials.headers(http::Extensions::new()).await {
             Ok(CacheableResource::New { data, .. }) => data,
             Ok(CacheableResource::NotModified) => http::HeaderMap::new(),
@@ -68,10 +97,7 @@ impl RestClient {
             request.headers(headers).send().await.map_err(|e| GcpError::Unavailable(format!("{what} ({e})")))?;
         let status = response.status().as_u16();
         let body: Value = response.json().await.unwrap_or(Value::Null);
-        if (200..300).contains(&status) {
-            return Ok(body);
-        }
-        Err(classify(what, status, &body))
+        Ok(if (200..300).contains(&status) { Ok(body) } else { Err((status, body)) })
     }
 }
 
