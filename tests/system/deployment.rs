@@ -155,3 +155,69 @@ fn the_mailer_sits_behind_cloud_runs_invoker_check() {
     assert_eq!(invokers.len(), 1, "one invoker binding on the mailer");
     assert!(invokers[0].contains("member   = \"serviceAccount:${google_service_account.push.email}\""));
 }
+
+fn example_file(name: &str) -> String {
+    let path = format!("{}/../terraform/examples/basic/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The block of `resource "TYPE" "NAME"` in `text`, up to its closing brace.
+fn resource_block<'t>(text: &'t str, kind: &str, name: &str) -> &'t str {
+    let start = text.find(&format!("resource \"{kind}\" \"{name}\"")).unwrap_or_else(|| panic!("{kind}.{name}"));
+    let block = &text[start..];
+    &block[..block.find("\n}\n").map_or(block.len(), |end| end + 2)]
+}
+
+/// Issue 21: Google creates a service agent lazily, so a grant to one on a fresh project can
+/// fail ("does not exist"). Terraform creates the IAP and Pub/Sub agents first (beta provider)
+/// and names them only through that resource, never as a hand-made address.
+#[test]
+fn service_agents_exist_before_they_are_granted() {
+    let main = module_file("main.tf");
+    let agents = resource_block(&main, "google_project_service_identity", "agents");
+    assert!(agents.contains("provider   = google-beta"), "{agents}");
+    for service in ["iap.googleapis.com", "pubsub.googleapis.com"] {
+        assert!(agents.contains(&format!("\"{service}\"")), "{service}: {agents}");
+    }
+    let everything = format!("{main}{}{}", module_file("run.tf"), module_file("pubsub.tf"));
+    assert!(!everything.contains("@gcp-sa-"), "a service agent's address made by hand");
+    let iap = resource_block(&everything, "google_cloud_run_v2_service_iam_member", "iap_invokes");
+    assert!(iap.contains("google_project_service_identity.agents[\"iap.googleapis.com\"].email"), "{iap}");
+    assert!(
+        module_file("pubsub.tf").contains("google_project_service_identity.agents[\"pubsub.googleapis.com\"].email"),
+        "the Pub/Sub agent's grants"
+    );
+    assert!(module_file("versions.tf").contains("source  = \"hashicorp/google-beta\""), "the module needs google-beta");
+    assert!(example_file("main.tf").contains("provider \"google-beta\" {"), "the example configures google-beta");
+}
+
+/// Issue 21: a project whose `(default)` database exists already (App Engine, an earlier use)
+/// can name another database, import its `(default)`, or use an existing one as it is; the
+/// default still creates `(default)`, and the functions read whichever it is.
+#[test]
+fn the_ledger_database_is_created_or_taken_as_it_exists() {
+    let variables = module_file("variables.tf");
+    let ledger = module_file("ledger.tf");
+    let main = module_file("main.tf");
+    let variable = |name: &str| {
+        let start = variables.find(&format!("variable \"{name}\" {{")).unwrap_or_else(|| panic!("variable {name}"));
+        &variables[start..start + variables[start..].find("\n}\n").expect("end")]
+    };
+    assert!(variable("ledger_database").contains("default     = \"(default)\""));
+    assert!(variable("create_ledger_database").contains("default     = true"));
+    let database = resource_block(&ledger, "google_firestore_database", "ledger");
+    assert!(database.contains("count                   = var.create_ledger_database ? 1 : 0"), "{database}");
+    assert!(database.contains("name                    = var.ledger_database"), "{database}");
+    assert!(
+        ledger.contains("from = google_firestore_database.ledger\n  to   = google_firestore_database.ledger[0]"),
+        "an existing state keeps its database"
+    );
+    for (kind, name) in [("google_firestore_index", "requests"), ("google_firestore_field", "expire_at")] {
+        let block = resource_block(&ledger, kind, name);
+        assert!(block.contains("database   = local.ledger_database"), "{kind}.{name} on the ledger's database");
+    }
+    assert!(
+        main.contains("FIRESTORE_DATABASE    = \"projects/${var.project_id}/databases/${local.ledger_database}\""),
+        "the functions read the database Terraform chose"
+    );
+}
