@@ -221,3 +221,136 @@ fn the_ledger_database_is_created_or_taken_as_it_exists() {
         "the functions read the database Terraform chose"
     );
 }
+
+/// `scripts/verify-deployment` with `args`, and `PATH` starting with `path` if given: its exit
+/// code and what it printed.
+fn verify_deployment(args: &[&str], path: Option<&std::path::Path>) -> (i32, String) {
+    let script = format!("{}/../scripts/verify-deployment", env!("CARGO_MANIFEST_DIR"));
+    let mut command = std::process::Command::new("python3");
+    command.arg(&script).args(args);
+    if let Some(path) = path {
+        let inherited = std::env::var("PATH").unwrap_or_default();
+        command.env("PATH", format!("{}:{inherited}", path.display()));
+    }
+    let output = command.output().expect("python3 runs scripts/verify-deployment");
+    let printed = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.code().unwrap_or(-1), printed)
+}
+
+/// The smoke test for a real deployment cannot run here; its plan mode can, so it does not rot:
+/// every service, every function's account with what docs/permissions.md says it needs, each
+/// probe, and what no script can settle.
+#[test]
+fn verify_deployment_plans_every_check() {
+    let (code, printed) = verify_deployment(
+        &[
+            "--plan",
+            "--project=p",
+            "--domain=jit.example.com",
+            "--scope=organizations/1",
+            "--iap-service-account=probe@p.iam.gserviceaccount.com",
+            "--chat-spaces=spaces/A,spaces/B",
+            "--group=reviewers@example.com",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{printed}");
+    for service in
+        ["jit-list-eligibility", "jit-request-approval", "jit-approve", "jit-mailer", "jit-chat", "jit-sweeper"]
+    {
+        assert!(printed.contains(service), "{service}: {printed}");
+    }
+    for function in ["list-eligibility", "request-approval", "approve", "mailer", "sweeper", "chat"] {
+        let account = format!("jit-{function}@p.iam.gserviceaccount.com");
+        let row = printed.lines().find(|l| l.starts_with("permissions") && l.contains(&account));
+        assert!(row.is_some_and(|r| r.contains("PLANNED")), "{account}: {printed}");
+    }
+    let row = |check: &str| printed.lines().find(|l| l.starts_with(check)).unwrap_or_default().to_string();
+    assert!(row("permissions  ").contains("serviceusage.services.use"), "{printed}");
+    assert!(printed.contains("resourcemanager.organizations.setIamPolicy"), "an organization scope's permissions");
+    for planned in ["IAP in front", "no direct URL", "through IAP", "Chat requestId scope", "memberships.list type"] {
+        assert!(row(planned).contains("PLANNED"), "{planned}: {printed}");
+    }
+    for cannot in ["Chat token issuer", "Chat reply deadline"] {
+        assert!(row(cannot).contains("CANNOT"), "{cannot}: {printed}");
+    }
+}
+
+/// The real mode against a stand-in `gcloud` that answers with canned policies (no network):
+/// the roles granted to each account are expanded and compared with docs/permissions.md, and
+/// Cloud Asset's `serviceusage.services.use` is looked for on the host project.
+#[test]
+fn verify_deployment_compares_granted_roles_with_the_documented_permissions() {
+    let dir = std::env::temp_dir().join(format!("verify-deployment-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let gcloud = dir.join("gcloud");
+    std::fs::write(&gcloud, FAKE_GCLOUD).expect("written");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&gcloud, std::fs::Permissions::from_mode(0o755)).expect("executable");
+    let (code, printed) = verify_deployment(&["--project=p", "--domain=127.0.0.1:9", "--scope=projects/p"], Some(&dir));
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(code, 1, "nothing answers on 127.0.0.1:9, so some checks fail: {printed}");
+    let row = |check: &str, target: &str| {
+        printed.lines().find(|l| l.starts_with(check) && l.contains(target)).unwrap_or_default().to_string()
+    };
+    for function in ["request-approval", "approve", "mailer", "sweeper", "chat"] {
+        let row = row("permissions", &format!("jit-{function}@p.iam"));
+        assert!(row.contains(" OK "), "{function}: {row}\n{printed}");
+    }
+    let list = row("permissions", "jit-list-eligibility@p.iam");
+    assert!(list.contains("FAIL") && list.contains("serviceusage.services.use on the host project"), "{list}");
+    assert!(row("iap agent invokes", "jit-approve").contains(" OK "), "{printed}");
+    assert!(row("service ready", "jit-chat").contains(" OK "), "{printed}");
+}
+
+/// Answers the gcloud commands verify-deployment makes, for project `p` (number 123) and a
+/// project scope: every grant Terraform makes, but list-eligibility's Service Usage Consumer.
+const FAKE_GCLOUD: &str = r#"#!/usr/bin/env python3
+import json, sys
+args = [a for a in sys.argv[1:] if not a.startswith("--format")]
+sa = lambda f: f"serviceAccount:jit-{f}@p.iam.gserviceaccount.com"
+roles = {
+    "roles/cloudasset.viewer": ["cloudasset.assets.analyzeIamPolicy", "cloudasset.assets.searchAllIamPolicies", "cloudasset.assets.searchAllResources"],
+    "roles/serviceusage.serviceUsageConsumer": ["serviceusage.services.use"],
+    "roles/resourcemanager.projectIamAdmin": ["resourcemanager.projects.get", "resourcemanager.projects.getIamPolicy", "resourcemanager.projects.setIamPolicy"],
+    "roles/datastore.user": ["datastore.entities.create", "datastore.entities.get", "datastore.entities.list", "datastore.entities.update"],
+    "roles/pubsub.publisher": ["pubsub.topics.publish"],
+    "roles/secretmanager.secretAccessor": ["secretmanager.versions.access"],
+    "roles/iam.serviceAccountTokenCreator": ["iam.serviceAccounts.signJwt"],
+    "roles/run.invoker": ["run.routes.invoke"],
+}
+deciders = ["request-approval", "approve", "chat"]
+policies = {
+    ("projects", "get-iam-policy"): [
+        ("roles/cloudasset.viewer", ["list-eligibility"] + deciders),
+        ("roles/resourcemanager.projectIamAdmin", deciders + ["sweeper"]),
+        ("roles/datastore.user", ["list-eligibility", "sweeper"] + deciders),
+        ("roles/serviceusage.serviceUsageConsumer", deciders),
+    ],
+    ("topics", "get-iam-policy"): [("roles/pubsub.publisher", deciders + ["sweeper"])],
+    ("secrets", "get-iam-policy"): [("roles/secretmanager.secretAccessor", ["mailer"])],
+    ("service-accounts", "get-iam-policy"): [("roles/iam.serviceAccountTokenCreator", ["request-approval"])],
+}
+def answer(value):
+    print(value if isinstance(value, str) else json.dumps(value))
+    sys.exit(0)
+if args[:2] == ["config", "get-value"]:
+    answer("p" if args[2] == "project" else "operator@example.com")
+if args[:2] == ["auth", "print-identity-token"]:
+    answer("identity-token")
+if args[:3] == ["run", "services", "describe"]:
+    answer({"status": {"url": "https://127.0.0.1:9", "conditions": [{"type": "Ready", "status": "True"}]}})
+if args[:3] == ["run", "jobs", "describe"]:
+    answer({})
+if args[:3] == ["run", "services", "get-iam-policy"]:
+    answer({"bindings": [{"role": "roles/run.invoker", "members": ["serviceAccount:service-123@gcp-sa-iap.iam.gserviceaccount.com"]}]})
+if args[:2] == ["projects", "describe"]:
+    answer({"projectNumber": "123"})
+if args[:3] == ["iam", "roles", "describe"]:
+    answer({"includedPermissions": roles[args[3]]})
+for (kind, verb), bindings in policies.items():
+    if kind in args[:2] and verb in args[:3]:
+        answer({"bindings": [{"role": role, "members": [sa(f) for f in functions]} for role, functions in bindings]})
+sys.stderr.write("fake gcloud: not answered: " + " ".join(args) + "\n")
+sys.exit(1)
+"#;
