@@ -6,9 +6,12 @@
 6.50.0). This reads it and fails on an unknown resource or data source type, an unknown
 attribute or nested block, or a missing required attribute or block.
 
-Usage: terraform-schema.py JSII_FILE TF_DIR [PROVIDER_VERSION]   (needs python-hcl2, which
-checkov brings). With PROVIDER_VERSION, a `required_providers` google range that excludes it
-is a problem too.
+Usage: terraform-schema.py JSII_FILE TF_DIR [PROVIDER_VERSION [BETA_JSII_FILE]]   (needs
+python-hcl2, which checkov brings). With PROVIDER_VERSION, a `required_providers` google (or
+google-beta) range that excludes it is a problem too. BETA_JSII_FILE is the schema of the
+google-beta provider (@cdktf/provider-google-beta, same version): a block with
+`provider = google-beta` is checked against it, every other against the GA schema, so a
+beta-only resource without the beta provider is an unknown type.
 """
 import json
 import pathlib
@@ -38,7 +41,8 @@ class Schema:
             if not match:
                 continue
             block = "resource" if match.group(1) == "resources" else "data"
-            name = "google_" + match.group(2)
+            # The GA package links docs/resources/pubsub_topic, the beta one google_pubsub_topic.
+            name = match.group(2) if match.group(2).startswith("google_") else "google_" + match.group(2)
             config = fqn + "Config"
             if config in self.types:
                 self.roots[(block, name)] = config
@@ -126,15 +130,24 @@ def allows(constraint, version):
 def check_versions(document, path, version, problems):
     for terraform in document.get("terraform", []):
         for providers in terraform.get("required_providers", []):
-            google = providers.get("google")
-            for entry in google if isinstance(google, list) else [google] if google else []:
-                if not allows(entry.get("version", ""), version):
-                    problems.append(f"{path}: google provider '{entry.get('version')}' excludes the checked schema {version}")
+            for name in ("google", "google-beta"):
+                declared = providers.get(name)
+                for entry in declared if isinstance(declared, list) else [declared] if declared else []:
+                    if not allows(entry.get("version", ""), version):
+                        problems.append(f"{path}: {name} provider '{entry.get('version')}' excludes the checked schema {version}")
+
+
+def uses_beta(body):
+    """Whether a block names the google-beta provider (`provider = google-beta`)."""
+    provider = body.get("provider")
+    provider = provider[0] if isinstance(provider, list) and provider else provider
+    return isinstance(provider, str) and provider.strip("${}").split(".")[0] == "google-beta"
 
 
 def main():
     schema = Schema(sys.argv[1])
     version = sys.argv[3] if len(sys.argv) > 3 else ""
+    beta = Schema(sys.argv[4]) if len(sys.argv) > 4 else None
     problems = []
     files = sorted(pathlib.Path(sys.argv[2]).rglob("*.tf"))
     checked = 0
@@ -148,13 +161,19 @@ def main():
                 for type_name, instances in entry.items():
                     if not type_name.startswith("google"):
                         continue
-                    root = schema.roots.get((block, type_name.replace("google-beta", "google")))
-                    if root is None:
-                        problems.append(f"{path}: unknown {block} type '{type_name}'")
-                        continue
                     for instance_name, body in instances.items():
+                        where = f"{path}: {type_name}.{instance_name}"
+                        which = beta if uses_beta(body) else schema
+                        if which is None:
+                            problems.append(f"{where}: uses google-beta, but no beta schema was given")
+                            continue
+                        root = which.roots.get((block, type_name))
+                        if root is None:
+                            provider = "google-beta" if which is beta else "google"
+                            problems.append(f"{path}: unknown {block} type '{type_name}' in the {provider} provider")
+                            continue
                         checked += 1
-                        check_body(schema, root, body, f"{path}: {type_name}.{instance_name}", problems)
+                        check_body(which, root, body, where, problems)
     for problem in problems:
         print(problem)
     print(f"terraform-schema: {checked} resources and data sources in {len(files)} files, {len(problems)} problems")

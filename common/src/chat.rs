@@ -30,6 +30,35 @@ pub fn message_id(request_id: &str) -> String {
     id
 }
 
+/// The `requestId` of the create that posts a request's card in `space`: one per space and
+/// request, never shared between spaces. Google does not say whether Chat deduplicates request
+/// IDs per space or per app; shared across spaces, a per-app reading would answer reviewer
+/// two's create with reviewer one's message, and reviewer two would get no card. Shaped as a
+/// UUID (Chat recommends one; AIP-155's examples hold request IDs to 36 characters): the
+/// first 16 bytes of SHA-256 over both names, version 8 (RFC 9562, name-based with SHA-256).
+pub fn request_id(space: &str, request_id: &str) -> String {
+    let input = format!("{space}\n{request_id}");
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, input.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest.as_ref()[..16]);
+    bytes[6] = (bytes[6] & 0x0f) | 0x80;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+}
+
+/// What to tell whoever set the app up when an event arrives in the Workspace add-on shape.
+pub const ADD_ON_HINT: &str = "this event is a Google Workspace add-on's (commonEventObject, chat.*Payload): JIT access is a Chat app over HTTP. In the Google Chat API's Configuration page, untick 'Build this Chat app as a Google Workspace add-on', keep the HTTP endpoint URL and authentication audience, and tick 'Receive 1:1 messages'";
+
+/// Whether `event` has the shape Chat sends apps built as Google Workspace add-ons
+/// (`commonEventObject`, `chat.buttonClickedPayload`, `chat.messagePayload`, …) instead of a
+/// Chat app's `Event` (`type`, `common`). Read only to say how to configure the app: such an
+/// event is never acted on.
+pub fn is_add_on_event(event: &Value) -> bool {
+    let chat_payload = event["chat"].as_object().is_some_and(|chat| chat.keys().any(|k| k.ends_with("Payload")));
+    event.get("commonEventObject").is_some() || chat_payload
+}
+
 /// Chat card text allows a little HTML: what people typed must not become markup.
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
@@ -225,6 +254,28 @@ mod tests {
         assert!(id.starts_with("client-") && id.len() <= 63, "{id}");
         assert!(id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'), "{id}");
         assert_ne!(id, message_id("mpa-AQEBAQEBAQEBAQEC"));
+    }
+
+    #[test]
+    fn request_ids_differ_per_space_and_request_and_look_like_uuids() {
+        let one = request_id("spaces/dm-1", "mpa-AQEBAQEBAQEBAQEB");
+        assert_eq!(one, request_id("spaces/dm-1", "mpa-AQEBAQEBAQEBAQEB"), "stable across deliveries");
+        assert_ne!(one, request_id("spaces/dm-2", "mpa-AQEBAQEBAQEBAQEB"), "another reviewer's space");
+        assert_ne!(one, request_id("spaces/dm-1", "mpa-AQEBAQEBAQEBAQEC"), "another request");
+        let groups: Vec<usize> = one.split('-').map(str::len).collect();
+        assert_eq!(groups, [8, 4, 4, 4, 12], "{one}");
+        assert!(one.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') && one.as_bytes()[14] == b'8', "{one}");
+    }
+
+    #[test]
+    fn add_on_events_are_told_from_chat_app_events() {
+        let add_on = json!({"commonEventObject": {"hostApp": "CHAT"}, "chat": {"user": {"name": "users/1"},
+            "buttonClickedPayload": {"space": {"name": "spaces/x"}}}});
+        assert!(is_add_on_event(&add_on));
+        assert!(is_add_on_event(&json!({"chat": {"messagePayload": {}}})));
+        let app = json!({"type": "CARD_CLICKED", "common": {"invokedFunction": "approve"}});
+        assert!(!is_add_on_event(&app));
+        assert!(!is_add_on_event(&json!({"type": "MESSAGE"})));
     }
 
     #[test]

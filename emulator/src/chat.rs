@@ -13,7 +13,9 @@
 //!   `requestId` returns the message it created, for [`REQUEST_ID_MINUTES`] (Google names no
 //!   window; AIP-155 lets a service forget request IDs after "any reasonable timeframe"), and
 //!   after that the create is a new one; a `messageId` already in the space is 409
-//!   `ALREADY_EXISTS`.
+//!   `ALREADY_EXISTS`. Google does not say whether request IDs are deduplicated per space or
+//!   per app: the emulator takes the stricter reading, per app, so a request ID reused in
+//!   another space gets the first space's message back, as it might at Google.
 //! - `spaces.messages.patch`: `updateMask` is required and names only fields an app may
 //!   update; the message must exist (404); the updated message keeps within 32,000 bytes.
 
@@ -146,8 +148,7 @@ impl Chat {
         let request_id = parameter("requestId").unwrap_or_default();
         let remembered = |m: &&Message| now - m.created < REQUEST_ID_MINUTES * 60;
         if !request_id.is_empty()
-            && let Some(existing) =
-                self.messages.iter().filter(remembered).find(|m| m.space == space && m.request_id == request_id)
+            && let Some(existing) = self.messages.iter().filter(remembered).find(|m| m.request_id == request_id)
         {
             return Ok(render(existing));
         }

@@ -22,9 +22,6 @@ use common::http::ApiError;
 use common::jwt::{Expectations, JwtError, SIGNATURE_REMOVED};
 use common::timestamp::Timestamp;
 
-/// Google signs ID tokens with either form of its issuer.
-const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.google.com"];
-
 /// One Cloud Run service's front: its URL (the token's audience), who may invoke it, and
 /// where the container listens.
 #[derive(Debug, Clone)]
@@ -70,7 +67,7 @@ impl CloudRunFront {
             .ok_or_else(|| refuse(format!("the request has no Bearer token in {name}")))?
             .to_string();
         let mut last = JwtError::Issuer;
-        for issuer in GOOGLE_ISSUERS {
+        for issuer in common::http::push::GOOGLE_ISSUERS {
             let expect = Expectations {
                 algorithm: jsonwebtoken::Algorithm::RS256,
                 issuer,

@@ -131,6 +131,42 @@ impl Local {
         let chat = emulator::state::lock(&self.running.emulator.state.chat);
         chat.app.as_ref().expect("the Chat app is configured").url.clone()
     }
+
+    /// The next matching calls to the emulator fail or slow down (`/_emulator/faults`).
+    async fn fault(&self, fault: Value) {
+        let response = self.http.post(self.emulator("/_emulator/faults")).json(&fault).send().await.expect("answers");
+        assert!(response.status().is_success(), "{fault}");
+    }
+
+    async fn calls(&self, call: &str) -> u64 {
+        let calls: Value =
+            self.http.get(self.emulator("/_emulator/calls")).send().await.expect("a").json().await.expect("j");
+        calls[call].as_u64().unwrap_or(0)
+    }
+
+    /// Delivers `event` to the Chat app's push endpoint as the push subscription does; the
+    /// app's answer (204 acknowledges, 503 asks for a redelivery).
+    async fn push(&self, event: Value) -> u16 {
+        use base64::Engine as _;
+        let data = base64::engine::general_purpose::STANDARD.encode(event.to_string());
+        let push = json!({"message": {"data": data, "messageId": "test"}, "subscription": "s"});
+        let token =
+            self.running.emulator.state.oidc_token(local::PUSH_ACCOUNT, local::CHAT_PUSH_AUDIENCE).expect("token");
+        let url = format!("{}events", self.chat_url());
+        self.http.post(url).bearer_auth(token).json(&push).send().await.expect("answers").status().as_u16()
+    }
+
+    /// `person`'s direct message with the app, as Chat finds it.
+    async fn direct_message(&self, person: &str) -> String {
+        let url = format!("{}?name={}", self.emulator("/v1/spaces:findDirectMessage"), emulator::chat::user_of(person));
+        let space: Value = self.http.get(url).send().await.expect("answers").json().await.expect("json");
+        space["name"].as_str().expect("a direct message").to_string()
+    }
+
+    /// How often the posted cards were updated, all together.
+    async fn updates(&self) -> u64 {
+        self.cards().await.iter().map(|c| c["updates"].as_u64().unwrap_or(0)).sum()
+    }
 }
 
 fn state_is(name: &str) -> impl Fn(&str) -> bool + '_ {
@@ -144,7 +180,9 @@ async fn bob_approves_in_chat_carol_in_the_browser_and_every_card_shows_active()
     local.carol_is_a_peer().await;
     let id = local.ask(&[BOB, CAROL]).await;
 
-    // Both reviewers get the card in their direct message with the app.
+    // Both reviewers get the card in their direct message with the app: each create carries a
+    // request ID of its own space, as the emulator, like Google perhaps, deduplicates request
+    // IDs across spaces (issue 21).
     let cards = local.cards_until(&[BOB, CAROL], state_is("APPROVAL_AWAITED")).await;
     let bobs = Local::card_of(&cards, BOB);
     let text = bobs["cardsV2"].to_string();
@@ -220,6 +258,126 @@ async fn deny_from_chat_asks_a_reason_and_ends_the_request() {
     assert_eq!(view["state"], "DENIED", "{view}");
     local.cards_until(&[BOB], state_is("DENIED")).await;
     assert_eq!(local.activation_bindings().await, 0);
+}
+
+/// Issue 21: the create of one reviewer's card fails for good (Chat refuses it); the other
+/// reviewer's card is still posted, and the push is acknowledged, not retried forever.
+#[tokio::test]
+async fn one_reviewers_failure_never_stops_the_others_card() {
+    let local = Local::start(Vec::new()).await;
+    local.carol_is_a_peer().await;
+    local.fault(json!({"api": "chat", "method": "createMessage", "status": 403, "count": 1})).await;
+    local.ask(&[BOB, CAROL]).await;
+    for _ in 0..200 {
+        if local.cards().await.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let cards = local.cards().await;
+    assert_eq!(cards.len(), 1, "the reviewer after the refused one still gets a card: {:#}", json!(cards));
+}
+
+/// Issue 21: updates go to every card whatever happens to one of them; the push asks for a
+/// redelivery only when a failure could pass (503), not for a refusal (403).
+#[tokio::test]
+async fn updates_reach_every_card_and_only_passing_failures_ask_for_a_redelivery() {
+    let local = Local::start(Vec::new()).await;
+    local.carol_is_a_peer().await;
+    let id = local.ask(&[BOB, CAROL]).await;
+    local.cards_until(&[BOB, CAROL], state_is("APPROVAL_AWAITED")).await;
+    let changed = json!({"type": "ApprovalRecorded", "attributes": {"activation_id": id}});
+    let before = local.updates().await;
+
+    local.fault(json!({"api": "chat", "method": "updateMessage", "status": 403, "count": 1})).await;
+    assert_eq!(local.push(changed.clone()).await, 204, "a refusal: acknowledged, logged");
+    assert_eq!(local.updates().await, before + 1, "the other card is updated all the same");
+
+    local.fault(json!({"api": "chat", "method": "updateMessage", "status": 503, "count": 1})).await;
+    assert_eq!(local.push(changed.clone()).await, 503, "Chat unavailable: Pub/Sub delivers again");
+    assert_eq!(local.updates().await, before + 2, "the other card is updated all the same");
+    assert_eq!(local.push(changed).await, 204, "the redelivery reaches both");
+    assert_eq!(local.updates().await, before + 4);
+}
+
+/// Issue 21: once a request ID has expired (AIP-155 lets it), a redelivered event's create
+/// finds the message ID taken, 409 `ALREADY_EXISTS`: the card is there, so it counts as
+/// delivered and is brought up to date, and the next reviewer's card still goes out.
+#[tokio::test]
+async fn a_card_already_there_counts_as_delivered() {
+    let local = Local::start(Vec::new()).await;
+    local.carol_is_a_peer().await;
+    // The app's first create waits; meanwhile both cards appear under other request IDs, as
+    // an earlier delivery whose request IDs Chat no longer remembers would have left them.
+    local.fault(json!({"api": "chat", "method": "createMessage", "latencyMs": 1500, "count": 1})).await;
+    let id = local.ask(&[BOB, CAROL]).await;
+    for _ in 0..200 {
+        if local.calls("chat.createMessage").await > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let message = common::chat::message_id(&id);
+    for reviewer in [BOB, CAROL] {
+        let space = local.direct_message(reviewer).await;
+        let url = local.emulator(&format!("/v1/{space}/messages?messageId={message}&requestId=expired-{reviewer}"));
+        let earlier = json!({"text": "an earlier delivery", "cardsV2": [{"cardId": "request", "card": {"header": {"title": "old"}}}]});
+        let response = local.http.post(url).json(&earlier).send().await.expect("answers");
+        assert!(response.status().is_success(), "{}", response.text().await.unwrap_or_default());
+    }
+    let cards = local.cards_until(&[BOB, CAROL], state_is("APPROVAL_AWAITED")).await;
+    assert_eq!(cards.len(), 2, "no second card for anyone: {:#}", json!(cards));
+}
+
+/// Issue 21: a click answers within `CHAT_CLICK_TIMEOUT` even when the decision takes longer
+/// (here setIamPolicy answers after 3 s, the timeout is 1 s): the reply says the decision is
+/// still being processed, and the decision still ends, updating the card.
+#[tokio::test]
+async fn a_slow_decision_answers_the_click_in_time_and_updates_the_card_later() {
+    let local = Local::start(vec![("CHAT_CLICK_TIMEOUT", "1".to_string())]).await;
+    let id = local.ask(&[BOB]).await;
+    let cards = local.cards_until(&[BOB], state_is("APPROVAL_AWAITED")).await;
+    let message = Local::card_of(&cards, BOB)["name"].clone();
+    local.fault(json!({"api": "resourcemanager", "method": "setIamPolicy", "latencyMs": 3000, "count": 1})).await;
+    let started = std::time::Instant::now();
+    let answer = local
+        .in_chat(json!({"type": "CARD_CLICKED", "email": BOB, "message": message, "function": "approve", "id": id}))
+        .await;
+    let waited = started.elapsed();
+    assert!(waited < std::time::Duration::from_millis(2900), "the click waited {waited:?}: {answer}");
+    assert!(answer["reply"].to_string().contains("still being processed"), "{answer}");
+    local.cards_until(&[BOB], state_is("ACTIVE")).await;
+    assert_eq!(local.activation_bindings().await, 1, "the decision was carried out");
+}
+
+/// Issue 21: an event in the Workspace add-on shape (the app configured as an add-on) is
+/// refused with what to change in the Chat API's configuration; it decides nothing.
+#[tokio::test]
+async fn an_add_on_event_is_refused_with_how_to_configure_the_app() {
+    let local = Local::start(Vec::new()).await;
+    let id = local.ask(&[BOB]).await;
+    let state = local.running.emulator.state.clone();
+    let add_on = json!({
+        "commonEventObject": {"hostApp": "CHAT", "invokedFunction": "approve", "parameters": {"id": id}},
+        "chat": {"user": {"name": "users/1", "email": BOB, "type": "HUMAN"}, "eventTime": "2026-01-01T00:00:00Z",
+            "buttonClickedPayload": {"space": {"name": "spaces/x"}, "message": {"name": "spaces/x/messages/y"}}}});
+    let send = |token: String| {
+        let request = local.http.post(local.chat_url()).bearer_auth(token).json(&add_on);
+        async move {
+            let response = request.send().await.expect("answers");
+            (response.status().as_u16(), response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, body) = send(state.chat_token(local::CHAT_AUDIENCE).expect("token")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("chat_event_add_on")), "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("untick 'Build this Chat app as a Google Workspace add-on'"), "{message}");
+    // An add-on's own token (its service agent's) is refused as any other stranger's.
+    let agent = "service-123456789012@gcp-sa-gsuiteaddons.iam.gserviceaccount.com";
+    let (status, body) = send(state.oidc_token(agent, &local.chat_url()).expect("token")).await;
+    assert_eq!(status, 401, "{body}");
+    let view = local.get(ALICE, &format!("/api/requests/{id}")).await;
+    assert_eq!(view["state"], "APPROVAL_AWAITED", "nothing decided: {view}");
 }
 
 /// Sends Bob's Approve click straight to the Chat app with `tokens` (as `Authorization:
@@ -315,13 +473,12 @@ fn base64_url(text: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
 }
 
-/// The other form Google documents: the Chat app configured with its URL as audience gets a
-/// Google ID token issued to Chat's account. And the push endpoint takes only the push
-/// subscription's token.
-#[tokio::test]
-async fn the_endpoint_url_audience_and_the_push_endpoint_take_only_their_own_tokens() {
+const URL_AUDIENCE: &str = "https://jit-chat.example.com/";
+
+/// The chat function configured with its URL as Chat's audience, served on 127.0.0.1.
+async fn chat_with_url_audience() -> (crate::support::Backend, std::net::SocketAddr) {
     let backend = crate::support::backend().await;
-    let url = "https://jit-chat.example.com/";
+    let url = URL_AUDIENCE;
     let mut pairs = backend.emulator.environment();
     pairs.extend([
         ("RESOURCE_SCOPE", crate::support::SCOPE.to_string()),
@@ -336,6 +493,16 @@ async fn the_endpoint_url_audience_and_the_push_endpoint_take_only_their_own_tok
     assert_eq!(config.audience, chat::ChatAudience::EndpointUrl(url.to_string()));
     let app = chat::router(chat::AppState::new(config).await.expect("starts"));
     let at = common::runner::spawn_local(common::runner::app(app)).await.expect("binds");
+    (backend, at)
+}
+
+/// The other form Google documents: the Chat app configured with its URL as audience gets a
+/// Google ID token issued to Chat's account. And the push endpoint takes only the push
+/// subscription's token.
+#[tokio::test]
+async fn the_endpoint_url_audience_and_the_push_endpoint_take_only_their_own_tokens() {
+    let (backend, at) = chat_with_url_audience().await;
+    let url = URL_AUDIENCE;
     let state = backend.emulator.state.clone();
     let message = json!({"type": "MESSAGE", "user": {"name": "users/1", "email": BOB, "type": "HUMAN"}});
     let send = |path: &'static str, token: String, body: Value| {
@@ -392,4 +559,37 @@ async fn a_reviewer_who_removed_the_app_gets_mail_only_until_they_add_it_again()
     local.ask(&[BOB]).await;
     local.cards_until(&[BOB], state_is("APPROVAL_AWAITED")).await;
     assert_eq!(calls().await, 1, "his direct message is recorded again: no lookup");
+}
+
+/// Issue 21: Google's ID tokens name their issuer `https://accounts.google.com` or
+/// `accounts.google.com`, and Google's own verifiers take both: so do Chat's endpoint-URL form
+/// and the push endpoint. Any other issuer is refused.
+#[tokio::test]
+async fn google_id_tokens_are_taken_with_either_form_of_googles_issuer() {
+    let (backend, at) = chat_with_url_audience().await;
+    let state = backend.emulator.state.clone();
+    let token = |issuer: &str, email: &str, audience: &str| {
+        let now = common::timestamp::Timestamp::now().unix_seconds();
+        let claims = json!({"iss": issuer, "aud": audience, "sub": "1", "email": email, "email_verified": true,
+            "iat": now, "exp": now + 600});
+        state.google_oidc_key.sign_json(&claims).expect("signed")
+    };
+    let send = |path: &'static str, token: String, body: Value| {
+        let request = backend.http.post(format!("http://{at}{path}")).bearer_auth(token).json(&body);
+        async move { request.send().await.expect("answers").status().as_u16() }
+    };
+    let message = json!({"type": "MESSAGE", "user": {"name": "users/1", "email": BOB, "type": "HUMAN"}});
+    let push = json!({"message": {"data": "e30=", "messageId": "1"}});
+    let push_audience = "https://jit-chat.example.com/events";
+    let chat_account = common::chat::CHAT_ACCOUNT;
+    for (issuer, chat, pushed) in [
+        ("https://accounts.google.com", 200, 204),
+        ("accounts.google.com", 200, 204),
+        ("https://accounts.example.com", 401, 401),
+    ] {
+        let status = send("/", token(issuer, chat_account, URL_AUDIENCE), message.clone()).await;
+        assert_eq!(status, chat, "Chat's token from {issuer}");
+        let status = send("/events", token(issuer, local::PUSH_ACCOUNT, push_audience), push.clone()).await;
+        assert_eq!(status, pushed, "a push token from {issuer}");
+    }
 }

@@ -18,36 +18,46 @@ const ERIN: &str = "erin@example.com";
 const SANDBOX_JIT: &str = "folders/200000000002:roles/resourcemanager.folderEditor";
 const SANDBOX_MPA: &str = "folders/200000000002:roles/resourcemanager.folderAdmin";
 
-/// The permission each emulated call needs (Google's API references); `None` for calls that
-/// need none (public key sets, SendGrid).
-fn permission(call: &str) -> Option<&'static str> {
+/// Every permission each emulated call needs, as Google's access-control pages list them
+/// (docs/permissions.md cites each); empty for calls that need none (public key sets,
+/// SendGrid) or none in IAM (Cloud Identity, Chat).
+fn permissions(call: &str) -> &'static [&'static str] {
+    // asset-inventory/docs/roles-permissions: analyzeIamPolicy and
+    // batchGetEffectiveIamPolicies need all three asset permissions, and "All Cloud Asset
+    // Inventory calls require the serviceusage.services.use permission".
+    const ANALYSIS: &[&str] = &[
+        "cloudasset.assets.analyzeIamPolicy",
+        "cloudasset.assets.searchAllResources",
+        "cloudasset.assets.searchAllIamPolicies",
+        "serviceusage.services.use",
+    ];
     match call {
-        "asset.analyzeIamPolicy" => Some("cloudasset.assets.analyzeIamPolicy"),
-        // gcloud's reference for `asset get-effective-iam-policy` names this permission.
-        "asset.batchGetEffectiveIamPolicies" => Some("cloudasset.assets.analyzeIamPolicy"),
-        "asset.searchAllIamPolicies" => Some("cloudasset.assets.searchAllIamPolicies"),
-        "asset.searchAllResources" => Some("cloudasset.assets.searchAllResources"),
-        "resourcemanager.getIamPolicy" => Some("resourcemanager.projects.getIamPolicy"),
-        "resourcemanager.setIamPolicy" => Some("resourcemanager.projects.setIamPolicy"),
-        "resourcemanager.searchProjects" => Some("resourcemanager.projects.get"),
-        "resourcemanager.searchFolders" => Some("resourcemanager.folders.get"),
-        "resourcemanager.folders.getIamPolicy" => Some("resourcemanager.folders.getIamPolicy"),
-        "resourcemanager.folders.setIamPolicy" => Some("resourcemanager.folders.setIamPolicy"),
-        "resourcemanager.organizations.getIamPolicy" => Some("resourcemanager.organizations.getIamPolicy"),
-        "resourcemanager.organizations.setIamPolicy" => Some("resourcemanager.organizations.setIamPolicy"),
-        "iamcredentials.signJwt" => Some("iam.serviceAccounts.signJwt"),
-        "pubsub.publish" => Some("pubsub.topics.publish"),
-        "firestore.get" => Some("datastore.entities.get"),
-        "firestore.commit" => Some("datastore.entities.update"),
-        "firestore.runQuery" => Some("datastore.entities.list"),
-        "secretmanager.accessSecretVersion" => Some("secretmanager.versions.access"),
-        call if call.starts_with("jwks.") || call.starts_with("sendgrid.") => None,
+        "asset.analyzeIamPolicy" | "asset.batchGetEffectiveIamPolicies" => ANALYSIS,
+        "asset.searchAllIamPolicies" => &["cloudasset.assets.searchAllIamPolicies", "serviceusage.services.use"],
+        "asset.searchAllResources" => &["cloudasset.assets.searchAllResources", "serviceusage.services.use"],
+        "resourcemanager.getIamPolicy" => &["resourcemanager.projects.getIamPolicy"],
+        "resourcemanager.setIamPolicy" => &["resourcemanager.projects.setIamPolicy"],
+        "resourcemanager.searchProjects" => &["resourcemanager.projects.get"],
+        "resourcemanager.searchFolders" => &["resourcemanager.folders.get"],
+        "resourcemanager.folders.getIamPolicy" => &["resourcemanager.folders.getIamPolicy"],
+        "resourcemanager.folders.setIamPolicy" => &["resourcemanager.folders.setIamPolicy"],
+        "resourcemanager.organizations.getIamPolicy" => &["resourcemanager.organizations.getIamPolicy"],
+        "resourcemanager.organizations.setIamPolicy" => &["resourcemanager.organizations.setIamPolicy"],
+        "iamcredentials.signJwt" => &["iam.serviceAccounts.signJwt"],
+        "pubsub.publish" => &["pubsub.topics.publish"],
+        // firestore/docs/security/iam: a create (exists: false) needs create, a write with an
+        // updateTime precondition update, a write with none (the chatUsers upsert) both.
+        "firestore.get" => &["datastore.entities.get"],
+        "firestore.commit" => &["datastore.entities.create", "datastore.entities.update"],
+        "firestore.runQuery" => &["datastore.entities.get", "datastore.entities.list"],
+        "secretmanager.accessSecretVersion" => &["secretmanager.versions.access"],
+        call if call.starts_with("jwks.") || call.starts_with("sendgrid.") => &[],
         // Reading groups is a Google Workspace admin role (Groups Reader), not an IAM role:
         // docs/permissions.md says so, and Terraform cannot grant it.
-        call if call.starts_with("cloudidentity.") => None,
+        call if call.starts_with("cloudidentity.") => &[],
         // A Chat app posts as itself (app authentication, `chat.bot`): no IAM role; the
         // app's configuration in the Chat API's console page names its service account.
-        call if call.starts_with("chat.") => None,
+        call if call.starts_with("chat.") => &[],
         other => panic!("no permission known for {other}: add it here and to docs/permissions.md"),
     }
 }
@@ -87,6 +97,8 @@ fn role_permissions(role: &str) -> &'static [&'static str] {
         "roles/pubsub.publisher" => &["pubsub.topics.publish"],
         "roles/secretmanager.secretAccessor" => &["secretmanager.versions.access"],
         "roles/datastore.viewer" => &["datastore.entities.get", "datastore.entities.list"],
+        // Granted on the host project: Cloud Asset checks it where the call is billed.
+        "roles/serviceusage.serviceUsageConsumer" => &["serviceusage.services.use"],
         "roles/datastore.user" => &[
             "datastore.entities.get",
             "datastore.entities.create",
@@ -302,10 +314,17 @@ async fn terraform_grants_each_function_exactly_the_roles_its_calls_need() {
         .expect("docs/permissions.md");
     for (function, calls) in &observed {
         let roles = grants.get(function).cloned().unwrap_or_default();
-        let needed: BTreeSet<&str> = calls.iter().filter_map(|call| permission(call)).collect();
-        for call in calls.iter().filter(|call| permission(call).is_some() || call.starts_with("cloudidentity.")) {
-            let row = format!("| {} | `{call}` |", function.replace('_', "-"));
-            assert!(docs.contains(&row), "docs/permissions.md lacks the row starting {row}");
+        let needed: BTreeSet<&str> = calls.iter().flat_map(|call| permissions(call).iter().copied()).collect();
+        let documented = |call: &str| {
+            !permissions(call).is_empty() || call.starts_with("cloudidentity.") || call.starts_with("chat.")
+        };
+        for call in calls.iter().filter(|call| documented(call)) {
+            let start = format!("| {} | `{call}` |", function.replace('_', "-"));
+            let row = docs.lines().find(|line| line.starts_with(&start));
+            let row = row.unwrap_or_else(|| panic!("docs/permissions.md lacks the row starting {start}"));
+            for permission in permissions(call) {
+                assert!(row.contains(&format!("`{permission}`")), "docs/permissions.md: {start} names no {permission}");
+            }
         }
         for permission in &needed {
             assert!(
@@ -321,4 +340,27 @@ async fn terraform_grants_each_function_exactly_the_roles_its_calls_need() {
         }
     }
     assert_eq!(observed.keys().collect::<Vec<_>>(), grants.keys().collect::<Vec<_>>(), "every function is covered");
+}
+
+/// Issue 21: Cloud Asset checks `serviceusage.services.use` on the project its calls are billed
+/// to, the host project where the functions' accounts live; the grant must be there, not on the
+/// scope, for every function that calls Cloud Asset.
+#[test]
+fn service_usage_consumer_is_granted_on_the_host_project() {
+    let text = terraform();
+    let blocks: Vec<&str> = text
+        .split("\nresource ")
+        .filter(|block| block.contains("role     = \"roles/serviceusage.serviceUsageConsumer\""))
+        .collect();
+    assert_eq!(blocks.len(), 1, "one grant of Service Usage Consumer");
+    let block = &blocks[0][..blocks[0].find("\n}\n").unwrap_or(blocks[0].len())];
+    assert!(block.starts_with("\"google_project_iam_member\""), "{block}");
+    assert!(block.contains("project  = var.project_id"), "on the host project: {block}");
+    let grants = granted_roles();
+    for function in ["list_eligibility", "request_approval", "approve", "chat"] {
+        assert!(
+            grants[function].contains("roles/serviceusage.serviceUsageConsumer"),
+            "{function} calls Cloud Asset without serviceusage.services.use"
+        );
+    }
 }

@@ -57,3 +57,14 @@ resource "google_cloud_run_service_v3" "unknown_type" {
 data "google_projekt" "unknown_data_source" {
   project_id = "p"
 }
+
+# Beta-only: without `provider = google-beta` it is an unknown type in the GA provider.
+resource "google_project_service_identity" "beta_only_without_the_beta_provider" {
+  service = "iap.googleapis.com"
+}
+
+resource "google_project_service_identity" "unknown_attribute_in_the_beta_schema" {
+  provider = google-beta
+  service  = "iap.googleapis.com"
+  services = ["pubsub.googleapis.com"]
+}

@@ -36,13 +36,29 @@ impl ChatClient {
         }
     }
 
-    /// Posts `cards` in `space` as message `message_id`. The same ID as the request ID makes
-    /// a redelivered event return the message already posted instead of a second one.
-    pub async fn post(&self, space: &str, message_id: &str, text: &str, cards: &Value) -> Result<(), GcpError> {
-        let query = [("messageId", message_id.to_string()), ("requestId", message_id.to_string())];
+    /// Posts `cards` in `space` as message `message_id`. `request_id` makes a redelivered
+    /// event return the message already posted instead of a second one; Google does not say
+    /// whether it is deduplicated per space or per app, so callers derive it from both the
+    /// space and the request ([`crate::chat::request_id`]). Request IDs may expire (AIP-155):
+    /// a create after that finds `message_id` taken, 409 `ALREADY_EXISTS`, which means the
+    /// card is there: [`Posted::AlreadyThere`].
+    pub async fn post(
+        &self,
+        space: &str,
+        message_id: &str,
+        request_id: &str,
+        text: &str,
+        cards: &Value,
+    ) -> Result<Posted, GcpError> {
+        let query = [("messageId", message_id.to_string()), ("requestId", request_id.to_string())];
         let body = json!({"text": text, "cardsV2": cards});
         let path = format!("v1/{space}/messages");
-        self.rest.with_body(reqwest::Method::POST, "chat messages.create", &path, &query, &body).await.map(|_| ())
+        let method = reqwest::Method::POST;
+        let answer = self
+            .rest
+            .with_body_expecting(method, "chat messages.create", &path, &query, &body, "ALREADY_EXISTS")
+            .await?;
+        Ok(if answer.is_some() { Posted::Created } else { Posted::AlreadyThere })
     }
 
     /// Replaces the cards of our message `message_id` in `space`.
@@ -52,6 +68,14 @@ impl ChatClient {
         let body = json!({"cardsV2": cards});
         self.rest.with_body(reqwest::Method::PATCH, "chat messages.patch", &path, &query, &body).await.map(|_| ())
     }
+}
+
+/// What a create found: our message is new, or it was there already (an earlier delivery of
+/// the same event), so it may show an older state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Posted {
+    Created,
+    AlreadyThere,
 }
 
 /// A person who added the app: their Chat user, and their direct message with the app while

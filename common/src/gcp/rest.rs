@@ -87,6 +87,25 @@ impl RestClient {
         Ok(items)
     }
 
+    /// As [`RestClient::with_body`], but a refusal whose Google status is `expected`
+    /// (`ALREADY_EXISTS`, say) is an answer the caller gives its own meaning: `Ok(None)`.
+    pub async fn with_body_expecting(
+        &self,
+        method: reqwest::Method,
+        what: &str,
+        path: &str,
+        query: &[(&str, String)],
+        body: &Value,
+        expected: &str,
+    ) -> Result<Option<Value>, GcpError> {
+        let request = self.http.request(method, self.url(path)).query(query).json(body);
+        match self.answer(what, request).await.map_err(|failure| failure.error)? {
+            (status, body) if (200..300).contains(&status) => Ok(Some(body)),
+            (_, body) if body["error"]["status"].as_str() == Some(expected) => Ok(None),
+            (status, body) => Err(classify(what, status, &body)),
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}/{}", self.endpoint, path.trim_start_matches('/'))
     }
@@ -108,6 +127,22 @@ impl RestClient {
     }
 
     async fn send(&self, what: &str, request: reqwest::RequestBuilder) -> Result<Value, Failure> {
+        let (status, body) = self.answer(what, request).await?;
+        // A stream's error is one of its items (see `run_query`), whatever the HTTP status.
+        let streamed_error = body.as_array().and_then(|items| items.iter().find(|item| item.get("error").is_some()));
+        if let Some(error) = streamed_error {
+            let code = error["error"]["code"].as_u64().and_then(|c| u16::try_from(c).ok()).unwrap_or(status);
+            let code = if (200..300).contains(&code) { 500 } else { code };
+            return Err(Failure::new(classify(what, code, error), code, error));
+        }
+        if (200..300).contains(&status) {
+            return Ok(body);
+        }
+        Err(Failure::new(classify(what, status, &body), status, &body))
+    }
+
+    /// Google's answer, its status and body; the error is a call that got no answer.
+    async fn answer(&self, what: &str, request: reqwest::RequestBuilder) -> Result<(u16, Value), Failure> {
         let headers = match self.credentials.headers(http::Extensions::new()).await {
             Ok(CacheableResource::New { data, .. }) => data,
             Ok(CacheableResource::NotModified) => http::HeaderMap::new(),
@@ -123,17 +158,7 @@ impl RestClient {
             .map_err(|e| Failure { error: GcpError::Unavailable(format!("{what} ({e})")), unavailable: false })?;
         let status = response.status().as_u16();
         let body: Value = response.json().await.unwrap_or(Value::Null);
-        // A stream's error is one of its items (see `run_query`), whatever the HTTP status.
-        let streamed_error = body.as_array().and_then(|items| items.iter().find(|item| item.get("error").is_some()));
-        if let Some(error) = streamed_error {
-            let code = error["error"]["code"].as_u64().and_then(|c| u16::try_from(c).ok()).unwrap_or(status);
-            let code = if (200..300).contains(&code) { 500 } else { code };
-            return Err(Failure::new(classify(what, code, error), code, error));
-        }
-        if (200..300).contains(&status) {
-            return Ok(body);
-        }
-        Err(Failure::new(classify(what, status, &body), status, &body))
+        Ok((status, body))
     }
 }
 

@@ -13,8 +13,11 @@ use crate::http::ApiError;
 use crate::jwt::{Expectations, JwtError};
 use crate::timestamp::Timestamp;
 
-/// Google signs ID tokens as this issuer.
-pub const GOOGLE_ISSUER: &str = "https://accounts.google.com";
+/// Google signs ID tokens with either form of its issuer, and its own verifiers take both
+/// (google-auth-library's `verifyIdToken`, google-api-java-client's `GoogleIdTokenVerifier`;
+/// OpenID Connect Core 1.0, 15.6.2, lists `accounts.google.com` without the scheme). Which one
+/// Pub/Sub and Google Chat put in their tokens is not documented.
+pub const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.google.com"];
 
 /// One delivered Pub/Sub message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,8 +132,9 @@ pub async fn authenticate(auth: &PushAuth, keys: &JwksCache, headers: &HeaderMap
     let signature_removed = token.rsplit('.').next() == Some(crate::jwt::SIGNATURE_REMOVED);
     match (auth.check, signature_removed) {
         (SignatureCheck::CloudRun, true) => {
-            let claims = crate::jwt::claims_checked_by_cloud_run(token, &expectations(&auth.audience))
-                .map_err(|e| refuse(e.to_string()))?;
+            let claims =
+                with_google_issuer(&auth.audience, |expect| crate::jwt::claims_checked_by_cloud_run(token, expect))
+                    .map_err(|e| refuse(e.to_string()))?;
             check_account(&claims, &auth.service_account).map_err(refuse)
         }
         (SignatureCheck::Ours, true) => Err(refuse(
@@ -152,23 +156,37 @@ pub async fn verify_google_id_token(
     audience: &str,
     account: &str,
 ) -> Result<Result<(), String>, ApiError> {
-    let expect = expectations(audience);
     let claims = keys
-        .verify(|keys| crate::jwt::verify(token, keys, &expect), |e| matches!(e, JwtError::UnknownKeyId(_)))
+        .verify(
+            |keys| with_google_issuer(audience, |expect| crate::jwt::verify(token, keys, expect)),
+            |e| matches!(e, JwtError::UnknownKeyId(_)),
+        )
         .await?;
     Ok(claims.map_err(|e| e.to_string()).and_then(|claims| check_account(&claims, account)))
 }
 
-fn expectations(audience: &str) -> Expectations<'_> {
-    Expectations {
-        algorithm: jsonwebtoken::Algorithm::RS256,
-        issuer: GOOGLE_ISSUER,
-        audience,
-        now: Timestamp::now(),
-        leeway_seconds: CLOCK_LEEWAY_SECONDS,
-        require_not_before: false,
-        check_times: true,
+/// Runs `check` with the expectations of each of [`GOOGLE_ISSUERS`] in turn: the token is
+/// taken under either; any refusal but the issuer's is final.
+fn with_google_issuer<T>(
+    audience: &str,
+    check: impl Fn(&Expectations<'_>) -> Result<T, JwtError>,
+) -> Result<T, JwtError> {
+    for issuer in GOOGLE_ISSUERS {
+        let expect = Expectations {
+            algorithm: jsonwebtoken::Algorithm::RS256,
+            issuer,
+            audience,
+            now: Timestamp::now(),
+            leeway_seconds: CLOCK_LEEWAY_SECONDS,
+            require_not_before: false,
+            check_times: true,
+        };
+        match check(&expect) {
+            Err(JwtError::Issuer) => continue,
+            other => return other,
+        }
     }
+    Err(JwtError::Issuer)
 }
 
 fn check_account(claims: &serde_json::Map<String, Value>, account: &str) -> Result<(), String> {

@@ -14,8 +14,14 @@
 //! who added it (address → `users/ID` and their direct message) from the `ADDED_TO_SPACE`
 //! event, and asks Chat only when that space is gone; a reviewer who never added the app, or
 //! removed it, gets mail only.
+//!
+//! One reviewer's failed post never stops the others' cards: failures are collected, and the
+//! push asks for a redelivery only when one of them could pass next time. A click answers
+//! within `CHAT_CLICK_TIMEOUT`, well inside Chat's reply deadline; a slower decision goes on
+//! and its event updates the cards.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -24,14 +30,17 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use common::chat::{APPROVE, CHAT_ACCOUNT, ChatEvent, DENY, Dialog, card, close_dialog, message_id, parse_event};
+use common::chat::{
+    ADD_ON_HINT, APPROVE, CHAT_ACCOUNT, ChatEvent, DENY, Dialog, card, close_dialog, is_add_on_event, message_id,
+    parse_event, request_id, update_message,
+};
 use common::condition::ActivationType;
 use common::config::{ConfigError, Env};
 use common::door::Door;
 use common::email::Email;
 use common::event;
 use common::gcp::GcpError;
-use common::gcp::chat::{ChatClient, ChatUser, ChatUsers};
+use common::gcp::chat::{ChatClient, ChatUser, ChatUsers, Posted};
 use common::gcp::jwks::{CLOCK_LEEWAY_SECONDS, JwksCache};
 use common::http::ApiError;
 use common::http::push::{PushAuth, authenticate, bearer, google_keys_url, parse_envelope, verify_google_id_token};
@@ -53,6 +62,10 @@ pub struct Config {
     /// Chat's endpoint-URL form.
     pub push_auth: Option<PushAuth>,
     pub google_keys_url: String,
+    /// `CHAT_CLICK_TIMEOUT`: how long a click may wait for its decision before it answers
+    /// that the decision is still going on. Chat's own reply deadline is not documented
+    /// (about 30 seconds is the common reading), so the default leaves a margin.
+    pub click_timeout: Duration,
 }
 
 /// The two ways Google Chat proves a request came from it, as set in the Chat app's
@@ -94,6 +107,7 @@ impl Config {
             // Chat calls this service too, with a token Cloud Run's invoker check cannot
             // accept (its audience is the project number): the service checks both itself.
             push_auth: PushAuth::read(env, "the Chat app post cards", "verify"),
+            click_timeout: env.seconds("CHAT_CLICK_TIMEOUT", 20, 1..=25),
         }
     }
 }
@@ -116,7 +130,12 @@ pub struct AppState {
     /// Google's ID-token keys: for pushes and for Chat's endpoint-URL form alike.
     google_keys: Arc<JwksCache>,
     push: Option<PushAuth>,
+    click_timeout: Duration,
 }
+
+/// A bound on the ledger read that draws the card when a decision outlives the click's
+/// timeout, so the answer still comes inside Chat's deadline.
+const LEDGER_READ_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl AppState {
     pub async fn new(config: Config) -> Result<AppState, GcpError> {
@@ -132,6 +151,7 @@ impl AppState {
             chat_keys: Arc::new(JwksCache::service_account(http.clone(), &backend, CHAT_ACCOUNT)),
             google_keys: Arc::new(JwksCache::new(http, &config.google_keys_url)),
             push: config.push_auth,
+            click_timeout: config.click_timeout,
         })
     }
 }
@@ -174,16 +194,29 @@ async fn verify_chat(state: &AppState, headers: &HeaderMap) -> Result<(), ApiErr
 }
 
 async fn chat_event(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let event: Result<Value, _> = serde_json::from_slice(&body);
+    // An app built as a Workspace add-on gets another event shape, and a token from the
+    // add-on's service agent that the check below refuses: the shape is read, unverified,
+    // only to say in the log how to configure the app.
+    let add_on = event.as_ref().is_ok_and(is_add_on_event);
     if let Err(error) = verify_chat(&state, &headers).await {
-        tracing::warn!(code = error.code(), reason = error.message(), "Chat event refused");
+        if add_on {
+            tracing::error!(code = error.code(), reason = error.message(), "Chat event refused: {ADD_ON_HINT}");
+        } else {
+            tracing::warn!(code = error.code(), reason = error.message(), "Chat event refused");
+        }
         return error.into_response();
     }
-    let event: Value = match serde_json::from_slice(&body) {
+    let event = match event {
         Ok(event) => event,
         Err(error) => {
             return ApiError::bad_request("chat_event_invalid", format!("not JSON ({error})")).into_response();
         }
     };
+    if add_on {
+        tracing::error!("Chat event refused: {ADD_ON_HINT}");
+        return ApiError::bad_request("chat_event_add_on", ADD_ON_HINT).into_response();
+    }
     match parse_event(&event) {
         Err(reason) => ApiError::bad_request("chat_event_invalid", reason).into_response(),
         Ok(ChatEvent::Added { email, user, direct_message }) => {
@@ -222,24 +255,57 @@ async fn clicked(state: &AppState, caller: &Email, function: &str, id: &str, dia
         (other, _) => return json!({"text": format!("Unknown action '{}'.", other.escape_debug())}),
     };
     let approving = matches!(action, Action::Approve { .. });
-    let result = state.door.act(caller, id, action).await;
     let event = if approving { "chat.approveRole" } else { "chat.denyRole" };
-    common::http::audit::request_decision(event, caller, id, &result);
+    // The decision runs in a task of its own: past the click's timeout the click answers,
+    // and the decision still runs to its end (recorded, audited, its event updating every
+    // card) instead of being cut off between the ledger and setIamPolicy.
+    let work = {
+        let (door, caller, id) = (state.door.clone(), caller.clone(), id.to_string());
+        tokio::spawn(async move {
+            let result = door.act(&caller, &id, action).await;
+            common::http::audit::request_decision(event, &caller, &id, &result);
+            result
+        })
+    };
+    let result = match tokio::time::timeout(state.click_timeout, work).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(failed)) => Err(ApiError::backend(format!("the decision failed ({failed})"))),
+        Err(_) => return still_deciding(state, id, dialog).await,
+    };
     let now = Timestamp::now();
     let base_url = state.door.base_url();
     match (result, dialog) {
         (Ok(_), Dialog::Submitted) => close_dialog("OK", if approving { "Approved." } else { "Denied." }),
         (Err(error), Dialog::Submitted) => close_dialog("INVALID_ARGUMENT", error.message()),
-        (Ok(decided), _) => {
-            common::chat::update_message(card(decided.record(), now, base_url, decided.message.as_deref()))
-        }
+        (Ok(decided), _) => update_message(card(decided.record(), now, base_url, decided.message.as_deref())),
         (Err(error), _) => match state.door.reader().get(id).await {
             Ok(Some(verified)) => {
                 let note = format!("Not done: {}", error.message());
-                common::chat::update_message(card(verified.record(), now, base_url, Some(&note)))
+                update_message(card(verified.record(), now, base_url, Some(&note)))
             }
             _ => json!({"text": format!("Not done: {}", error.message())}),
         },
+    }
+}
+
+/// The answer to a click whose decision outlived `click_timeout`: the card as the ledger holds
+/// it now, if a quick read gets it, saying the decision goes on; the decision's event updates
+/// the card once it is recorded.
+async fn still_deciding(state: &AppState, id: &str, dialog: Dialog) -> Value {
+    const NOTE: &str = "Your decision is still being processed: this card updates once it is recorded.";
+    tracing::warn!(
+        activation_id = id,
+        timeout_seconds = state.click_timeout.as_secs(),
+        "Chat click answered before its decision ended"
+    );
+    if dialog == Dialog::Submitted {
+        return close_dialog("OK", NOTE);
+    }
+    match tokio::time::timeout(LEDGER_READ_TIMEOUT, state.door.reader().get(id)).await {
+        Ok(Ok(Some(verified))) => {
+            update_message(card(verified.record(), Timestamp::now(), state.door.base_url(), Some(NOTE)))
+        }
+        _ => json!({"text": NOTE}),
     }
 }
 
@@ -283,71 +349,125 @@ async fn push(State(state): State<AppState>, headers: HeaderMap, body: Bytes) ->
         Err(error) if error.status().is_server_error() => return retry(&delivery.message_id, error.message()),
         Err(error) => return dropped(&delivery.message_id, error.message()),
     };
-    match post_or_update(&state, &record, posting).await {
-        Ok(cards) => {
-            tracing::info!(message_id = %delivery.message_id, activation_id = %record.id, event_type = kind, cards, "Chat cards {}", if posting { "posted" } else { "updated" });
-            StatusCode::NO_CONTENT.into_response()
+    let delivered = post_or_update(&state, &record, posting).await;
+    let retrying = delivered.retry_could_help();
+    for (reviewer, error) in &delivered.failures {
+        if retrying {
+            tracing::warn!(message_id = %delivery.message_id, activation_id = %record.id, reviewer, error = %error, "Chat card not delivered");
+        } else {
+            tracing::error!(message_id = %delivery.message_id, activation_id = %record.id, reviewer, error = %error, "Chat card not delivered, and a redelivery would not help: mail only");
         }
-        Err(error @ (GcpError::Unavailable(_) | GcpError::RateLimited(_))) => {
-            retry(&delivery.message_id, &error.to_string())
+    }
+    if retrying {
+        let failed = delivered.failures.len();
+        return retry(&delivery.message_id, &format!("{failed} reviewer(s) not reached yet"));
+    }
+    tracing::info!(message_id = %delivery.message_id, activation_id = %record.id, event_type = kind, cards = delivered.cards, failed = delivered.failures.len(), "Chat cards {}", if posting { "posted" } else { "updated" });
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// What posting or updating a request's cards came to: how many reached a reviewer, and each
+/// failure with whom it concerned.
+#[derive(Debug, Default)]
+struct Delivered {
+    cards: usize,
+    failures: Vec<(String, GcpError)>,
+}
+
+impl Delivered {
+    /// A redelivery could help: some failure was a passing one (Chat or Firestore unavailable
+    /// or rate limited). The reviewers reached already get no second card from it: the
+    /// request ID, or the message ID already taken, see to that.
+    fn retry_could_help(&self) -> bool {
+        self.failures.iter().any(|(_, error)| matches!(error, GcpError::Unavailable(_) | GcpError::RateLimited(_)))
+    }
+
+    fn add(&mut self, whom: &str, result: Result<bool, GcpError>) {
+        match result {
+            Ok(reached) => self.cards += usize::from(reached),
+            Err(error) => self.failures.push((whom.to_string(), error)),
         }
-        Err(error) => dropped(&delivery.message_id, &error.to_string()),
     }
 }
 
-/// Posts the request's card (`posting`) or updates every posted copy; returns how many.
-async fn post_or_update(state: &AppState, record: &Record, posting: bool) -> Result<usize, GcpError> {
+/// Posts the request's card (`posting`) or updates every posted copy, reviewer by reviewer:
+/// one reviewer's failure is recorded and the next one's card still goes out.
+async fn post_or_update(state: &AppState, record: &Record, posting: bool) -> Delivered {
     let cards = card(record, Timestamp::now(), state.door.base_url(), None);
     let text = format!("{} asks for your approval", record.beneficiary);
-    let deliver = |space: String| {
-        let (cards, text) = (&cards, &text);
-        async move {
-            let message = message_id(&record.id);
-            let result = if posting {
-                state.chat.post(&space, &message, text, cards).await
-            } else {
-                state.chat.update(&space, &message, cards).await
-            };
-            match result {
-                Ok(()) => Ok(true),
-                // No such space (the app was removed), or, for an update, a card never posted
-                // (the reviewer added the app later): nothing to do there.
-                Err(GcpError::NotFound(_)) => Ok(false),
-                Err(error) => Err(error),
-            }
-        }
-    };
+    let mut delivered = Delivered::default();
     if let Some(space) = &state.space {
-        return Ok(usize::from(deliver(space.clone()).await?));
+        delivered.add(space, deliver(state, record, space, posting, &text, &cards).await);
+        return delivered;
     }
-    let mut done = 0;
     for reviewer in &record.reviewers {
-        let Some(known) = state.users.get(reviewer).await? else {
-            tracing::info!(activation_id = %record.id, reviewer = %reviewer, "reviewer has not added the Chat app: mail only");
-            continue;
-        };
-        // The direct message recorded when they added the app; looked up only when a post
-        // finds it gone (then recorded again). An update that finds no card has nothing to do.
-        if let Some(space) = known.space.clone() {
-            if deliver(space).await? {
-                done += 1;
-                continue;
-            }
-            if !posting {
-                continue;
-            }
+        delivered.add(reviewer.as_str(), to_reviewer(state, record, reviewer, posting, &text, &cards).await);
+    }
+    delivered
+}
+
+/// One reviewer's card, in the direct message recorded when they added the app; looked up
+/// only when a post finds it gone (then recorded again). `Ok(false)`: nothing to do for them.
+async fn to_reviewer(
+    state: &AppState,
+    record: &Record,
+    reviewer: &Email,
+    posting: bool,
+    text: &str,
+    cards: &Value,
+) -> Result<bool, GcpError> {
+    let Some(known) = state.users.get(reviewer).await? else {
+        tracing::info!(activation_id = %record.id, reviewer = %reviewer, "reviewer has not added the Chat app: mail only");
+        return Ok(false);
+    };
+    if let Some(space) = known.space.as_deref() {
+        if deliver(state, record, space, posting, text, cards).await? {
+            return Ok(true);
         }
-        match state.chat.direct_message(&known.user).await? {
-            Some(space) if Some(&space) != known.space.as_ref() => {
-                state.users.put(reviewer, &ChatUser { user: known.user.clone(), space: Some(space.clone()) }).await?;
-                done += usize::from(deliver(space).await?);
-            }
-            _ => {
-                tracing::info!(activation_id = %record.id, reviewer = %reviewer, "reviewer removed the Chat app: mail only")
-            }
+        // An update that finds no card has nothing to do.
+        if !posting {
+            return Ok(false);
         }
     }
-    Ok(done)
+    match state.chat.direct_message(&known.user).await? {
+        Some(space) if Some(&space) != known.space.as_ref() => {
+            state.users.put(reviewer, &ChatUser { user: known.user.clone(), space: Some(space.clone()) }).await?;
+            deliver(state, record, &space, posting, text, cards).await
+        }
+        _ => {
+            tracing::info!(activation_id = %record.id, reviewer = %reviewer, "reviewer removed the Chat app: mail only");
+            Ok(false)
+        }
+    }
+}
+
+/// Posts the card in `space` (`posting`) or updates it there. `Ok(false)`: no such space (the
+/// app was removed), or, for an update, a card never posted (the reviewer added the app later).
+async fn deliver(
+    state: &AppState,
+    record: &Record,
+    space: &str,
+    posting: bool,
+    text: &str,
+    cards: &Value,
+) -> Result<bool, GcpError> {
+    let message = message_id(&record.id);
+    let result = if posting {
+        match state.chat.post(space, &message, &request_id(space, &record.id), text, cards).await {
+            // An earlier delivery posted it (its request ID expired since, perhaps), and the
+            // request may have changed: the card is there, and is brought up to date.
+            Ok(Posted::AlreadyThere) => state.chat.update(space, &message, cards).await,
+            Ok(Posted::Created) => Ok(()),
+            Err(error) => Err(error),
+        }
+    } else {
+        state.chat.update(space, &message, cards).await
+    };
+    match result {
+        Ok(()) => Ok(true),
+        Err(GcpError::NotFound(_)) => Ok(false),
+        Err(error) => Err(error),
+    }
 }
 
 fn retry(message_id: &str, reason: &str) -> Response {

@@ -50,6 +50,12 @@ provider "google" {
   region  = var.region
 }
 
+# The module creates the IAP and Pub/Sub service agents with the beta provider.
+provider "google-beta" {
+  project = var.project_id
+  region  = var.region
+}
+
 locals {
   registry = "${var.region}-docker.pkg.dev/${var.project_id}/${var.repository}"
 }

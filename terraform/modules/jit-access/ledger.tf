@@ -1,7 +1,17 @@
 # The request ledger: a Firestore database in Native mode, the indexes its queries need, a TTL
 # policy that deletes closed requests after the retention, and who may read and write it.
+#
+# The database is created here (`(default)` unless `ledger_database` names another), or, with
+# `create_ledger_database = false`, one that exists already is used as it is: a project whose
+# App Engine app or earlier use made `(default)` can name a new database, import its
+# `(default)` (README, "Deploy"), or leave it out of Terraform.
+
+locals {
+  ledger_database = var.create_ledger_database ? google_firestore_database.ledger[0].name : var.ledger_database
+}
 
 resource "google_firestore_database" "ledger" {
+  count                   = var.create_ledger_database ? 1 : 0
   project                 = var.project_id
   name                    = var.ledger_database
   location_id             = var.ledger_location
@@ -10,6 +20,11 @@ resource "google_firestore_database" "ledger" {
   delete_protection_state = "DELETE_PROTECTION_ENABLED"
   deletion_policy         = "ABANDON"
   depends_on              = [google_project_service.apis]
+}
+
+moved {
+  from = google_firestore_database.ledger
+  to   = google_firestore_database.ledger[0]
 }
 
 # The composite indexes of the ledger's queries (GET /api/requests?view=mine and ?view=review:
@@ -25,7 +40,7 @@ locals {
 resource "google_firestore_index" "requests" {
   for_each    = local.ledger_indexes
   project     = var.project_id
-  database    = google_firestore_database.ledger.name
+  database    = local.ledger_database
   collection  = each.value.collectionGroup
   query_scope = each.value.queryScope
 
@@ -42,7 +57,7 @@ resource "google_firestore_index" "requests" {
 # Firestore deletes a request once `expireAt` (its end plus LEDGER_RETENTION_DAYS) passes.
 resource "google_firestore_field" "expire_at" {
   project    = var.project_id
-  database   = google_firestore_database.ledger.name
+  database   = local.ledger_database
   collection = "requests"
   field      = "expireAt"
 

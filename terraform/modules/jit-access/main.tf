@@ -9,6 +9,9 @@
 #   sweeper           Cloud Asset Viewer and Project IAM Admin on the scope (it completes grants:
 #                     eligibility is read afresh first), Pub/Sub Publisher
 #   chat              what approve holds: it decides on requests from Google Chat
+# and, for each that calls Cloud Asset (all but the mailer and the sweeper), Service Usage
+# Consumer on the host project: Cloud Asset bills its quota to the caller's project and
+# checks serviceusage.services.use there.
 # on each scope RESOURCE_SCOPE names, and, where a scope is a folder or an organization, Folder
 # IAM Admin (folder scope) or a custom role over folder and organization policies
 # (organization scope) for request-approval, approve and the sweeper: activations on folders
@@ -61,7 +64,7 @@ locals {
     ADMINISTRATORS                   = join(",", var.administrators)
   }
   ledger_env = {
-    FIRESTORE_DATABASE    = "projects/${var.project_id}/databases/${google_firestore_database.ledger.name}"
+    FIRESTORE_DATABASE    = "projects/${var.project_id}/databases/${local.ledger_database}"
     LEDGER_RETENTION_DAYS = tostring(var.ledger_retention_days)
   }
   backend_env = {
@@ -116,6 +119,7 @@ locals {
     BASE_URL                = local.base_url
     CHAT_AUDIENCE           = var.chat_audience != "" ? var.chat_audience : tostring(local.number)
     CHAT_SPACE              = var.chat_space
+    CHAT_CLICK_TIMEOUT      = tostring(var.chat_click_timeout)
     PUSH_AUDIENCE           = "${local.chat_url}events"
     PUSH_SERVICE_ACCOUNT    = google_service_account.push.email
     # Google Chat's token (audience: the project number) cannot pass Cloud Run's invoker
@@ -199,6 +203,28 @@ resource "google_project_service" "apis" {
   project            = var.project_id
   service            = each.value
   disable_on_destroy = false
+}
+
+# Google creates a service agent when its service first needs it, which may be after this
+# apply grants it a role ("Service account ... does not exist" on a fresh project). These
+# create IAP's (it invokes the HTTP functions) and Pub/Sub's (it signs push tokens and moves
+# dead letters) before any grant names them. Beta provider only.
+resource "google_project_service_identity" "agents" {
+  provider   = google-beta
+  for_each   = toset(["iap.googleapis.com", "pubsub.googleapis.com"])
+  project    = var.project_id
+  service    = each.value
+  depends_on = [google_project_service.apis]
+}
+
+# "All Cloud Asset Inventory calls require the serviceusage.services.use permission"
+# (asset-inventory/docs/roles-permissions), checked on the project the call is billed to: the
+# host project, where the service accounts live.
+resource "google_project_iam_member" "asset_quota" {
+  for_each = toset(["list_eligibility", "request_approval", "approve", "chat", "sweeper"])
+  project  = var.project_id
+  role     = "roles/serviceusage.serviceUsageConsumer"
+  member   = "serviceAccount:${google_service_account.function[each.key].email}"
 }
 
 resource "google_service_account" "function" {

@@ -2,7 +2,8 @@
 # retries and a dead-letter topic, and an example subscription for other consumers.
 
 locals {
-  pubsub_agent = "serviceAccount:service-${local.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  # Created before it is granted anything (main.tf).
+  pubsub_agent = "serviceAccount:${google_project_service_identity.agents["pubsub.googleapis.com"].email}"
   push_endpoints = {
     mailer = local.mailer_url
     chat   = "${local.chat_url}events"

@@ -141,14 +141,14 @@ resource "google_cloud_run_v2_service_iam_member" "push_invokes_mailer" {
   member   = "serviceAccount:${google_service_account.push.email}"
 }
 
-# IAP calls the services as its service agent.
+# IAP calls the services as its service agent, created first (main.tf).
 resource "google_cloud_run_v2_service_iam_member" "iap_invokes" {
   for_each = local.http_functions
   project  = var.project_id
   location = var.region
   name     = google_cloud_run_v2_service.http[each.key].name
   role     = "roles/run.invoker"
-  member   = "serviceAccount:service-${local.number}@gcp-sa-iap.iam.gserviceaccount.com"
+  member   = "serviceAccount:${google_project_service_identity.agents["iap.googleapis.com"].email}"
 }
 
 resource "google_cloud_run_v2_job" "sweeper" {

@@ -183,9 +183,19 @@ variable "mailer_max_delivery_attempts" {
 }
 
 variable "ledger_database" {
-  description = "The Firestore database of the request ledger."
+  description = "The Firestore database of the request ledger: (default), or a name such as jit-ledger (a project whose (default) is taken, by App Engine say, names a new one)."
   type        = string
   default     = "(default)"
+  validation {
+    condition     = var.ledger_database == "(default)" || can(regex("^[a-z][a-z0-9-]{2,61}[a-z0-9]$", var.ledger_database))
+    error_message = "ledger_database must be (default) or 4 to 63 lowercase letters, digits and hyphens, starting with a letter."
+  }
+}
+
+variable "create_ledger_database" {
+  description = "Create the ledger's Firestore database (true), or use ledger_database as it exists already, in Native mode, without managing it (false); Terraform still adds the indexes and the TTL policy. To manage an existing (default) instead, import it (README, \"Deploy\")."
+  type        = bool
+  default     = true
 }
 
 variable "ledger_location" {
@@ -225,6 +235,16 @@ variable "chat_audience" {
   validation {
     condition     = var.chat_audience == "" || can(regex("^([0-9]+|https://.+)$", var.chat_audience))
     error_message = "chat_audience must be empty, a project number, or an https:// URL."
+  }
+}
+
+variable "chat_click_timeout" {
+  description = "CHAT_CLICK_TIMEOUT: seconds a click in Google Chat waits for its decision before answering that it is still being processed (1 to 25; Chat's reply deadline is about 30 s, not documented)."
+  type        = number
+  default     = 20
+  validation {
+    condition     = var.chat_click_timeout >= 1 && var.chat_click_timeout <= 25
+    error_message = "chat_click_timeout must be 1 to 25 seconds."
   }
 }
 
