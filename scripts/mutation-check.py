@@ -115,6 +115,19 @@ MUTATIONS = [
     ("common/src/chat.rs", "text.replace('&', \"&amp;\").replace('<', \"&lt;\").replace('>', \"&gt;\")", "text.to_string()", COMMON),
     ("emulator/src/chat.rs", "if user.contains('@') {", "if false {", system("google_chat_rules")),
     ("emulator/src/chat.rs", "if !valid {", "if false {", system("google_chat_rules")),
+    # One person cannot spend everyone's Cloud Asset quota (review finding 8, issue 21).
+    ("common/src/gcp/catalog/asset_inventory.rs", "Freshness::Stored => self.policies.get_or_fetch(&name, read).await,", "Freshness::Stored => read().await,", system("quota::erin")),
+    ("common/src/gcp/catalog/cache.rs", "let _turn = flight.lock.lock().await;", "let _turn = &flight.lock;", system("quota::concurrent_first_listings")),
+    ("functions/list-eligibility/src/lib.rs", "rules::require_entitlement(&own.entitlements, &entitlement.id, ActivationType::Mpa)?;", "let _ = &own;", system("quota::a_refused_peer_lookup")),
+    ("functions/list-eligibility/src/lib.rs", "if no_cache { Freshness::Reload } else { Freshness::Stored }", "Freshness::Stored", system("quota::erin")),
+    ("functions/list-eligibility/src/lib.rs", "self.budgets.listing(caller.email())", "self.budgets.listing(&common::email::Email::parse(\"everyone@example.com\").expect(\"valid\"))", system("quota::one_persons")),
+    ("common/src/gcp/catalog/budget.rs", "if first && bucket.reads < 1.0 {", "if false {", system("quota::erin")),
+    ("common/src/gcp/catalog/budget.rs", "if !buckets.contains_key(caller) && buckets.len() >= self.capacity {", "if false {", COMMON),
+    ("common/src/gcp/catalog/asset_inventory.rs", "self.spend()?;\n        let response = self", "let response = self", system("quota::erin")),
+    ("common/src/http/error.rs", "response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));", "let _ = seconds;", system("quota::erin")),
+    ("common/src/config.rs", "ScopeSettings { cache_timeout: Duration::ZERO, policy_cache_timeout: Duration::ZERO, ..self.clone() }", "ScopeSettings { cache_timeout: Duration::ZERO, ..self.clone() }", system("quota::requests_and_approvals")),
+    ("functions/approve/src/lib.rs", "AnyCatalog::new(&config.backend, &config.scope.fresh())", "AnyCatalog::new(&config.backend, &config.scope)", system("quota::requests_and_approvals")),
+    ("functions/request-approval/src/lib.rs", "AnyCatalog::new(&config.backend, &config.scope.fresh())", "AnyCatalog::new(&config.backend, &config.scope)", system("quota::requests_and_approvals")),
 ]
 
 def find(text, original):
