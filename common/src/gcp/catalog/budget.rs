@@ -6,11 +6,11 @@
 //! A listing starts only if its caller has a whole read left; the rest of that listing is then
 //! charged as it goes, possibly below zero, so a listing bigger than the burst (a person in
 //! hundreds of groups) still completes, and the refill pays the debt back before the caller's
-//! next uncached listing. The buckets are bounded: at capacity, buckets that are full again
+//! next uncached listing. A listing refused its first read makes no read at all. The buckets are bounded: at capacity, buckets that are full again
 //! are dropped (they say nothing a missing bucket would not), then the least recently used.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,13 +31,19 @@ pub struct ReadBudgets {
     buckets: Mutex<HashMap<Email, Bucket>>,
 }
 
-/// One listing's purse: its caller's bucket, and whether the listing has started spending.
+/// One listing's purse: its caller's bucket, and how far the listing has got with it.
 #[derive(Debug, Clone)]
 pub struct ReadBudget {
     budgets: Arc<ReadBudgets>,
     caller: Email,
-    started: Arc<AtomicBool>,
+    /// [`NOT_STARTED`], [`STARTED`] or [`REFUSED`]; changed only under the buckets' lock, so
+    /// the reads of one listing made at once see one decision.
+    listing: Arc<AtomicU8>,
 }
+
+const NOT_STARTED: u8 = 0;
+const STARTED: u8 = 1;
+const REFUSED: u8 = 2;
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
@@ -63,12 +69,13 @@ impl ReadBudgets {
 
     /// The purse of one listing made by `caller`.
     pub fn listing(self: &Arc<ReadBudgets>, caller: &Email) -> ReadBudget {
-        ReadBudget { budgets: self.clone(), caller: caller.clone(), started: Arc::new(AtomicBool::new(false)) }
+        ReadBudget { budgets: self.clone(), caller: caller.clone(), listing: Arc::new(AtomicU8::new(NOT_STARTED)) }
     }
 
-    /// Takes one read from `caller`'s bucket at `now`; `first` needs a whole read left.
-    /// Refused: the time until one is regained.
-    fn take(&self, caller: &Email, first: bool, now: Instant) -> Result<(), Duration> {
+    /// Takes one read from `caller`'s bucket at `now` for a listing in state `listing`: its
+    /// first read needs a whole read left, a refused listing gets none. Refused: the time until
+    /// one is regained.
+    fn take(&self, caller: &Email, listing: &AtomicU8, now: Instant) -> Result<(), Duration> {
         let Ok(mut buckets) = self.buckets.lock() else {
             // A poisoned lock: a panic elsewhere. Listings go on rather than fail.
             return Ok(());
@@ -79,8 +86,14 @@ impl ReadBudgets {
         let bucket = buckets.entry(caller.clone()).or_insert(Bucket { reads: self.burst, at: now });
         bucket.reads = self.refilled(bucket, now);
         bucket.at = now;
-        if first && bucket.reads < 1.0 {
-            return Err(Duration::from_secs_f64((1.0 - bucket.reads) / self.per_second));
+        let wait = Duration::from_secs_f64((1.0 - bucket.reads).max(0.0) / self.per_second);
+        match listing.load(Ordering::Relaxed) {
+            REFUSED => return Err(wait),
+            NOT_STARTED if bucket.reads < 1.0 => {
+                listing.store(REFUSED, Ordering::Relaxed);
+                return Err(wait);
+            }
+            _ => listing.store(STARTED, Ordering::Relaxed),
         }
         bucket.reads -= 1.0;
         Ok(())
@@ -104,14 +117,12 @@ impl ReadBudgets {
 impl ReadBudget {
     /// Charges one Google read, before it is made. The listing's first read is refused
     /// ([`GcpError::ReadBudget`], whole seconds to wait, at least 1) unless a whole read is
-    /// left; later reads of the same listing are always allowed and charged.
+    /// left, and then every later one too; once started, its reads are always allowed and
+    /// charged.
     pub fn spend(&self) -> Result<(), GcpError> {
-        let first = !self.started.swap(true, Ordering::SeqCst);
-        self.budgets.take(&self.caller, first, Instant::now()).map_err(|wait| {
-            // Not started after all: the next attempt is a first read again.
-            self.started.store(false, Ordering::SeqCst);
-            GcpError::ReadBudget(wait.as_secs_f64().ceil().max(1.0) as u64)
-        })
+        self.budgets
+            .take(&self.caller, &self.listing, Instant::now())
+            .map_err(|wait| GcpError::ReadBudget(wait.as_secs_f64().ceil().max(1.0) as u64))
     }
 }
 
@@ -127,25 +138,30 @@ mod tests {
         Email::parse(text).expect("valid")
     }
 
+    /// A listing's first read.
+    fn first() -> AtomicU8 {
+        AtomicU8::new(NOT_STARTED)
+    }
+
     #[test]
     fn a_burst_then_one_read_per_refill_interval() {
         let budgets = budgets(3, 6, 10);
         let erin = email("erin@example.com");
         let start = Instant::now();
         for _ in 0..3 {
-            assert_eq!(budgets.take(&erin, true, start), Ok(()));
+            assert_eq!(budgets.take(&erin, &first(), start), Ok(()));
         }
         // Six a minute: one every ten seconds.
-        assert_eq!(budgets.take(&erin, true, start), Err(Duration::from_secs(10)));
-        assert!(budgets.take(&erin, true, start + Duration::from_secs(9)).is_err());
-        assert_eq!(budgets.take(&erin, true, start + Duration::from_secs(10)), Ok(()));
-        assert!(budgets.take(&erin, true, start + Duration::from_secs(10)).is_err());
+        assert_eq!(budgets.take(&erin, &first(), start), Err(Duration::from_secs(10)));
+        assert!(budgets.take(&erin, &first(), start + Duration::from_secs(9)).is_err());
+        assert_eq!(budgets.take(&erin, &first(), start + Duration::from_secs(10)), Ok(()));
+        assert!(budgets.take(&erin, &first(), start + Duration::from_secs(10)).is_err());
         // Waiting long fills up to the burst, never beyond.
         let later = start + Duration::from_secs(3_600);
         for _ in 0..3 {
-            assert_eq!(budgets.take(&erin, true, later), Ok(()));
+            assert_eq!(budgets.take(&erin, &first(), later), Ok(()));
         }
-        assert!(budgets.take(&erin, true, later).is_err());
+        assert!(budgets.take(&erin, &first(), later).is_err());
     }
 
     #[test]
@@ -153,22 +169,23 @@ mod tests {
         let budgets = budgets(2, 60, 10);
         let alice = email("alice@example.com");
         let start = Instant::now();
-        assert_eq!(budgets.take(&alice, true, start), Ok(()));
+        let listing = first();
+        assert_eq!(budgets.take(&alice, &listing, start), Ok(()));
         for _ in 0..4 {
-            assert_eq!(budgets.take(&alice, false, start), Ok(()), "the same listing goes on");
+            assert_eq!(budgets.take(&alice, &listing, start), Ok(()), "the same listing goes on");
         }
         // Two reads, five spent: three in debt, four seconds until a whole read, at one a second.
-        assert_eq!(budgets.take(&alice, true, start), Err(Duration::from_secs(4)));
-        assert_eq!(budgets.take(&alice, true, start + Duration::from_secs(4)), Ok(()));
+        assert_eq!(budgets.take(&alice, &first(), start), Err(Duration::from_secs(4)));
+        assert_eq!(budgets.take(&alice, &first(), start + Duration::from_secs(4)), Ok(()));
     }
 
     #[test]
     fn one_persons_spent_budget_leaves_anothers_whole() {
         let budgets = budgets(1, 1, 10);
         let now = Instant::now();
-        assert_eq!(budgets.take(&email("erin@example.com"), true, now), Ok(()));
-        assert!(budgets.take(&email("erin@example.com"), true, now).is_err());
-        assert_eq!(budgets.take(&email("alice@example.com"), true, now), Ok(()));
+        assert_eq!(budgets.take(&email("erin@example.com"), &first(), now), Ok(()));
+        assert!(budgets.take(&email("erin@example.com"), &first(), now).is_err());
+        assert_eq!(budgets.take(&email("alice@example.com"), &first(), now), Ok(()));
     }
 
     #[test]
@@ -176,11 +193,11 @@ mod tests {
         let budgets = budgets(2, 1, 4);
         let now = Instant::now();
         let erin = email("erin@example.com");
-        budgets.take(&erin, true, now).expect("first");
-        budgets.take(&erin, true, now).expect("second");
+        budgets.take(&erin, &first(), now).expect("first");
+        budgets.take(&erin, &first(), now).expect("second");
         for i in 0..100 {
             let caller = email(&format!("user{i}@example.com"));
-            budgets.take(&caller, true, now + Duration::from_millis(i)).expect("each has a burst");
+            budgets.take(&caller, &first(), now + Duration::from_millis(i)).expect("each has a burst");
             assert!(budgets.buckets.lock().expect("lock").len() <= 4);
         }
         // Those who spent one of two reads are dropped oldest first; erin spent both and
@@ -190,18 +207,18 @@ mod tests {
         // Full buckets go first: a spender stays while others have refilled.
         let budgets = self::budgets(2, 60, 2);
         let start = Instant::now();
-        budgets.take(&erin, true, start).expect("erin");
-        budgets.take(&erin, true, start).expect("erin");
-        budgets.take(&email("alice@example.com"), true, start).expect("alice");
+        budgets.take(&erin, &first(), start).expect("erin");
+        budgets.take(&erin, &first(), start).expect("erin");
+        budgets.take(&email("alice@example.com"), &first(), start).expect("alice");
         let later = start + Duration::from_secs(1);
-        budgets.take(&email("bob@example.com"), true, later).expect("bob");
+        budgets.take(&email("bob@example.com"), &first(), later).expect("bob");
         let buckets = budgets.buckets.lock().expect("lock");
         assert!(buckets.contains_key(&erin), "erin's debt is remembered: {buckets:?}");
         assert!(!buckets.contains_key(&email("alice@example.com")), "alice's bucket was full again");
     }
 
     #[test]
-    fn a_refused_first_read_says_whole_seconds_and_lets_the_next_listing_try_again() {
+    fn a_refused_listing_says_whole_seconds_and_makes_no_read_at_all() {
         let budgets = Arc::new(budgets(1, 60, 10));
         let carol = email("carol@example.com");
         let listing = budgets.listing(&carol);
@@ -209,6 +226,12 @@ mod tests {
         listing.spend().expect("the same listing goes on, into debt");
         let next = budgets.listing(&carol);
         assert_eq!(next.spend(), Err(GcpError::ReadBudget(2)));
-        assert!(next.spend().is_err(), "a refused listing has not started: still a first read");
+        assert!(next.spend().is_err(), "a refused listing stays refused");
+        // Its other reads, made at once, are refused with it, even once the bucket refilled.
+        let budgets = Arc::new(self::budgets(1, 60, 10));
+        let refused = budgets.listing(&carol);
+        refused.listing.store(REFUSED, Ordering::Relaxed);
+        assert!(refused.spend().is_err(), "{refused:?}");
+        assert!(budgets.listing(&carol).spend().is_ok(), "the next listing has its read");
     }
 }
