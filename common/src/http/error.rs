@@ -160,8 +160,14 @@ impl std::fmt::Display for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let Some(seconds) = self.retry_after {
-            // One person's doing, not an outage: worth seeing, not an alert.
-            tracing::warn!(code = self.code, status = self.status.as_u16(), retry_after = seconds, "request throttled");
+            // One person's doing, not an outage, and possibly thousands a second: whoever
+            // throttles says so once (the listing budget logs when a person's runs out).
+            tracing::debug!(
+                code = self.code,
+                status = self.status.as_u16(),
+                retry_after = seconds,
+                "request throttled"
+            );
         } else if self.status.is_server_error() || self.status == StatusCode::TOO_MANY_REQUESTS {
             tracing::error!(
                 code = self.code,

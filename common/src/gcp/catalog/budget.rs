@@ -51,6 +51,8 @@ struct Bucket {
     reads: f64,
     /// When `reads` was last brought up to date.
     at: Instant,
+    /// Refused since its last listing started: said once in the log, not for every refusal.
+    refusing: bool,
 }
 
 impl ReadBudgets {
@@ -83,7 +85,7 @@ impl ReadBudgets {
         if !buckets.contains_key(caller) && buckets.len() >= self.capacity {
             self.make_room(&mut buckets, now);
         }
-        let bucket = buckets.entry(caller.clone()).or_insert(Bucket { reads: self.burst, at: now });
+        let bucket = buckets.entry(caller.clone()).or_insert(Bucket { reads: self.burst, at: now, refusing: false });
         bucket.reads = self.refilled(bucket, now);
         bucket.at = now;
         let wait = Duration::from_secs_f64((1.0 - bucket.reads).max(0.0) / self.per_second);
@@ -91,9 +93,16 @@ impl ReadBudgets {
             REFUSED => return Err(wait),
             NOT_STARTED if bucket.reads < 1.0 => {
                 listing.store(REFUSED, Ordering::Relaxed);
+                if !bucket.refusing {
+                    bucket.refusing = true;
+                    tracing::warn!(caller = %caller, wait_seconds = wait.as_secs(), "listing budget spent: listings refused");
+                }
                 return Err(wait);
             }
-            _ => listing.store(STARTED, Ordering::Relaxed),
+            _ => {
+                listing.store(STARTED, Ordering::Relaxed);
+                bucket.refusing = false;
+            }
         }
         bucket.reads -= 1.0;
         Ok(())
