@@ -91,7 +91,7 @@ MUTATIONS = [
     # The handlers and the edges: checks that live outside the pure core.
     ("common/src/http/extract.rs", "if assertions.next().is_some() {", "if false {", system("two_iap_assertions")),
     ("common/src/http/extract.rs", "let present = request.headers().get(\"x-jitaccess\").is_some_and(|v| v.as_bytes() == b\"1\");", "let present = true;", system("every_api_call_needs_the_xsrf_header")),
-    ("functions/list-eligibility/src/lib.rs", "if !reviewers.peers.contains(caller.email()) {", "if false {", system("peers_are_hidden")),
+    ("functions/list-eligibility/src/lib.rs", "rules::require_entitlement(&own.entitlements, &entitlement.id, ActivationType::Mpa)?;", "let _ = &own;", system("peers_are_hidden")),
     ("functions/request-approval/src/lib.rs", "rules::require_entitlement(&held.entitlements, id, ActivationType::Jit)?;", "let _ = (&held, id);", system("self_activation_refusals")),
     ("functions/request-approval/src/lib.rs", "rules::require_entitlement(&held.entitlements, &id, ActivationType::Mpa)?;", "let _ = &held;", system("request_refusals")),
     ("functions/approve/src/lib.rs", "if &request.beneficiary == caller {", "if false {", system("the_beneficiary_cannot_approve")),
@@ -125,6 +125,19 @@ MUTATIONS = [
     ("common/src/gcp/groups.rs", "format!(\"'{}'\", text.replace('\\\\', \"\\\\\\\\\").replace('\\'', \"\\\\'\"))", "format!(\"'{text}'\")", system("an_address_with_a_quote")),
     ("common/src/gcp/chat.rs", "path_segment(email.as_str())", "email.as_str()", system("a_chat_user_whose_address")),
     ("common/src/gcp/rest.rs", "if let Some(error) = streamed_error {", "if let Some(error) = streamed_error.filter(|_| false) {", system("an_error_inside_a_query_stream")),
+    # One person cannot spend everyone's Cloud Asset quota (review finding 8, issue 21).
+    ("common/src/gcp/catalog/asset_inventory.rs", "Freshness::Stored => self.policies.get_or_fetch(&name, read).await,", "Freshness::Stored => read().await,", system("quota::erin")),
+    ("common/src/gcp/catalog/cache.rs", "let _turn = flight.lock.lock().await;", "let _turn = &flight.lock;", system("quota::concurrent_first_listings")),
+    ("functions/list-eligibility/src/lib.rs", "rules::require_entitlement(&own.entitlements, &entitlement.id, ActivationType::Mpa)?;", "let _ = &own;", system("quota::a_refused_peer_lookup")),
+    ("functions/list-eligibility/src/lib.rs", "if no_cache { Freshness::Reload } else { Freshness::Stored }", "Freshness::Stored", system("quota::erin")),
+    ("functions/list-eligibility/src/lib.rs", "self.budgets.listing(caller.email())", "self.budgets.listing(&common::email::Email::parse(\"everyone@example.com\").expect(\"valid\"))", system("quota::one_persons")),
+    ("common/src/gcp/catalog/budget.rs", "NOT_STARTED if bucket.reads < 1.0 => {", "NOT_STARTED if false => {", system("quota::erin")),
+    ("common/src/gcp/catalog/budget.rs", "REFUSED => return Err(wait),", "REFUSED => {}", COMMON),
+    ("common/src/gcp/catalog/budget.rs", "if !buckets.contains_key(caller) && buckets.len() >= self.capacity {", "if false {", COMMON),
+    ("common/src/gcp/catalog/asset_inventory.rs", "self.spend()?;\n        let response = self", "let response = self", system("quota::erin")),
+    ("common/src/http/error.rs", "response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));", "let _ = seconds;", system("quota::erin")),
+    ("common/src/config.rs", "ScopeSettings { cache_timeout: Duration::ZERO, policy_cache_timeout: Duration::ZERO, ..self.clone() }", "ScopeSettings { cache_timeout: Duration::ZERO, ..self.clone() }", system("quota::requests_and_approvals")),
+    ("common/src/door.rs", "AnyCatalog::new(&config.backend, &config.scope.fresh())", "AnyCatalog::new(&config.backend, &config.scope)", system("quota::requests_and_approvals")),
 ]
 
 def find(text, original):

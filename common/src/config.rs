@@ -194,6 +194,10 @@ pub struct ScopeSettings {
     /// `RESOURCE_CACHE_TIMEOUT` (seconds): how long listings may reuse group memberships and
     /// project lists. Decisions that write IAM or approve never do.
     pub cache_timeout: Duration,
+    /// `POLICY_CACHE_TIMEOUT` (seconds): how long listings may reuse a resource's effective
+    /// policies. Short, since they hold the activations a person has just made; decisions that
+    /// write IAM or approve never reuse them.
+    pub policy_cache_timeout: Duration,
 }
 
 /// The two catalogs of eligibility.
@@ -241,6 +245,7 @@ impl ScopeSettings {
             available_projects_query: env.optional("AVAILABLE_PROJECTS_QUERY"),
             catalog,
             cache_timeout: env.seconds("RESOURCE_CACHE_TIMEOUT", 60, 0..=3600),
+            policy_cache_timeout: env.seconds("POLICY_CACHE_TIMEOUT", 10, 0..=300),
         }
     }
 }
@@ -248,7 +253,7 @@ impl ScopeSettings {
 impl ScopeSettings {
     /// The same scope with caching off: for decisions that write IAM or approve.
     pub fn fresh(&self) -> ScopeSettings {
-        ScopeSettings { cache_timeout: Duration::ZERO, ..self.clone() }
+        ScopeSettings { cache_timeout: Duration::ZERO, policy_cache_timeout: Duration::ZERO, ..self.clone() }
     }
 }
 
@@ -274,6 +279,24 @@ fn valid_scope(scope: &str) -> bool {
         Some(("organizations" | "folders", number)) => !number.is_empty() && number.chars().all(|c| c.is_ascii_digit()),
         Some(("projects", id)) => crate::entitlement::ProjectId::parse(id).is_ok(),
         _ => false,
+    }
+}
+
+/// What one person's listings may cost in Google reads: a token bucket per person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListingBudgetSettings {
+    /// `LISTING_BUDGET_BURST`: uncached Google reads a person may make at once.
+    pub burst: u32,
+    /// `LISTING_BUDGET_PER_MINUTE`: reads regained per minute, up to the burst.
+    pub per_minute: u32,
+}
+
+impl ListingBudgetSettings {
+    pub fn read(env: &mut Env<'_>) -> ListingBudgetSettings {
+        ListingBudgetSettings {
+            burst: env.number("LISTING_BUDGET_BURST", 10, 1..=1000) as u32,
+            per_minute: env.number("LISTING_BUDGET_PER_MINUTE", 6, 1..=6000) as u32,
+        }
     }
 }
 
@@ -588,6 +611,29 @@ mod tests {
         assert_eq!(config.backend.read_timeout, Duration::from_secs(20));
         assert_eq!(config.backend.iap_jwks_url, "https://www.gstatic.com/iap/verify/public_key-jwk");
         assert_eq!(config.backend.pubsub_endpoint, "https://pubsub.googleapis.com");
+    }
+
+    #[test]
+    fn listings_reuse_policies_briefly_within_a_budget_and_decisions_never_reuse() {
+        let config = read(MINIMAL).expect("valid");
+        assert_eq!(config.scope.cache_timeout, Duration::from_secs(60));
+        assert_eq!(config.scope.policy_cache_timeout, Duration::from_secs(10));
+        let fresh = config.scope.fresh();
+        assert_eq!((fresh.cache_timeout, fresh.policy_cache_timeout), (Duration::ZERO, Duration::ZERO));
+        let vars = env_of(MINIMAL);
+        let mut env = Env::new(|name| vars.get(name).cloned());
+        assert_eq!(ListingBudgetSettings::read(&mut env), ListingBudgetSettings { burst: 10, per_minute: 6 });
+        let vars = env_of(&[
+            ("LISTING_BUDGET_BURST", "0"),
+            ("LISTING_BUDGET_PER_MINUTE", "x"),
+            ("POLICY_CACHE_TIMEOUT", "301"),
+        ]);
+        let mut env = Env::new(|name| vars.get(name).cloned());
+        let _ = (ListingBudgetSettings::read(&mut env), ScopeSettings::read(&mut env));
+        let text = env.finish().expect_err("invalid").to_string();
+        for name in ["LISTING_BUDGET_BURST", "LISTING_BUDGET_PER_MINUTE", "POLICY_CACHE_TIMEOUT"] {
+            assert!(text.contains(name), "{name} not reported: {text}");
+        }
     }
 
     #[test]

@@ -37,6 +37,9 @@ const PASSED_THROUGH: &[&str] = &[
     "RESOURCE_CATALOG",
     "APPROVAL_POLICY",
     "ADMINISTRATORS",
+    "POLICY_CACHE_TIMEOUT",
+    "LISTING_BUDGET_BURST",
+    "LISTING_BUDGET_PER_MINUTE",
 ];
 
 #[derive(Debug, Clone)]

@@ -53,7 +53,9 @@ async fn catalog_lists_a_users_entitlements() {
 #[tokio::test]
 async fn several_scopes_list_and_read_within_each_and_refuse_what_is_outside_them() {
     let backend = backend_with(emulator::DEFAULT_WORLD, "folders/200000000002, folders/200000000001").await;
-    let catalog = AssetInventoryCatalog::new(&backend.settings, &backend.scope).await.expect("client");
+    // As request-approval builds it: every read of a policy is a call, so the calls show
+    // which scopes were asked.
+    let catalog = AssetInventoryCatalog::new(&backend.settings, &backend.scope.fresh()).await.expect("client");
     let batch_gets = || backend.calls("asset.batchGetEffectiveIamPolicies");
 
     // A project nobody has listed yet: the sandbox answers "not here", production holds it.

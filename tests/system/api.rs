@@ -57,7 +57,7 @@ async fn roles_show_type_and_status() {
         system.post(CAROL, system.request, "/api/projects/project-1/roles/self-activate", body).await.status,
         200
     );
-    let reply = system.get(CAROL, system.list, "/api/projects/project-1/roles").await;
+    let reply = system.get_fresh(CAROL, system.list, "/api/projects/project-1/roles").await;
     let entitlement = &reply.body["entitlements"][0];
     assert_eq!(entitlement["activationType"], "JIT");
     assert_eq!(entitlement["status"], "ACTIVE");

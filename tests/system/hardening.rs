@@ -128,7 +128,7 @@ async fn time_bound_eligibility_activates_replaces_shows_status_and_is_swept() {
     let binding = policy.bindings.iter().rev().find(|b| b.role == "roles/bigquery.admin").expect("activation");
     let expression = &binding.condition.as_ref().expect("condition").expression;
     assert!(expression.ends_with("&& (request.time < timestamp(\"2030-01-01T00:00:00Z\"))"), "{expression}");
-    let roles = system.get(CAROL, system.list, "/api/projects/project-2/roles").await;
+    let roles = system.get_fresh(CAROL, system.list, "/api/projects/project-2/roles").await;
     let status = roles.body["entitlements"].as_array().and_then(|all| all.iter().find(|e| e["id"] == id.as_str()));
     assert_eq!(status.map(|e| e["status"].clone()), Some(json!("ACTIVE")), "{roles:?}");
 

@@ -133,6 +133,15 @@ impl System {
         self.call(user, "GET", at, path, None).await
     }
 
+    /// A GET that asks for data as it is now (`Cache-Control: no-cache`), as the page does when
+    /// it opens and after the person changed something.
+    pub async fn get_fresh(&self, user: &str, at: SocketAddr, path: &str) -> Reply {
+        let assertion = self.assertion(user, AUDIENCE).await;
+        let headers =
+            [("x-goog-iap-jwt-assertion", assertion.as_str()), ("x-jitaccess", "1"), ("cache-control", "no-cache")];
+        self.send("GET", at, path, None, &headers).await
+    }
+
     pub async fn post(&self, user: &str, at: SocketAddr, path: &str, body: Value) -> Reply {
         self.call(user, "POST", at, path, Some(body)).await
     }

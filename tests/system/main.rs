@@ -17,6 +17,7 @@ mod mailer;
 mod openapi;
 mod ordinary_organization;
 mod permissions;
+mod quota;
 mod resilience;
 mod rest_adapters;
 mod runner;

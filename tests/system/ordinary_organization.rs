@@ -60,7 +60,16 @@ async fn the_story_self_activation_and_refusals_through_the_local_run_make_no_an
     let path = format!("/api/activation-request?{}", link.split('?').nth(1).expect("query"));
     assert_eq!(call(&http, url, BOB, "GET", &path, None).await.0, 200);
     assert_eq!(call(&http, url, BOB, "POST", &path, None).await.0, 200);
-    let (_, roles) = call(&http, url, ALICE, "GET", "/api/projects/project-1/roles", None).await;
+    // Alice opens the page again: its first listing asks for the policies as they are now.
+    let fresh = reqwest::Client::builder()
+        .default_headers(
+            [(reqwest::header::CACHE_CONTROL, reqwest::header::HeaderValue::from_static("no-cache"))]
+                .into_iter()
+                .collect(),
+        )
+        .build()
+        .expect("client");
+    let (_, roles) = call(&fresh, url, ALICE, "GET", "/api/projects/project-1/roles", None).await;
     assert_eq!(roles["entitlements"][0]["status"], "ACTIVE", "{roles}");
 
     // Nested groups without transitive search: Erin is in oncall-backup, inside oncall.

@@ -48,6 +48,10 @@ pub enum GcpError {
     AnalysisQuota(String),
     #[error("{0}: unavailable")]
     Unavailable(String),
+    /// Not Google's refusal but ours: the caller's budget of uncached reads for listings is
+    /// spent ([`catalog::ReadBudget`]), so no call was made. Seconds until a read is regained.
+    #[error("listing budget spent, a read is regained in {0} s")]
+    ReadBudget(u64),
     #[error("{0}: failed")]
     Other(String),
 }
@@ -110,6 +114,7 @@ impl From<GcpError> for ApiError {
             GcpError::RateLimited(_) => ApiError::quota(cause),
             GcpError::AnalysisQuota(_) => ApiError::analysis_quota(cause),
             GcpError::Unavailable(_) => ApiError::unavailable(cause),
+            GcpError::ReadBudget(seconds) => ApiError::read_budget(seconds),
             GcpError::Other(_) => ApiError::backend(cause),
         }
     }

@@ -6,7 +6,8 @@
 //!
 //! `code` names the refusal, so clients and security tests can tell refusals apart; the
 //! top-level `message` keeps the reference app's `{"message"}` shape for existing scripts.
-//! A 5xx says only that a backend failed; its cause is logged once, never sent.
+//! A 5xx says only that a backend failed; its cause is logged once, never sent. A 429 the
+//! caller can wait out carries `Retry-After` (seconds).
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -27,6 +28,8 @@ pub struct ApiError {
     message: String,
     /// For the log only.
     cause: Option<String>,
+    /// Seconds, sent as `Retry-After`.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -83,6 +86,19 @@ impl ApiError {
         .with_cause(cause)
     }
 
+    /// 429: the caller's own budget of uncached Google reads for listings is spent (not a
+    /// Google quota: nobody else is affected); `seconds` until a read is regained.
+    pub fn read_budget(seconds: u64) -> ApiError {
+        let wait = if seconds == 1 { "1 second".to_string() } else { format!("{seconds} seconds") };
+        let mut error = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "listing_budget_exhausted",
+            format!("you have looked up more than your share of Google Cloud in a short time: try again in {wait}"),
+        );
+        error.retry_after = Some(seconds);
+        error
+    }
+
     /// 502: a backend answered with an error we cannot pass on.
     pub fn backend(cause: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_GATEWAY, "backend_failed", "a Google Cloud API call failed, see the logs")
@@ -125,8 +141,13 @@ impl ApiError {
         &self.message
     }
 
+    /// Seconds the caller should wait, for a refusal that passes.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
+    }
+
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), cause: None }
+        ApiError { status, code, message: message.into(), cause: None, retry_after: None }
     }
 }
 
@@ -138,7 +159,16 @@ impl std::fmt::Display for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() || self.status == StatusCode::TOO_MANY_REQUESTS {
+        if let Some(seconds) = self.retry_after {
+            // One person's doing, not an outage, and possibly thousands a second: whoever
+            // throttles says so once (the listing budget logs when a person's runs out).
+            tracing::debug!(
+                code = self.code,
+                status = self.status.as_u16(),
+                retry_after = seconds,
+                "request throttled"
+            );
+        } else if self.status.is_server_error() || self.status == StatusCode::TOO_MANY_REQUESTS {
             tracing::error!(
                 code = self.code,
                 status = self.status.as_u16(),
@@ -152,7 +182,11 @@ impl IntoResponse for ApiError {
             "error": {"code": self.code, "message": self.message, "status": self.status.as_u16()},
             "message": self.message,
         });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -272,6 +306,20 @@ mod tests {
         assert!(!body.to_string().contains("secret-value"), "{body}");
         let (status, _) = body_of(ApiError::quota("quota")).await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    }
+
+    #[tokio::test]
+    async fn a_spent_listing_budget_says_when_to_try_again_in_the_header_and_the_message() {
+        let response = ApiError::read_budget(12).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("12"));
+        let (_, body) = body_of(ApiError::read_budget(12)).await;
+        assert_eq!(body["error"]["code"], "listing_budget_exhausted");
+        assert!(body["message"].as_str().is_some_and(|m| m.ends_with("try again in 12 seconds")), "{body}");
+        let (_, body) = body_of(ApiError::read_budget(1)).await;
+        assert!(body["message"].as_str().is_some_and(|m| m.ends_with("in 1 second")), "{body}");
+        let google = ApiError::quota("quota").into_response();
+        assert!(google.headers().get("retry-after").is_none(), "Google's quota names no time");
     }
 
     #[test]

@@ -9,6 +9,11 @@
 //! - `GET /api/requests?view=mine|review`: the caller's requests, or those waiting for the
 //!   caller's review, with their true state, from the request ledger;
 //! - `GET /`, `/static/…`: the page people use ([`page`]).
+//!
+//! Each caller's uncached Google reads come out of their own budget
+//! (`LISTING_BUDGET_BURST`, `LISTING_BUDGET_PER_MINUTE`); past it, 429 with `Retry-After`.
+//! Effective policies are reused for `POLICY_CACHE_TIMEOUT` unless the request says
+//! `Cache-Control: no-cache` (the page does, after the person changed something).
 
 pub mod page;
 
@@ -17,21 +22,23 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::extract::{FromRef, Path, State};
+use axum::http::HeaderMap;
 use axum::routing::get;
 use common::activation::WindowStatus;
 use common::condition::ActivationType;
 use common::config::{
-    ActivationSettings, ApprovalSettings, BackendSettings, ConfigError, Env, IapSettings, LedgerSettings, ScopeSettings,
-    TokenSettings,
+    ActivationSettings, ApprovalSettings, BackendSettings, ConfigError, Env, IapSettings, LedgerSettings,
+    ListingBudgetSettings, ScopeSettings, TokenSettings,
 };
 use common::entitlement::{Entitlement, EntitlementId, FOLDERS, ORGANIZATIONS, PROJECTS, resource_of};
 use common::gcp::GcpError;
-use common::gcp::catalog::{AnyCatalog, Catalog as _};
+use common::gcp::catalog::{AnyCatalog, Catalog as _, Freshness, ReadBudgets};
 use common::gcp::jwks::JwksCache;
 use common::door::LedgerReader;
 use common::http::wire::{RequestJson, UserJson};
 use common::http::{ApiError, ApiQuery, IapUser, IapVerifier, Routes, api_router};
 use common::lifecycle::{Record, Standing, State as RequestState, available_actions};
+use common::rules;
 use common::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +51,7 @@ pub struct Config {
     pub iap: IapSettings,
     pub backend: BackendSettings,
     pub ledger: LedgerSettings,
+    pub budget: ListingBudgetSettings,
     /// The signing account, whose tokens every peer-approval record is verified against.
     pub token: TokenSettings,
 }
@@ -57,6 +65,7 @@ impl Config {
             iap: IapSettings::read(env),
             backend: BackendSettings::read(env),
             ledger: LedgerSettings::read(env),
+            budget: ListingBudgetSettings::read(env),
             token: TokenSettings::read(env),
         }
     }
@@ -70,6 +79,8 @@ pub struct AppState {
     catalog: AnyCatalog,
     /// Read only: every record verified, never changed from here.
     ledger: LedgerReader,
+    /// Every caller's budget of uncached Google reads, for this instance.
+    budgets: Arc<ReadBudgets>,
 }
 
 impl FromRef<AppState> for IapVerifier {
@@ -84,8 +95,25 @@ impl AppState {
         let iap = IapVerifier::from_settings(http.clone(), &config.backend, &config.iap);
         let catalog = AnyCatalog::new(&config.backend, &config.scope).await?;
         let ledger = LedgerReader::new(&config.backend, &config.ledger, &config.token)?;
-        Ok(AppState { config: Arc::new(config), iap, catalog, ledger })
+        let budgets = Arc::new(ReadBudgets::new(&config.budget));
+        Ok(AppState { config: Arc::new(config), iap, catalog, ledger, budgets })
     }
+
+    /// The catalog for one listing by `caller`: uncached reads charged to their budget.
+    fn catalog_for(&self, caller: &IapUser, headers: &HeaderMap) -> AnyCatalog {
+        self.catalog.for_listing(self.budgets.listing(caller.email()), freshness(headers))
+    }
+}
+
+/// `Cache-Control: no-cache` asks for the policies as they are now, as HTTP means it.
+fn freshness(headers: &HeaderMap) -> Freshness {
+    let no_cache = headers
+        .get_all(axum::http::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|directive| directive.trim().eq_ignore_ascii_case("no-cache"));
+    if no_cache { Freshness::Reload } else { Freshness::Stored }
 }
 
 /// Every route: method, path, handler. The OpenAPI test reads this list.
@@ -149,8 +177,12 @@ struct ProjectsResponse {
     projects: Vec<String>,
 }
 
-async fn projects(State(state): State<AppState>, caller: IapUser) -> Result<Json<ProjectsResponse>, ApiError> {
-    let projects = state.catalog.projects(caller.email()).await?;
+async fn projects(
+    State(state): State<AppState>,
+    caller: IapUser,
+    headers: HeaderMap,
+) -> Result<Json<ProjectsResponse>, ApiError> {
+    let projects = state.catalog_for(&caller, &headers).projects(caller.email()).await?;
     Ok(Json(ProjectsResponse { projects: projects.iter().map(ToString::to_string).collect() }))
 }
 
@@ -168,8 +200,12 @@ struct ResourceJson {
 }
 
 /// Projects, folders and the organization the caller holds something eligible on.
-async fn resources(State(state): State<AppState>, caller: IapUser) -> Result<Json<ResourcesResponse>, ApiError> {
-    let found = state.catalog.resources(caller.email()).await?;
+async fn resources(
+    State(state): State<AppState>,
+    caller: IapUser,
+    headers: HeaderMap,
+) -> Result<Json<ResourcesResponse>, ApiError> {
+    let found = state.catalog_for(&caller, &headers).resources(caller.email()).await?;
     let resources = found
         .iter()
         .map(|resource| ResourceJson {
@@ -212,10 +248,12 @@ struct EntitlementJson {
 async fn roles<const KIND: u8>(
     State(state): State<AppState>,
     caller: IapUser,
+    headers: HeaderMap,
     Path(project): Path<String>,
 ) -> Result<Json<RolesResponse>, ApiError> {
     let project = resource_of(KIND, &project)?;
-    let found = state.catalog.user_entitlements(caller.email(), &project).await.map_err(project_error)?;
+    let catalog = state.catalog_for(&caller, &headers);
+    let found = catalog.user_entitlements(caller.email(), &project).await.map_err(project_error)?;
     let now = Timestamp::now();
     let entitlements = found
         .entitlements
@@ -260,6 +298,7 @@ struct PeersResponse {
 async fn peers<const KIND: u8>(
     State(state): State<AppState>,
     caller: IapUser,
+    headers: HeaderMap,
     Path(project): Path<String>,
     ApiQuery(query): ApiQuery<PeersQuery>,
 ) -> Result<Json<PeersResponse>, ApiError> {
@@ -269,11 +308,13 @@ async fn peers<const KIND: u8>(
         return Err(ApiError::bad_request("project_mismatch", "the entitlement belongs to another project"));
     }
     let entitlement = Entitlement { id, activation_type: ActivationType::Mpa };
-    let reviewers = state.catalog.reviewers(&entitlement).await.map_err(project_error)?;
-    // Only a peer may see the peers: anyone else learns nothing about who holds what.
-    if !reviewers.peers.contains(caller.email()) {
-        return Err(ApiError::forbidden("not_eligible", "you are not eligible to request peer approval for this role"));
-    }
+    let catalog = state.catalog_for(&caller, &headers);
+    // Only a peer may see the peers: anyone else learns nothing about who holds what, and
+    // costs no expansion of the holders' groups. The caller's own standing comes first, from
+    // the same (often stored) policies and the caller's own groups.
+    let own = catalog.user_entitlements(caller.email(), &project).await.map_err(project_error)?;
+    rules::require_entitlement(&own.entitlements, &entitlement.id, ActivationType::Mpa)?;
+    let reviewers = catalog.reviewers(&entitlement).await.map_err(project_error)?;
     let peers = reviewers.all().iter().filter(|peer| *peer != caller.email()).map(UserJson::from).collect();
     Ok(Json(PeersResponse { peers }))
 }

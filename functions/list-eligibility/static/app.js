@@ -8,21 +8,36 @@ const $ = (id) => document.getElementById(id);
 let policy = null;
 let roles = [];
 let mode = null; // { kind: "JIT" | "MPA", entitlements: [...] }
+// Set when the page opens and after this person changed something: the next roles listing asks
+// for the policies as they are now (Cache-Control: no-cache), not as the listing function last
+// stored them (a few seconds old), so an activation just made or approved shows. Other listings
+// (another project, the peers) may be answered from the store, at no cost to the person's budget.
+let changed = true;
 
-async function api(method, path, body) {
+async function api(method, path, body, fresh) {
   const options = { method, headers: { "X-JITACCESS": "1" }, credentials: "same-origin" };
   if (body !== undefined) {
     options.headers["Content-Type"] = "application/json";
     options.body = JSON.stringify(body);
   }
+  if (fresh) options.headers["Cache-Control"] = "no-cache";
   const response = await fetch(path, options);
   let data = null;
   try { data = await response.json(); } catch (_) { /* not JSON */ }
   if (!response.ok) {
     const message = (data && (data.message || (data.error && data.error.message))) || `${response.status} ${response.statusText}`;
-    throw new Error(message);
+    throw new Error(response.status === 429 ? throttled(message, response.headers.get("Retry-After")) : message);
   }
   return data;
+}
+
+// A 429 that says when to come back (Retry-After, seconds): the server's reason, and the clock
+// time, which stays true while the message stays on the screen.
+function throttled(message, retryAfter) {
+  const seconds = Number(retryAfter);
+  if (!retryAfter || !Number.isFinite(seconds) || seconds < 0) return message;
+  const at = new Date(Date.now() + seconds * 1000).toLocaleTimeString();
+  return `${message} (at ${at})`;
 }
 
 function show(id, visible) { $(id).hidden = !visible; }
@@ -90,7 +105,8 @@ async function loadRoles() {
   localStorage.setItem("projectId", project);
   show("request-view", false);
   show("result-view", false);
-  const data = await api("GET", `${resourcePath(project)}/roles`);
+  const data = await api("GET", `${resourcePath(project)}/roles`, undefined, changed);
+  changed = false;
   roles = data.entitlements;
   const body = $("roles").querySelector("tbody");
   body.replaceChildren();
@@ -222,6 +238,7 @@ async function act(request, action) {
       ? { activationTimeout: Math.round((request.endTime - request.startTime) / 60) + 60 }
       : { reason: $("reason").value.trim() };
     const updated = await api("POST", `/api/requests/${encodeURIComponent(request.id)}/${action}`, body);
+    changed = true;
     showLedgerRequest(updated);
     notice({ approve: "Your approval is recorded.", deny: "The request is denied.", withdraw: "Done.", revoke: "The access is revoked.",
       extend: updated.pendingExtensionEndTime ? "The extension waits for approval; your access runs on meanwhile." : "Your access is extended." }[action]);
@@ -299,11 +316,13 @@ async function submitRequest(event) {
       const peers = [...document.querySelectorAll("#peers input:checked")].map((box) => box.value);
       result = await api("POST", `${resourcePath(project)}/roles/request`,
         { entitlementId: mode.entitlements[0].id, justification, peers, activationTimeout: minutes });
+      changed = true;
       showResult("Request sent", result);
       notice(`Your request went to ${peers.join(", ")}. You will get a mail when it is approved.`);
     } else {
       result = await api("POST", `${resourcePath(project)}/roles/self-activate`,
         { entitlementIds: mode.entitlements.map((r) => r.id), justification, activationTimeout: minutes });
+      changed = true;
       showResult("Access granted", result);
       notice(result.message || "Your access is active. It can take a minute to reach every Google Cloud service.");
     }
@@ -364,6 +383,7 @@ async function showRequest(token) {
     approve.disabled = true;
     try {
       const result = await api("POST", `/api/activation-request?activation=${encodeURIComponent(token)}`);
+      changed = true;
       showResult("Access approved", result);
       approve.hidden = true;
       notice(result.message || `${request.beneficiary.email} now has the access. They have been told.`);

@@ -80,11 +80,14 @@ locals {
     AVAILABLE_PROJECTS_QUERY = var.available_projects_query
     RESOURCE_CATALOG         = var.resource_catalog
     RESOURCE_CACHE_TIMEOUT   = tostring(var.resource_cache_timeout)
+    POLICY_CACHE_TIMEOUT     = tostring(var.policy_cache_timeout)
   }
 
   # What each function reads, exactly (a test checks these maps against the code).
   list_eligibility_env = merge(local.activation_env, local.backend_env, local.scope_env, local.ledger_env, {
-    IAP_AUDIENCE = local.iap_audience["list_eligibility"]
+    IAP_AUDIENCE              = local.iap_audience["list_eligibility"]
+    LISTING_BUDGET_BURST      = tostring(var.listing_budget.burst)
+    LISTING_BUDGET_PER_MINUTE = tostring(var.listing_budget.per_minute)
     # Every peer-approval record it lists is verified against the signing account's keys.
     SIGNING_SERVICE_ACCOUNT = google_service_account.signer.email
   })

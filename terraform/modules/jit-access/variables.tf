@@ -65,6 +65,29 @@ variable "resource_cache_timeout" {
   default     = 60
 }
 
+variable "policy_cache_timeout" {
+  description = "POLICY_CACHE_TIMEOUT: seconds the listing function may reuse a resource's effective policies (0 to 300; 0 turns it off). Decisions that write IAM or approve always read fresh data."
+  type        = number
+  default     = 10
+  validation {
+    condition     = var.policy_cache_timeout >= 0 && var.policy_cache_timeout <= 300
+    error_message = "policy_cache_timeout must be from 0 to 300 seconds."
+  }
+}
+
+variable "listing_budget" {
+  description = "LISTING_BUDGET_BURST and LISTING_BUDGET_PER_MINUTE: uncached Google reads one person's listings may make at once, and regain per minute; past them, 429 with Retry-After."
+  type = object({
+    burst      = optional(number, 10)
+    per_minute = optional(number, 6)
+  })
+  default = {}
+  validation {
+    condition     = var.listing_budget.burst >= 1 && var.listing_budget.burst <= 1000 && var.listing_budget.per_minute >= 1 && var.listing_budget.per_minute <= 6000
+    error_message = "listing_budget.burst must be from 1 to 1000 and listing_budget.per_minute from 1 to 6000."
+  }
+}
+
 variable "activation_timeout" {
   description = "ACTIVATION_TIMEOUT: longest activation, minutes."
   type        = number

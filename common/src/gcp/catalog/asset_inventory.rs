@@ -7,17 +7,21 @@
 //! peers 1 Cloud Asset + 2 Cloud Identity per group holding the role; projects 1 Cloud
 //! Identity + 1 `searchAllIamPolicies` per 16 principals (+1 `searchAllResources` per folder
 //! or organization with an eligible binding). Listings may reuse group memberships and the
-//! project list for `RESOURCE_CACHE_TIMEOUT`; a project's policies are always read afresh,
-//! since they hold the activation a person has just made and wants to see.
+//! project list for `RESOURCE_CACHE_TIMEOUT`, and a resource's effective policies for the
+//! shorter `POLICY_CACHE_TIMEOUT` (they hold the activation a person has just made: the page
+//! asks afresh after a change), each key fetched by one caller at a time while the others
+//! wait for its answer. Every uncached read of a listing is charged to its caller's
+//! [`ReadBudget`]: one per Cloud Asset call (each page, each scope asked), one per Cloud
+//! Identity lookup (a person's groups, a group's members) and one per project search.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use google_cloud_asset_v1::client::AssetService;
-use google_cloud_gax::paginator::ItemPaginator as _;
+use google_cloud_gax::paginator::Paginator as _;
 use google_cloud_resourcemanager_v3::client::Projects;
 
-use super::{Cache, Reviewers, UserEntitlements, asset_service, core_binding, search_projects};
+use super::{Cache, Freshness, ReadBudget, Reviewers, UserEntitlements, asset_service, core_binding, search_projects};
 use crate::condition::ActivationType;
 use crate::eligibility::Holding;
 use crate::entitlement::EntitlementId;
@@ -41,6 +45,10 @@ const PRINCIPALS_PER_QUERY: usize = 16;
 /// How long the scope a resource was found in is remembered: projects rarely move.
 const SCOPE_MEMORY: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// Resources whose effective policies are remembered at most: a large organization's can be
+/// a few hundred KiB each.
+const POLICIES_REMEMBERED: usize = 256;
+
 #[derive(Debug, Clone)]
 pub struct AssetInventoryCatalog {
     assets: AssetService,
@@ -48,12 +56,17 @@ pub struct AssetInventoryCatalog {
     /// Built only for `AVAILABLE_PROJECTS_QUERY`.
     projects: Option<Projects>,
     scope: ScopeSettings,
+    /// Effective policies by resource name, for `POLICY_CACHE_TIMEOUT`.
+    policies: Arc<Cache<Arc<Vec<Binding>>>>,
     groups_of: Arc<Cache<BTreeSet<String>>>,
     places_of: Arc<Cache<(Vec<ProjectId>, Vec<String>)>>,
     members_of: Arc<Cache<BTreeSet<Email>>>,
     /// With several scopes: the scope a resource was found in. Never a decision: Google
     /// checks that a resource is within the scope asked, so a stale entry costs one call.
     scope_of: Arc<Cache<String>>,
+    /// A listing's purse; `None` outside listings (requests, approvals, the sweeper).
+    budget: Option<ReadBudget>,
+    freshness: Freshness,
 }
 
 impl AssetInventoryCatalog {
@@ -71,11 +84,39 @@ impl AssetInventoryCatalog {
             groups: Arc::new(GroupDirectory::new(rest)),
             projects,
             scope: scope.clone(),
+            policies: Arc::new(Cache::with_capacity(scope.policy_cache_timeout, POLICIES_REMEMBERED)),
             groups_of: Arc::new(Cache::new(timeout)),
             places_of: Arc::new(Cache::new(timeout)),
             members_of: Arc::new(Cache::new(timeout)),
             scope_of: Arc::new(Cache::new(SCOPE_MEMORY)),
+            budget: None,
+            freshness: Freshness::Stored,
         })
+    }
+
+    /// The same catalog (the same caches) for one listing: see [`super::AnyCatalog::for_listing`].
+    pub fn for_listing(&self, budget: ReadBudget, freshness: Freshness) -> AssetInventoryCatalog {
+        AssetInventoryCatalog { budget: Some(budget), freshness, ..self.clone() }
+    }
+
+    /// Charges one Google read to the listing's caller, before it is made.
+    fn spend(&self) -> Result<(), GcpError> {
+        self.budget.as_ref().map_or(Ok(()), ReadBudget::spend)
+    }
+
+    /// Every binding that applies to `resource`, stored for `POLICY_CACHE_TIMEOUT`: from the
+    /// store unless the listing asks afresh, one caller fetching while the others wait.
+    async fn effective_policies(&self, resource: &ResourceId) -> Result<Arc<Vec<Binding>>, GcpError> {
+        let name = resource.resource_name();
+        let read = || async { self.effective_bindings(resource).await.map(Arc::new) };
+        match self.freshness {
+            Freshness::Stored => self.policies.get_or_fetch(&name, read).await,
+            Freshness::Reload => {
+                let bindings = read().await?;
+                self.policies.put(&name, bindings.clone());
+                Ok(bindings)
+            }
+        }
     }
 
     /// Every binding that applies to `resource`: its own policy's and its ancestors' up to the
@@ -101,6 +142,7 @@ impl AssetInventoryCatalog {
     }
 
     async fn effective_bindings_in(&self, scope: &str, resource: &ResourceId) -> Result<Vec<Binding>, GcpError> {
+        self.spend()?;
         let response = self
             .assets
             .batch_get_effective_iam_policies()
@@ -120,30 +162,29 @@ impl AssetInventoryCatalog {
     }
 
     async fn groups_of(&self, user: &Email) -> Result<BTreeSet<String>, GcpError> {
-        if let Some(groups) = self.groups_of.get(user.as_str()) {
-            return Ok(groups);
-        }
-        let groups = self.groups.groups_of(user).await?;
-        self.groups_of.put(user.as_str(), groups.clone());
-        Ok(groups)
+        let lookup = || async {
+            self.spend()?;
+            self.groups.groups_of(user).await
+        };
+        self.groups_of.get_or_fetch(user.as_str(), lookup).await
     }
 
     async fn members_of(&self, group: &str) -> Result<BTreeSet<Email>, GcpError> {
-        if let Some(members) = self.members_of.get(group) {
-            return Ok(members);
-        }
-        let members = self.groups.members_of(group).await?;
-        self.members_of.put(group, members.clone());
-        Ok(members)
+        let lookup = || async {
+            self.spend()?;
+            self.groups.members_of(group).await
+        };
+        self.members_of.get_or_fetch(group, lookup).await
     }
 
     /// The projects, and the folders and organization, where the user holds something
     /// eligible: from `searchAllIamPolicies`, folders and organization expanded to the projects
     /// below them.
     async fn places(&self, user: &Email) -> Result<(Vec<ProjectId>, Vec<String>), GcpError> {
-        if let Some(places) = self.places_of.get(user.as_str()) {
-            return Ok(places);
-        }
+        self.places_of.get_or_fetch(user.as_str(), || self.find_places(user)).await
+    }
+
+    async fn find_places(&self, user: &Email) -> Result<(Vec<ProjectId>, Vec<String>), GcpError> {
         let groups = self.groups_of(user).await?;
         let principals = eligibility::principals(user, &groups);
         let now = Timestamp::now();
@@ -155,14 +196,22 @@ impl AssetInventoryCatalog {
             let listed: Vec<&String> = principals.iter().collect();
             for chunk in listed.chunks(PRINCIPALS_PER_QUERY) {
                 let terms: Vec<String> = chunk.iter().map(|p| format!("\"{p}\"")).collect();
-                let mut items = self
+                let mut pages = self
                     .assets
                     .search_all_iam_policies()
                     .set_scope(scope)
                     .set_query(format!("policy:({})", terms.join(" OR ")))
-                    .by_item();
-                while let Some(result) = items.next().await {
-                    let result = result.map_err(|e| GcpError::from_sdk("searchAllIamPolicies", &e))?;
+                    .by_page();
+                let mut results = Vec::new();
+                self.spend()?;
+                while let Some(page) = pages.next().await {
+                    let page = page.map_err(|e| GcpError::from_sdk("searchAllIamPolicies", &e))?;
+                    if !page.next_page_token.is_empty() {
+                        self.spend()?;
+                    }
+                    results.extend(page.results);
+                }
+                for result in results {
                     let bindings: Vec<Binding> =
                         result.policy.iter().flat_map(|p| p.bindings.iter().map(core_binding)).collect();
                     if !eligibility::eligible_in(&bindings, &principals, now) {
@@ -193,9 +242,7 @@ impl AssetInventoryCatalog {
             }
             projects.extend(found);
         }
-        let places = (projects.into_iter().collect::<Vec<_>>(), containers.into_iter().collect::<Vec<_>>());
-        self.places_of.put(user.as_str(), places.clone());
-        Ok(places)
+        Ok((projects.into_iter().collect(), containers.into_iter().collect()))
     }
 
     /// With several scopes, which one holds a resource, so that reading its policies asks
@@ -208,24 +255,31 @@ impl AssetInventoryCatalog {
 
     /// Every project under a folder or organization (or the scope), by ID and by number.
     async fn projects_under(&self, container: &str) -> Result<BTreeMap<String, ProjectId>, GcpError> {
-        let mut items =
-            self.assets.search_all_resources().set_scope(container).set_asset_types([PROJECT_TYPE]).by_item();
+        let mut pages =
+            self.assets.search_all_resources().set_scope(container).set_asset_types([PROJECT_TYPE]).by_page();
         let mut found = BTreeMap::new();
-        while let Some(resource) = items.next().await {
-            let resource = resource.map_err(|e| GcpError::from_sdk("searchAllResources", &e))?;
-            let id = resource
-                .additional_attributes
-                .as_ref()
-                .and_then(|attributes| attributes.get("projectId"))
-                .and_then(|id| id.as_str())
-                .and_then(|id| ProjectId::parse(id).ok());
-            let number = resource.project.strip_prefix("projects/").unwrap_or_default().to_string();
-            if let Some(id) = id {
-                found.insert(number, id);
+        self.spend()?;
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| GcpError::from_sdk("searchAllResources", &e))?;
+            if !page.next_page_token.is_empty() {
+                self.spend()?;
             }
+            found.extend(page.results.iter().filter_map(project_of));
         }
         Ok(found)
     }
+}
+
+/// A project found by `searchAllResources`: its number and its ID.
+fn project_of(resource: &google_cloud_asset_v1::model::ResourceSearchResult) -> Option<(String, ProjectId)> {
+    let id = resource
+        .additional_attributes
+        .as_ref()
+        .and_then(|attributes| attributes.get("projectId"))
+        .and_then(|id| id.as_str())
+        .and_then(|id| ProjectId::parse(id).ok())?;
+    let number = resource.project.strip_prefix("projects/").unwrap_or_default().to_string();
+    Some((number, id))
 }
 
 /// Where a policy found by `searchAllIamPolicies` is attached.
@@ -260,10 +314,10 @@ fn attached(resource: &str) -> Attached {
 
 impl super::Catalog for AssetInventoryCatalog {
     async fn user_entitlements(&self, user: &Email, project: &ResourceId) -> Result<UserEntitlements, GcpError> {
-        let (bindings, groups) = tokio::try_join!(self.effective_bindings(project), self.groups_of(user))?;
+        let (bindings, groups) = tokio::try_join!(self.effective_policies(project), self.groups_of(user))?;
         let principals = eligibility::principals(user, &groups);
         let (entitlements, activations) =
-            eligibility::user_entitlements(project, user, &principals, &bindings, Timestamp::now());
+            eligibility::user_entitlements(project, user, &principals, bindings.iter(), Timestamp::now());
         Ok(UserEntitlements { entitlements, activations, warnings: Vec::new() })
     }
 
@@ -272,11 +326,11 @@ impl super::Catalog for AssetInventoryCatalog {
     }
 
     async fn reviewers(&self, entitlement: &Entitlement) -> Result<Reviewers, GcpError> {
-        let bindings = self.effective_bindings(entitlement.id.resource()).await?;
+        let bindings = self.effective_policies(entitlement.id.resource()).await?;
         let now = Timestamp::now();
         let mut sides = [
-            eligibility::holders(entitlement, &bindings, now),
-            eligibility::designated_approvers(entitlement, &bindings, now),
+            eligibility::holders(entitlement, bindings.iter(), now),
+            eligibility::designated_approvers(entitlement, bindings.iter(), now),
         ];
         for (users, groups) in &mut sides {
             for group in groups.iter() {
@@ -312,6 +366,7 @@ impl super::Catalog for AssetInventoryCatalog {
 
     async fn projects(&self, user: &Email) -> Result<Vec<ProjectId>, GcpError> {
         if let (Some(filter), Some(projects)) = (&self.scope.available_projects_query, &self.projects) {
+            self.spend()?;
             return search_projects(projects, filter).await;
         }
         Ok(self.places(user).await?.0)
@@ -320,6 +375,7 @@ impl super::Catalog for AssetInventoryCatalog {
     async fn resources(&self, user: &Email) -> Result<Vec<ResourceId>, GcpError> {
         let (projects, containers) =
             if let (Some(filter), Some(projects)) = (&self.scope.available_projects_query, &self.projects) {
+                self.spend()?;
                 (search_projects(projects, filter).await?, Vec::new())
             } else {
                 self.places(user).await?

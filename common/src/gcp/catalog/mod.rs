@@ -6,8 +6,12 @@
 //!   Identity, and the decisions made by the pure core ([`crate::eligibility`]). No daily quota.
 //! - [`PolicyAnalyzerCatalog`]: `analyzeIamPolicy`, 20 queries a day per organization without
 //!   a paid Security Command Center tier.
+//!
+//! list-eligibility asks through [`AnyCatalog::for_listing`]: its uncached reads are charged to
+//! the caller's [`ReadBudget`], and stored policies answer unless the caller asks afresh.
 
 mod asset_inventory;
+mod budget;
 mod cache;
 mod policy_analyzer;
 
@@ -18,6 +22,7 @@ use google_cloud_gax::paginator::ItemPaginator as _;
 use google_cloud_resourcemanager_v3::client::Projects;
 
 pub use asset_inventory::AssetInventoryCatalog;
+pub use budget::{ReadBudget, ReadBudgets};
 pub use cache::Cache;
 pub use policy_analyzer::PolicyAnalyzerCatalog;
 
@@ -59,6 +64,16 @@ impl Reviewers {
     pub fn all(&self) -> Vec<Email> {
         self.peers.iter().chain(&self.designated).cloned().collect::<BTreeSet<_>>().into_iter().collect()
     }
+}
+
+/// Whether a listing may be answered from stored effective policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Within `POLICY_CACHE_TIMEOUT`, a stored policy answers.
+    Stored,
+    /// Read afresh (the caller has just changed something, `Cache-Control: no-cache`); the
+    /// answer is stored for the others.
+    Reload,
 }
 
 /// The questions every handler asks about eligibility.
@@ -119,6 +134,18 @@ impl AnyCatalog {
                 AnyCatalog::PolicyAnalyzer(PolicyAnalyzerCatalog::new(backend, scope).await?)
             }
         })
+    }
+}
+
+impl AnyCatalog {
+    /// This catalog for one listing: every uncached Google read is charged to `budget`, and
+    /// `freshness` says whether stored policies may answer. The Policy Analyzer catalog keeps
+    /// no budget: its quota is a daily one per organization, which no per-person budget fits.
+    pub fn for_listing(&self, budget: ReadBudget, freshness: Freshness) -> AnyCatalog {
+        match self {
+            AnyCatalog::AssetInventory(catalog) => AnyCatalog::AssetInventory(catalog.for_listing(budget, freshness)),
+            AnyCatalog::PolicyAnalyzer(catalog) => AnyCatalog::PolicyAnalyzer(catalog.clone()),
+        }
     }
 }
 
