@@ -34,9 +34,7 @@ use crate::gcp::ledger::{Ledger, Stored};
 use crate::http::ApiError;
 use crate::http::wire::RequestJson;
 use crate::justification::JustificationPolicy;
-use crate::lifecycle::{
-    self, Action, Decision, Entry, Record, Standing, State, Step, Want, available_actions, decide,
-};
+use crate::lifecycle::{self, Action, Decision, Entry, Record, Standing, State, Step, Want, available_actions, decide};
 use crate::policy::{GrantKey, Policy};
 use crate::rules::{self, Fresh};
 use crate::timestamp::Timestamp;
@@ -479,12 +477,14 @@ impl Door {
                 match &fresh {
                     Fresh::Mpa(holdings) => {
                         standing.may_review = holdings.get(caller).is_some_and(|h| h.may_review());
-                        standing.beneficiary_eligible = holdings.get(&record.beneficiary).is_some_and(|h| h.holds(kind));
+                        standing.beneficiary_eligible =
+                            holdings.get(&record.beneficiary).is_some_and(|h| h.holds(kind));
                     }
                     Fresh::Jit(held) => {
-                        standing.beneficiary_eligible = record.entitlements.iter().all(|text| {
-                            held.iter().any(|e| e.id.to_string() == *text && e.activation_type == kind)
-                        });
+                        standing.beneficiary_eligible = record
+                            .entitlements
+                            .iter()
+                            .all(|text| held.iter().any(|e| e.id.to_string() == *text && e.activation_type == kind));
                     }
                 }
                 if matches!(action, Action::Approve { .. } | Action::Extend { .. }) {
@@ -527,7 +527,11 @@ impl Door {
             return setting;
         }
         let policy = first_entitlement(record).ok().and_then(|id| {
-            self.config.approval.policy.requirement(id.role().as_str(), &id.resource().resource_name()).max_duration_minutes
+            self.config
+                .approval
+                .policy
+                .requirement(id.role().as_str(), &id.resource().resource_name())
+                .max_duration_minutes
         });
         policy.map_or(setting, |max| max.min(setting))
     }
@@ -545,6 +549,7 @@ impl Door {
     ) -> Result<Verified, ApiError> {
         let mut held = None;
         let mut checked = false;
+        let mut conflicts = 0;
         for _ in 0..MAX_STEPS {
             let now = Timestamp::now();
             let record = verified.record();
@@ -578,6 +583,13 @@ impl Door {
                 }
                 Step::Write(want) => match self.write(record, want, superseded, prefetched.take()).await {
                     Ok(()) => held = Some(want),
+                    // The policy changed under the write: perhaps the request was revoked
+                    // meanwhile. Read the ledger again before writing again.
+                    Err(GcpError::Conflict(_)) if conflicts < crate::gcp::iam::MAX_ATTEMPTS => {
+                        conflicts += 1;
+                        tokio::time::sleep(self.writer.conflict_pause(conflicts)).await;
+                        verified = self.reload(&verified).await?;
+                    }
                     Err(error) if final_refusal(&error) && lifecycle::failure(record, now, String::new()).is_some() => {
                         tracing::error!(activation_id = %record.id, %error, "Google refused the binding for good");
                         verified = self.record_failure(verified, google_message(&error)).await?;
@@ -656,9 +668,11 @@ impl Door {
                 };
                 (bindings, reason)
             }
-            Want::Nothing => (Vec::new(), format!("JIT access {}: {}", record.id, record.state(Timestamp::now()).name())),
+            Want::Nothing => {
+                (Vec::new(), format!("JIT access {}: {}", record.id, record.state(Timestamp::now()).name()))
+            }
         };
-        self.writer.set_grant(&resource, &grant_key(record)?, &bindings, superseded, &reason, prefetched).await?;
+        self.writer.set_grant_once(&resource, &grant_key(record)?, &bindings, superseded, &reason, prefetched).await?;
         Ok(())
     }
 
@@ -754,7 +768,11 @@ impl Door {
         for old in superseded {
             let held = granted.then_some(Want::Nothing);
             if let Err(error) = self.settle_from(old, held).await {
-                tracing::warn!(code = error.code(), reason = error.message(), "a superseded grant is not yet recorded ended; the sweeper completes it");
+                tracing::warn!(
+                    code = error.code(),
+                    reason = error.message(),
+                    "a superseded grant is not yet recorded ended; the sweeper completes it"
+                );
             }
         }
         let verified = settled.map_err(|error| {
@@ -769,10 +787,22 @@ impl Door {
             }
         })?;
         if verified.record().state(Timestamp::now()) == State::ActivationFailed {
-            return Err(ApiError::backend("Google refused the binding; the request is recorded as failed"));
+            let reason = verified.record().timeline.iter().rev().find_map(|e| match e {
+                Entry::ActivationFailed { reason, .. } => Some(reason.clone()),
+                _ => None,
+            });
+            return Err(ApiError::forbidden(
+                "activation_failed",
+                format!(
+                    "the access was not granted ({}); request {} is recorded as ACTIVATION_FAILED",
+                    reason.unwrap_or_default(),
+                    record.id
+                ),
+            ));
         }
         let standing = Standing { beneficiary_eligible: true, ..Standing::default() };
-        let message = verified.untold.then(|| "Access granted. Sending the notification failed; it was logged.".to_string());
+        let message =
+            verified.untold.then(|| "Access granted. Sending the notification failed; it was logged.".to_string());
         Ok(self.outcome(verified, caller, standing, message))
     }
 
@@ -786,10 +816,8 @@ impl Door {
     ) -> Result<Vec<Verified>, ApiError> {
         let open = self.reader.verified(open?).await?;
         let now = Timestamp::now();
-        let live: Vec<&Verified> = open
-            .iter()
-            .filter(|v| v.record().id != record.id && !v.record().state(now).is_terminal())
-            .collect();
+        let live: Vec<&Verified> =
+            open.iter().filter(|v| v.record().id != record.id && !v.record().state(now).is_terminal()).collect();
         for id in &record.entitlements {
             let same: Vec<&str> =
                 live.iter().filter(|v| v.record().entitlements.contains(id)).map(|v| v.record().id.as_str()).collect();
@@ -800,7 +828,9 @@ impl Door {
                 .count();
             if same.len().saturating_sub(replaced) >= rules::MAX_OPEN_PER_ENTITLEMENT {
                 let _ = caller;
-                return Err(rules::Refusal::TooManyOpen { id: id.clone(), count: same.len(), open: same.join(", ") }.into());
+                return Err(
+                    rules::Refusal::TooManyOpen { id: id.clone(), count: same.len(), open: same.join(", ") }.into()
+                );
             }
         }
         Ok(open)
@@ -896,9 +926,9 @@ impl Door {
             window,
             // signJwt refuses an `exp` over 12 hours ahead: the request's deadline is kept
             // inside it, so that the token and the record say the same.
-            expires: timeout_end.min(window.end()).min(now.plus_seconds(
-                crate::gcp::signer::MAX_EXP_SECONDS - crate::gcp::signer::EXP_MARGIN_SECONDS,
-            )),
+            expires: timeout_end
+                .min(window.end())
+                .min(now.plus_seconds(crate::gcp::signer::MAX_EXP_SECONDS - crate::gcp::signer::EXP_MARGIN_SECONDS)),
             approvals_needed: requirement.approvals,
             approver_reason_required: requirement.approver_reason_required,
         };
@@ -1050,7 +1080,9 @@ fn in_progress(state: State) -> bool {
 /// Whether `old` is an active self-activation that `new` (a self-activation starting now)
 /// repeats: same person, and every one of its roles is among the new one's.
 fn supersedable(old: &Record, new: &Record, now: Timestamp) -> bool {
-    old.id != new.id
+    new.activation_type == ActivationType::Jit
+        && new.start <= now.unix_seconds() + 60
+        && old.id != new.id
         && old.activation_type == ActivationType::Jit
         && old.beneficiary == new.beneficiary
         && old.state(now) == State::Active
@@ -1074,7 +1106,7 @@ fn final_refusal(error: &GcpError) -> bool {
 
 /// Google's own words, for the record and the requester.
 fn google_message(error: &GcpError) -> String {
-    error.to_string()
+    format!("Google refused the binding: {error}")
 }
 
 /// A note for the person who just acted on a request that was `before`.

@@ -221,7 +221,8 @@ mod tests {
             token: None,
             timeline: vec![Entry::Requested { at: 1_700_000_000, actor: alice }],
         };
-        let narrowed = Entry::Approved { at: 1_700_000_001, actor: bob.clone(), reason: String::new(), end: Some(1_700_000_600) };
+        let narrowed =
+            Entry::Approved { at: 1_700_000_001, actor: bob.clone(), reason: String::new(), end: Some(1_700_000_600) };
         record.timeline.push(narrowed);
         let activated = Entry::Activated { at: 1_700_000_002 };
         record.timeline.push(activated.clone());

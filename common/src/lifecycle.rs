@@ -141,7 +141,6 @@ impl Entry {
             _ => None,
         }
     }
-
 }
 
 /// One extension round, see [`Record::extension_rounds`].
@@ -312,10 +311,11 @@ impl Record {
                     granted: None,
                     settled: None,
                 }),
-                (Entry::ExtensionApproved { actor, end, .. }, Some(round)) if self.counts(actor) => {
-                    if round.approvers.insert(actor) {
-                        round.ready_end = round.ready_end.min(*end);
-                    }
+                (Entry::ExtensionApproved { actor, end, .. }, Some(round))
+                    if self.counts(actor) && !round.approvers.contains(actor) =>
+                {
+                    round.approvers.insert(actor);
+                    round.ready_end = round.ready_end.min(*end);
                 }
                 (Entry::Extended { end, .. }, Some(round))
                     if round.has_quorum(self.approvals_needed) && *end <= round.ready_end =>
@@ -580,6 +580,10 @@ pub fn decide(
             // request that awaited it) and changes nothing: it never narrows the window, and
             // never approves an extension, which has an approval of its own.
             let late = matches!(state, State::Activating | State::Scheduled | State::Active);
+            // The request's own deadline bounds approving it, late approvals included.
+            if late && at >= record.request_expiry {
+                return Err(Refusal::WrongState(state));
+            }
             let expected = if late { state } else { State::ApprovalAwaited };
             reviewer_may_act(record, actor, standing, state, expected)?;
             if record.approvers().contains(actor) {

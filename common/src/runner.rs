@@ -42,7 +42,9 @@ where
         }
     };
     if crate::timestamp::travel::ENABLED && std::env::var_os("K_SERVICE").is_some() {
-        eprintln!("{service}: built with the tests' movable clock (feature clock-travel); refusing to run on Cloud Run");
+        eprintln!(
+            "{service}: built with the tests' movable clock (feature clock-travel); refusing to run on Cloud Run"
+        );
         return std::process::ExitCode::from(2);
     }
     init_logging();

@@ -542,12 +542,17 @@ fn check_member_domains(allowed: &[String], stored: &Policy, policy: &Policy) ->
     if allowed.is_empty() {
         return Ok(());
     }
-    let existing: BTreeSet<&str> = stored.bindings.iter().flat_map(|b| b.members.iter().map(String::as_str)).collect();
+    // What is new is a member in a binding (role and condition) it was not in: the stricter
+    // reading, since Google does not say whether a member elsewhere in the policy counts.
+    let key = |b: &'_ Binding| (b.role.clone(), b.condition.as_ref().map(|c| (c.expression.clone(), c.title.clone())));
+    let existing: BTreeSet<_> =
+        stored.bindings.iter().flat_map(|b| b.members.iter().map(move |m| (key(b), m.as_str()))).collect();
     let outside = policy
         .bindings
         .iter()
-        .flat_map(|b| b.members.iter())
-        .filter(|member| !existing.contains(member.as_str()))
+        .flat_map(|b| b.members.iter().map(move |m| (key(b), m)))
+        .filter(|(binding, member)| !existing.contains(&(binding.clone(), member.as_str())))
+        .map(|(_, member)| member)
         .find(|member| match member_domain(member) {
             MemberDomain::Public => true,
             MemberDomain::Of(domain) => !allowed.iter().any(|a| a.eq_ignore_ascii_case(domain)),

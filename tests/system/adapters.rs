@@ -80,7 +80,9 @@ async fn catalog_sees_activations_with_their_window() {
     let backend = backend().await;
     let writer = IamWriter::new(&backend.settings).await.expect("client");
     let now = Timestamp::now().unix_seconds();
-    activate(&writer, &activation(CAROL, "project-1:roles/storage.admin", now - 60, 30), "test").await.expect("written");
+    activate(&writer, &activation(CAROL, "project-1:roles/storage.admin", now - 60, 30), "test")
+        .await
+        .expect("written");
     let catalog = PolicyAnalyzerCatalog::new(&backend.settings, &backend.scope).await.expect("client");
     let carol = catalog.user_entitlements(&email(CAROL), &on_project("project-1")).await.expect("analysis");
     assert_eq!(carol.activations.len(), 1, "{carol:?}");

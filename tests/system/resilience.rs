@@ -107,7 +107,9 @@ async fn sixteen_concurrent_writers_with_injected_conflicts_lose_nothing() {
         .enumerate()
         .map(|(index, activation)| {
             let writer = writer.clone();
-            tokio::spawn(async move { (index, crate::support::activate(&writer, &activation, "concurrency test").await) })
+            tokio::spawn(
+                async move { (index, crate::support::activate(&writer, &activation, "concurrency test").await) },
+            )
         })
         .collect();
     let mut landed = Vec::new();

@@ -99,9 +99,13 @@ async fn a_failing_project_is_counted_and_conflicts_are_retried() {
     let backend = backend().await;
     let writer = IamWriter::new(&backend.settings).await.expect("client");
     let now = Timestamp::now().unix_seconds();
-    crate::support::activate(&writer, &activation("carol@example.com", "project-1:roles/storage.admin", now - 10_000, now - 7_200), "t")
-        .await
-        .expect("w");
+    crate::support::activate(
+        &writer,
+        &activation("carol@example.com", "project-1:roles/storage.admin", now - 10_000, now - 7_200),
+        "t",
+    )
+    .await
+    .expect("w");
     backend.inject("resourcemanager", "setIamPolicy", 409, 1).await;
     let summary = sweeper::run(&config(&backend, false), Timestamp::now()).await.expect("runs");
     assert_eq!((summary.bindings_removed, summary.conflicts_retried, summary.errors), (1, 1, 0), "{summary}");
@@ -122,7 +126,9 @@ async fn several_scopes_are_each_swept_and_nothing_outside_them() {
         "organizations/100000000001:roles/iam.securityReviewer",
     ];
     for id in ids {
-        crate::support::activate(&writer, &activation("carol@example.com", id, now - 10_000, now - 7_200), "t").await.expect("written");
+        crate::support::activate(&writer, &activation("carol@example.com", id, now - 10_000, now - 7_200), "t")
+            .await
+            .expect("written");
     }
     let config = config_for(&backend, "folders/200000000002,projects/project-2", false);
     let summary = sweeper::run(&config, Timestamp::now()).await.expect("runs");

@@ -82,6 +82,35 @@ impl IamWriter {
         reason: &str,
         prefetched: Option<Policy>,
     ) -> Result<bool, GcpError> {
+        self.set_grant_within(resource, grant, bindings, superseded, reason, prefetched, self.max_attempts).await
+    }
+
+    /// As `set_grant`, one attempt: a conflict is returned, for a caller that reads the
+    /// request ledger again before it writes again (the door: the policy may have changed
+    /// because the request was revoked meanwhile).
+    pub async fn set_grant_once(
+        &self,
+        resource: &ResourceId,
+        grant: &GrantKey,
+        bindings: &[Binding],
+        superseded: &[GrantKey],
+        reason: &str,
+        prefetched: Option<Policy>,
+    ) -> Result<bool, GcpError> {
+        self.set_grant_within(resource, grant, bindings, superseded, reason, prefetched, 1).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn set_grant_within(
+        &self,
+        resource: &ResourceId,
+        grant: &GrantKey,
+        bindings: &[Binding],
+        superseded: &[GrantKey],
+        reason: &str,
+        prefetched: Option<Policy>,
+        max_attempts: u32,
+    ) -> Result<bool, GcpError> {
         let mut prefetched = prefetched;
         let mut attempt = 0;
         loop {
@@ -95,7 +124,7 @@ impl IamWriter {
             };
             match with_request_reason(reason, self.write(resource, updated)).await {
                 Ok(()) => return Ok(true),
-                Err(error) if error.is_conflict() && attempt < self.max_attempts => {
+                Err(error) if error.is_conflict() && attempt < max_attempts => {
                     tracing::info!(resource = %resource, attempt, "policy changed underneath us, retrying");
                     tokio::time::sleep(self.backoff(attempt)).await;
                 }
@@ -107,6 +136,11 @@ impl IamWriter {
                 Err(error) => return Err(error),
             }
         }
+    }
+
+    /// The jittered pause before the `attempt`-th write after a conflict.
+    pub fn conflict_pause(&self, attempt: u32) -> Duration {
+        self.backoff(attempt)
     }
 
     /// The folders and organizations whose policies may hold activations under `scopes`: each

@@ -342,7 +342,12 @@ fn arbitrary_entry() -> impl proptest::strategy::Strategy<Value = Entry> {
     use proptest::prelude::*;
     let actor = prop::sample::select(vec!["alice", "bob", "carol", "dave", "eve"]).prop_map(email);
     prop_oneof![
-        (0i64..3000, actor.clone()).prop_map(|(at, actor)| Entry::Approved { at, actor, reason: String::new(), end: None }),
+        (0i64..3000, actor.clone()).prop_map(|(at, actor)| Entry::Approved {
+            at,
+            actor,
+            reason: String::new(),
+            end: None
+        }),
         (0i64..3000, actor.clone()).prop_map(|(at, actor)| Entry::Denied { at, actor, reason: "r".into() }),
         (0i64..3000, actor.clone()).prop_map(|(at, actor)| Entry::Withdrawn { at, actor, reason: String::new() }),
         (0i64..3000).prop_map(|at| Entry::Activated { at }),
@@ -556,7 +561,11 @@ mod model {
                 Step::Write(want) => {
                     if let Want::Bindings { end, .. } = want {
                         let checked = self.checked_end.get(&index).copied().unwrap_or(i64::MIN);
-                        assert!(end <= checked, "wrote until {end} with a check only until {checked}\n{}", self.log.join("\n"));
+                        assert!(
+                            end <= checked,
+                            "wrote until {end} with a check only until {checked}\n{}",
+                            self.log.join("\n")
+                        );
                     }
                     match want {
                         Want::Nothing => self.iam.remove(&index),
@@ -590,10 +599,7 @@ mod model {
                 2 => Action::Withdraw { reason: String::new() },
                 3 => Action::Revoke { reason: "r".into() },
                 4 => Action::Extend { end },
-                _ => Action::ApproveExtension {
-                    reason: String::new(),
-                    end: record.pending_extension().unwrap_or(end),
-                },
+                _ => Action::ApproveExtension { reason: String::new(), end: record.pending_extension().unwrap_or(end) },
             };
             let decided = decide(record, &email(actor), &action, self.standing(actor), at(self.now));
             if let Ok(decision) = decided {
@@ -668,7 +674,11 @@ mod model {
                         })
                         .fold(record.end, i64::max);
                     assert_eq!(*start, record.start, "{}", self.log.join("\n"));
-                    assert!(*end <= approved, "binding until {end}, approved until {approved}\n{}", self.log.join("\n"));
+                    assert!(
+                        *end <= approved,
+                        "binding until {end}, approved until {approved}\n{}",
+                        self.log.join("\n")
+                    );
                 }
             }
         }
@@ -680,7 +690,8 @@ mod model {
                 let record = &stored.record;
                 let state = record.state(at(self.now));
                 let held = self.iam.get(&index).copied();
-                let context = || format!("request {index} {state:?} holds {held:?}\n{:#?}\n{}", record, self.log.join("\n"));
+                let context =
+                    || format!("request {index} {state:?} holds {held:?}\n{:#?}\n{}", record, self.log.join("\n"));
                 match (want(record, at(self.now)), held) {
                     (Want::Bindings { .. }, held) => {
                         assert!(state.is_live(), "{}", context());
@@ -692,7 +703,11 @@ mod model {
                     }
                     (Want::Nothing, Some(Want::Nothing)) => unreachable!(),
                 }
-                assert!(!matches!(state, State::Activating | State::Extending | State::Revoking | State::Ending), "{}", context());
+                assert!(
+                    !matches!(state, State::Activating | State::Extending | State::Revoking | State::Ending),
+                    "{}",
+                    context()
+                );
             }
         }
     }
@@ -703,8 +718,7 @@ mod model {
 #[test]
 fn every_history_converges_to_what_the_ledger_says() {
     let replay = std::env::var("LIFECYCLE_SEED").ok().and_then(|s| s.parse::<u64>().ok());
-    let histories: u64 =
-        std::env::var("LIFECYCLE_HISTORIES").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let histories: u64 = std::env::var("LIFECYCLE_HISTORIES").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
     let seeds: Box<dyn Iterator<Item = u64>> = match replay {
         Some(seed) => Box::new(std::iter::once(seed)),
         None => Box::new(0..histories),

@@ -145,8 +145,8 @@ fn legacy(request: &ActivationRequest, caller: &Email, outcome: &Outcome) -> ser
         "EXPIRED" => "EXPIRED",
         _ => "CLOSED",
     };
-    let mut answer =
-        serde_json::to_value(ActivationResponse::request(request, caller, status, Timestamp::now())).unwrap_or_default();
+    let mut answer = serde_json::to_value(ActivationResponse::request(request, caller, status, Timestamp::now()))
+        .unwrap_or_default();
     if let Some(entitlement) = answer["entitlements"].get_mut(0) {
         // The granted window: narrowed or extended since the token was signed.
         entitlement["endTime"] = serde_json::json!(view.end_time);

@@ -30,11 +30,11 @@ use common::config::{
     ActivationSettings, ApprovalSettings, BackendSettings, ConfigError, Env, IapSettings, LedgerSettings,
     ListingBudgetSettings, ScopeSettings, TokenSettings,
 };
+use common::door::LedgerReader;
 use common::entitlement::{Entitlement, EntitlementId, FOLDERS, ORGANIZATIONS, PROJECTS, resource_of};
 use common::gcp::GcpError;
 use common::gcp::catalog::{AnyCatalog, Catalog as _, Freshness, ReadBudgets};
 use common::gcp::jwks::JwksCache;
-use common::door::LedgerReader;
 use common::http::wire::{RequestJson, UserJson};
 use common::http::{ApiError, ApiQuery, IapUser, IapVerifier, Routes, api_router};
 use common::lifecycle::{Record, Standing, State as RequestState, available_actions};
@@ -359,8 +359,11 @@ async fn requests(
         .filter(|record| query.view == "mine" || awaits_review(record))
         .map(|record| {
             // Buttons only; every action is checked afresh when taken.
-            let standing =
-                Standing { may_review: record.reviewers.contains(me), administrator: false, beneficiary_eligible: true };
+            let standing = Standing {
+                may_review: record.reviewers.contains(me),
+                administrator: false,
+                beneficiary_eligible: true,
+            };
             RequestJson::new(record, now, available_actions(record, me, standing, now))
         })
         .collect();

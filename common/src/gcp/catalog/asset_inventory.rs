@@ -23,11 +23,11 @@ use google_cloud_resourcemanager_v3::client::Projects;
 
 use super::{Cache, Freshness, ReadBudget, Reviewers, UserEntitlements, asset_service, core_binding, search_projects};
 use crate::condition::ActivationType;
-use crate::eligibility::Holding;
-use crate::entitlement::EntitlementId;
 use crate::config::{BackendSettings, ScopeSettings};
 use crate::eligibility;
+use crate::eligibility::Holding;
 use crate::email::Email;
+use crate::entitlement::EntitlementId;
 use crate::entitlement::{Entitlement, ProjectId, ResourceId};
 use crate::gcp::groups::GroupDirectory;
 use crate::gcp::rest::RestClient;

@@ -27,8 +27,8 @@ pub use cache::Cache;
 pub use policy_analyzer::PolicyAnalyzerCatalog;
 
 use crate::activation::ActivationBinding;
-use crate::config::{BackendSettings, CatalogKind, ScopeSettings};
 use crate::condition::ActivationType;
+use crate::config::{BackendSettings, CatalogKind, ScopeSettings};
 use crate::eligibility::Holding;
 use crate::email::Email;
 use crate::entitlement::{Entitlement, EntitlementId, ProjectId, ResourceId};
