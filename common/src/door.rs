@@ -235,6 +235,13 @@ fn record_from_token(request: &ActivationRequest, token: &str, now: Timestamp) -
     }
 }
 
+/// What an action reads afresh before it is decided.
+#[derive(Debug, Clone)]
+struct Reads {
+    fresh: Option<Fresh>,
+    policy: Option<Policy>,
+}
+
 /// What an action or a view answers: the request as it stands now, what the caller may do
 /// next, and a note for them.
 #[derive(Debug, Clone)]
@@ -286,6 +293,9 @@ pub struct Door {
     publisher: Arc<dyn EventPublisher>,
     signer: Option<Arc<dyn TokenSigner>>,
     config: Arc<Config>,
+    /// Requests seen lately, by ID: their content, to read what an action needs side by side
+    /// with the ledger. Never a decision: the record read afresh must match it.
+    known: Arc<crate::gcp::catalog::Cache<Record>>,
 }
 
 impl Door {
@@ -300,6 +310,7 @@ impl Door {
             publisher: publisher_for(&config.backend, &config.notification).await?,
             signer,
             config,
+            known: Arc::new(crate::gcp::catalog::Cache::with_capacity(std::time::Duration::from_secs(3600), 1024)),
         })
     }
 
@@ -319,6 +330,7 @@ impl Door {
     /// left half-done finished first.
     pub async fn view(&self, caller: &Email, id: &str) -> Result<Outcome, ApiError> {
         let verified = self.reader.load(id).await?;
+        self.remember(&verified);
         self.view_of(caller, verified).await
     }
 
@@ -350,9 +362,26 @@ impl Door {
     /// Approves the request a mailed link names: only the original request, only before it
     /// expires. An old link never approves a later extension.
     pub async fn approve_token(&self, caller: &Email, token: &str) -> Result<(ActivationRequest, Outcome), ApiError> {
-        let (request, verified) = self.of_token(token, true).await?;
         let action = Action::Approve { reason: String::new(), end: None };
-        Ok((request, self.act_on(caller, verified, action).await?))
+        // The token is the request's content: what the approval needs is read side by side
+        // with the ledger, once the caller is known to be one of its reviewers.
+        let plain = from_url_form(token.trim());
+        let content = match self.reader.verify_token(&plain).await? {
+            Ok(request) => Some(record_from_token(&request, &plain, Timestamp::now())),
+            Err(_) => None,
+        };
+        let anything = Standing { may_review: true, administrator: true, beneficiary_eligible: true };
+        let listed = content.as_ref().filter(|c| decide(c, caller, &action, anything, Timestamp::now()).is_ok());
+        let speculative = async {
+            match listed {
+                Some(content) => self.reads(content, &action, true).await.ok(),
+                None => None,
+            }
+        };
+        let (loaded, reads) = tokio::join!(self.of_token(token, true), speculative);
+        let (request, verified) = loaded?;
+        let reads = reads.filter(|_| listed.is_some_and(|c| same_request(verified.record(), c)));
+        Ok((request, self.act_on(caller, verified, action, reads).await?))
     }
 
     /// A link's token, verified (`unexpired`: as a link to approve must be), and its record.
@@ -392,12 +421,40 @@ impl Door {
         id: &str,
         action: impl FnOnce(&Record) -> Action,
     ) -> Result<Outcome, ApiError> {
-        let verified = self.reader.load(id).await?;
-        let action = action(verified.record());
-        self.act_on(caller, verified, action).await
+        // The request's content never changes: when it was seen before, what the action
+        // needs is read side by side with the ledger, and used only if the record matches.
+        // Only a reviewer's decision is read ahead: it is the one that waits for the catalog.
+        let known = self.known.get(id).filter(|known| &known.beneficiary != caller && known.reviewers.contains(caller));
+        let Some(known) = known else {
+            let verified = self.reader.load(id).await?;
+            self.remember(&verified);
+            let action = action(verified.record());
+            return self.act_on(caller, verified, action, None).await;
+        };
+        let action = action(&known);
+        if !matches!(action, Action::Approve { .. } | Action::Deny { .. } | Action::ApproveExtension { .. }) {
+            let verified = self.reader.load(id).await?;
+            return self.act_on(caller, verified, action, None).await;
+        }
+        let (verified, reads) = tokio::join!(self.reader.load(id), self.reads(&known, &action, true));
+        let verified = verified?;
+        let reads = reads.ok().filter(|_| same_request(verified.record(), &known));
+        self.act_on(caller, verified, action, reads).await
     }
 
-    async fn act_on(&self, caller: &Email, verified: Verified, action: Action) -> Result<Outcome, ApiError> {
+    /// Remembers a request's content: everything but its timeline, which never changes.
+    fn remember(&self, verified: &Verified) {
+        let content = Record { timeline: Vec::new(), ..verified.record().clone() };
+        self.known.put(&content.id.clone(), content);
+    }
+
+    async fn act_on(
+        &self,
+        caller: &Email,
+        verified: Verified,
+        action: Action,
+        prefetched: Option<Reads>,
+    ) -> Result<Outcome, ApiError> {
         let record = verified.record();
         let before = record.state(Timestamp::now());
         // Refused whatever the catalog would say: answered before any backend call.
@@ -410,28 +467,40 @@ impl Door {
                 return Err(rules::Refusal::Duration { minutes, max }.into());
             }
         }
-        let (standing, fresh, prefetched) = self.standing(record, caller, &action).await?;
+        let reads = match prefetched {
+            Some(reads) => reads,
+            None => self.reads(record, &action, false).await?,
+        };
+        let standing = self.standing(record, caller, &action, reads.fresh.as_ref()).await?;
+        let (fresh, prefetched) = (reads.fresh, reads.policy);
         let mut decided = None;
-        let written = self
-            .reader
-            .ledger
-            .modify_from::<ApiError>(verified.stored.clone(), |current| {
-                if !same_request(current, verified.record()) {
-                    return Err(forged(&current.id));
+        // A revocation or an early end removes the binding next: its policy is read while
+        // the decision is being recorded.
+        let removes = matches!(action, Action::Revoke { .. } | Action::Withdraw { .. }) && before.is_live();
+        let removal_policy = async {
+            match resource_of(record) {
+                Ok(resource) if removes && prefetched.is_none() => self.writer.read(&resource).await.ok(),
+                _ => None,
+            }
+        };
+        let recorded = self.reader.ledger.modify_from::<ApiError>(verified.stored.clone(), |current| {
+            if !same_request(current, verified.record()) {
+                return Err(forged(&current.id));
+            }
+            let decision = decide(current, caller, &action, standing, Timestamp::now())?;
+            decided = Some(decision.clone());
+            Ok(match decision {
+                Decision::Record(entry) => {
+                    let mut next = current.clone();
+                    next.timeline.push(entry);
+                    Some(next)
                 }
-                let decision = decide(current, caller, &action, standing, Timestamp::now())?;
-                decided = Some(decision.clone());
-                Ok(match decision {
-                    Decision::Record(entry) => {
-                        let mut next = current.clone();
-                        next.timeline.push(entry);
-                        Some(next)
-                    }
-                    Decision::Complete => None,
-                })
+                Decision::Complete => None,
             })
-            .await?
-            .ok_or_else(|| ApiError::backend("the ledger answered no request"))?;
+        });
+        let (written, removal_policy) = tokio::join!(recorded, removal_policy);
+        let written = written?.ok_or_else(|| ApiError::backend("the ledger answered no request"))?;
+        let prefetched = prefetched.or(removal_policy);
         let mut verified = verified.at(written)?;
         if let Some(Decision::Record(entry)) = &decided {
             // What is still to carry out is announced by its outcome.
@@ -446,59 +515,68 @@ impl Door {
         Ok(self.outcome(verified, caller, standing, message))
     }
 
-    /// What the catalog says about the people `action` concerns, asked once for the decision
-    /// and for the write that may follow it, and the policy that write would start from.
+    /// What `action` needs read afresh, asked once for the decision and for the write that may
+    /// follow it: the catalog's answer about the request's people, and the policy the write
+    /// would start from (`speculative`: read before the ledger answers, so whether the action
+    /// completes a quorum is not known yet, and the policy is read in case it does).
+    async fn reads(&self, record: &Record, action: &Action, speculative: bool) -> Result<Reads, ApiError> {
+        let writes = match action {
+            Action::Approve { .. } if speculative => true,
+            Action::ApproveExtension { .. } if speculative => true,
+            Action::Approve { .. } => record.approvers().len() as u32 + 1 >= record.approvals_needed,
+            Action::ApproveExtension { .. } => record.extension_approvers().len() as u32 + 1 >= record.approvals_needed,
+            Action::Extend { .. } => record.approvals_needed == 0,
+            Action::Deny { .. } | Action::Revoke { .. } | Action::Withdraw { .. } => false,
+        };
+        let needs_catalog = !matches!(action, Action::Revoke { .. } | Action::Withdraw { .. });
+        let (fresh, policy) = tokio::join!(
+            async {
+                match needs_catalog {
+                    true => self.fresh(record).await.map(Some),
+                    false => Ok(None),
+                }
+            },
+            async {
+                match resource_of(record) {
+                    Ok(resource) if writes => self.writer.read(&resource).await.ok(),
+                    _ => None,
+                }
+            }
+        );
+        Ok(Reads { fresh: fresh?, policy })
+    }
+
+    /// How the caller and the beneficiary stand, from what was read.
     async fn standing(
         &self,
         record: &Record,
         caller: &Email,
         action: &Action,
-    ) -> Result<(Standing, Option<Fresh>, Option<Policy>), ApiError> {
+        fresh: Option<&Fresh>,
+    ) -> Result<Standing, ApiError> {
         let mut standing = Standing::default();
-        match action {
-            Action::Approve { .. } | Action::Deny { .. } | Action::ApproveExtension { .. } | Action::Extend { .. } => {
-                // The policy is read alongside only when this very action leads to a write.
-                let writes = match action {
-                    Action::Approve { .. } => record.approvers().len() as u32 + 1 >= record.approvals_needed,
-                    Action::ApproveExtension { .. } => {
-                        record.extension_approvers().len() as u32 + 1 >= record.approvals_needed
-                    }
-                    Action::Extend { .. } => record.approvals_needed == 0,
-                    _ => false,
-                };
-                let (fresh, policy) = tokio::join!(self.fresh(record), async {
-                    match resource_of(record) {
-                        Ok(resource) if writes => self.writer.read(&resource).await.ok(),
-                        _ => None,
-                    }
-                });
-                let fresh = fresh?;
-                let kind = record.activation_type;
-                match &fresh {
-                    Fresh::Mpa(holdings) => {
-                        standing.may_review = holdings.get(caller).is_some_and(|h| h.may_review());
-                        standing.beneficiary_eligible =
-                            holdings.get(&record.beneficiary).is_some_and(|h| h.holds(kind));
-                    }
-                    Fresh::Jit(held) => {
-                        standing.beneficiary_eligible = record
-                            .entitlements
-                            .iter()
-                            .all(|text| held.iter().any(|e| e.id.to_string() == *text && e.activation_type == kind));
-                    }
-                }
-                if matches!(action, Action::Approve { .. } | Action::Extend { .. }) {
-                    // The justification as today's policy reads it, as a new request would be.
-                    self.config.activation.justification.check(&record.justification).map_err(rules::Refusal::from)?;
-                }
-                Ok((standing, Some(fresh), policy))
+        let kind = record.activation_type;
+        match fresh {
+            Some(Fresh::Mpa(holdings)) => {
+                standing.may_review = holdings.get(caller).is_some_and(|h| h.may_review());
+                standing.beneficiary_eligible = holdings.get(&record.beneficiary).is_some_and(|h| h.holds(kind));
             }
-            Action::Revoke { .. } => {
-                standing.administrator = !record.approvers().contains(caller) && self.administrator(caller).await?;
-                Ok((standing, None, None))
+            Some(Fresh::Jit(held)) => {
+                standing.beneficiary_eligible = record
+                    .entitlements
+                    .iter()
+                    .all(|text| held.iter().any(|e| e.id.to_string() == *text && e.activation_type == kind));
             }
-            Action::Withdraw { .. } => Ok((standing, None, None)),
+            None => {}
         }
+        if matches!(action, Action::Approve { .. } | Action::Extend { .. }) {
+            // The justification as today's policy reads it, as a new request would be.
+            self.config.activation.justification.check(&record.justification).map_err(rules::Refusal::from)?;
+        }
+        if let Action::Revoke { .. } = action {
+            standing.administrator = !record.approvers().contains(caller) && self.administrator(caller).await?;
+        }
+        Ok(standing)
     }
 
     /// The catalog's fresh answer about a request's people.
@@ -988,7 +1066,8 @@ impl Door {
         };
         let matches = expected.len() == present.len()
             && expected.iter().all(|a| present.iter().any(|p| same_access(a, p) && p.window == a.window));
-        if matches {
+        // Flagged already, and still gone: nothing more to say (it is never restored).
+        if matches || (present.is_empty() && record.externally_modified()) {
             return Ok(Reconciled::Unchanged);
         }
         // What the sweeper read may be a moment old: read both again before acting.
@@ -1016,12 +1095,14 @@ impl Door {
     /// Flags a live grant whose binding was removed behind the ledger's back.
     async fn flag(&self, verified: Verified) -> Result<Reconciled, ApiError> {
         let entry = Entry::ExternallyModified { at: Timestamp::now().unix_seconds() };
+        let mut flagged = false;
         let written = self
             .reader
             .ledger
             .modify_from::<ApiError>(verified.stored.clone(), |current| {
                 let live = matches!(current.state(Timestamp::now()), State::Active | State::Scheduled);
-                if current.externally_modified() || !live {
+                flagged = !current.externally_modified() && live;
+                if !flagged {
                     return Ok(None);
                 }
                 let mut next = current.clone();
@@ -1030,7 +1111,7 @@ impl Door {
             })
             .await?;
         match written {
-            Some(stored) if stored.record.timeline.last() == Some(&entry) => {
+            Some(stored) if flagged => {
                 tracing::warn!(activation_id = %stored.record.id, "an active grant's binding was removed outside JIT access");
                 let mut verified = verified.at(stored)?;
                 self.announce(&mut verified, &entry).await;

@@ -4,14 +4,13 @@
 
 use std::collections::BTreeSet;
 
-use crate::activation::{ActivationWindow, WindowStatus};
+use crate::activation::ActivationWindow;
 use crate::condition::ActivationType;
 use crate::config::ActivationSettings;
 use crate::email::Email;
 use crate::entitlement::{Entitlement, EntitlementError, EntitlementId, ResourceId};
-use crate::justification::{Justification, JustificationError};
+use crate::justification::JustificationError;
 use crate::timestamp::Timestamp;
-use crate::token::ActivationRequest;
 
 /// Why a request or an approval is refused. Each has its own stable code in the API.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -210,50 +209,6 @@ pub fn reviewers(
     Ok(unique.into_iter().cloned().collect())
 }
 
-/// Who may see a request: its beneficiary and its reviewers.
-pub fn may_view(request: &ActivationRequest, caller: &Email) -> Result<(), Refusal> {
-    if &request.beneficiary == caller || request.reviewers.contains(caller) {
-        Ok(())
-    } else {
-        Err(Refusal::NotInvolved)
-    }
-}
-
-/// May `caller` approve `request` now? `holders` are the current holders of the request's
-/// entitlement with peer approval (the beneficiary must still be one); `approvers` those who
-/// may approve it (holders and designated approvers; the caller must be one). Returns the
-/// justification, checked against today's policy.
-pub fn may_approve(
-    request: &ActivationRequest,
-    caller: &Email,
-    holders: &[Email],
-    approvers: &[Email],
-    settings: &ActivationSettings,
-    now: Timestamp,
-) -> Result<Justification, Refusal> {
-    if &request.beneficiary == caller {
-        return Err(Refusal::SelfApproval);
-    }
-    if !request.reviewers.contains(caller) {
-        return Err(Refusal::NotAReviewer(caller.clone()));
-    }
-    if request.window.status(now) == WindowStatus::Ended {
-        return Err(Refusal::WindowEnded(request.window.end()));
-    }
-    let justification = settings.justification.check(&request.justification)?;
-    let minutes = (request.window.duration_seconds() as u64).div_ceil(60);
-    if minutes > settings.max_activation_minutes {
-        return Err(Refusal::Duration { minutes, max: settings.max_activation_minutes });
-    }
-    if !holders.contains(&request.beneficiary) {
-        return Err(Refusal::BeneficiaryNotEligible(request.beneficiary.clone()));
-    }
-    if !approvers.contains(caller) {
-        return Err(Refusal::ApproverNotEligible);
-    }
-    Ok(justification)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,20 +231,6 @@ mod tests {
 
     fn project() -> ResourceId {
         ResourceId::parse("project-1").expect("project")
-    }
-
-    fn request() -> ActivationRequest {
-        ActivationRequest {
-            id: "mpa-x".into(),
-            beneficiary: email("alice@example.com"),
-            reviewers: vec![email("bob@example.com"), email("dave@example.com")],
-            entitlement: EntitlementId::parse("project-1:roles/compute.admin").expect("id"),
-            justification: "BUG-12345".into(),
-            window: ActivationWindow::new(at(1_000), at(4_600)).expect("window"),
-            expires: at(4_600),
-            approvals_needed: 1,
-            approver_reason_required: false,
-        }
     }
 
     fn holders() -> Vec<Email> {
@@ -370,70 +311,89 @@ mod tests {
         );
     }
 
-    #[test]
-    fn listed_eligible_peer_may_approve() {
-        let settings = settings(&[]);
-        let justification =
-            may_approve(&request(), &email("bob@example.com"), &holders(), &holders(), &settings, at(2_000))
-                .expect("allowed");
-        assert_eq!(justification.as_str(), "BUG-12345");
+    /// Alice's request for compute.admin on project-1, two approvals needed, Bob and Dave
+    /// approved it: as the ledger holds it when the grant is about to be written.
+    fn approved() -> crate::lifecycle::Record {
+        use crate::lifecycle::{Entry, Record};
+        let (alice, bob, dave) = (email("alice@example.com"), email("bob@example.com"), email("dave@example.com"));
+        let approved =
+            |actor: &Email| Entry::Approved { at: 1_100, actor: actor.clone(), reason: String::new(), end: None };
+        Record {
+            id: "mpa-x".into(),
+            activation_type: ActivationType::Mpa,
+            beneficiary: alice.clone(),
+            reviewers: vec![bob.clone(), dave.clone()],
+            entitlements: vec!["project-1:roles/compute.admin".into()],
+            justification: "BUG-12345".into(),
+            start: 1_000,
+            end: 4_600,
+            request_expiry: 4_600,
+            approvals_needed: 2,
+            approver_reason_required: false,
+            token: None,
+            timeline: vec![Entry::Requested { at: 1_000, actor: alice }, approved(&bob), approved(&dave)],
+        }
+    }
+
+    /// How each of the request's people stands: the beneficiary and both approvers eligible,
+    /// but those named in `lost`.
+    fn fresh(lost: &[&str]) -> Fresh {
+        let holding = |who: &str| crate::eligibility::Holding { mpa: !lost.contains(&who), ..Default::default() };
+        Fresh::Mpa(
+            ["alice@example.com", "bob@example.com", "dave@example.com"]
+                .into_iter()
+                .map(|who| (email(who), holding(who)))
+                .collect(),
+        )
+    }
+
+    fn grant(record: &crate::lifecycle::Record, fresh: &Fresh, settings: &ActivationSettings) -> Result<(), Refusal> {
+        may_grant(record, record.end, &record.approvers(), fresh, settings, settings.max_activation_minutes)
     }
 
     #[test]
-    fn beneficiary_cannot_approve_own_request() {
-        let outcome =
-            may_approve(&request(), &email("alice@example.com"), &holders(), &holders(), &settings(&[]), at(2_000));
-        assert_eq!(outcome, Err(Refusal::SelfApproval));
+    fn a_grant_with_its_quorum_of_eligible_approvers_may_be_written() {
+        assert_eq!(grant(&approved(), &fresh(&[]), &settings(&[])), Ok(()));
     }
 
     #[test]
-    fn reviewer_must_be_listed() {
-        let carol = email("carol@example.com");
-        let mut holders = holders();
-        holders.push(carol.clone());
-        let outcome = may_approve(&request(), &carol, &holders, &holders, &settings(&[]), at(2_000));
-        assert_eq!(outcome, Err(Refusal::NotAReviewer(carol)));
+    fn beneficiary_who_lost_eligibility_cannot_be_approved() {
+        let outcome = grant(&approved(), &fresh(&["alice@example.com"]), &settings(&[]));
+        assert_eq!(outcome, Err(Refusal::BeneficiaryNotEligible(email("alice@example.com"))));
     }
 
     #[test]
-    fn approval_after_the_window_is_refused() {
-        let outcome =
-            may_approve(&request(), &email("bob@example.com"), &holders(), &holders(), &settings(&[]), at(4_600));
-        assert_eq!(outcome, Err(Refusal::WindowEnded(at(4_600))));
+    fn reviewer_who_lost_eligibility_cannot_approve() {
+        let outcome = grant(&approved(), &fresh(&["bob@example.com"]), &settings(&[]));
+        assert_eq!(outcome, Err(Refusal::TooFewEligibleApprovers { eligible: 1, needed: 2 }));
     }
 
     #[test]
     fn justification_must_still_match_the_policy() {
         let strict = settings(&[("JUSTIFICATION_PATTERN", "CASE-\\d+")]);
-        let outcome = may_approve(&request(), &email("bob@example.com"), &holders(), &holders(), &strict, at(2_000));
+        let outcome = grant(&approved(), &fresh(&[]), &strict);
         assert!(matches!(outcome, Err(Refusal::Justification(_))), "{outcome:?}");
     }
 
     #[test]
     fn duration_must_still_be_allowed() {
         let shorter = settings(&[("ACTIVATION_TIMEOUT", "30")]);
-        let outcome = may_approve(&request(), &email("bob@example.com"), &holders(), &holders(), &shorter, at(2_000));
+        let outcome = grant(&approved(), &fresh(&[]), &shorter);
         assert_eq!(outcome, Err(Refusal::Duration { minutes: 60, max: 30 }));
     }
 
     #[test]
-    fn beneficiary_who_lost_eligibility_cannot_be_approved() {
-        let holders = vec![email("bob@example.com"), email("dave@example.com")];
-        let outcome = may_approve(&request(), &email("bob@example.com"), &holders, &holders, &settings(&[]), at(2_000));
-        assert_eq!(outcome, Err(Refusal::BeneficiaryNotEligible(email("alice@example.com"))));
-    }
-
-    #[test]
-    fn reviewer_who_lost_eligibility_cannot_approve() {
-        let holders = vec![email("alice@example.com"), email("dave@example.com")];
-        let outcome = may_approve(&request(), &email("bob@example.com"), &holders, &holders, &settings(&[]), at(2_000));
-        assert_eq!(outcome, Err(Refusal::ApproverNotEligible));
-    }
-
-    #[test]
-    fn only_the_involved_may_view() {
-        assert!(may_view(&request(), &email("alice@example.com")).is_ok());
-        assert!(may_view(&request(), &email("dave@example.com")).is_ok());
-        assert_eq!(may_view(&request(), &email("carol@example.com")), Err(Refusal::NotInvolved));
+    fn a_self_activation_needs_the_role_with_self_approval() {
+        let mut record = approved();
+        record.activation_type = ActivationType::Jit;
+        record.approvals_needed = 0;
+        let id = EntitlementId::parse("project-1:roles/compute.admin").expect("id");
+        let held = |kind| Fresh::Jit(vec![Entitlement { id: id.clone(), activation_type: kind }]);
+        assert_eq!(grant(&record, &held(ActivationType::Jit), &settings(&[])), Ok(()));
+        assert!(matches!(
+            grant(&record, &held(ActivationType::Mpa), &settings(&[])),
+            Err(Refusal::WrongActivationType { .. })
+        ));
+        assert!(matches!(grant(&record, &Fresh::Jit(Vec::new()), &settings(&[])), Err(Refusal::NotEligible(_))));
     }
 }

@@ -28,6 +28,7 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/_emulator/pubsub", get(pubsub_messages))
         .route("/_emulator/calls", get(calls).delete(reset_calls))
         .route("/_emulator/faults", post(add_fault).delete(clear_faults))
+        .route("/_emulator/latency", axum::routing::put(set_latency))
         .route("/_emulator/audit", get(audit))
         .route("/_emulator/users", get(users))
         .route("/_emulator/groups/{group}", axum::routing::put(set_group))
@@ -557,6 +558,13 @@ async fn reset_calls(Extract(state): Extract<Arc<State>>) -> StatusCode {
 async fn add_fault(Extract(state): Extract<Arc<State>>, Json(fault): Json<Fault>) -> StatusCode {
     state.add_fault(fault);
     StatusCode::NO_CONTENT
+}
+
+/// `PUT /_emulator/latency` with `{"ms": N}`: every Google API call takes N ms from now on.
+async fn set_latency(Extract(state): Extract<Arc<State>>, Json(body): Json<Value>) -> Reply {
+    let ms = body["ms"].as_u64().filter(|ms| *ms <= 10_000).ok_or_else(|| GoogleError::new(400, "ms: 0 to 10000"))?;
+    state.set_latency(ms);
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn clear_faults(Extract(state): Extract<Arc<State>>) -> StatusCode {

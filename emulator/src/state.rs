@@ -24,6 +24,9 @@ pub struct State {
     pub chat_key: LocalKey,
     pub chat: Mutex<crate::chat::Chat>,
     faults: Mutex<Vec<Fault>>,
+    /// Every Google API call takes this long (milliseconds), as Google's do across a network:
+    /// `scripts/perf` counts round trips on an operation's critical path by it.
+    latency_ms: std::sync::atomic::AtomicU64,
     calls: Mutex<BTreeMap<String, u64>>,
     /// Policy Analyzer queries answered since start: the emulator's "day".
     analysis_queries: Mutex<u64>,
@@ -84,6 +87,7 @@ impl State {
             chat_key: LocalKey::generate_rs256("emulator-chat-key-1")?,
             chat: Mutex::default(),
             faults: Mutex::default(),
+            latency_ms: Default::default(),
             calls: Mutex::default(),
             analysis_queries: Mutex::default(),
             analyses: Mutex::default(),
@@ -130,6 +134,10 @@ impl State {
     /// says whether the budget ran out first (`true`: answer with what was found so far).
     pub async fn enter_within(&self, api: &str, method: &str, budget: Option<Duration>) -> Result<bool, GoogleError> {
         *lock(&self.calls).entry(format!("{api}.{method}")).or_default() += 1;
+        let every_call = self.latency_ms.load(std::sync::atomic::Ordering::Relaxed);
+        if every_call > 0 && !matches!(api, "jwks" | "sendgrid") {
+            tokio::time::sleep(Duration::from_millis(every_call)).await;
+        }
         let Some(fault) = self.take_fault(api, method, false) else {
             return Ok(false);
         };
@@ -163,6 +171,11 @@ impl State {
             faults.remove(position);
         }
         Some(fault)
+    }
+
+    /// Makes every Google API call take `ms` milliseconds from now on (0: none).
+    pub fn set_latency(&self, ms: u64) {
+        self.latency_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The emulator's clock: the real one plus what tests advanced it by.

@@ -56,12 +56,23 @@ pub struct Options {
     /// Settings for the functions, over those passed through from the environment (tests
     /// use it for an approval policy, say).
     pub settings: Vec<(&'static str, String)>,
+    /// Run the sweeper job this often, as Cloud Scheduler does (every minute in production);
+    /// `None`: never (tests that sweep when they choose).
+    pub sweep_every: Option<std::time::Duration>,
 }
 
 impl Default for Options {
     /// Free ports, the example organization, mail not printed, nothing kept.
     fn default() -> Options {
-        Options { port: 0, emulator_port: 0, organization: None, echo_mail: false, state: None, settings: Vec::new() }
+        Options {
+            port: 0,
+            emulator_port: 0,
+            organization: None,
+            echo_mail: false,
+            state: None,
+            settings: Vec::new(),
+            sweep_every: None,
+        }
     }
 }
 
@@ -131,6 +142,7 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
     let request_config = request_approval::Config::read(&mut env);
     let approve_config = approve::Config::read(&mut env);
     let mailer_config = mailer::Config::read(&mut env);
+    let sweeper_config = sweeper::Config::read(&mut env);
     env.finish()?;
     // The Chat app checks Pub/Sub's and Google Chat's tokens itself, as deployed: Chat's
     // token (audience: the project number) cannot pass Cloud Run's invoker check.
@@ -154,6 +166,9 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
     let chat = serve(chat::router(chat::AppState::new(chat_config).await?)).await?;
     start_chat(&http, &emulator, real_pubsub.as_deref(), &topic, chat).await?;
 
+    if let Some(every) = options.sweep_every {
+        tokio::spawn(sweep_every(sweeper_config, every));
+    }
     let users: Vec<String> = emulator.state.world().users().iter().cloned().collect();
     let door = front_door::FrontDoor::new(
         front_door::Upstreams { list, request, approve },
@@ -167,6 +182,21 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
         }
     });
     Ok(Running { url, emulator, users })
+}
+
+/// The sweeper job, every `every`, as Cloud Scheduler runs it: what a crash or an outage left
+/// half-done is completed, and what the ledger does not own is removed.
+async fn sweep_every(config: sweeper::Config, every: std::time::Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        match sweeper::run(&config, common::timestamp::Timestamp::now()).await {
+            Ok(summary) => tracing::info!(%summary, "sweep finished"),
+            Err(error) => tracing::error!(%error, "sweep failed"),
+        }
+    }
 }
 
 impl Running {

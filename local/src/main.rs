@@ -16,6 +16,8 @@ async fn main() -> anyhow::Result<()> {
         echo_mail: true,
         state: std::env::var_os("LOCAL_STATE").map(Into::into),
         settings: Vec::new(),
+        // Every minute, as Cloud Scheduler runs the job in production.
+        sweep_every: Some(std::time::Duration::from_secs(60)),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -46,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
     println!("\n  Scripts: curl -H 'X-Local-User: alice@example.com' -H 'X-JITACCESS: 1' {}/api/projects", running.url);
     println!("  Emulator: {} (captured mail: {}/_emulator/mail)", running.emulator.url(), running.emulator.url());
     println!("  Google Chat: {}/_emulator/chat/page (approve from the cards there)", running.emulator.url());
+    println!("  The sweeper runs every minute, as Cloud Scheduler runs it in production.");
     println!("  Mail sent by the mailer is printed below. Ctrl-C stops everything.\n");
     tokio::signal::ctrl_c().await?;
     if let Some(dir) = state {

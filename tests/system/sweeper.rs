@@ -142,3 +142,62 @@ async fn several_scopes_are_each_swept_and_nothing_outside_them() {
     assert!(!expired_in(backend.policy("projects/project-2").await), "the project scope is swept");
     assert!(expired_in(backend.policy("organizations/100000000001").await), "the organization is no scope here");
 }
+
+/// Every open request is read, page by page; each resource's policy is read once in a run
+/// where nothing needs mending; only a live grant whose binding is gone is flagged.
+#[tokio::test]
+async fn every_open_request_is_read_page_by_page_and_each_policy_once() {
+    use serde_json::json;
+    let system = crate::harness::System::start().await;
+    // Three open requests per person and role at most: Alice asks three times, Dave twice.
+    for (who, role, peer) in [
+        (crate::support::ALICE, "compute.admin", crate::support::BOB),
+        (crate::support::ALICE, "compute.admin", crate::support::BOB),
+        (crate::support::ALICE, "compute.admin", crate::support::BOB),
+        ("dave@example.com", "logging.admin", "erin@example.com"),
+        ("dave@example.com", "logging.admin", "erin@example.com"),
+    ] {
+        let body =
+            json!({"entitlementId": format!("project-1:roles/{role}"), "justification": "BUG-1", "peers": [peer]});
+        let reply = system.post(who, system.request, "/api/projects/project-1/roles/request", body).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+    }
+    let body = json!({"entitlementIds": ["project-1:roles/storage.admin"], "justification": "BUG-1"});
+    let reply =
+        system.post(crate::support::CAROL, system.request, "/api/projects/project-1/roles/self-activate", body).await;
+    let granted = reply.body["entitlements"][0]["activationId"].as_str().expect("id").to_string();
+    let mut config = config(&system.backend, false);
+    config.page_size = 2;
+    let before = policy_reads(&system.backend).await;
+    let summary = sweeper::run(&config, Timestamp::now()).await.expect("runs");
+    assert_eq!(summary.requests_seen, 6, "three pages of two: {summary}");
+    assert_eq!(summary.errors, 0, "{summary}");
+    assert_eq!(
+        policy_reads(&system.backend).await - before,
+        (summary.projects_seen + summary.containers_seen) as u64,
+        "one read per resource: {summary}"
+    );
+    assert_eq!(summary.requests_flagged, 0, "{summary}");
+
+    // Carol's binding is removed by hand: flagged once, and only while her grant is live.
+    let mut policy = system.backend.policy("projects/project-1").await;
+    policy.bindings.retain(|b| !(b.role == "roles/storage.admin" && b.members == ["user:carol@example.com"]));
+    let url = system.backend.url("/v3/projects/project-1:setIamPolicy");
+    system.backend.http.post(url).json(&json!({"policy": policy})).send().await.expect("answers");
+    let summary = sweeper::run(&config, Timestamp::now()).await.expect("runs");
+    assert_eq!(summary.requests_flagged, 1, "{summary}");
+    let summary = sweeper::run(&config, Timestamp::now()).await.expect("runs");
+    assert_eq!(summary.requests_flagged, 0, "once: {summary}");
+    let reply = system
+        .post(crate::support::CAROL, system.request, &format!("/api/requests/{granted}/withdraw"), json!({}))
+        .await;
+    assert_eq!(reply.body["state"], "ENDED", "{reply:?}");
+    let summary = sweeper::run(&config, Timestamp::now()).await.expect("runs");
+    assert_eq!((summary.requests_flagged, summary.errors), (0, 0), "an ended grant is not flagged: {summary}");
+}
+
+async fn policy_reads(backend: &crate::support::Backend) -> u64 {
+    backend.calls("resourcemanager.getIamPolicy").await
+        + backend.calls("resourcemanager.folders.getIamPolicy").await
+        + backend.calls("resourcemanager.organizations.getIamPolicy").await
+}

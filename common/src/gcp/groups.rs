@@ -70,22 +70,31 @@ impl GroupDirectory {
                 Err(other) => return Err(other),
             }
         }
+        // Level by level, each level's groups asked side by side: as many round trips as the
+        // nesting is deep, not as there are groups.
         let mut found = BTreeSet::new();
-        let mut queue = VecDeque::from([member.as_str().to_string()]);
-        while let Some(next) = queue.pop_front() {
-            let query = format!("member_key_id == {}", cel_string(&next));
-            let memberships = self
-                .all_pages("searchDirectGroups", "v1/groups/-/memberships:searchDirectGroups", &search(&query))
-                .await?;
-            for group in group_keys(&memberships) {
-                if found.len() >= MAX_GROUPS_VISITED {
-                    tracing::warn!(member = %member, limit = MAX_GROUPS_VISITED, "group nesting walk stopped at its bound");
-                    return Ok(found);
+        let mut level = vec![member.as_str().to_string()];
+        while !level.is_empty() {
+            let asked = level.iter().map(|next| {
+                let query = format!("member_key_id == {}", cel_string(next));
+                async move {
+                    self.all_pages("searchDirectGroups", "v1/groups/-/memberships:searchDirectGroups", &search(&query))
+                        .await
                 }
-                if found.insert(group.clone()) {
-                    queue.push_back(group);
+            });
+            let mut next_level = Vec::new();
+            for memberships in futures::future::try_join_all(asked).await? {
+                for group in group_keys(&memberships) {
+                    if found.len() >= MAX_GROUPS_VISITED {
+                        tracing::warn!(member = %member, limit = MAX_GROUPS_VISITED, "group nesting walk stopped at its bound");
+                        return Ok(found);
+                    }
+                    if found.insert(group.clone()) {
+                        next_level.push(group);
+                    }
                 }
             }
+            level = next_level;
         }
         Ok(found)
     }

@@ -118,6 +118,32 @@ fn who_may_do_what() {
 }
 
 #[test]
+fn beneficiary_cannot_approve_own_request() {
+    let refused = decide(&record(), &email("alice"), &approve(), FRESH, at(1100));
+    assert_eq!(refused, Err(Refusal::OwnRequest));
+}
+
+#[test]
+fn reviewer_must_be_listed() {
+    // Eligible (the catalog says so), but never asked.
+    assert_eq!(decide(&record(), &email("eve"), &approve(), FRESH, at(1100)), Err(Refusal::NotAReviewer));
+}
+
+#[test]
+fn approval_after_the_window_is_refused() {
+    let mut record = record();
+    record.request_expiry = 3000;
+    assert_eq!(decide(&record, &email("bob"), &approve(), FRESH, at(2000)), Err(Refusal::WindowEnded(2000)));
+}
+
+#[test]
+fn only_the_involved_may_view() {
+    let record = record();
+    assert!(record.is_party(&email("alice")) && record.is_party(&email("dave")));
+    assert!(!record.is_party(&email("eve")));
+}
+
+#[test]
 fn approvals_by_anyone_not_listed_count_for_nothing() {
     // A document writer appends approvals by people who were never asked, and by the
     // beneficiary: the request still awaits approval.

@@ -237,6 +237,9 @@ struct EntitlementJson {
     status: &'static str,
     /// End of the current activation, epoch seconds.
     valid_until: Option<i64>,
+    /// The request that granted the current activation: the page offers to extend it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    activation_id: Option<String>,
     /// Peer approval: distinct approvals a request needs (`APPROVAL_POLICY`).
     #[serde(skip_serializing_if = "Option::is_none")]
     approvals_needed: Option<u32>,
@@ -260,14 +263,15 @@ async fn roles<const KIND: u8>(
         .iter()
         .map(|entitlement| {
             let id = &entitlement.id;
-            // The latest active activation of this exact entitlement, if any.
-            let valid_until = found
+            // The latest active activation of this exact entitlement, if any, and its request.
+            let current = found
                 .activations
                 .iter()
                 .filter(|a| &a.role == id.role() && a.resource_condition.as_ref() == id.resource_condition())
                 .filter(|a| a.window.status(now) == WindowStatus::Active)
-                .map(|a| a.window.end().unix_seconds())
-                .max();
+                .max_by_key(|a| a.window.end());
+            let valid_until = current.map(|a| a.window.end().unix_seconds());
+            let activation_id = current.and_then(|a| a.request.clone());
             let requirement = state.config.approval.policy.requirement(id.role().as_str(), &project.resource_name());
             let peer_approval = entitlement.activation_type == ActivationType::Mpa;
             EntitlementJson {
@@ -277,6 +281,7 @@ async fn roles<const KIND: u8>(
                 activation_type: entitlement.activation_type,
                 status: if valid_until.is_some() { "ACTIVE" } else { "INACTIVE" },
                 valid_until,
+                activation_id,
                 approvals_needed: peer_approval.then_some(requirement.approvals),
                 approver_reason_required: peer_approval && requirement.approver_reason_required,
             }

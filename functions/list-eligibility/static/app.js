@@ -126,6 +126,12 @@ async function loadRoles() {
     type.append(role.activationType === "MPA" ? el("span", needs, "badge mpa") : el("span", "self-approval", "badge"));
     const status = el("td");
     status.append(role.status === "ACTIVE" ? el("span", `active until ${time(role.validUntil)}`, "badge active") : el("span", "available"));
+    if (role.status === "ACTIVE" && role.activationId) {
+      // An active role is lengthened by extending its grant, not by a second activation.
+      const extend = el("a", "Extend…", "extend-link");
+      extend.href = `/?request=${encodeURIComponent(role.activationId)}`;
+      status.append(" ", extend);
+    }
     row.append(check, name, el("td", role.resourceCondition || "–"), type, status);
     body.append(row);
   }
@@ -135,8 +141,11 @@ async function loadRoles() {
   loadLists().catch(showError);
 }
 
+// ACTIVATING, EXTENDING, REVOKING and ENDING: IAM is being changed; the next look (or the
+// sweeper, within a minute) completes it.
 const STATES = {
   APPROVAL_AWAITED: "waiting for approval", ACTIVATING: "being granted", SCHEDULED: "scheduled", ACTIVE: "active",
+  EXTENDING: "being extended", REVOKING: "being revoked", ENDING: "being ended",
   DENIED: "denied", WITHDRAWN: "withdrawn", REVOKED: "revoked", EXPIRED: "expired", ENDED: "ended early",
   ACTIVATION_FAILED: "failed",
 };
@@ -202,8 +211,15 @@ function showLedgerRequest(request) {
   row("Until", time(request.endTime));
   if (request.state === "APPROVAL_AWAITED") row("Request expires", time(request.requestExpiryTime));
   if (request.endTime < request.requestedEndTime) row("Shortened", `by an approver, from ${time(request.requestedEndTime)}`);
-  if (request.pendingExtensionEndTime) row("Extension", `until ${time(request.pendingExtensionEndTime)}, waiting for approval`);
+  if (request.pendingExtensionEndTime) {
+    const approved = (request.extensionApprovals || []).length;
+    row("Extension", `until ${time(request.pendingExtensionEndTime)}, waiting for approval (${approved} of ${request.approvalsNeeded})`);
+  }
+  if (request.supersededBy) row("Replaced by", request.supersededBy);
   if (request.externallyModified) row("Note", "The access was changed or removed outside JIT access.");
+  if (["ACTIVATING", "EXTENDING", "REVOKING", "ENDING"].includes(request.state)) {
+    row("Note", "IAM is being changed; this completes on the next look, or within a minute.");
+  }
   const timeline = $("timeline");
   timeline.replaceChildren();
   for (const entry of request.timeline) {
@@ -213,10 +229,13 @@ function showLedgerRequest(request) {
   }
   show("timeline-title", true);
   show("timeline", true);
-  for (const action of ["approve", "deny", "withdraw", "revoke", "extend"]) {
+  for (const action of ACTIONS) {
     const button = $(action);
     button.hidden = !request.actions.includes(action);
     button.onclick = () => act(request, action);
+  }
+  if (request.pendingExtensionEndTime) {
+    $("approve-extension").textContent = `Approve the extension until ${time(request.pendingExtensionEndTime)}`;
   }
   $("withdraw").textContent = ["ACTIVE", "SCHEDULED"].includes(request.state) ? "End my access now" : "Withdraw";
   const reason = $("reason");
@@ -229,19 +248,28 @@ function showLedgerRequest(request) {
   show("result-view", true);
 }
 
+const ACTIONS = ["approve", "approve-extension", "deny", "withdraw", "revoke", "extend"];
+
 async function act(request, action) {
   clearMessages();
-  const buttons = ["approve", "deny", "withdraw", "revoke", "extend"].map($);
+  const buttons = ACTIONS.map($);
   buttons.forEach((b) => { b.disabled = true; });
   try {
+    const reason = $("reason").value.trim();
     const body = action === "extend"
       ? { activationTimeout: Math.round((request.endTime - request.startTime) / 60) + 60 }
-      : { reason: $("reason").value.trim() };
+      // Approving an extension names the end it approves: the one shown on this page.
+      : action === "approve-extension"
+        ? { reason, endTime: new Date(request.pendingExtensionEndTime * 1000).toISOString().replace(".000Z", "Z") }
+        : { reason };
     const updated = await api("POST", `/api/requests/${encodeURIComponent(request.id)}/${action}`, body);
     changed = true;
     showLedgerRequest(updated);
-    notice({ approve: "Your approval is recorded.", deny: "The request is denied.", withdraw: "Done.", revoke: "The access is revoked.",
-      extend: updated.pendingExtensionEndTime ? "The extension waits for approval; your access runs on meanwhile." : "Your access is extended." }[action]);
+    const inProgress = ["ACTIVATING", "EXTENDING", "REVOKING", "ENDING"].includes(updated.state);
+    notice(updated.message || (inProgress ? "Recorded; IAM is being changed and this completes within a minute." : {
+      approve: "Your approval is recorded.", "approve-extension": "Your approval of the extension is recorded.",
+      deny: "The request is denied.", withdraw: "Done.", revoke: "The access is revoked.",
+      extend: updated.pendingExtensionEndTime ? "The extension waits for approval; your access runs on meanwhile." : "Your access is extended." }[action]));
   } catch (error) {
     showError(error);
   } finally {
@@ -405,7 +433,7 @@ document.addEventListener("DOMContentLoaded", () => {
     show("timeline-title", false);
     show("timeline", false);
     show("reason-field", false);
-    ["approve", "deny", "withdraw", "revoke", "extend"].forEach((action) => { $(action).hidden = true; });
+    ACTIONS.forEach((action) => { $(action).hidden = true; });
     document.querySelector(".project").hidden = false;
     history.replaceState(null, "", "/");
     loadProjects($("project").value).catch(showError);

@@ -60,7 +60,8 @@ pub fn compose(event: &Value, style: &Style) -> Result<Mail, Skip> {
         | common::event::ACTIVATION_FAILED
         | common::event::ACTIVATION_EXTERNALLY_MODIFIED
         | common::event::EXTENSION_REQUESTED
-        | common::event::ACTIVATION_EXTENDED => lifecycle(&fields, kind),
+        | common::event::ACTIVATION_EXTENDED
+        | common::event::EXTENSION_FAILED => lifecycle(&fields, kind),
         other => Err(Skip::Poison(format!("unknown event type '{}'", clean(other)))),
     }
 }
@@ -75,6 +76,15 @@ fn lifecycle(fields: &Fields<'_>, kind: &str) -> Result<Mail, Skip> {
     let project = fields.text("project_id");
     let reason = fields.text("reason");
     let (what, to_reviewers) = match kind {
+        common::event::APPROVAL_RECORDED if !fields.text("extension_end_time").is_empty() => (
+            format!(
+                "{actor} approved extending the access of {beneficiary} until {} ({} of {} approvals needed).",
+                fields.time("extension_end_time"),
+                fields.number("approvals"),
+                fields.number("approvals_needed")
+            ),
+            false,
+        ),
         common::event::APPROVAL_RECORDED => (
             format!(
                 "{actor} approved the request of {beneficiary} ({} of {} approvals needed).",
@@ -87,6 +97,13 @@ fn lifecycle(fields: &Fields<'_>, kind: &str) -> Result<Mail, Skip> {
         common::event::REQUEST_WITHDRAWN => {
             (format!("{beneficiary} withdrew the request; nothing is needed from you."), true)
         }
+        common::event::ACTIVATION_ENDED if !fields.text("superseded_by").is_empty() => (
+            format!(
+                "{beneficiary} activated the role again ({}); the earlier access is replaced by it.",
+                fields.text("superseded_by")
+            ),
+            true,
+        ),
         common::event::ACTIVATION_ENDED => (format!("{beneficiary} ended the access early; it is removed."), true),
         common::event::ACTIVATION_REVOKED => {
             (format!("{actor} revoked the access of {beneficiary}; it is removed."), false)
@@ -100,6 +117,10 @@ fn lifecycle(fields: &Fields<'_>, kind: &str) -> Result<Mail, Skip> {
                 fields.time("extension_end_time")
             ),
             true,
+        ),
+        common::event::EXTENSION_FAILED => (
+            format!("Extending the access of {beneficiary} failed; it still ends at {}.", fields.time("end_time")),
+            false,
         ),
         common::event::ACTIVATION_EXTENDED => {
             (format!("The access of {beneficiary} now lasts until {}.", fields.time("end_time")), false)
@@ -422,6 +443,7 @@ mod tests {
             (common::event::ACTIVATION_REVOKED, "alice@example.com"),
             (common::event::ACTIVATION_FAILED, "alice@example.com"),
             (common::event::ACTIVATION_EXTERNALLY_MODIFIED, "alice@example.com"),
+            (common::event::EXTENSION_FAILED, "alice@example.com"),
             (common::event::EXTENSION_REQUESTED, "bob@example.com"),
             (common::event::ACTIVATION_EXTENDED, "alice@example.com"),
         ] {

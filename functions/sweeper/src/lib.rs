@@ -37,6 +37,8 @@ pub struct Config {
     pub projects_query: String,
     /// `SWEEP_DRY_RUN` (or `--dry-run`): report, remove nothing.
     pub dry_run: bool,
+    /// Open requests per ledger query; every page is read (not a setting: tests page small).
+    pub page_size: u32,
 }
 
 impl Config {
@@ -46,6 +48,7 @@ impl Config {
             grace_minutes: env.number("SWEEP_GRACE_PERIOD", 60, 0..=7 * 24 * 60),
             projects_query: env.text("SWEEP_PROJECTS_QUERY", "state:ACTIVE"),
             dry_run: env.boolean("SWEEP_DRY_RUN", false),
+            page_size: PAGE,
         }
     }
 }
@@ -111,7 +114,7 @@ pub async fn run(config: &Config, now: Timestamp) -> Result<Summary, GcpError> {
         Summary { projects_seen: projects.len(), containers_seen: containers.len(), ..Summary::default() };
     // The ledger first, the policies after: a grant the ledger calls active had its binding
     // written before, so a policy read later shows it unless it was removed.
-    let open = if config.dry_run { Vec::new() } else { open_requests(&door, &mut summary).await? };
+    let open = if config.dry_run { Vec::new() } else { open_requests(&door, config.page_size, &mut summary).await? };
     let resources: Vec<ResourceId> = projects.into_iter().map(ResourceId::Project).chain(containers).collect();
     let mut policies = BTreeMap::new();
     for resource in resources {
@@ -169,6 +172,7 @@ pub async fn run(config: &Config, now: Timestamp) -> Result<Summary, GcpError> {
 /// Every open request, page by page: verified, or the reason it is not.
 async fn open_requests(
     door: &Door,
+    page_size: u32,
     summary: &mut Summary,
 ) -> Result<Vec<(String, Result<common::door::Verified, common::http::ApiError>)>, GcpError> {
     let mut all = Vec::new();
@@ -176,10 +180,10 @@ async fn open_requests(
     loop {
         let page = door
             .reader()
-            .open_page(after.as_deref(), PAGE)
+            .open_page(after.as_deref(), page_size)
             .await
             .map_err(|error| GcpError::Unavailable(format!("listing open requests ({})", error.message())))?;
-        let full = page.len() as u32 == PAGE;
+        let full = page.len() as u32 == page_size;
         after = page.last().map(|(id, _)| id.clone());
         for (id, verified) in &page {
             if let Err(error) = verified {

@@ -176,9 +176,9 @@ variable "sweep_projects_query" {
 }
 
 variable "sweep_schedule" {
-  description = "When the sweeper runs (cron, in sweep_time_zone)."
+  description = "When the sweeper runs (cron, in sweep_time_zone): every minute by default, so that a revocation or an activation left half-done by an outage completes within a minute."
   type        = string
-  default     = "17 * * * *"
+  default     = "* * * * *"
 }
 
 variable "sweep_time_zone" {
