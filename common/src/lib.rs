@@ -1,39 +1,22 @@
-//! The shared core of the JIT access functions.
+//! The shared edges of the JIT access functions, around the pure core ([`domain`], re-exported
+//! here module by module, so `common::lifecycle` is `domain::lifecycle`).
 //!
-//! Domain modules (pure, no I/O; time, keys and randomness come in as arguments):
-//! [`condition`], [`eligibility`], [`entitlement`], [`activation`], [`policy`], [`justification`],
-//! [`email`], [`timestamp`], [`token`], [`jwt`], [`iap`], [`config`], [`event`], [`rules`],
-//! [`trace`], [`lifecycle`], [`approval_policy`], [`chat`].
-//!
-//! The one door to a request: [`door`] (every ledger read verified, every action decided,
-//! recorded, carried out and told on one path).
-//!
-//! Edges: [`gcp`] (Google APIs through the official SDK), [`keys`] (local signing keys),
-//! [`http`] (errors, extractors, wire shapes), [`runner`] (serving a function's router).
+//! - [`door`]: the one door to a request (every ledger read verified, every action decided,
+//!   recorded, carried out and told on one path).
+//! - [`gcp`]: the only code that talks to Google, through the official SDK clients and our
+//!   REST client.
+//! - [`http`]: the one error type, extractors, wire shapes, audit entries; [`runner`]: serving
+//!   a function's router.
 
-pub mod activation;
-pub mod approval_policy;
-pub mod chat;
-pub mod condition;
-pub mod config;
+pub use domain::{
+    activation, approval_policy, chat, condition, config, eligibility, email, entitlement, event, iam, iap,
+    justification, jwt, keys, lifecycle, policy, rules, timestamp, token, trace,
+};
+
 pub mod door;
-pub mod eligibility;
-pub mod email;
-pub mod entitlement;
-pub mod event;
 pub mod gcp;
 pub mod http;
-pub mod iap;
-pub mod justification;
-pub mod jwt;
-pub mod keys;
-pub mod lifecycle;
-pub mod policy;
-pub mod rules;
 pub mod runner;
-pub mod timestamp;
-pub mod token;
-pub mod trace;
 
 #[cfg(test)]
 mod tidy;

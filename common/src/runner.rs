@@ -18,8 +18,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::trace::TraceContext;
 
-/// Request bodies are small JSON documents; anything larger is refused with 413.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub use crate::http::MAX_BODY_BYTES;
 
 /// Cloud Run's default request timeout is 300 s; ours answers well before the platform cuts.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);

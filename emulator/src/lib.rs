@@ -34,6 +34,7 @@ pub mod google;
 pub mod identity;
 pub mod loopback;
 pub mod paging;
+pub mod publisher;
 pub mod pubsub;
 pub mod routes;
 pub mod state;

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::analysis::{Query, analyze};
 use crate::google::GoogleError;
-use crate::pubsub::{GrpcPublisher, publish_rest};
+use crate::publisher::{GrpcPublisher, publish_rest};
 use crate::state::{Fault, State, lock};
 use crate::{assets, identity, paging};
 

@@ -20,7 +20,6 @@ use google_cloud_auth::errors::CredentialsError;
 use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt as _};
 
 use crate::config::BackendSettings;
-use crate::http::ApiError;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -83,40 +82,6 @@ impl GcpError {
 
     pub fn is_conflict(&self) -> bool {
         matches!(self, GcpError::Conflict(_))
-    }
-}
-
-impl From<crate::token::SignError> for ApiError {
-    fn from(error: crate::token::SignError) -> ApiError {
-        if error.retryable { ApiError::unavailable(error.to_string()) } else { ApiError::backend(error.to_string()) }
-    }
-}
-
-impl From<GcpError> for ApiError {
-    fn from(error: GcpError) -> ApiError {
-        let cause = error.to_string();
-        match error {
-            GcpError::NotFound(_) => {
-                ApiError::not_found("resource_not_found", "the project or resource does not exist or is not accessible")
-                    .with_cause(cause)
-            }
-            GcpError::Denied(_) => {
-                ApiError::forbidden("backend_denied", "this app is not allowed to do that on the project, see the logs")
-                    .with_cause(cause)
-            }
-            GcpError::InvalidArgument(_) => ApiError::backend(cause),
-            GcpError::Conflict(_) => ApiError::conflict(
-                "concurrent_modification",
-                "the project's IAM policy kept changing while we tried to update it; try again",
-            )
-            .with_cause(cause),
-            GcpError::FailedPrecondition(_) => ApiError::backend(cause),
-            GcpError::RateLimited(_) => ApiError::quota(cause),
-            GcpError::AnalysisQuota(_) => ApiError::analysis_quota(cause),
-            GcpError::Unavailable(_) => ApiError::unavailable(cause),
-            GcpError::ReadBudget(seconds) => ApiError::read_budget(seconds),
-            GcpError::Other(_) => ApiError::backend(cause),
-        }
     }
 }
 

@@ -138,7 +138,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             ApiError::bad_request("content_type_invalid", "the body must be JSON, with Content-Type: application/json")
         }
         JsonRejection::BytesRejection(error) if error.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::payload_too_large(format!("the body is larger than {} bytes", crate::runner::MAX_BODY_BYTES))
+            ApiError::payload_too_large(format!("the body is larger than {} bytes", crate::http::MAX_BODY_BYTES))
         }
         other => ApiError::bad_request("body_invalid", other.body_text()),
     }

@@ -9,6 +9,9 @@ pub mod wire;
 
 pub use error::ApiError;
 
+/// Request bodies are small JSON documents; anything larger is refused with 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
 use axum::Router;
 use axum::middleware;
 use axum::routing::MethodRouter;

@@ -1,20 +1,20 @@
 //! Benchmarks of the hot pure code: conditions, eligibility over a policy at IAM's maximum
 //! size, the policy update, token signing and verification, IAP verification with cached keys.
-//! `cargo bench -p common`; `cargo test` runs each once as a smoke test.
+//! `cargo bench -p domain`; `cargo test` runs each once as a smoke test.
 
 use std::hint::black_box;
 
-use common::activation::{Activation, ActivationWindow, Approval};
-use common::condition::{eligibility, split_and};
-use common::email::Email;
-use common::entitlement::{EntitlementId, ProjectId, ResourceId, eligible_entitlements};
-use common::iap::{VerifiedAssertions, assertion_claims, verify_iap_assertion};
-use common::justification::JustificationPolicy;
-use common::keys::LocalKey;
-use common::policy::{Binding, Expr, GrantKey, Policy, set_grant};
-use common::timestamp::Timestamp;
-use common::token::{ActivationRequest, verify_activation_token};
 use criterion::{Criterion, criterion_group, criterion_main};
+use domain::activation::{Activation, ActivationWindow, Approval};
+use domain::condition::{eligibility, split_and};
+use domain::email::Email;
+use domain::entitlement::{EntitlementId, ProjectId, ResourceId, eligible_entitlements};
+use domain::iap::{VerifiedAssertions, assertion_claims, verify_iap_assertion};
+use domain::justification::JustificationPolicy;
+use domain::keys::LocalKey;
+use domain::policy::{Binding, Expr, GrantKey, Policy, set_grant};
+use domain::timestamp::Timestamp;
+use domain::token::{ActivationRequest, verify_activation_token};
 
 const SERVICE_ACCOUNT: &str = "jit@p.iam.gserviceaccount.com";
 

@@ -137,7 +137,7 @@ impl VerifiedAssertions {
     }
 
     /// The full verification; a success is remembered.
-    pub(crate) fn verify_and_remember(
+    pub fn verify_and_remember(
         &self,
         assertion: &str,
         keys: &JwkSet,

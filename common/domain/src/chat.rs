@@ -1,5 +1,5 @@
 //! Google Chat: the card a reviewer decides on, and the events Chat sends when they do. Pure:
-//! [`crate::gcp::chat`] posts and updates cards, `functions/chat` receives the events.
+//! `common::gcp::chat` posts and updates cards, `functions/chat` receives the events.
 //!
 //! The app is a Chat app over HTTP (not a Workspace add-on): events arrive as Chat's `Event`
 //! (`type`, `user`, `space`, `common.invokedFunction`, `common.formInputs`), and replies are

@@ -13,8 +13,8 @@
 use crate::condition::{ResourceCondition, split_and};
 use crate::email::Email;
 use crate::entitlement::{EntitlementId, RoleName};
+use crate::iam::{Binding, Expr};
 use crate::justification::Justification;
-use crate::policy::{Binding, Expr};
 use crate::timestamp::Timestamp;
 
 /// The title that marks a binding as written by this system (and by the reference app).

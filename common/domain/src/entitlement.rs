@@ -8,7 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::condition::{ActivationType, ConditionError, ResourceCondition, eligibility};
-use crate::policy::Binding;
+use crate::iam::Binding;
 
 /// A Google Cloud project ID (`my-project-123`, or domain-scoped `example.com:my-project`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

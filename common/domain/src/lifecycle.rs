@@ -8,7 +8,7 @@
 //! still to do (`ACTIVATING`, `EXTENDING`, `REVOKING`, `ENDING`), and the state only moves on
 //! when the outcome is recorded, so a crash, a timeout or a Google outage in between leaves a
 //! request that whoever touches it next, or the sweeper, completes. [`next_step`] is that
-//! plan, one step at a time; the door (`crate::door`) carries the steps out.
+//! plan, one step at a time; the door (`common::door`) carries the steps out.
 
 use std::collections::BTreeSet;
 

@@ -9,7 +9,7 @@ use crate::activation::{ActivationBinding, read_activation_binding};
 use crate::condition::{Evaluation, eligibility, evaluate_at, reviewer_condition};
 use crate::email::Email;
 use crate::entitlement::{Entitlement, ResourceId, eligible_entitlement, merge_entitlements};
-use crate::policy::Binding;
+use crate::iam::Binding;
 use crate::timestamp::Timestamp;
 
 /// The IAM members a user acts as: `user:EMAIL` and `group:G` for each of their groups, all
@@ -167,7 +167,7 @@ pub fn eligible_in<'a>(
 mod tests {
     use super::*;
     use crate::condition::ActivationType;
-    use crate::policy::Expr;
+    use crate::iam::Expr;
 
     fn binding(role: &str, members: &[&str], expression: Option<&str>) -> Binding {
         Binding {

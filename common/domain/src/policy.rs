@@ -1,57 +1,15 @@
-//! IAM policies (version 3) in Google's JSON shape, and the pure updates this system makes
-//! to them: set a grant's bindings (write, extend, replace or remove them), and sweep expired
-//! ones.
+//! The pure updates this system makes to IAM policies ([`crate::iam`]): set a grant's
+//! bindings (write, extend, replace or remove them), and sweep expired ones.
 //!
 //! The update functions take a policy and return a new one. They touch only bindings this
 //! system wrote (our title and expression form, one `user:` member); every other binding,
 //! the audit configs and the etag come out exactly as they went in. The adapter sends the
 //! result back with the etag it read, so a concurrent writer makes it retry, never lose data.
 
-use serde::{Deserialize, Serialize};
-
 use crate::activation::{ActivationBinding, read_activation_binding};
 use crate::timestamp::Timestamp;
 
-/// Version 3 is required for conditional role bindings.
-pub const CONDITIONAL_POLICY_VERSION: i32 = 3;
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Policy {
-    #[serde(default)]
-    pub version: i32,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub bindings: Vec<Binding>,
-    /// Kept as JSON: this system never reads or changes audit configs.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub audit_configs: Vec<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub etag: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Binding {
-    pub role: String,
-    #[serde(default)]
-    pub members: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub condition: Option<Expr>,
-}
-
-/// `google.type.Expr`, the condition of a binding.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Expr {
-    #[serde(default)]
-    pub expression: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub title: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub description: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub location: String,
-}
+pub use crate::iam::{Binding, CONDITIONAL_POLICY_VERSION, Expr, Policy};
 
 /// Which of our bindings belong to one request: those that name it, and, for a grant
 /// written before bindings named their request, those of the same member, role and resource
