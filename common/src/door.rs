@@ -34,9 +34,9 @@ use crate::gcp::ledger::{Ledger, Stored};
 use crate::http::ApiError;
 use crate::http::wire::RequestJson;
 use crate::justification::JustificationPolicy;
-use crate::lifecycle::{self, Action, Decision, Entry, Record, Standing, State, Step, Want, available_actions, decide};
+use crate::lifecycle::{self, Entry, Record, State, Step, Want};
 use crate::policy::{GrantKey, Policy};
-use crate::rules::{self, Fresh};
+use crate::rules::{self, Action, Decision, Fresh, Standing, available_actions, decide};
 use crate::timestamp::Timestamp;
 use crate::token::{ActivationRequest, TokenError, TokenSigner, from_url_form, to_url_form, verify_stored_token};
 
@@ -280,7 +280,9 @@ pub struct PeerRequest {
     pub entitlement: EntitlementId,
     pub justification: String,
     pub reviewers: Vec<Email>,
-    pub window: ActivationWindow,
+    /// How long, and from when (now if `None`): `rules::asked_window` within the role's limit.
+    pub minutes: u64,
+    pub start: Option<Timestamp>,
 }
 
 /// The door itself: the ledger, IAM, the catalog and the topic, and the settings the
@@ -460,13 +462,6 @@ impl Door {
         // Refused whatever the catalog would say: answered before any backend call.
         let anything = Standing { may_review: true, administrator: true, beneficiary_eligible: true };
         decide(record, caller, &action, anything, Timestamp::now())?;
-        if let Action::Extend { end } = &action {
-            let max = self.max_minutes(record);
-            let minutes = ((end - record.start).max(0) as u64).div_ceil(60);
-            if minutes > max {
-                return Err(rules::Refusal::Duration { minutes, max }.into());
-            }
-        }
         let reads = match prefetched {
             Some(reads) => reads,
             None => self.reads(record, &action, false).await?,
@@ -597,21 +592,20 @@ impl Door {
         }
     }
 
-    /// The longest a grant of `record` may last: `ACTIVATION_TIMEOUT`, or the approval
-    /// policy's `maxDuration` for peer approval when shorter.
+    /// How long a grant of `record` may last (`rules::longest`).
     fn max_minutes(&self, record: &Record) -> u64 {
-        let setting = self.config.activation.max_activation_minutes;
-        if record.activation_type == ActivationType::Jit {
-            return setting;
-        }
-        let policy = first_entitlement(record).ok().and_then(|id| {
-            self.config
-                .approval
-                .policy
-                .requirement(id.role().as_str(), &id.resource().resource_name())
-                .max_duration_minutes
-        });
-        policy.map_or(setting, |max| max.min(setting))
+        let requirement = match first_entitlement(record) {
+            Ok(id) => self.config.approval.policy.requirement(id.role().as_str(), &id.resource().resource_name()),
+            Err(_) => Default::default(),
+        };
+        rules::longest(&self.config.activation, &requirement, record.activation_type)
+    }
+
+    /// The requester asks for the grant to last `minutes` from its start (`rules::extension_end`).
+    pub async fn extend(&self, caller: &Email, id: &str, minutes: u64) -> Result<Outcome, ApiError> {
+        let verified = self.reader.load(id).await?;
+        let end = rules::extension_end(verified.record(), minutes, self.max_minutes(verified.record()))?;
+        self.act_on(caller, verified, Action::Extend { end }, None).await
     }
 
     /// Carries out what the request's state asks of IAM, to the end, and records each
@@ -974,27 +968,10 @@ impl Door {
         let now = Timestamp::now();
         let requirement =
             self.config.approval.policy.requirement(asked.entitlement.role().as_str(), &resource.resource_name());
-        let minutes = (asked.window.duration_seconds() as u64).div_ceil(60);
-        if let Some(max) = requirement.max_duration_minutes
-            && minutes > max
-        {
-            return Err(rules::Refusal::Duration { minutes, max }.into());
-        }
-        let chosen: Vec<Email> = asked.reviewers.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect();
-        if (chosen.len() as u32) < requirement.approvals {
-            return Err(ApiError::bad_request(
-                "reviewer_count",
-                format!(
-                    "this role needs {} approvals: choose at least {} reviewers",
-                    requirement.approvals, requirement.approvals
-                ),
-            ));
-        }
-        // The request can be approved until the earlier of its timeout and the window's end,
-        // and a scheduled one only before it starts.
-        let timeout_end = now.plus_seconds(settings.request_timeout_minutes as i64 * 60);
-        let window = asked.window;
-        let timeout_end = if window.start() > now { timeout_end.min(window.start()) } else { timeout_end };
+        let longest = rules::longest(settings, &requirement, ActivationType::Mpa);
+        let window = rules::asked_window(now, asked.start, asked.minutes, longest, settings)?;
+        // The reviewers' count, before anything is read; who they are, after.
+        let chosen = rules::reviewers(caller, &asked.reviewers, &asked.reviewers, settings, requirement.approvals)?;
         let request = ActivationRequest {
             id: asked.id.clone(),
             beneficiary: caller.clone(),
@@ -1002,11 +979,7 @@ impl Door {
             entitlement: asked.entitlement.clone(),
             justification: asked.justification.trim().to_string(),
             window,
-            // signJwt refuses an `exp` over 12 hours ahead: the request's deadline is kept
-            // inside it, so that the token and the record say the same.
-            expires: timeout_end
-                .min(window.end())
-                .min(now.plus_seconds(crate::gcp::signer::MAX_EXP_SECONDS - crate::gcp::signer::EXP_MARGIN_SECONDS)),
+            expires: rules::request_expiry(now, &window, settings),
             approvals_needed: requirement.approvals,
             approver_reason_required: requirement.approver_reason_required,
         };
@@ -1022,7 +995,7 @@ impl Door {
         let holdings = holdings?;
         let qualified: Vec<Email> =
             chosen.iter().filter(|p| holdings.get(*p).is_some_and(|h| h.may_review())).cloned().collect();
-        rules::reviewers(caller, &chosen, &qualified, settings)?;
+        rules::reviewers(caller, &chosen, &qualified, settings, requirement.approvals)?;
         let token = token?;
         let record = record_from_token(&request, &token, now);
         self.open_requests(caller, &record, open).await?;

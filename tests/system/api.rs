@@ -249,6 +249,12 @@ async fn the_request_is_visible_to_its_parties_only() {
     }
     let reply = system.get(CAROL, system.approve, &path).await;
     assert_eq!((reply.status, reply.code()), (403, "not_involved"), "{reply:?}");
+    // The ledger's view of it too: its parties (and administrators) only.
+    let id = system.get(ALICE, system.approve, &path).await.body["request"]["id"].as_str().expect("id").to_string();
+    let view = format!("/api/requests/{id}");
+    assert_eq!(system.get(BOB, system.approve, &view).await.status, 200);
+    let reply = system.get(CAROL, system.approve, &view).await;
+    assert_eq!((reply.status, reply.code()), (403, "not_involved"), "{reply:?}");
 }
 
 #[tokio::test]

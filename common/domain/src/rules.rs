@@ -1,15 +1,27 @@
 //! The decisions about requests and approvals, as pure functions: given what the user asked,
 //! what the catalog says they and their peers hold, the settings and `now`, may it go ahead?
-//! Handlers gather the inputs and act on the answer; every refusal is decided here, once.
+//! Handlers and the door gather the inputs and act on the answer; every refusal is decided
+//! here, once, and each has one variant of [`Refusal`], one code in the API and one message.
+//!
+//! - What may be asked: [`entitlement_ids`], [`require_entitlement`], [`reviewers`],
+//!   [`may_see_peers`].
+//! - How long a grant lasts: [`longest`] (the setting and the approval policy), [`asked_window`]
+//!   (now or scheduled), [`extension_end`]; narrowing in [`decide`]; the result in
+//!   `Record::effective_end`.
+//! - What may be done to a request, by whom (who may approve, deny, withdraw, revoke, extend):
+//!   [`decide`], fed with everything it needs in [`Standing`].
+//! - Whether a grant may be written or lengthened now: [`may_grant`].
 
 use std::collections::BTreeSet;
 
 use crate::activation::ActivationWindow;
+use crate::approval_policy::Requirement;
 use crate::condition::ActivationType;
 use crate::config::ActivationSettings;
 use crate::email::Email;
 use crate::entitlement::{Entitlement, EntitlementError, EntitlementId, ResourceId};
 use crate::justification::JustificationError;
+use crate::lifecycle::{Entry, Record, State};
 use crate::timestamp::Timestamp;
 
 /// Why a request or an approval is refused. Each has its own stable code in the API.
@@ -37,10 +49,10 @@ pub enum Refusal {
     SelfReview,
     #[error("{0} is not eligible to approve this request")]
     ReviewerNotEligible(Email),
-    #[error("you cannot approve your own request")]
+    #[error("you cannot approve or deny your own request")]
     SelfApproval,
-    #[error("the request does not permit approval by {0}")]
-    NotAReviewer(Email),
+    #[error("you are not a reviewer of this request")]
+    NotAReviewer,
     #[error("you are neither the requester nor a reviewer of this request")]
     NotInvolved,
     #[error("{0} is no longer eligible for this role")]
@@ -57,6 +69,265 @@ pub enum Refusal {
     TooFewEligibleApprovers { eligible: usize, needed: u32 },
     #[error("you have {count} open requests for {id} already ({open}): end or withdraw one, or extend it")]
     TooManyOpen { id: String, count: usize, open: String },
+    #[error("this role needs {needed} approvals: choose at least {needed} reviewers")]
+    TooFewReviewers { needed: u32 },
+    #[error("only the requester can withdraw or extend a request")]
+    NotTheRequester,
+    #[error("only an approver of this grant or an administrator can revoke it")]
+    MayNotRevoke,
+    #[error("you approved this request already")]
+    AlreadyApprovedByYou,
+    #[error("a reason is required")]
+    ReasonRequired,
+    #[error(
+        "an approver may only shorten the window, while the request awaits approval: end it after it starts and no later than requested"
+    )]
+    Lengthening,
+    #[error("the request is {}: the window can only be shortened while it awaits approval", .0.name())]
+    TooLateToNarrow(State),
+    #[error("an extension must end later than the grant does now")]
+    NotLonger,
+    #[error("an extension of this grant awaits approval already")]
+    ExtensionPending,
+    #[error("no extension of this grant awaits approval")]
+    NoExtensionPending,
+    #[error("approve the extension with an end after the grant's current end and no later than asked")]
+    ExtensionEnd,
+    #[error("the request is {}: {}", .0.name(), explain(*.0))]
+    WrongState(State),
+}
+
+/// What a person asks to do to a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Approve the request as asked; `end` shortens its window (only while it awaits approval).
+    Approve {
+        reason: String,
+        end: Option<i64>,
+    },
+    Deny {
+        reason: String,
+    },
+    /// The requester withdraws a pending request, or ends a grant early.
+    Withdraw {
+        reason: String,
+    },
+    Revoke {
+        reason: String,
+    },
+    /// The requester asks for the grant to last until `end`.
+    Extend {
+        end: i64,
+    },
+    /// A reviewer approves the pending extension, until `end` (at most what was asked).
+    ApproveExtension {
+        reason: String,
+        end: i64,
+    },
+}
+
+/// What the door found out, afresh, before asking: whether the actor may review the request
+/// now (a peer or a designated approver of the entitlement), whether they are an
+/// administrator, and whether the beneficiary still holds the entitlement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Standing {
+    pub may_review: bool,
+    pub administrator: bool,
+    pub beneficiary_eligible: bool,
+}
+
+/// What a decision adds to the timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Record(Entry),
+    /// The same action again while it is being carried out: nothing new to record, finish it.
+    Complete,
+}
+
+fn explain(state: State) -> &'static str {
+    match state {
+        State::ApprovalAwaited => "it still awaits approval",
+        State::Activating => "its access is being granted right now; try again in a moment",
+        State::Scheduled | State::Active => "its access was granted already; to lengthen it, approve an extension",
+        State::Extending => "its extension is being granted right now; try again in a moment",
+        State::Revoking => "its access is being revoked",
+        State::Ending => "its access is being ended",
+        State::Denied => "a reviewer denied it",
+        State::Withdrawn => "the requester withdrew it",
+        State::Revoked => "its access was revoked",
+        State::Expired => "it expired",
+        State::Ended => "its access was ended early",
+        State::ActivationFailed => "granting its access failed",
+    }
+}
+
+/// Up to 500 characters of one line: reasons end up in mail and in the timeline.
+const MAX_REASON_CHARS: usize = 500;
+
+fn reason_text(reason: &str, required: bool) -> Result<String, Refusal> {
+    let reason: String = reason.trim().chars().filter(|c| !c.is_control()).take(MAX_REASON_CHARS).collect();
+    if required && reason.is_empty() {
+        return Err(Refusal::ReasonRequired);
+    }
+    Ok(reason)
+}
+
+/// Decides `action` by `actor` on `record` at `now`: the entry to record. Pure: the door
+/// supplies the actor's standing from a fresh catalog read. What IAM must do next follows
+/// from the state the entry leads to ([`next_step`]).
+pub fn decide(
+    record: &Record,
+    actor: &Email,
+    action: &Action,
+    standing: Standing,
+    now: Timestamp,
+) -> Result<Decision, Refusal> {
+    let at = now.unix_seconds();
+    let state = record.state(now);
+    let record_entry = |entry: Entry| Ok(Decision::Record(entry));
+    match action {
+        Action::Approve { reason, end } => {
+            if actor != &record.beneficiary && at >= record.end && state == State::Expired {
+                return Err(Refusal::WindowEnded(
+                    Timestamp::from_unix_seconds(record.end).unwrap_or(Timestamp::UNIX_EPOCH),
+                ));
+            }
+            // An approval that arrives once the grant is decided is recorded (it was given to a
+            // request that awaited it) and changes nothing: it never narrows the window, and
+            // never approves an extension, which has an approval of its own.
+            let late = matches!(state, State::Activating | State::Scheduled | State::Active);
+            // The request's own deadline bounds approving it, late approvals included.
+            if late && at >= record.request_expiry {
+                return Err(Refusal::WrongState(state));
+            }
+            let expected = if late { state } else { State::ApprovalAwaited };
+            reviewer_may_act(record, actor, standing, state, expected)?;
+            if record.approvers().contains(actor) {
+                return Err(Refusal::AlreadyApprovedByYou);
+            }
+            if let Some(end) = end {
+                if late {
+                    return Err(Refusal::TooLateToNarrow(state));
+                }
+                if *end <= record.start.max(at) || *end > record.end {
+                    return Err(Refusal::Lengthening);
+                }
+            }
+            let reason = reason_text(reason, record.approver_reason_required)?;
+            record_entry(Entry::Approved { at, actor: actor.clone(), reason, end: *end })
+        }
+        Action::Deny { reason } => {
+            reviewer_may_act(record, actor, standing, state, State::ApprovalAwaited)?;
+            let reason = reason_text(reason, true)?;
+            record_entry(Entry::Denied { at, actor: actor.clone(), reason })
+        }
+        Action::Withdraw { reason } => {
+            if actor != &record.beneficiary {
+                return Err(Refusal::NotTheRequester);
+            }
+            let reason = reason_text(reason, false)?;
+            let actor = actor.clone();
+            match state {
+                State::ApprovalAwaited => record_entry(Entry::Withdrawn { at, actor, reason }),
+                live if live.is_live() => record_entry(Entry::Ended { at, actor, reason }),
+                State::Ending => Ok(Decision::Complete),
+                other => Err(Refusal::WrongState(other)),
+            }
+        }
+        Action::Revoke { reason } => {
+            if !record.approvers().contains(actor) && !standing.administrator {
+                return Err(Refusal::MayNotRevoke);
+            }
+            match state {
+                live if live.is_live() => {
+                    let reason = reason_text(reason, true)?;
+                    record_entry(Entry::Revoked { at, actor: actor.clone(), reason })
+                }
+                State::Revoking => Ok(Decision::Complete),
+                other => Err(Refusal::WrongState(other)),
+            }
+        }
+        Action::Extend { end } => {
+            if actor != &record.beneficiary {
+                return Err(Refusal::NotTheRequester);
+            }
+            if !matches!(state, State::Scheduled | State::Active) {
+                return Err(Refusal::WrongState(state));
+            }
+            if record.pending_extension().is_some() {
+                return Err(Refusal::ExtensionPending);
+            }
+            if *end <= record.effective_end() {
+                return Err(Refusal::NotLonger);
+            }
+            if !standing.beneficiary_eligible {
+                return Err(Refusal::BeneficiaryNotEligible(record.beneficiary.clone()));
+            }
+            record_entry(Entry::ExtensionRequested { at, actor: actor.clone(), end: *end })
+        }
+        Action::ApproveExtension { reason, end } => {
+            if state == State::Extending {
+                return Err(Refusal::WrongState(state));
+            }
+            let Some(asked) = record.pending_extension().filter(|_| state.is_live()) else {
+                return Err(Refusal::NoExtensionPending);
+            };
+            reviewer_may_act(record, actor, standing, state, state)?;
+            if record.extension_approvers().contains(actor) {
+                return Err(Refusal::AlreadyApprovedByYou);
+            }
+            if *end <= record.effective_end().max(at) || *end > asked {
+                return Err(Refusal::ExtensionEnd);
+            }
+            let reason = reason_text(reason, record.approver_reason_required)?;
+            record_entry(Entry::ExtensionApproved { at, actor: actor.clone(), reason, end: *end })
+        }
+    }
+}
+
+/// A reviewer's decision needs: someone other than the beneficiary, the request in `expected`,
+/// the actor listed and still eligible to review, the beneficiary still eligible.
+fn reviewer_may_act(
+    record: &Record,
+    actor: &Email,
+    standing: Standing,
+    state: State,
+    expected: State,
+) -> Result<(), Refusal> {
+    if actor == &record.beneficiary {
+        return Err(Refusal::SelfApproval);
+    }
+    if state != expected {
+        return Err(Refusal::WrongState(state));
+    }
+    if !record.reviewers.contains(actor) {
+        return Err(Refusal::NotAReviewer);
+    }
+    if !standing.may_review {
+        return Err(Refusal::ApproverNotEligible);
+    }
+    if !standing.beneficiary_eligible {
+        return Err(Refusal::BeneficiaryNotEligible(record.beneficiary.clone()));
+    }
+    Ok(())
+}
+
+/// The actions `viewer` may try on the request now, for the page's buttons.
+pub fn available_actions(record: &Record, viewer: &Email, standing: Standing, now: Timestamp) -> Vec<&'static str> {
+    let extension_end = record.pending_extension().unwrap_or(record.effective_end() + 60);
+    let candidates = [
+        ("approve", Action::Approve { reason: "-".into(), end: None }),
+        ("deny", Action::Deny { reason: "-".into() }),
+        ("withdraw", Action::Withdraw { reason: String::new() }),
+        ("revoke", Action::Revoke { reason: "-".into() }),
+        ("extend", Action::Extend { end: record.effective_end() + 60 }),
+        ("approve-extension", Action::ApproveExtension { reason: "-".into(), end: extension_end }),
+    ];
+    candidates
+        .into_iter()
+        .filter(|(_, action)| decide(record, viewer, action, standing, now).is_ok())
+        .map(|(name, _)| name)
+        .collect()
 }
 
 /// At most this many open requests (pending, scheduled or active) per person and
@@ -80,7 +351,7 @@ pub enum Fresh {
 /// approval enough of the approvers (`approvers`: of the request, or of its extension) must
 /// still be eligible to approve it.
 pub fn may_grant(
-    record: &crate::lifecycle::Record,
+    record: &Record,
     end: i64,
     approvers: &BTreeSet<&Email>,
     fresh: &Fresh,
@@ -111,40 +382,76 @@ pub fn may_grant(
     Ok(())
 }
 
-/// The activation window for a duration chosen by the user, starting `now`.
-pub fn activation_window(
-    now: Timestamp,
-    minutes: u64,
-    settings: &ActivationSettings,
-) -> Result<ActivationWindow, Refusal> {
-    let max = settings.max_activation_minutes;
-    if minutes == 0 || minutes > max {
-        return Err(Refusal::Duration { minutes, max });
+/// How long a grant may last, in minutes: `ACTIVATION_TIMEOUT`, or the approval policy's
+/// `maxDuration` for the role when shorter (peer approval only: self-approval has no policy).
+/// The one answer to "how long": every window, extension and check below asks it.
+pub fn longest(settings: &ActivationSettings, requirement: &Requirement, kind: ActivationType) -> u64 {
+    match (kind, requirement.max_duration_minutes) {
+        (ActivationType::Mpa, Some(max)) => max.min(settings.max_activation_minutes),
+        _ => settings.max_activation_minutes,
     }
-    // Non-empty by the check above.
-    ActivationWindow::new(now, now.plus_seconds(minutes as i64 * 60)).map_err(|_| Refusal::Duration { minutes, max })
 }
 
-/// The activation window for a duration chosen by the user, starting at `start` (RFC 3339,
-/// scheduled) or `now`: not in the past (a minute's clock skew forgiven), at most
-/// `ACTIVATION_MAX_SCHEDULE` ahead.
+/// The window a person asks for: `minutes` long (1 to `longest`), starting at `start`
+/// (scheduled: not in the past, a minute's clock skew forgiven, at most
+/// `ACTIVATION_MAX_SCHEDULE` ahead) or `now`.
+pub fn asked_window(
+    now: Timestamp,
+    start: Option<Timestamp>,
+    minutes: u64,
+    longest: u64,
+    settings: &ActivationSettings,
+) -> Result<ActivationWindow, Refusal> {
+    if minutes == 0 || minutes > longest {
+        return Err(Refusal::Duration { minutes, max: longest });
+    }
+    let start = match start {
+        None => now,
+        Some(start) if start < now.plus_seconds(-60) => return Err(Refusal::StartInPast(start)),
+        Some(start) if start > now.plus_seconds(settings.max_schedule_minutes as i64 * 60) => {
+            return Err(Refusal::StartTooFar { start, max_minutes: settings.max_schedule_minutes });
+        }
+        Some(start) => start.max(now),
+    };
+    // Non-empty by the check above.
+    ActivationWindow::new(start, start.plus_seconds(minutes as i64 * 60))
+        .map_err(|_| Refusal::Duration { minutes, max: longest })
+}
+
+/// The window a self-activation or a request asks for (see [`asked_window`]).
 pub fn scheduled_window(
     now: Timestamp,
     start: Option<Timestamp>,
     minutes: u64,
     settings: &ActivationSettings,
 ) -> Result<ActivationWindow, Refusal> {
-    let Some(start) = start else {
-        return activation_window(now, minutes, settings);
-    };
-    if start < now.plus_seconds(-60) {
-        return Err(Refusal::StartInPast(start));
+    asked_window(now, start, minutes, settings.max_activation_minutes, settings)
+}
+
+/// The end an extension asks for: `minutes` from the grant's original start, within `longest`.
+pub fn extension_end(record: &Record, minutes: u64, longest: u64) -> Result<i64, Refusal> {
+    if minutes == 0 || minutes > longest {
+        return Err(Refusal::Duration { minutes, max: longest });
     }
-    let latest = now.plus_seconds(settings.max_schedule_minutes as i64 * 60);
-    if start > latest {
-        return Err(Refusal::StartTooFar { start, max_minutes: settings.max_schedule_minutes });
-    }
-    activation_window(start.max(now), minutes, settings)
+    Ok(record.start + minutes as i64 * 60)
+}
+
+/// Until when a peer-approval request may be approved: `ACTIVATION_REQUEST_TIMEOUT` from now,
+/// and never after the window's start (a scheduled request) or end, nor past the 12 hours a
+/// signed token may live (`signJwt`'s limit, with a margin), so the token and the record say
+/// the same.
+pub fn request_expiry(now: Timestamp, window: &ActivationWindow, settings: &ActivationSettings) -> Timestamp {
+    let timeout_end = now.plus_seconds(settings.request_timeout_minutes as i64 * 60);
+    let timeout_end = if window.start() > now { timeout_end.min(window.start()) } else { timeout_end };
+    let signable =
+        now.plus_seconds(crate::token::MAX_TOKEN_LIFETIME_SECONDS - crate::token::TOKEN_LIFETIME_MARGIN_SECONDS);
+    timeout_end.min(window.end()).min(signable)
+}
+
+/// Who may see the peers of an entitlement: only a holder of it with peer approval, so that
+/// nobody else learns who holds what.
+pub fn may_see_peers(held: &[Entitlement], id: &EntitlementId) -> Result<(), Refusal> {
+    require_entitlement(held, id, ActivationType::Mpa)
 }
 
 /// Parses the IDs of a self-activation: at least one, all on `project`, duplicates folded,
@@ -187,23 +494,28 @@ pub fn require_entitlement(held: &[Entitlement], id: &EntitlementId, expected: A
     Ok(())
 }
 
-/// Checks the chosen reviewers: count within limits, not the requester, each a holder of the
-/// same peer-approved entitlement. Returns them deduplicated.
+/// Checks the chosen reviewers: count within limits and at least the approvals the role needs
+/// (`needed`), not the requester, each able to review (`qualified`: holders of the same
+/// peer-approved entitlement, and its designated approvers). Returns them deduplicated.
 pub fn reviewers(
     requester: &Email,
     chosen: &[Email],
-    holders: &[Email],
+    qualified: &[Email],
     settings: &ActivationSettings,
+    needed: u32,
 ) -> Result<Vec<Email>, Refusal> {
     let unique: BTreeSet<&Email> = chosen.iter().collect();
     if unique.contains(requester) {
         return Err(Refusal::SelfReview);
     }
     let count = unique.len();
+    if (count as u32) < needed {
+        return Err(Refusal::TooFewReviewers { needed });
+    }
     if (count as u64) < settings.min_reviewers || count as u64 > settings.max_reviewers {
         return Err(Refusal::ReviewerCount { count, min: settings.min_reviewers, max: settings.max_reviewers });
     }
-    if let Some(stranger) = unique.iter().find(|reviewer| !holders.contains(reviewer)) {
+    if let Some(stranger) = unique.iter().find(|reviewer| !qualified.contains(reviewer)) {
         return Err(Refusal::ReviewerNotEligible((*stranger).clone()));
     }
     Ok(unique.into_iter().cloned().collect())
@@ -240,11 +552,18 @@ mod tests {
     #[test]
     fn duration_must_be_within_limits() {
         let settings = settings(&[("ACTIVATION_TIMEOUT", "60")]);
-        assert!(activation_window(at(0), 60, &settings).is_ok());
-        assert_eq!(activation_window(at(0), 0, &settings), Err(Refusal::Duration { minutes: 0, max: 60 }));
-        assert_eq!(activation_window(at(0), 61, &settings), Err(Refusal::Duration { minutes: 61, max: 60 }));
-        let window = activation_window(at(0), 5, &settings).expect("valid");
+        assert!(scheduled_window(at(0), None, 60, &settings).is_ok());
+        assert_eq!(scheduled_window(at(0), None, 0, &settings), Err(Refusal::Duration { minutes: 0, max: 60 }));
+        assert_eq!(scheduled_window(at(0), None, 61, &settings), Err(Refusal::Duration { minutes: 61, max: 60 }));
+        let window = scheduled_window(at(0), None, 5, &settings).expect("valid");
         assert_eq!(window.duration_seconds(), 300);
+        // The approval policy's maxDuration bounds peer approval, never self-approval.
+        let policy = Requirement { approvals: 2, approver_reason_required: false, max_duration_minutes: Some(30) };
+        assert_eq!(longest(&settings, &policy, ActivationType::Mpa), 30);
+        assert_eq!(longest(&settings, &policy, ActivationType::Jit), 60);
+        let roomy = Requirement { max_duration_minutes: Some(600), ..policy };
+        assert_eq!(longest(&settings, &roomy, ActivationType::Mpa), 60, "never past the setting");
+        assert_eq!(asked_window(at(0), None, 45, 30, &settings), Err(Refusal::Duration { minutes: 45, max: 30 }));
     }
 
     #[test]
@@ -293,27 +612,35 @@ mod tests {
         let alice = email("alice@example.com");
         let bob = email("bob@example.com");
         let dave = email("dave@example.com");
-        let chosen = reviewers(&alice, &[bob.clone(), bob.clone()], &holders(), &settings).expect("valid");
+        let chosen = reviewers(&alice, &[bob.clone(), bob.clone()], &holders(), &settings, 1).expect("valid");
         assert_eq!(chosen, vec![bob.clone()]);
-        assert_eq!(reviewers(&alice, &[bob.clone(), alice.clone()], &holders(), &settings), Err(Refusal::SelfReview));
         assert_eq!(
-            reviewers(&alice, &[], &holders(), &settings),
+            reviewers(&alice, &[bob.clone(), alice.clone()], &holders(), &settings, 1),
+            Err(Refusal::SelfReview)
+        );
+        assert_eq!(
+            reviewers(&alice, &[], &holders(), &settings, 0),
             Err(Refusal::ReviewerCount { count: 0, min: 1, max: 2 })
         );
         let carol = email("carol@example.com");
         assert_eq!(
-            reviewers(&alice, &[bob.clone(), dave.clone(), carol.clone()], &holders(), &settings),
+            reviewers(&alice, &[bob.clone(), dave.clone(), carol.clone()], &holders(), &settings, 1),
             Err(Refusal::ReviewerCount { count: 3, min: 1, max: 2 })
         );
         assert_eq!(
-            reviewers(&alice, std::slice::from_ref(&carol), &holders(), &settings),
+            reviewers(&alice, std::slice::from_ref(&carol), &holders(), &settings, 1),
             Err(Refusal::ReviewerNotEligible(carol))
+        );
+        assert_eq!(
+            reviewers(&alice, std::slice::from_ref(&bob), &holders(), &settings, 2),
+            Err(Refusal::TooFewReviewers { needed: 2 }),
+            "as many reviewers as the role needs approvals"
         );
     }
 
     /// Alice's request for compute.admin on project-1, two approvals needed, Bob and Dave
     /// approved it: as the ledger holds it when the grant is about to be written.
-    fn approved() -> crate::lifecycle::Record {
+    fn approved() -> Record {
         use crate::lifecycle::{Entry, Record};
         let (alice, bob, dave) = (email("alice@example.com"), email("bob@example.com"), email("dave@example.com"));
         let approved =
@@ -347,7 +674,7 @@ mod tests {
         )
     }
 
-    fn grant(record: &crate::lifecycle::Record, fresh: &Fresh, settings: &ActivationSettings) -> Result<(), Refusal> {
+    fn grant(record: &Record, fresh: &Fresh, settings: &ActivationSettings) -> Result<(), Refusal> {
         may_grant(record, record.end, &record.approvers(), fresh, settings, settings.max_activation_minutes)
     }
 

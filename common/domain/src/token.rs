@@ -22,6 +22,12 @@ use crate::jwt::{self, Expectations, JwtError};
 use crate::keys::LocalKey;
 use crate::timestamp::Timestamp;
 
+/// `signJwt` refuses a token that expires more than 12 hours after it is signed.
+pub const MAX_TOKEN_LIFETIME_SECONDS: i64 = 12 * 3600;
+
+/// How far inside [`MAX_TOKEN_LIFETIME_SECONDS`] a request's deadline stays, for clock skew.
+pub const TOKEN_LIFETIME_MARGIN_SECONDS: i64 = 5 * 60;
+
 /// The claims of an activation token, as they are signed.
 ///
 /// `iss` and `aud` are both the signing service account, as in the reference app: the token is

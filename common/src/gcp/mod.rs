@@ -10,6 +10,7 @@ pub mod iam;
 pub mod jwks;
 pub mod ledger;
 pub mod rest;
+pub mod secrets;
 pub mod signer;
 
 use std::future::Future;

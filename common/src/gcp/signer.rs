@@ -13,11 +13,11 @@ use crate::gcp::{GcpError, credentials_for, retry_policy};
 use crate::timestamp::Timestamp;
 use crate::token::{ActivationClaims, SignError, SignFuture, TokenSigner};
 
-/// The longest `exp` `signJwt` takes, from now: 12 hours.
-pub const MAX_EXP_SECONDS: i64 = 12 * 3600;
+/// `signJwt`'s limit on `exp`, from the core.
+pub const MAX_EXP_SECONDS: i64 = crate::token::MAX_TOKEN_LIFETIME_SECONDS;
 
-/// How far inside [`MAX_EXP_SECONDS`] a signed `exp` stays, for clock skew.
-pub const EXP_MARGIN_SECONDS: i64 = 5 * 60;
+/// How far inside it a signed `exp` stays, for clock skew.
+pub const EXP_MARGIN_SECONDS: i64 = crate::token::TOKEN_LIFETIME_MARGIN_SECONDS;
 
 /// The claims as sent to `signJwt` at `now`: `exp` no later than the limit minus the margin.
 pub fn within_sign_jwt_limit(claims: &ActivationClaims, now: Timestamp) -> ActivationClaims {

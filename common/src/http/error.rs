@@ -207,7 +207,7 @@ impl From<Refusal> for ApiError {
             Refusal::WrongActivationType { .. } => ApiError::forbidden("wrong_activation_type", message),
             Refusal::ReviewerNotEligible(_) => ApiError::forbidden("reviewer_not_eligible", message),
             Refusal::SelfApproval => ApiError::forbidden("self_approval", message),
-            Refusal::NotAReviewer(_) => ApiError::forbidden("not_a_reviewer", message),
+            Refusal::NotAReviewer => ApiError::forbidden("not_a_reviewer", message),
             Refusal::NotInvolved => ApiError::forbidden("not_involved", message),
             Refusal::BeneficiaryNotEligible(_) => ApiError::forbidden("beneficiary_not_eligible", message),
             Refusal::ApproverNotEligible => ApiError::forbidden("approver_not_eligible", message),
@@ -216,31 +216,18 @@ impl From<Refusal> for ApiError {
             Refusal::StartTooFar { .. } => ApiError::bad_request("start_too_far", message),
             Refusal::TooFewEligibleApprovers { .. } => ApiError::forbidden("approvers_not_eligible", message),
             Refusal::TooManyOpen { .. } => ApiError::conflict("too_many_open", message),
-        }
-    }
-}
-
-impl From<crate::lifecycle::Refusal> for ApiError {
-    fn from(refusal: crate::lifecycle::Refusal) -> ApiError {
-        use crate::lifecycle::Refusal as R;
-        let message = refusal.to_string();
-        match refusal {
-            R::OwnRequest => ApiError::forbidden("self_approval", message),
-            R::NotAReviewer => ApiError::forbidden("not_a_reviewer", message),
-            R::NoLongerEligible => ApiError::forbidden("approver_not_eligible", message),
-            R::BeneficiaryNotEligible(_) => ApiError::forbidden("beneficiary_not_eligible", message),
-            R::NotTheRequester => ApiError::forbidden("not_the_requester", message),
-            R::MayNotRevoke => ApiError::forbidden("may_not_revoke", message),
-            R::AlreadyApprovedByYou => ApiError::conflict("already_approved", message),
-            R::ReasonRequired => ApiError::bad_request("reason_required", message),
-            R::Lengthening => ApiError::bad_request("window_lengthened", message),
-            R::NotLonger => ApiError::bad_request("extension_not_longer", message),
-            R::TooLateToNarrow(_) => ApiError::conflict("too_late_to_narrow", message),
-            R::WindowEnded(_) => ApiError::forbidden("window_ended", message),
-            R::ExtensionPending => ApiError::conflict("extension_pending", message),
-            R::NoExtensionPending => ApiError::conflict("no_extension_pending", message),
-            R::ExtensionEnd => ApiError::bad_request("extension_end_invalid", message),
-            R::WrongState(_) => ApiError::conflict("wrong_state", message),
+            Refusal::TooFewReviewers { .. } => ApiError::bad_request("reviewer_count", message),
+            Refusal::NotTheRequester => ApiError::forbidden("not_the_requester", message),
+            Refusal::MayNotRevoke => ApiError::forbidden("may_not_revoke", message),
+            Refusal::AlreadyApprovedByYou => ApiError::conflict("already_approved", message),
+            Refusal::ReasonRequired => ApiError::bad_request("reason_required", message),
+            Refusal::Lengthening => ApiError::bad_request("window_lengthened", message),
+            Refusal::TooLateToNarrow(_) => ApiError::conflict("too_late_to_narrow", message),
+            Refusal::NotLonger => ApiError::bad_request("extension_not_longer", message),
+            Refusal::ExtensionPending => ApiError::conflict("extension_pending", message),
+            Refusal::NoExtensionPending => ApiError::conflict("no_extension_pending", message),
+            Refusal::ExtensionEnd => ApiError::bad_request("extension_end_invalid", message),
+            Refusal::WrongState(_) => ApiError::conflict("wrong_state", message),
         }
     }
 }

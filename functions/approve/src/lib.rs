@@ -27,7 +27,7 @@ use common::gcp::jwks::JwksCache;
 use common::http::audit;
 use common::http::wire::{ActivationResponse, RequestJson};
 use common::http::{ApiError, ApiJson, ApiQuery, IapUser, IapVerifier, Routes, api_router};
-use common::lifecycle::Action;
+use common::rules::Action;
 use common::timestamp::Timestamp;
 use common::token::ActivationRequest;
 use serde::Deserialize;

@@ -45,7 +45,8 @@ use common::gcp::jwks::{CLOCK_LEEWAY_SECONDS, JwksCache};
 use common::http::ApiError;
 use common::http::push::{PushAuth, authenticate, bearer, google_keys_url, parse_envelope, verify_google_id_token};
 use common::jwt::{Expectations, JwtError};
-use common::lifecycle::{Action, Record};
+use common::lifecycle::Record;
+use common::rules::Action;
 use common::timestamp::Timestamp;
 use serde_json::{Value, json};
 

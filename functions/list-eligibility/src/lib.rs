@@ -37,8 +37,9 @@ use common::gcp::catalog::{AnyCatalog, Catalog as _, Freshness, ReadBudgets};
 use common::gcp::jwks::JwksCache;
 use common::http::wire::{RequestJson, UserJson};
 use common::http::{ApiError, ApiQuery, IapUser, IapVerifier, Routes, api_router};
-use common::lifecycle::{Record, Standing, State as RequestState, available_actions};
+use common::lifecycle::{Record, State as RequestState};
 use common::rules;
+use common::rules::{Standing, available_actions};
 use common::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -318,7 +319,7 @@ async fn peers<const KIND: u8>(
     // costs no expansion of the holders' groups. The caller's own standing comes first, from
     // the same (often stored) policies and the caller's own groups.
     let own = catalog.user_entitlements(caller.email(), &project).await.map_err(project_error)?;
-    rules::require_entitlement(&own.entitlements, &entitlement.id, ActivationType::Mpa)?;
+    rules::may_see_peers(&own.entitlements, &entitlement.id)?;
     let reviewers = catalog.reviewers(&entitlement).await.map_err(project_error)?;
     let peers = reviewers.all().iter().filter(|peer| *peer != caller.email()).map(UserJson::from).collect();
     Ok(Json(PeersResponse { peers }))

@@ -161,24 +161,9 @@ impl AppState {
 }
 
 async fn read_secret(config: &Config, path: &str) -> Result<String, String> {
-    let endpoint = &config.secret_manager_endpoint;
-    let credentials = common::gcp::credentials_for(endpoint).map_err(|e| e.to_string())?;
-    let client = google_cloud_secretmanager_v1::client::SecretManagerService::builder()
-        .with_endpoint(endpoint)
-        .with_credentials(credentials)
-        .build()
+    common::gcp::secrets::read_secret(&config.secret_manager_endpoint, path)
         .await
-        .map_err(|e| format!("building the Secret Manager client: {e}"))?;
-    let version = client
-        .access_secret_version()
-        .set_name(path)
-        .send()
-        .await
-        .map_err(|e| format!("reading the SendGrid key from {path}: {e}"))?;
-    let payload = version.payload.ok_or_else(|| format!("{path} has no payload"))?;
-    String::from_utf8(payload.data.to_vec())
-        .map(|key| key.trim().to_string())
-        .map_err(|_| format!("{path} is not text"))
+        .map_err(|e| format!("reading the SendGrid key: {e}"))
 }
 
 pub fn routes() -> common::http::Routes<AppState> {

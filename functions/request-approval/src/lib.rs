@@ -29,8 +29,8 @@ use common::gcp::signer::IamCredentialsSigner;
 use common::http::audit::{self, Decision};
 use common::http::wire::{ActivationResponse, RequestJson};
 use common::http::{ApiError, ApiJson, IapUser, IapVerifier, Routes, api_router};
-use common::lifecycle::Action;
 use common::rules;
+use common::rules::Action;
 use common::timestamp::Timestamp;
 use serde::Deserialize;
 
@@ -210,14 +210,14 @@ async fn request_checked(
     settings.justification.check(&body.justification)?;
     let minutes = body.activation_timeout.unwrap_or(settings.default_activation_minutes);
     let start = body.start_time.as_deref().map(parse_time).transpose()?;
-    let window = rules::scheduled_window(Timestamp::now(), start, minutes, settings)?;
     let reviewers = body.peers.iter().map(|peer| Email::parse(peer)).collect::<Result<Vec<_>, _>>()?;
     let asked = PeerRequest {
         id: activation_id.to_string(),
         entitlement: id,
         justification: body.justification.clone(),
         reviewers,
-        window,
+        minutes,
+        start,
     };
     let (request, _) = state.door.request(caller, resource, asked).await?;
     Ok(ActivationResponse::request(&request, caller, "ACTIVATION_PENDING", Timestamp::now()))
@@ -287,10 +287,5 @@ async fn extend(
 /// counted from the original start); peer approval once a new quorum approves it, naming its
 /// end. The grant runs on meanwhile.
 async fn extend_checked(state: &AppState, caller: &Email, id: &str, minutes: u64) -> Result<RequestJson, ApiError> {
-    let max = state.config.activation.max_activation_minutes;
-    if minutes == 0 || minutes > max {
-        return Err(rules::Refusal::Duration { minutes, max }.into());
-    }
-    let extend = |record: &common::lifecycle::Record| Action::Extend { end: record.start + minutes as i64 * 60 };
-    Ok(state.door.act_with(caller, id, extend).await?.json())
+    Ok(state.door.extend(caller, id, minutes).await?.json())
 }

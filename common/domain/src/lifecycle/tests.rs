@@ -1,6 +1,7 @@
 //! The lifecycle's rules one by one, and a seeded model of the door at work checked over many histories.
 
 use super::*;
+use crate::rules::{Action, Decision, Refusal, Standing, decide};
 use std::collections::BTreeMap;
 
 fn email(name: &str) -> Email {
@@ -101,10 +102,10 @@ fn one_deny_ends_it_and_reasons_are_required_for_deny_and_revoke() {
 #[test]
 fn who_may_do_what() {
     let mut record = record();
-    assert_eq!(apply(&mut record, "alice", approve(), 1100), Err(Refusal::OwnRequest));
+    assert_eq!(apply(&mut record, "alice", approve(), 1100), Err(Refusal::SelfApproval));
     assert_eq!(apply(&mut record, "eve", approve(), 1100), Err(Refusal::NotAReviewer));
     let stale = Standing { may_review: false, ..FRESH };
-    assert_eq!(decide(&record, &email("bob"), &approve(), stale, at(1100)), Err(Refusal::NoLongerEligible));
+    assert_eq!(decide(&record, &email("bob"), &approve(), stale, at(1100)), Err(Refusal::ApproverNotEligible));
     let orphaned = Standing { beneficiary_eligible: false, ..FRESH };
     assert_eq!(
         decide(&record, &email("bob"), &approve(), orphaned, at(1100)),
@@ -120,7 +121,7 @@ fn who_may_do_what() {
 #[test]
 fn beneficiary_cannot_approve_own_request() {
     let refused = decide(&record(), &email("alice"), &approve(), FRESH, at(1100));
-    assert_eq!(refused, Err(Refusal::OwnRequest));
+    assert_eq!(refused, Err(Refusal::SelfApproval));
 }
 
 #[test]
@@ -133,7 +134,7 @@ fn reviewer_must_be_listed() {
 fn approval_after_the_window_is_refused() {
     let mut record = record();
     record.request_expiry = 3000;
-    assert_eq!(decide(&record, &email("bob"), &approve(), FRESH, at(2000)), Err(Refusal::WindowEnded(2000)));
+    assert_eq!(decide(&record, &email("bob"), &approve(), FRESH, at(2000)), Err(Refusal::WindowEnded(at(2000))));
 }
 
 #[test]
@@ -305,7 +306,7 @@ fn peer_extensions_need_an_explicit_approval_that_names_the_end() {
     assert_eq!(apply(&mut mpa, "bob", approve_until(2700), 1300), Err(Refusal::ExtensionEnd), "more than asked");
     assert_eq!(apply(&mut mpa, "bob", approve_until(2500), 1300), Ok(State::Active), "one of two");
     assert_eq!(apply(&mut mpa, "bob", approve_until(2500), 1301), Err(Refusal::AlreadyApprovedByYou));
-    assert_eq!(apply(&mut mpa, "alice", approve_until(2500), 1301), Err(Refusal::OwnRequest));
+    assert_eq!(apply(&mut mpa, "alice", approve_until(2500), 1301), Err(Refusal::SelfApproval));
     assert_eq!(apply(&mut mpa, "dave", approve_until(2400), 1302), Ok(State::Active), "narrowed and granted");
     assert_eq!(mpa.effective_end(), 2400);
     assert_eq!(mpa.pending_extension(), None);
