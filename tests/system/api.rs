@@ -114,6 +114,19 @@ async fn self_activation_writes_the_binding_and_publishes() {
     assert_eq!(events[0]["attributes"]["role"], "roles/storage.admin");
 }
 
+/// A self-activation reads eligibility afresh: one granted moments ago does not keep the next
+/// one eligible once the binding that made it so is gone.
+#[tokio::test]
+async fn self_activation_after_eligibility_is_removed_is_refused_at_once() {
+    let system = System::start().await;
+    let body = json!({"entitlementIds": [STORAGE], "justification": "BUG-1", "activationTimeout": 30});
+    let reply = system.post(CAROL, system.request, SELF, body.clone()).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    system.revoke_eligibility("project-1", "roles/storage.admin", &format!("user:{CAROL}")).await;
+    let reply = system.post(CAROL, system.request, SELF, body).await;
+    assert_eq!(reply.status, 403, "{reply:?}");
+}
+
 /// Every refusal leaves the policy and the topic as they were.
 async fn assert_refused(system: &System, user: &str, path: &str, body: Value, status: u16, code: &str) {
     let before = system.backend.policy("projects/project-1").await;

@@ -154,6 +154,9 @@ fn approvals_by_anyone_not_listed_count_for_nothing() {
     }
     assert_eq!(forged.state(at(1200)), State::ApprovalAwaited);
     assert!(forged.approvers().is_empty());
+    // A forged outcome without the quorum before it grants nothing either.
+    forged.timeline.push(Entry::Activated { at: 1150 });
+    assert_eq!(forged.state(at(1200)), State::ApprovalAwaited);
 }
 
 #[test]
