@@ -34,7 +34,7 @@ use crate::gcp::ledger::{Ledger, Stored};
 use crate::http::ApiError;
 use crate::http::wire::RequestJson;
 use crate::justification::JustificationPolicy;
-use crate::lifecycle::{self, Entry, Record, State, Step, Want};
+use crate::lifecycle::{self, BreakGlass, Entry, Record, Review, State, Step, Want};
 use crate::policy::{GrantKey, Policy};
 use crate::rules::{self, Action, Decision, Fresh, Standing, available_actions, decide};
 use crate::timestamp::Timestamp;
@@ -213,6 +213,7 @@ fn matches_token(record: &Record, request: &ActivationRequest) -> bool {
         && record.approvals_needed == request.approvals_needed
         && record.approver_reason_required == request.approver_reason_required
         && record.justification == request.justification
+        && record.break_glass.map(|b| b.review_deadline) == request.review_deadline.map(Timestamp::unix_seconds)
         && record.approvals_needed >= 1
 }
 
@@ -230,6 +231,7 @@ fn record_from_token(request: &ActivationRequest, token: &str, now: Timestamp) -
         request_expiry: request.expires.unix_seconds(),
         approvals_needed: request.approvals_needed,
         approver_reason_required: request.approver_reason_required,
+        break_glass: request.review_deadline.map(|deadline| BreakGlass { review_deadline: deadline.unix_seconds() }),
         token: Some(token.to_string()),
         timeline: vec![Entry::Requested { at: now.unix_seconds(), actor: request.beneficiary.clone() }],
     }
@@ -271,6 +273,15 @@ pub struct SelfActivation {
     pub window: ActivationWindow,
     /// Starts now (not scheduled): it may supersede the grants it repeats.
     pub starts_now: bool,
+}
+
+/// Emergency access, its inputs checked by `rules`: starts now, for `minutes`.
+#[derive(Debug, Clone)]
+pub struct BreakGlassAsk {
+    pub id: String,
+    pub entitlement: EntitlementId,
+    pub justification: String,
+    pub minutes: u64,
 }
 
 /// A peer-approval request, its inputs checked by `rules`.
@@ -328,6 +339,11 @@ impl Door {
         &self.config.notification.base_url
     }
 
+    /// `ADMINISTRATORS`: `user:EMAIL` and `group:EMAIL`.
+    pub fn administrators(&self) -> &[String] {
+        &self.config.approval.administrators
+    }
+
     /// The request as `caller` may see it (a party or an administrator), with what a crash
     /// left half-done finished first.
     pub async fn view(&self, caller: &Email, id: &str) -> Result<Outcome, ApiError> {
@@ -376,7 +392,7 @@ impl Door {
         let listed = content.as_ref().filter(|c| decide(c, caller, &action, anything, Timestamp::now()).is_ok());
         let speculative = async {
             match listed {
-                Some(content) => self.reads(content, &action, true).await.ok(),
+                Some(content) => self.reads(content, caller, &action, true).await.ok(),
                 None => None,
             }
         };
@@ -434,11 +450,19 @@ impl Door {
             return self.act_on(caller, verified, action, None).await;
         };
         let action = action(&known);
-        if !matches!(action, Action::Approve { .. } | Action::Deny { .. } | Action::ApproveExtension { .. }) {
+        let reviewing = matches!(
+            action,
+            Action::Approve { .. }
+                | Action::Deny { .. }
+                | Action::ApproveExtension { .. }
+                | Action::Ratify { .. }
+                | Action::Reject { .. }
+        );
+        if !reviewing {
             let verified = self.reader.load(id).await?;
             return self.act_on(caller, verified, action, None).await;
         }
-        let (verified, reads) = tokio::join!(self.reader.load(id), self.reads(&known, &action, true));
+        let (verified, reads) = tokio::join!(self.reader.load(id), self.reads(&known, caller, &action, true));
         let verified = verified?;
         let reads = reads.ok().filter(|_| same_request(verified.record(), &known));
         self.act_on(caller, verified, action, reads).await
@@ -464,14 +488,15 @@ impl Door {
         decide(record, caller, &action, anything, Timestamp::now())?;
         let reads = match prefetched {
             Some(reads) => reads,
-            None => self.reads(record, &action, false).await?,
+            None => self.reads(record, caller, &action, false).await?,
         };
         let standing = self.standing(record, caller, &action, reads.fresh.as_ref()).await?;
         let (fresh, prefetched) = (reads.fresh, reads.policy);
         let mut decided = None;
         // A revocation or an early end removes the binding next: its policy is read while
         // the decision is being recorded.
-        let removes = matches!(action, Action::Revoke { .. } | Action::Withdraw { .. }) && before.is_live();
+        let removes = matches!(action, Action::Revoke { .. } | Action::Withdraw { .. } | Action::Reject { .. })
+            && before.is_live();
         let removal_policy = async {
             match resource_of(record) {
                 Ok(resource) if removes && prefetched.is_none() => self.writer.read(&resource).await.ok(),
@@ -514,20 +539,30 @@ impl Door {
     /// follow it: the catalog's answer about the request's people, and the policy the write
     /// would start from (`speculative`: read before the ledger answers, so whether the action
     /// completes a quorum is not known yet, and the policy is read in case it does).
-    async fn reads(&self, record: &Record, action: &Action, speculative: bool) -> Result<Reads, ApiError> {
+    async fn reads(
+        &self,
+        record: &Record,
+        caller: &Email,
+        action: &Action,
+        speculative: bool,
+    ) -> Result<Reads, ApiError> {
         let writes = match action {
             Action::Approve { .. } if speculative => true,
             Action::ApproveExtension { .. } if speculative => true,
             Action::Approve { .. } => record.approvers().len() as u32 + 1 >= record.approvals_needed,
             Action::ApproveExtension { .. } => record.extension_approvers().len() as u32 + 1 >= record.approvals_needed,
             Action::Extend { .. } => record.approvals_needed == 0,
-            Action::Deny { .. } | Action::Revoke { .. } | Action::Withdraw { .. } => false,
+            Action::Deny { .. }
+            | Action::Revoke { .. }
+            | Action::Withdraw { .. }
+            | Action::Ratify { .. }
+            | Action::Reject { .. } => false,
         };
         let needs_catalog = !matches!(action, Action::Revoke { .. } | Action::Withdraw { .. });
         let (fresh, policy) = tokio::join!(
             async {
                 match needs_catalog {
-                    true => self.fresh(record).await.map(Some),
+                    true => self.fresh(record, Some(caller)).await.map(Some),
                     false => Ok(None),
                 }
             },
@@ -568,14 +603,22 @@ impl Door {
             // The justification as today's policy reads it, as a new request would be.
             self.config.activation.justification.check(&record.justification).map_err(rules::Refusal::from)?;
         }
-        if let Action::Revoke { .. } = action {
-            standing.administrator = !record.approvers().contains(caller) && self.administrator(caller).await?;
+        match action {
+            Action::Revoke { .. } => {
+                standing.administrator = !record.approvers().contains(caller) && self.administrator(caller).await?;
+            }
+            Action::Reject { .. } => {
+                standing.administrator = !standing.may_review && self.administrator(caller).await?
+            }
+            _ => {}
         }
         Ok(standing)
     }
 
-    /// The catalog's fresh answer about a request's people.
-    async fn fresh(&self, record: &Record) -> Result<Fresh, ApiError> {
+    /// The catalog's fresh answer about a request's people: the beneficiary, and the
+    /// reviewers whose approvals a grant counts; for emergency access, whose reviewers are
+    /// many and counted after the fact, only the `caller` among them.
+    async fn fresh(&self, record: &Record, caller: Option<&Email>) -> Result<Fresh, ApiError> {
         let resource = resource_of(record)?;
         match record.activation_type {
             ActivationType::Jit => {
@@ -585,7 +628,10 @@ impl Door {
             ActivationType::Mpa => {
                 let id = first_entitlement(record)?;
                 let mut people = vec![record.beneficiary.clone()];
-                people.extend(record.reviewers.iter().cloned());
+                match record.break_glass {
+                    None => people.extend(record.reviewers.iter().cloned()),
+                    Some(_) => people.extend(caller.filter(|c| record.reviewers.contains(c)).cloned()),
+                }
                 let holdings = self.catalog.standing(&id, ActivationType::Mpa, &people).await?;
                 Ok(Fresh::Mpa(holdings))
             }
@@ -598,7 +644,7 @@ impl Door {
             Ok(id) => self.config.approval.policy.requirement(id.role().as_str(), &id.resource().resource_name()),
             Err(_) => Default::default(),
         };
-        rules::longest(&self.config.activation, &requirement, record.activation_type)
+        rules::longest(&self.config.activation, &requirement, rules::Path::of(record))
     }
 
     /// The requester asks for the grant to last `minutes` from its start (`rules::extension_end`).
@@ -630,7 +676,7 @@ impl Door {
                 Step::Check => {
                     let answer = match fresh.take() {
                         Some(answer) => answer,
-                        None => self.fresh(record).await?,
+                        None => self.fresh(record, None).await?,
                     };
                     let end = match lifecycle::want(record, now) {
                         Want::Bindings { end, .. } => end,
@@ -799,6 +845,7 @@ impl Door {
             request_expiry: asked.window.start().unix_seconds(),
             approvals_needed: 0,
             approver_reason_required: false,
+            break_glass: None,
             token: None,
             timeline: vec![Entry::Requested { at: now.unix_seconds(), actor: caller.clone() }],
         };
@@ -847,11 +894,15 @@ impl Door {
                 );
             }
         }
+        self.granted(caller, &record.id, settled)
+    }
+
+    /// What a grant written at once answers: the request, or why it was not granted.
+    fn granted(&self, caller: &Email, id: &str, settled: Result<Verified, ApiError>) -> Result<Outcome, ApiError> {
         let verified = settled.map_err(|error| {
             if error.status().is_server_error() {
                 ApiError::unavailable(format!(
-                    "granting {} did not complete ({}); it is recorded as ACTIVATING and completes on its own within a few minutes",
-                    record.id,
+                    "granting {id} did not complete ({}); it is recorded as ACTIVATING and completes on its own within a few minutes",
                     error.message()
                 ))
             } else {
@@ -866,9 +917,8 @@ impl Door {
             return Err(ApiError::forbidden(
                 "activation_failed",
                 format!(
-                    "the access was not granted ({}); request {} is recorded as ACTIVATION_FAILED",
+                    "the access was not granted ({}); request {id} is recorded as ACTIVATION_FAILED",
                     reason.unwrap_or_default(),
-                    record.id
                 ),
             ));
         }
@@ -876,6 +926,79 @@ impl Door {
         let message =
             verified.untold.then(|| "Access granted. Sending the notification failed; it was logged.".to_string());
         Ok(self.outcome(verified, caller, standing, message))
+    }
+
+    /// Emergency access (break glass): granted at once through the same steps as any grant,
+    /// then ratified after the fact by the role's quorum among everyone who may approve it.
+    /// Eligibility, the role's reviewers, the caller's uses of break glass, their open
+    /// requests and the policy are read at once; the record and the updated uses are written
+    /// in one commit, so two at once cannot both pass `BREAK_GLASS_LIMIT`.
+    pub async fn break_glass(
+        &self,
+        caller: &Email,
+        resource: &ResourceId,
+        asked: BreakGlassAsk,
+    ) -> Result<Outcome, ApiError> {
+        let settings = &self.config.activation;
+        let signer = self.signer.as_ref().ok_or_else(|| ApiError::backend("this function makes no requests"))?;
+        let limit = self.config.approval.break_glass_limit;
+        let now = Timestamp::now();
+        let id = &asked.entitlement;
+        let requirement = self.config.approval.policy.requirement(id.role().as_str(), &resource.resource_name());
+        // No emergency path, or too long: refused before anything is read.
+        let rule = rules::break_glass(&requirement, id, &[], limit, now)?;
+        let longest = rules::longest(settings, &requirement, rules::Path::BreakGlass);
+        let window = rules::asked_window(now, None, asked.minutes, longest, settings)?;
+        let entitlement = crate::entitlement::Entitlement { id: id.clone(), activation_type: ActivationType::Mpa };
+        let (held, qualified, uses, open, policy) = tokio::join!(
+            self.catalog.user_entitlements(caller, resource),
+            self.catalog.reviewers(&entitlement),
+            self.reader.ledger.break_glass_uses(caller),
+            self.reader.ledger.open_of(caller, OPEN_LISTED),
+            self.writer.read(resource),
+        );
+        rules::require_entitlement(&held?.entitlements, id, ActivationType::Mpa)?;
+        let mut uses = uses?;
+        rules::break_glass(&requirement, id, &uses.times, limit, now)?;
+        let qualified = qualified?;
+        let everyone: Vec<Email> = qualified.peers.iter().chain(&qualified.designated).cloned().collect();
+        let request = ActivationRequest {
+            id: asked.id.clone(),
+            beneficiary: caller.clone(),
+            reviewers: rules::break_glass_reviewers(caller, &everyone, id)?,
+            entitlement: id.clone(),
+            justification: asked.justification.trim().to_string(),
+            window,
+            // The token's lifetime: it is never approved, only verified, as long as it is kept.
+            expires: window.end(),
+            approvals_needed: requirement.approvals,
+            approver_reason_required: requirement.approver_reason_required,
+            review_deadline: Some(now.plus_seconds(rule.review_within_minutes as i64 * 60)),
+        };
+        let token = signer.sign(&request.claims(signer.issuer(), now)).await?;
+        let record = record_from_token(&request, &token, now);
+        self.open_requests(caller, &record, open).await?;
+        let mut attempt = 0;
+        let stored = loop {
+            rules::break_glass(&requirement, id, &uses.times, limit, now)?;
+            let kept: Vec<i64> =
+                uses.times.iter().copied().filter(|at| *at > now.unix_seconds() - limit.period_seconds).collect();
+            match self.reader.ledger.create_break_glass(&record, &uses, &kept, limit.period_seconds).await {
+                Ok(stored) => break stored,
+                // Another emergency grant of the caller's landed first: count it too.
+                Err(GcpError::Conflict(_)) if attempt < 3 => {
+                    attempt += 1;
+                    uses = self.reader.ledger.break_glass_uses(caller).await?;
+                }
+                Err(other) => return Err(other.into()),
+            }
+        };
+        tracing::warn!(activation_id = %record.id, beneficiary = %caller, role = %id, "break glass: emergency access granted at once, awaiting review");
+        let verified = Verified { stored, request: Some(request), untold: false };
+        let holding = crate::eligibility::Holding { jit: false, mpa: true, designated: false };
+        let fresh = Fresh::Mpa(BTreeMap::from([(caller.clone(), holding)]));
+        let settled = self.settle(verified, Some(fresh), policy.ok(), &[]).await;
+        self.granted(caller, &record.id, settled)
     }
 
     /// The caller's open requests, verified, refused when there are too many for one of
@@ -968,7 +1091,7 @@ impl Door {
         let now = Timestamp::now();
         let requirement =
             self.config.approval.policy.requirement(asked.entitlement.role().as_str(), &resource.resource_name());
-        let longest = rules::longest(settings, &requirement, ActivationType::Mpa);
+        let longest = rules::longest(settings, &requirement, rules::Path::PeerApproval);
         let window = rules::asked_window(now, asked.start, asked.minutes, longest, settings)?;
         // The reviewers' count, before anything is read; who they are, after.
         let chosen = rules::reviewers(caller, &asked.reviewers, &asked.reviewers, settings, requirement.approvals)?;
@@ -982,6 +1105,7 @@ impl Door {
             expires: rules::request_expiry(now, &window, settings),
             approvals_needed: requirement.approvals,
             approver_reason_required: requirement.approver_reason_required,
+            review_deadline: None,
         };
         let claims = request.claims(signer.issuer(), now);
         // Signed before the checks finish: a refused request's token is never stored or sent.
@@ -1013,6 +1137,26 @@ impl Door {
     /// a live grant, make IAM hold its window (`snapshot`: our bindings on its resource as the
     /// sweeper read them). A live grant whose binding is gone is flagged, never restored.
     pub async fn reconcile(&self, verified: Verified, snapshot: &[ActivationBinding]) -> Result<Reconciled, ApiError> {
+        // Emergency access past its review deadline unreviewed is escalated first; what IAM
+        // must hold for it is seen to all the same.
+        let record = verified.record();
+        if record.review(Timestamp::now()) == Some(Review::Unreviewed) && !record.escalated() {
+            let (verified, escalated) = self.escalate(verified).await?;
+            // Written just now, it is no longer listed as open: nothing to close.
+            if escalated && verified.record().state(Timestamp::now()).is_terminal() {
+                return Ok(Reconciled::Escalated);
+            }
+            let rest = self.reconcile_grant(verified, snapshot).await?;
+            return Ok(if escalated && rest == Reconciled::Unchanged { Reconciled::Escalated } else { rest });
+        }
+        self.reconcile_grant(verified, snapshot).await
+    }
+
+    async fn reconcile_grant(
+        &self,
+        verified: Verified,
+        snapshot: &[ActivationBinding],
+    ) -> Result<Reconciled, ApiError> {
         let now = Timestamp::now();
         let record = verified.record();
         let state = record.state(now);
@@ -1025,6 +1169,10 @@ impl Door {
             });
         }
         if state.is_terminal() {
+            // Emergency access awaiting its review stays open until the review is done.
+            if record.is_open(now) {
+                return Ok(Reconciled::Unchanged);
+            }
             self.reader.close(&verified).await?;
             return Ok(Reconciled::Closed);
         }
@@ -1063,6 +1211,37 @@ impl Door {
         tracing::warn!(activation_id = %record.id, "a live grant's binding did not match the ledger; rewritten to the ledger's window");
         self.write(record, Want::Bindings { start, end }, &[], None).await?;
         Ok(Reconciled::Rewritten)
+    }
+
+    /// Records that emergency access went unreviewed past its deadline, once, and tells
+    /// administrators (the event `BreakGlassUnreviewed`).
+    async fn escalate(&self, verified: Verified) -> Result<(Verified, bool), ApiError> {
+        let entry = Entry::Escalated { at: Timestamp::now().unix_seconds() };
+        let mut escalated = false;
+        let written = self
+            .reader
+            .ledger
+            .modify_from::<ApiError>(verified.stored.clone(), |current| {
+                let now = Timestamp::now();
+                escalated = current.review(now) == Some(Review::Unreviewed) && !current.escalated();
+                if !escalated {
+                    return Ok(None);
+                }
+                let mut next = current.clone();
+                next.timeline.push(entry.clone());
+                Ok(Some(next))
+            })
+            .await?;
+        match written {
+            Some(stored) if escalated => {
+                tracing::warn!(activation_id = %stored.record.id, beneficiary = %stored.record.beneficiary, "break glass: emergency access was not ratified by its deadline; escalated to the administrators");
+                let mut verified = verified.at(stored)?;
+                self.announce(&mut verified, &entry).await;
+                Ok((verified, true))
+            }
+            Some(stored) => Ok((verified.at(stored)?, false)),
+            None => Ok((verified, false)),
+        }
     }
 
     /// Flags a live grant whose binding was removed behind the ledger's back.
@@ -1122,6 +1301,8 @@ pub enum Reconciled {
     Rewritten,
     /// A live grant's binding was gone: flagged `EXTERNALLY_MODIFIED`.
     Flagged,
+    /// Emergency access went unreviewed past its deadline: escalated.
+    Escalated,
     /// A request that ended was written again as closed.
     Closed,
 }
@@ -1184,6 +1365,18 @@ fn note(record: &Record, action: &Action, before: State) -> Option<String> {
         (Action::Extend { .. }, _) if record.pending_extension().is_some() => {
             Some("The extension awaits your reviewers' approval; the grant runs on meanwhile.".into())
         }
+        (Action::Ratify { .. }, _) => Some(match record.review(now) {
+            Some(Review::Ratified) => "Your ratification completes the review: the emergency access is ratified.".into(),
+            _ => format!(
+                "Your ratification is recorded: {} of {} ratifications.",
+                record.ratifiers().len(),
+                record.approvals_needed
+            ),
+        }),
+        (Action::Reject { .. }, _) if before.is_live() => {
+            Some("The emergency access is rejected and its binding removed; everyone concerned is told.".into())
+        }
+        (Action::Reject { .. }, _) => Some("The emergency access is rejected; everyone concerned is told.".into()),
         (_, State::ActivationFailed) => Some("Granting the access failed; see the timeline for Google's answer.".into()),
         _ => None,
     }

@@ -60,11 +60,18 @@ impl FrontDoor {
 
     /// The load balancer's URL map: path → function.
     fn upstream(&self, path: &str) -> Option<SocketAddr> {
-        // `/api/{projects|folders|organizations}/{id}/roles/{self-activate|request}`
+        // `/api/{projects|folders|organizations}/{id}/roles/{self-activate|request|break-glass}`
         let segments: Vec<&str> = path.split('/').collect();
         let requests = matches!(
             segments.as_slice(),
-            ["", "api", "projects" | "folders" | "organizations", _, "roles", "self-activate" | "request"]
+            [
+                "",
+                "api",
+                "projects" | "folders" | "organizations",
+                _,
+                "roles",
+                "self-activate" | "request" | "break-glass"
+            ]
         );
         let withdraws =
             path.starts_with("/api/requests/") && (path.ends_with("/withdraw") || path.ends_with("/extend"));

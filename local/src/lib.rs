@@ -37,6 +37,7 @@ const PASSED_THROUGH: &[&str] = &[
     "RESOURCE_CATALOG",
     "APPROVAL_POLICY",
     "ADMINISTRATORS",
+    "BREAK_GLASS_LIMIT",
     "POLICY_CACHE_TIMEOUT",
     "LISTING_BUDGET_BURST",
     "LISTING_BUDGET_PER_MINUTE",
@@ -126,6 +127,14 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
         // check verifies the push token's signature, the mailer its claims.
         ("K_SERVICE", "jit-mailer".to_string()),
         ("PUSH_AUTH", "cloud-run".to_string()),
+        // The example organization's emergency path: the on-call group may break glass on
+        // roles/logging.admin; admin@example.com is told and may reject it.
+        (
+            "APPROVAL_POLICY",
+            r#"[{"roles": ["roles/logging.admin"], "breakGlass": {"maxDuration": 30, "reviewWithin": 240}}]"#
+                .to_string(),
+        ),
+        ("ADMINISTRATORS", "user:admin@example.com".to_string()),
     ]);
     if let Some(host) = &real_pubsub {
         pairs.push(("PUBSUB_ENDPOINT", format!("http://{host}")));

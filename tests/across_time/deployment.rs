@@ -87,7 +87,12 @@ impl Deployment {
             ("IAP_AUDIENCE", AUDIENCE.to_string()),
             ("BASE_URL", "https://jit.example.com".to_string()),
             ("NOTIFICATION_TOPIC", TOPIC.to_string()),
-            ("APPROVAL_POLICY", r#"[{"roles": ["roles/compute.admin"], "approvals": 2}]"#.to_string()),
+            (
+                "APPROVAL_POLICY",
+                r#"[{"roles": ["roles/compute.admin"], "approvals": 2, "breakGlass": {"maxDuration": 30, "reviewWithin": 20}}]"#
+                    .to_string(),
+            ),
+            ("BREAK_GLASS_LIMIT", "4/1h".to_string()),
             ("ADMINISTRATORS", format!("user:{ADMIN}")),
             ("ACTIVATION_TIMEOUT", "240".to_string()),
             ("ACTIVATION_REQUEST_TIMEOUT", "60".to_string()),
@@ -124,6 +129,25 @@ impl Deployment {
         self.set_policy_json("projects/project-1", policy).await;
     }
 
+    /// The events published so far, oldest first.
+    pub async fn events(&self) -> Vec<Value> {
+        use base64::Engine as _;
+        let messages: Vec<Value> = self.backend.get_json("/_emulator/pubsub").await;
+        messages
+            .iter()
+            .filter_map(|m| base64::engine::general_purpose::STANDARD.decode(m["data"].as_str()?).ok())
+            .filter_map(|data| serde_json::from_slice(&data).ok())
+            .collect()
+    }
+
+    /// Dave breaks glass on compute.admin for `minutes`: the request's ID.
+    pub async fn break_glass(&self, minutes: u64) -> String {
+        let body = json!({"entitlementId": COMPUTE, "justification": "INC-7 outage", "activationTimeout": minutes});
+        let reply = self.post(DAVE, "/api/projects/project-1/roles/break-glass", body).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        reply.id()
+    }
+
     /// Calls as `user` behind IAP, as the page does.
     pub async fn call(&self, user: &str, method: &str, path: &str, body: Option<Value>) -> Reply {
         self.call_within(user, method, path, body, Duration::from_secs(120)).await.expect("answered in time")
@@ -146,6 +170,7 @@ impl Deployment {
             &self.list
         } else if path.contains("/roles/self-activate")
             || path.contains("/roles/request")
+            || path.contains("/roles/break-glass")
             || path.ends_with("/withdraw")
             || path.ends_with("/extend")
         {

@@ -176,7 +176,7 @@ async fn history(system: &Deployment, seed: u64, log: &mut Vec<String>) -> Resul
 async fn records(system: &Deployment) -> Result<Vec<common::gcp::ledger::Stored>, String> {
     let ledger = system.ledger();
     let mut records = Vec::new();
-    for who in [ALICE, CAROL] {
+    for who in [ALICE, CAROL, DAVE] {
         records.extend(ledger.made_by(&crate::support::email(who), 500).await.map_err(|e| e.to_string())?);
     }
     Ok(records)
@@ -223,7 +223,32 @@ async fn step(
     };
     let peer = (!known.peer.is_empty()).then(|| random.pick(&known.peer).clone());
     let own = (!known.own.is_empty()).then(|| random.pick(&known.own).clone());
-    let (what, reply) = match random.below(12) {
+    let (what, reply) = match random.below(14) {
+        12 => {
+            // Emergency access: granted at once, reviewed after the fact.
+            let body =
+                json!({"entitlementId": COMPUTE, "justification": "INC-1", "activationTimeout": 5 + random.below(30)});
+            let reply = call(DAVE, "POST", "/api/projects/project-1/roles/break-glass".into(), Some(body)).await;
+            if let Some(id) = reply.as_ref().map(Reply::id).filter(|id| !id.is_empty()) {
+                known.peer.push(id);
+            }
+            ("dave breaks glass".to_string(), reply)
+        }
+        13 => {
+            let Some(id) = peer else { return };
+            let (who, action) = *random.pick(&[
+                (ALICE, "ratify"),
+                (BOB, "ratify"),
+                (CAROL, "ratify"),
+                (DAVE, "ratify"),
+                (BOB, "reject"),
+                (ADMIN, "reject"),
+            ]);
+            (
+                format!("{who} {action}s {id}"),
+                call(who, "POST", format!("/api/requests/{id}/{action}"), Some(json!({"reason": "seen"}))).await,
+            )
+        }
         0 | 1 => {
             let reviewers: Vec<&str> = if random.chance(50) { vec![BOB, CAROL] } else { vec![BOB, CAROL, DAVE] };
             let mut body = json!({"entitlementId": COMPUTE, "justification": "BUG-1", "peers": reviewers,
@@ -389,6 +414,10 @@ async fn converged(system: &Deployment, log: &[String]) -> Result<(), String> {
             }
         } else if !bindings.is_empty() {
             return Err(format!("{} is {} and still holds {} binding(s)", record.id, state.name(), bindings.len()));
+        }
+        // Emergency access past its deadline unreviewed is escalated by the sweep.
+        if record.review(now) == Some(common::lifecycle::Review::Unreviewed) && !record.escalated() {
+            return Err(format!("{} went unreviewed past its deadline and the sweep did not escalate it", record.id));
         }
     }
     if let Some(orphan) = granting.iter().find(|b| b.request.as_ref().is_some_and(|id| !live.contains(id))) {

@@ -210,6 +210,7 @@ async fn a_forged_ledger_document_writes_no_binding_through_a_reader_or_the_swee
         request_expiry: at,
         approvals_needed: 0,
         approver_reason_required: false,
+        break_glass: None,
         token: None,
         timeline: vec![common::lifecycle::Entry::Requested { at, actor: alice.clone() }],
     };
@@ -342,4 +343,56 @@ async fn a_writer_that_lost_to_a_revocation_undoes_its_own_write() {
     assert_eq!(revoked.state(), "REVOKED", "{revoked:?}");
     assert_eq!(view.state(), "REVOKED", "the reader saw what it wrote lose: {view:?}");
     assert!(system.bindings_of("projects/project-1", &id).await.is_empty(), "undone before any sweep");
+}
+
+/// Break glass, past its review deadline: granted at once, unreviewed by the deadline, the
+/// sweeper escalates it once (event `BreakGlassUnreviewed`, mail to the administrators), and
+/// the grant's own end is unaffected by the pending review.
+#[tokio::test]
+async fn unratified_emergency_access_is_escalated_at_its_deadline() {
+    let _turn = exclusive().await;
+    let system = Deployment::start(&[]).await;
+    let id = system.break_glass(30).await;
+    assert_eq!(system.bindings_of("projects/project-1", &id).await.len(), 1, "granted at once");
+    let view = system.get(BOB, &format!("/api/requests/{id}")).await;
+    assert_eq!(view.body["breakGlass"]["review"], "PENDING", "{view:?}");
+    assert!(view.body["actions"].as_array().expect("actions").contains(&json!("ratify")), "{view:?}");
+    let reply = system.post(BOB, &format!("/api/requests/{id}/ratify"), json!({})).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+
+    // Before the deadline the sweeper leaves it be, and keeps it open.
+    advance_minutes(19);
+    assert_eq!(system.sweep().await.break_glass_escalated, 0);
+    // Past it: escalated once, however often the sweeper comes.
+    advance_minutes(2);
+    assert_eq!(system.sweep().await.break_glass_escalated, 1);
+    assert_eq!(system.sweep().await.break_glass_escalated, 0, "once");
+    let record = system.record(&id).await.expect("record");
+    assert!(record.escalated() && record.state(common::timestamp::Timestamp::now()).is_live(), "the grant runs on");
+    let late = system.post(CAROL, &format!("/api/requests/{id}/ratify"), json!({})).await;
+    assert_eq!((late.status, late.code()), (409, "review_closed"), "{late:?}");
+
+    let events = system.events().await;
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(kinds, ["BreakGlassActivated", "RatificationRecorded", "BreakGlassUnreviewed"], "{events:#?}");
+    let unreviewed = events.last().expect("escalation");
+    assert_eq!(unreviewed["attributes"]["break_glass"]["review"], "UNREVIEWED");
+    // The mailer's answer to it: the administrators, everyone else in copy.
+    let style = mailer::compose::Style {
+        time_zone: jiff::tz::TimeZone::UTC,
+        thread_domain: "example.com".into(),
+        self_approved: true,
+        base_url: "https://jit.example.com".into(),
+        administrators: vec![crate::support::email(ADMIN)],
+    };
+    let mail = mailer::compose::compose(unreviewed, &style).expect("mailed");
+    assert_eq!(mail.to, vec![crate::support::email(ADMIN)]);
+    assert!(mail.cc.contains(&crate::support::email(DAVE)) && mail.cc.contains(&crate::support::email(BOB)));
+    assert!(mail.text.contains("was not ratified by its deadline"), "{}", mail.text);
+
+    // The grant ends at its own end; then nothing is left open.
+    advance_minutes(10);
+    let summary = system.sweep().await;
+    assert!(system.granting("projects/project-1", common::timestamp::Timestamp::now()).await.is_empty(), "{summary}");
+    assert!(!system.record(&id).await.expect("record").is_open(common::timestamp::Timestamp::now()));
 }

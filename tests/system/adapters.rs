@@ -221,6 +221,7 @@ fn request() -> ActivationRequest {
         expires: now.plus_seconds(3600),
         approvals_needed: 1,
         approver_reason_required: false,
+        review_deadline: None,
     }
 }
 

@@ -191,3 +191,42 @@ async fn bob_approves_from_the_emulated_chat_page() {
     assert!(!browser.displayed("button[data-function='approve']").await, "no Approve left on an active request");
     browser.close().await;
 }
+
+/// Emergency access through the page: Dave (on call) takes roles/logging.admin at once after
+/// its warning, Erin finds it waiting for her review and ratifies it.
+#[tokio::test]
+async fn dave_breaks_glass_in_the_page_and_erin_ratifies_it() {
+    let Some(driver) = Driver::start().await else { return };
+    let local = local::start(local::Options::default()).await.expect("local run starts");
+    let url = &local.url;
+    let browser = driver.browser().await;
+    browser.open(&format!("{url}/")).await;
+    browser.click("#users a[href*='dave']").await;
+    browser.wait_for_text("#roles tbody", "emergency access").await;
+    browser.click("#roles tbody input[aria-label='roles/logging.admin']").await;
+    browser.click("#break-glass").await;
+    browser.wait_for_text("#request-title", "Emergency access").await;
+    let warning = browser.wait_for_text("#break-glass-warning", "granted at once, without approval").await;
+    assert!(warning.contains("a single rejection revokes it"), "{warning}");
+    browser.type_into("#justification", "INC-4711 logging outage").await;
+    // Not without saying so: the confirmation is required.
+    browser.click("#submit").await;
+    assert!(browser.displayed("#request-view").await, "the form stays until the warning is accepted");
+    browser.click("#break-glass-confirm").await;
+    browser.click("#submit").await;
+    browser.wait_for_text("#result-title", "Emergency access granted").await;
+    browser.wait_for_text("#notice", "they must ratify it").await;
+    browser.screenshot(&screenshot_dir().join("break-glass.png")).await;
+
+    browser.open(&format!("{url}/_local/signout")).await;
+    browser.click("#users a[href*='erin']").await;
+    browser.wait_for_text("#review-list tbody", "emergency: 0 of 1 ratified").await;
+    browser.click("#review-list tbody a").await;
+    browser.wait_for_text("#result-title", "Emergency access by dave@example.com").await;
+    browser.wait_for_text("#result-details", "awaiting review").await;
+    assert!(!browser.displayed("#approve").await, "emergency access is ratified, not approved");
+    browser.click("#ratify").await;
+    browser.wait_for_text("#notice", "the emergency access is ratified").await;
+    browser.wait_for_text("#result-details", "ratified").await;
+    browser.close().await;
+}

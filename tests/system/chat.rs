@@ -7,22 +7,22 @@ use serde_json::{Value, json};
 
 use crate::support::{ALICE, BOB, CAROL};
 
-struct Local {
-    running: local::Running,
-    http: reqwest::Client,
+pub(crate) struct Local {
+    pub(crate) running: local::Running,
+    pub(crate) http: reqwest::Client,
 }
 
 impl Local {
-    async fn start(settings: Vec<(&'static str, String)>) -> Local {
+    pub(crate) async fn start(settings: Vec<(&'static str, String)>) -> Local {
         let running = local::start(local::Options { settings, ..local::Options::default() }).await.expect("local run");
         Local { running, http: reqwest::Client::new() }
     }
 
-    fn emulator(&self, path: &str) -> String {
+    pub(crate) fn emulator(&self, path: &str) -> String {
         format!("{}{path}", self.running.emulator.url())
     }
 
-    async fn post(&self, user: &str, path: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, user: &str, path: &str, body: Value) -> (u16, Value) {
         let response = self
             .http
             .post(format!("{}{path}", self.running.url))
@@ -35,7 +35,7 @@ impl Local {
         (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
     }
 
-    async fn get(&self, user: &str, path: &str) -> Value {
+    pub(crate) async fn get(&self, user: &str, path: &str) -> Value {
         let response = self
             .http
             .get(format!("{}{path}", self.running.url))
@@ -48,7 +48,12 @@ impl Local {
     }
 
     /// Carol becomes a peer of Alice and Bob for compute.admin on project-1.
-    async fn carol_is_a_peer(&self) {
+    pub(crate) async fn carol_is_a_peer(&self) {
+        self.eligible("roles/compute.admin", CAROL).await;
+    }
+
+    /// `who` becomes eligible for `role` on project-1 with peer approval.
+    pub(crate) async fn eligible(&self, role: &str, who: &str) {
         let url = self.emulator("/v3/projects/project-1:getIamPolicy");
         let mut policy: Value = self
             .http
@@ -61,26 +66,82 @@ impl Local {
             .await
             .expect("j");
         policy["bindings"].as_array_mut().expect("bindings").push(json!({
-            "role": "roles/compute.admin", "members": [format!("user:{CAROL}")],
+            "role": role, "members": [format!("user:{who}")],
             "condition": {"title": "Eligible", "expression": "has({}.multiPartyApprovalConstraint)"}}));
         let url = self.emulator("/v3/projects/project-1:setIamPolicy");
         let response = self.http.post(&url).json(&json!({"policy": policy})).send().await.expect("answers");
         assert!(response.status().is_success());
     }
 
-    async fn ask(&self, reviewers: &[&str]) -> String {
+    /// The mail captured so far (SendGrid's JSON).
+    pub(crate) async fn mail(&self) -> Vec<Value> {
+        self.http.get(self.emulator("/_emulator/mail")).send().await.expect("a").json().await.expect("json")
+    }
+
+    /// Waits until a mail to `to` passes `test`; that mail.
+    pub(crate) async fn mail_until(&self, to: &str, test: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..200 {
+            let found = self.mail().await.into_iter().find(|m| {
+                m["personalizations"][0]["to"].as_array().is_some_and(|t| t.iter().any(|a| a["email"] == to)) && test(m)
+            });
+            if let Some(mail) = found {
+                return mail;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("no such mail to {to}: {:#}", json!(self.mail().await));
+    }
+
+    /// The events published so far, oldest first.
+    pub(crate) async fn events(&self) -> Vec<Value> {
+        use base64::Engine as _;
+        let messages: Vec<Value> =
+            self.http.get(self.emulator("/_emulator/pubsub")).send().await.expect("a").json().await.expect("json");
+        messages
+            .iter()
+            .filter_map(|m| base64::engine::general_purpose::STANDARD.decode(m["data"].as_str()?).ok())
+            .filter_map(|data| serde_json::from_slice(&data).ok())
+            .collect()
+    }
+
+    /// Bindings of ours for `member` on `role` in project-1.
+    pub(crate) async fn bindings_of(&self, member: &str, role: &str) -> usize {
+        let url = self.emulator("/v3/projects/project-1:getIamPolicy");
+        let policy: Value = self
+            .http
+            .post(&url)
+            .json(&json!({"options": {"requestedPolicyVersion": 3}}))
+            .send()
+            .await
+            .expect("a")
+            .json()
+            .await
+            .expect("j");
+        policy["bindings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|b| {
+                b["role"] == role
+                    && b["members"] == json!([format!("user:{member}")])
+                    && b["condition"]["title"] == "JIT access activation"
+            })
+            .count()
+    }
+
+    pub(crate) async fn ask(&self, reviewers: &[&str]) -> String {
         let body = json!({"entitlementId": "project-1:roles/compute.admin", "justification": "BUG-1", "peers": reviewers, "activationTimeout": 30});
         let (status, reply) = self.post(ALICE, "/api/projects/project-1/roles/request", body).await;
         assert_eq!(status, 200, "{reply}");
         reply["entitlements"][0]["activationId"].as_str().expect("id").to_string()
     }
 
-    async fn cards(&self) -> Vec<Value> {
+    pub(crate) async fn cards(&self) -> Vec<Value> {
         self.http.get(self.emulator("/_emulator/chat")).send().await.expect("a").json().await.expect("json")
     }
 
     /// Waits (pushes are asynchronous) until every reviewer's card passes `test`.
-    async fn cards_until(&self, readers: &[&str], test: impl Fn(&str) -> bool) -> Vec<Value> {
+    pub(crate) async fn cards_until(&self, readers: &[&str], test: impl Fn(&str) -> bool) -> Vec<Value> {
         for _ in 0..200 {
             let cards = self.cards().await;
             let done = readers
@@ -95,17 +156,17 @@ impl Local {
     }
 
     /// What `user` does in Chat, through the emulated Google Chat: `{status, reply}`.
-    async fn in_chat(&self, event: Value) -> Value {
+    pub(crate) async fn in_chat(&self, event: Value) -> Value {
         let response = self.http.post(self.emulator("/_emulator/chat/events")).json(&event).send().await.expect("a");
         assert!(response.status().is_success(), "{}", response.text().await.unwrap_or_default());
         response.json().await.expect("json")
     }
 
-    fn card_of<'a>(cards: &'a [Value], reader: &str) -> &'a Value {
+    pub(crate) fn card_of<'a>(cards: &'a [Value], reader: &str) -> &'a Value {
         cards.iter().find(|c| c["readers"] == json!([reader])).expect("a card")
     }
 
-    async fn activation_bindings(&self) -> usize {
+    pub(crate) async fn activation_bindings(&self) -> usize {
         let url = self.emulator("/v3/projects/project-1:getIamPolicy");
         let policy: Value = self
             .http
@@ -127,18 +188,18 @@ impl Local {
             .count()
     }
 
-    fn chat_url(&self) -> String {
+    pub(crate) fn chat_url(&self) -> String {
         let chat = emulator::state::lock(&self.running.emulator.state.chat);
         chat.app.as_ref().expect("the Chat app is configured").url.clone()
     }
 
     /// The next matching calls to the emulator fail or slow down (`/_emulator/faults`).
-    async fn fault(&self, fault: Value) {
+    pub(crate) async fn fault(&self, fault: Value) {
         let response = self.http.post(self.emulator("/_emulator/faults")).json(&fault).send().await.expect("answers");
         assert!(response.status().is_success(), "{fault}");
     }
 
-    async fn calls(&self, call: &str) -> u64 {
+    pub(crate) async fn calls(&self, call: &str) -> u64 {
         let calls: Value =
             self.http.get(self.emulator("/_emulator/calls")).send().await.expect("a").json().await.expect("j");
         calls[call].as_u64().unwrap_or(0)
@@ -146,7 +207,7 @@ impl Local {
 
     /// Delivers `event` to the Chat app's push endpoint as the push subscription does; the
     /// app's answer (204 acknowledges, 503 asks for a redelivery).
-    async fn push(&self, event: Value) -> u16 {
+    pub(crate) async fn push(&self, event: Value) -> u16 {
         use base64::Engine as _;
         let data = base64::engine::general_purpose::STANDARD.encode(event.to_string());
         let push = json!({"message": {"data": data, "messageId": "test"}, "subscription": "s"});
@@ -157,19 +218,19 @@ impl Local {
     }
 
     /// `person`'s direct message with the app, as Chat finds it.
-    async fn direct_message(&self, person: &str) -> String {
+    pub(crate) async fn direct_message(&self, person: &str) -> String {
         let url = format!("{}?name={}", self.emulator("/v1/spaces:findDirectMessage"), emulator::chat::user_of(person));
         let space: Value = self.http.get(url).send().await.expect("answers").json().await.expect("json");
         space["name"].as_str().expect("a direct message").to_string()
     }
 
     /// How often the posted cards were updated, all together.
-    async fn updates(&self) -> u64 {
+    pub(crate) async fn updates(&self) -> u64 {
         self.cards().await.iter().map(|c| c["updates"].as_u64().unwrap_or(0)).sum()
     }
 }
 
-fn state_is(name: &str) -> impl Fn(&str) -> bool + '_ {
+pub(crate) fn state_is(name: &str) -> impl Fn(&str) -> bool + '_ {
     move |card| card.contains(&format!("\"text\":\"{name}\""))
 }
 

@@ -32,6 +32,7 @@ fn record(id: &str, beneficiary: &str, reviewers: &[&str], requested_at: i64) ->
         request_expiry: requested_at + 3600,
         approvals_needed: 2,
         approver_reason_required: false,
+        break_glass: None,
         token: None,
         timeline: vec![Entry::Requested { at: requested_at, actor: email(beneficiary) }],
     }

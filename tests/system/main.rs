@@ -4,6 +4,7 @@
 mod adapters;
 mod agreement;
 mod api;
+mod break_glass;
 mod browser;
 mod chat;
 mod deployment;

@@ -75,7 +75,7 @@ async fn expired_activations_are_swept_and_nothing_else() {
     let summary = sweeper::run(&config(&backend, false), Timestamp::now()).await.expect("runs");
     assert_eq!(
         summary.to_string(),
-        "sweep: projects seen 2, folders and organizations seen 3, bindings removed 3, conflicts retried 0, errors 0, open requests 0, completed 0, flagged 0, rewritten 0, closed 0, unowned bindings removed 1"
+        "sweep: projects seen 2, folders and organizations seen 3, bindings removed 3, conflicts retried 0, errors 0, open requests 0, completed 0, flagged 0, rewritten 0, closed 0, unowned bindings removed 1, break glass escalated 0"
     );
     for resource in ["folders/200000000002", "organizations/100000000001"] {
         let policy = backend.policy(resource).await;

@@ -84,6 +84,7 @@ fn tokens(c: &mut Criterion) {
         expires: now.plus_seconds(3600),
         approvals_needed: 1,
         approver_reason_required: false,
+        review_deadline: None,
     };
     let claims = serde_json::to_value(request.claims(SERVICE_ACCOUNT, now)).expect("json");
     let token = key.sign_json(&claims).expect("signed");

@@ -4,8 +4,13 @@
 //!
 //! ```json
 //! [{"roles": ["roles/owner", "roles/iam.*"], "resources": ["projects/prod-*"],
-//!   "approvals": 2, "approverReason": "required", "maxDuration": 60}]
+//!   "approvals": 2, "approverReason": "required", "maxDuration": 60,
+//!   "breakGlass": {"maxDuration": 30, "reviewWithin": 240}}]
 //! ```
+//!
+//! `breakGlass` opens the emergency path for the rule's roles: granted at once, ratified after
+//! the fact by the same quorum (`maxDuration` 60 and `reviewWithin` 1440 minutes if unset).
+//! Roles without it have none.
 
 use serde::Deserialize;
 
@@ -17,11 +22,21 @@ pub struct Requirement {
     pub approver_reason_required: bool,
     /// Longest activation, minutes; `None` leaves `ACTIVATION_TIMEOUT` in charge.
     pub max_duration_minutes: Option<u64>,
+    /// The emergency path, if the rule opens one.
+    pub break_glass: Option<BreakGlassRule>,
+}
+
+/// A rule's emergency path: how long an emergency grant may last, and how long its quorum has
+/// to ratify it, in minutes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakGlassRule {
+    pub max_duration_minutes: u64,
+    pub review_within_minutes: u64,
 }
 
 impl Default for Requirement {
     fn default() -> Requirement {
-        Requirement { approvals: 1, approver_reason_required: false, max_duration_minutes: None }
+        Requirement { approvals: 1, approver_reason_required: false, max_duration_minutes: None, break_glass: None }
     }
 }
 
@@ -49,7 +64,26 @@ struct RuleText {
     approver_reason: Option<String>,
     #[serde(default)]
     max_duration: Option<i64>,
+    #[serde(default)]
+    break_glass: Option<BreakGlassText>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct BreakGlassText {
+    #[serde(default)]
+    max_duration: Option<i64>,
+    #[serde(default)]
+    review_within: Option<i64>,
+}
+
+/// An emergency grant lasts an hour unless the rule says otherwise; its review is due within a
+/// day; neither may be longer than a week.
+const BREAK_GLASS_DEFAULT_MINUTES: i64 = 60;
+const BREAK_GLASS_DEFAULT_REVIEW_MINUTES: i64 = 24 * 60;
+/// The emergency grant's token carries the request and lives at most 12 hours (`signJwt`).
+const BREAK_GLASS_MAX_MINUTES: i64 = 12 * 60 - 10;
+const BREAK_GLASS_MAX_REVIEW_MINUTES: i64 = 7 * 24 * 60;
 
 fn one() -> i64 {
     1
@@ -98,6 +132,24 @@ impl ApprovalPolicy {
             {
                 problems.push(format!("{at}: maxDuration must be from 1 to 10080 minutes, not {minutes}"));
             }
+            let break_glass = rule.break_glass.map(|text| {
+                let minutes = text.max_duration.unwrap_or(BREAK_GLASS_DEFAULT_MINUTES);
+                if !(1..=BREAK_GLASS_MAX_MINUTES).contains(&minutes) {
+                    problems.push(format!(
+                        "{at}: breakGlass.maxDuration must be from 1 to {BREAK_GLASS_MAX_MINUTES} minutes, not {minutes}"
+                    ));
+                }
+                let review = text.review_within.unwrap_or(BREAK_GLASS_DEFAULT_REVIEW_MINUTES);
+                if !(1..=BREAK_GLASS_MAX_REVIEW_MINUTES).contains(&review) {
+                    problems.push(format!(
+                        "{at}: breakGlass.reviewWithin must be from 1 to {BREAK_GLASS_MAX_REVIEW_MINUTES} minutes, not {review}"
+                    ));
+                }
+                BreakGlassRule {
+                    max_duration_minutes: minutes.clamp(1, BREAK_GLASS_MAX_MINUTES) as u64,
+                    review_within_minutes: review.clamp(1, BREAK_GLASS_MAX_REVIEW_MINUTES) as u64,
+                }
+            });
             rules.push(Rule {
                 roles: rule.roles,
                 resources: rule.resources,
@@ -105,6 +157,7 @@ impl ApprovalPolicy {
                     approvals: rule.approvals.clamp(1, 10) as u32,
                     approver_reason_required,
                     max_duration_minutes: rule.max_duration.map(|m| m.max(1) as u64),
+                    break_glass,
                 },
             });
         }
@@ -157,7 +210,12 @@ mod tests {
                 {"roles": ["roles/*"], "approvals": 1}]"#,
         )
         .expect("valid");
-        let strict = Requirement { approvals: 2, approver_reason_required: true, max_duration_minutes: Some(60) };
+        let strict = Requirement {
+            approvals: 2,
+            approver_reason_required: true,
+            max_duration_minutes: Some(60),
+            break_glass: None,
+        };
         assert_eq!(policy.requirement("roles/iam.securityAdmin", "projects/prod-db"), strict);
         assert_eq!(policy.requirement("roles/owner", "projects/prod-"), strict);
         assert_eq!(policy.requirement("roles/owner", "projects/test-db"), Requirement::default());
@@ -173,6 +231,29 @@ mod tests {
         assert_eq!(problems.len(), 5, "{problems:#?}");
         assert!(ApprovalPolicy::parse("{").is_err());
         assert_eq!(ApprovalPolicy::parse(""), Ok(ApprovalPolicy::default()));
+    }
+
+    #[test]
+    fn a_break_glass_rule_has_short_defaults_and_bounds() {
+        let policy = ApprovalPolicy::parse(
+            r#"[{"roles": ["roles/compute.admin"], "approvals": 2, "breakGlass": {"maxDuration": 30, "reviewWithin": 240}},
+                {"roles": ["roles/owner"], "breakGlass": {}}]"#,
+        )
+        .expect("valid");
+        let rule = |role: &str| policy.requirement(role, "projects/p").break_glass;
+        assert_eq!(
+            rule("roles/compute.admin"),
+            Some(BreakGlassRule { max_duration_minutes: 30, review_within_minutes: 240 })
+        );
+        assert_eq!(rule("roles/owner"), Some(BreakGlassRule { max_duration_minutes: 60, review_within_minutes: 1440 }));
+        assert_eq!(rule("roles/viewer"), None, "no rule, no emergency path");
+        let problems = ApprovalPolicy::parse(
+            r#"[{"roles": ["roles/x"], "breakGlass": {"maxDuration": 0, "reviewWithin": 20000}},
+                {"roles": ["roles/y"], "breakGlass": {"maxDuration": 720}},
+                {"roles": ["roles/z"], "breakGlass": {"ratify": 1}}]"#,
+        )
+        .expect_err("invalid");
+        assert_eq!(problems.len(), 4, "{problems:#?}");
     }
 
     #[test]

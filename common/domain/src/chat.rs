@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::email::Email;
 use crate::entitlement::EntitlementId;
-use crate::lifecycle::{Record, State};
+use crate::lifecycle::{Record, Review, State};
 use crate::timestamp::Timestamp;
 
 /// The account Google Chat calls apps as.
@@ -19,6 +19,10 @@ pub const CHAT_ACCOUNT: &str = "chat@system.gserviceaccount.com";
 pub const APPROVE: &str = "approve";
 /// Opens the reason dialog, and submits it.
 pub const DENY: &str = "deny";
+/// Emergency access: ratify it after the fact (a dialog where the policy asks a reason).
+pub const RATIFY: &str = "ratify";
+/// Emergency access: reject it (revoked if live); a dialog asks the reason.
+pub const REJECT: &str = "reject";
 
 /// The message ID of a request's card in every space it is posted to: Chat's rules are
 /// `client-`, then lowercase letters, digits and hyphens, 63 characters at most. Our request
@@ -82,29 +86,43 @@ pub fn card(record: &Record, now: Timestamp, base_url: &str, note: Option<&str>)
         Err(_) => (first.to_string(), String::new()),
     };
     let state = record.state(now);
+    let review = record.review(now);
     let mut widgets = vec![
-        row("Requested by", record.beneficiary.as_str()),
+        row(if review.is_some() { "Emergency access by" } else { "Requested by" }, record.beneficiary.as_str()),
         row("Role", &role),
         row("On", &resource),
         row("Justification", &record.justification),
         row("Window (UTC)", &format!("{} to {}", time(record.start), time(record.effective_end()))),
-        row("Approvals", &format!("{} of {}", record.approvers().len(), record.approvals_needed)),
-        row("State", state.name()),
     ];
+    match (review, record.break_glass) {
+        (Some(review), Some(terms)) => {
+            let count = format!("{} of {} ratifications", record.ratifiers().len(), record.approvals_needed);
+            widgets.push(row("Review", &format!("{}, {count}, due {}", review.name(), time(terms.review_deadline))));
+        }
+        _ => widgets.push(row("Approvals", &format!("{} of {}", record.approvers().len(), record.approvals_needed))),
+    }
+    widgets.push(row("State", state.name()));
     if let Some(note) = note {
         widgets.push(json!({"textParagraph": {"text": escape(note)}}));
     }
     let parameters = json!([{"key": "id", "value": record.id}]);
     let mut buttons = Vec::new();
-    if state == State::ApprovalAwaited {
-        let approve = if record.approver_reason_required {
-            json!({"function": APPROVE, "parameters": parameters, "interaction": "OPEN_DIALOG"})
+    let (yes, no) = match review {
+        Some(Review::Pending) => (Some(("Ratify", RATIFY)), Some(("Reject", REJECT))),
+        None if state == State::ApprovalAwaited => (Some(("Approve", APPROVE)), Some(("Deny", DENY))),
+        _ => (None, None),
+    };
+    if let Some((text, function)) = yes {
+        let action = if record.approver_reason_required {
+            json!({"function": function, "parameters": parameters, "interaction": "OPEN_DIALOG"})
         } else {
-            json!({"function": APPROVE, "parameters": parameters})
+            json!({"function": function, "parameters": parameters})
         };
-        buttons.push(json!({"text": "Approve", "onClick": {"action": approve}}));
-        buttons.push(json!({"text": "Deny", "onClick": {"action": {
-            "function": DENY, "parameters": parameters, "interaction": "OPEN_DIALOG"}}}));
+        buttons.push(json!({"text": text, "onClick": {"action": action}}));
+    }
+    if let Some((text, function)) = no {
+        buttons.push(json!({"text": text, "onClick": {"action": {
+            "function": function, "parameters": parameters, "interaction": "OPEN_DIALOG"}}}));
     }
     let link = format!("{}/?request={}", base_url.trim_end_matches('/'), record.id);
     buttons.push(json!({"text": "Open in browser", "onClick": {"openLink": {"url": link}}}));
@@ -113,12 +131,27 @@ pub fn card(record: &Record, now: Timestamp, base_url: &str, note: Option<&str>)
         "cardId": "request",
         "card": {
             "header": {
-                "title": if state == State::ApprovalAwaited { "Approval requested" } else { "Access request" },
-                "subtitle": escape(&format!("{} asks for {role}", record.beneficiary)),
+                "title": title(record, state, review),
+                "subtitle": escape(&match review {
+                    Some(_) => format!("{} used emergency access to {role}", record.beneficiary),
+                    None => format!("{} asks for {role}", record.beneficiary),
+                }),
             },
             "sections": [{"widgets": widgets}],
         },
     }])
+}
+
+fn title(record: &Record, state: State, review: Option<Review>) -> &'static str {
+    match review {
+        Some(Review::Pending) => "Emergency access: awaiting review",
+        Some(Review::Ratified) => "Emergency access: ratified",
+        Some(Review::Rejected) => "Emergency access: rejected",
+        Some(Review::Unreviewed) if record.escalated() => "Emergency access: unreviewed, escalated",
+        Some(Review::Unreviewed) => "Emergency access: unreviewed",
+        None if state == State::ApprovalAwaited => "Approval requested",
+        None => "Access request",
+    }
 }
 
 /// The reply that edits the clicked card in place.
@@ -129,10 +162,11 @@ pub fn update_message(cards: Value) -> Value {
 /// The dialog that asks a reviewer for their reason: always to deny, and to approve where
 /// the approval policy asks approvers for one. Submitting it calls `function` again.
 pub fn reason_dialog(function: &str, request_id: &str) -> Value {
-    let (title, label, button) = if function == APPROVE {
-        ("Approve the request", "Why do you approve it?", "Approve")
-    } else {
-        ("Deny the request", "Why do you deny it?", "Deny")
+    let (title, label, button) = match function {
+        APPROVE => ("Approve the request", "Why do you approve it?", "Approve"),
+        RATIFY => ("Ratify the emergency access", "Why do you ratify it?", "Ratify"),
+        REJECT => ("Reject the emergency access", "Why do you reject it? A live grant is revoked.", "Reject"),
+        _ => ("Deny the request", "Why do you deny it?", "Deny"),
     };
     json!({"actionResponse": {"type": "DIALOG", "dialogAction": {"dialog": {"body": {
         "header": {"title": title},
@@ -243,6 +277,7 @@ mod tests {
             request_expiry: now + 3600,
             approvals_needed: 1,
             approver_reason_required: false,
+            break_glass: None,
             token: None,
             timeline: vec![Entry::Requested { at: now, actor: alice }],
         }
@@ -289,6 +324,26 @@ mod tests {
         let closed = card(&record, later, "https://jit.example.com", Some("Refused: <x>")).to_string();
         assert!(!closed.contains("\"function\":\"approve\"") && closed.contains("EXPIRED"), "{closed}");
         assert!(closed.contains("Refused: &lt;x&gt;"));
+    }
+
+    #[test]
+    fn an_emergency_card_offers_ratify_and_reject_while_its_review_is_pending() {
+        let mut record = record();
+        record.break_glass = Some(crate::lifecycle::BreakGlass { review_deadline: record.start + 600 });
+        record.timeline.push(Entry::Activated { at: record.start });
+        let pending = card(&record, Timestamp::now(), "https://jit.example.com", None).to_string();
+        for shown in [
+            "Emergency access: awaiting review",
+            "\"function\":\"ratify\"",
+            "\"function\":\"reject\"",
+            "0 of 1 ratifications",
+        ] {
+            assert!(pending.contains(shown), "{shown} missing from {pending}");
+        }
+        assert!(!pending.contains("\"function\":\"approve\""), "{pending}");
+        let late = Timestamp::from_unix_seconds(record.start + 601).expect("t");
+        let unreviewed = card(&record, late, "https://jit.example.com", None).to_string();
+        assert!(unreviewed.contains("UNREVIEWED") && !unreviewed.contains("\"function\":\"ratify\""), "{unreviewed}");
     }
 
     #[test]

@@ -414,6 +414,52 @@ pub struct ApprovalSettings {
     /// `ADMINISTRATORS`: `user:EMAIL` and `group:EMAIL`, comma separated: may revoke any grant
     /// and see any request.
     pub administrators: Vec<String>,
+    /// `BREAK_GLASS_LIMIT`: how many emergency grants one person may take in a period.
+    pub break_glass_limit: BreakGlassLimit,
+}
+
+/// `ADMINISTRATORS`: `user:EMAIL` and `group:EMAIL`, comma separated, lowercase.
+pub fn administrators(env: &mut Env<'_>) -> Vec<String> {
+    let mut administrators = Vec::new();
+    for member in env.text("ADMINISTRATORS", "").split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        let valid = member
+            .split_once(':')
+            .filter(|(kind, _)| matches!(*kind, "user" | "group"))
+            .is_some_and(|(_, email)| crate::email::Email::parse(email).is_ok());
+        if valid {
+            administrators.push(member.to_lowercase());
+        } else {
+            env.problem(format!("ADMINISTRATORS holds user:EMAIL or group:EMAIL, not '{member}'"));
+        }
+    }
+    administrators
+}
+
+/// At most `count` emergency grants per person in any `period_seconds`: `COUNT/PERIOD`, the
+/// period in days, hours or minutes (`3/7d`, the default; `1/12h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakGlassLimit {
+    pub count: u32,
+    pub period_seconds: i64,
+}
+
+impl BreakGlassLimit {
+    pub const DEFAULT: BreakGlassLimit = BreakGlassLimit { count: 3, period_seconds: 7 * 86_400 };
+
+    pub fn parse(text: &str) -> Option<BreakGlassLimit> {
+        let (count, period) = text.split_once('/')?;
+        let count: u32 = count.trim().parse().ok().filter(|c| (1..=100).contains(c))?;
+        let period = period.trim();
+        let unit = match period.chars().last()? {
+            'd' => 86_400,
+            'h' => 3600,
+            'm' => 60,
+            _ => return None,
+        };
+        let amount: i64 = period[..period.len() - 1].parse().ok().filter(|a| *a >= 1)?;
+        let period_seconds = amount.checked_mul(unit).filter(|s| *s <= 366 * 86_400)?;
+        Some(BreakGlassLimit { count, period_seconds })
+    }
 }
 
 impl ApprovalSettings {
@@ -427,19 +473,17 @@ impl ApprovalSettings {
                 crate::approval_policy::ApprovalPolicy::default()
             }
         };
-        let mut administrators = Vec::new();
-        for member in env.text("ADMINISTRATORS", "").split(',').map(str::trim).filter(|m| !m.is_empty()) {
-            let valid = member
-                .split_once(':')
-                .filter(|(kind, _)| matches!(*kind, "user" | "group"))
-                .is_some_and(|(_, email)| crate::email::Email::parse(email).is_ok());
-            if valid {
-                administrators.push(member.to_lowercase());
-            } else {
-                env.problem(format!("ADMINISTRATORS holds user:EMAIL or group:EMAIL, not '{member}'"));
-            }
-        }
-        ApprovalSettings { policy, administrators }
+        let administrators = administrators(env);
+        let break_glass_limit = match env.optional("BREAK_GLASS_LIMIT") {
+            None => BreakGlassLimit::DEFAULT,
+            Some(text) => BreakGlassLimit::parse(&text).unwrap_or_else(|| {
+                env.problem(format!(
+                    "BREAK_GLASS_LIMIT is COUNT/PERIOD, 1 to 100 emergency grants per period of days, hours or minutes up to a year (3/7d, 1/12h), not '{text}'"
+                ));
+                BreakGlassLimit::DEFAULT
+            }),
+        };
+        ApprovalSettings { policy, administrators, break_glass_limit }
     }
 }
 

@@ -18,19 +18,88 @@ use crate::token::ActivationRequest;
 /// Bumped when a field changes meaning or disappears; new fields do not bump it.
 pub const EVENT_SCHEMA_VERSION: &str = "1";
 
-pub const REQUEST_ACTIVATION: &str = "RequestActivation";
-pub const ACTIVATION_APPROVED: &str = "ActivationApproved";
-pub const ACTIVATION_SELF_APPROVED: &str = "ActivationSelfApproved";
-pub const APPROVAL_RECORDED: &str = "ApprovalRecorded";
-pub const REQUEST_DENIED: &str = "RequestDenied";
-pub const REQUEST_WITHDRAWN: &str = "RequestWithdrawn";
-pub const ACTIVATION_ENDED: &str = "ActivationEnded";
-pub const ACTIVATION_REVOKED: &str = "ActivationRevoked";
-pub const ACTIVATION_FAILED: &str = "ActivationFailed";
-pub const ACTIVATION_EXTERNALLY_MODIFIED: &str = "ActivationExternallyModified";
-pub const EXTENSION_REQUESTED: &str = "ExtensionRequested";
-pub const ACTIVATION_EXTENDED: &str = "ActivationExtended";
-pub const EXTENSION_FAILED: &str = "ExtensionFailed";
+/// Every kind of event. Subscribers match it exhaustively, so that a new kind is a compile
+/// error in each of them until it is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    RequestActivation,
+    ActivationApproved,
+    ActivationSelfApproved,
+    ApprovalRecorded,
+    RequestDenied,
+    RequestWithdrawn,
+    ActivationEnded,
+    ActivationRevoked,
+    ActivationFailed,
+    ActivationExternallyModified,
+    ExtensionRequested,
+    ActivationExtended,
+    ExtensionFailed,
+    /// Emergency access was granted at once; its review is pending.
+    BreakGlassActivated,
+    /// A reviewer ratified emergency access (`review` says whether the quorum is complete).
+    RatificationRecorded,
+    /// Emergency access was rejected, and revoked if it was still live.
+    BreakGlassRejected,
+    /// Emergency access was not ratified by its deadline: administrators are told.
+    BreakGlassUnreviewed,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 17] = [
+        Kind::RequestActivation,
+        Kind::ActivationApproved,
+        Kind::ActivationSelfApproved,
+        Kind::ApprovalRecorded,
+        Kind::RequestDenied,
+        Kind::RequestWithdrawn,
+        Kind::ActivationEnded,
+        Kind::ActivationRevoked,
+        Kind::ActivationFailed,
+        Kind::ActivationExternallyModified,
+        Kind::ExtensionRequested,
+        Kind::ActivationExtended,
+        Kind::ExtensionFailed,
+        Kind::BreakGlassActivated,
+        Kind::RatificationRecorded,
+        Kind::BreakGlassRejected,
+        Kind::BreakGlassUnreviewed,
+    ];
+
+    /// The `type` on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::RequestActivation => "RequestActivation",
+            Kind::ActivationApproved => "ActivationApproved",
+            Kind::ActivationSelfApproved => "ActivationSelfApproved",
+            Kind::ApprovalRecorded => "ApprovalRecorded",
+            Kind::RequestDenied => "RequestDenied",
+            Kind::RequestWithdrawn => "RequestWithdrawn",
+            Kind::ActivationEnded => "ActivationEnded",
+            Kind::ActivationRevoked => "ActivationRevoked",
+            Kind::ActivationFailed => "ActivationFailed",
+            Kind::ActivationExternallyModified => "ActivationExternallyModified",
+            Kind::ExtensionRequested => "ExtensionRequested",
+            Kind::ActivationExtended => "ActivationExtended",
+            Kind::ExtensionFailed => "ExtensionFailed",
+            Kind::BreakGlassActivated => "BreakGlassActivated",
+            Kind::RatificationRecorded => "RatificationRecorded",
+            Kind::BreakGlassRejected => "BreakGlassRejected",
+            Kind::BreakGlassUnreviewed => "BreakGlassUnreviewed",
+        }
+    }
+
+    /// The kind an event's `type` names; `None` for one this version does not know.
+    pub fn parse(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// One event: JSON data plus the message attributes.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,11 +109,11 @@ pub struct Event {
 }
 
 impl Event {
-    fn new(kind: &str, attributes: Value) -> Event {
+    fn new(kind: Kind, attributes: Value) -> Event {
         Event {
-            data: json!({"type": kind, "attributes": attributes}),
+            data: json!({"type": kind.name(), "attributes": attributes}),
             attributes: BTreeMap::from([
-                ("type".to_string(), kind.to_string()),
+                ("type".to_string(), kind.name().to_string()),
                 ("version".to_string(), EVENT_SCHEMA_VERSION.to_string()),
             ]),
         }
@@ -54,12 +123,17 @@ impl Event {
     pub fn kind(&self) -> &str {
         self.attributes.get("type").map(String::as_str).unwrap_or("")
     }
+
+    /// The kind an event's data names, as a subscriber reads it.
+    pub fn kind_of(data: &Value) -> Option<Kind> {
+        data["type"].as_str().and_then(Kind::parse)
+    }
 }
 
 /// A peer-approval request was created; `action_url` opens it for the reviewers.
 pub fn request_activation(request: &ActivationRequest, base_url: &str, action_url: &str) -> Event {
     Event::new(
-        REQUEST_ACTIVATION,
+        Kind::RequestActivation,
         json!({
             "activation_id": request.id,
             "beneficiary": request.beneficiary,
@@ -83,39 +157,49 @@ pub fn request_activation(request: &ActivationRequest, base_url: &str, action_ur
 pub fn lifecycle_event(record: &Record, entry: &Entry, base_url: &str) -> Option<Event> {
     let closing = || {
         record.timeline.iter().find_map(|e| match e {
-            Entry::Revoked { actor, reason, .. } => Some((ACTIVATION_REVOKED, Some(actor), reason.clone())),
-            Entry::Ended { actor, reason, .. } => Some((ACTIVATION_ENDED, Some(actor), reason.clone())),
+            Entry::Revoked { actor, reason, .. } => Some((Kind::ActivationRevoked, Some(actor), reason.clone())),
+            Entry::Rejected { actor, reason, .. } => Some((Kind::BreakGlassRejected, Some(actor), reason.clone())),
+            Entry::Ended { actor, reason, .. } => Some((Kind::ActivationEnded, Some(actor), reason.clone())),
             Entry::Superseded { by, .. } => {
-                Some((ACTIVATION_ENDED, Some(&record.beneficiary), format!("superseded by {by}")))
+                Some((Kind::ActivationEnded, Some(&record.beneficiary), format!("superseded by {by}")))
             }
             _ => None,
         })
     };
+    let at = crate::timestamp::Timestamp::from_unix_seconds(entry.at())?;
     let (kind, actor, reason) = match entry {
         // An approval recorded after the grant changes nothing: nobody is told twice.
         Entry::Approved { .. } if record.is_activated() => return None,
-        Entry::Approved { actor, reason, .. } => (APPROVAL_RECORDED, Some(actor), reason.clone()),
-        Entry::ExtensionApproved { actor, reason, .. } => (APPROVAL_RECORDED, Some(actor), reason.clone()),
-        Entry::Denied { actor, reason, .. } => (REQUEST_DENIED, Some(actor), reason.clone()),
-        Entry::Withdrawn { actor, reason, .. } => (REQUEST_WITHDRAWN, Some(actor), reason.clone()),
-        Entry::Activated { .. } if record.approvals_needed == 0 => (ACTIVATION_SELF_APPROVED, None, String::new()),
+        Entry::Approved { actor, reason, .. } => (Kind::ApprovalRecorded, Some(actor), reason.clone()),
+        Entry::ExtensionApproved { actor, reason, .. } => (Kind::ApprovalRecorded, Some(actor), reason.clone()),
+        Entry::Denied { actor, reason, .. } => (Kind::RequestDenied, Some(actor), reason.clone()),
+        Entry::Withdrawn { actor, reason, .. } => (Kind::RequestWithdrawn, Some(actor), reason.clone()),
+        Entry::Activated { .. } if record.break_glass.is_some() => {
+            (Kind::BreakGlassActivated, Some(&record.beneficiary), String::new())
+        }
+        Entry::Activated { .. } if record.approvals_needed == 0 => (Kind::ActivationSelfApproved, None, String::new()),
         Entry::Activated { .. } => {
             let counted = record.approvers();
             let last = record.timeline.iter().rev().find_map(|e| match e {
                 Entry::Approved { actor, .. } if counted.contains(actor) => Some(actor),
                 _ => None,
             });
-            (ACTIVATION_APPROVED, last, String::new())
+            (Kind::ActivationApproved, last, String::new())
         }
-        Entry::ActivationFailed { reason, .. } => (ACTIVATION_FAILED, None, reason.clone()),
+        Entry::ActivationFailed { reason, .. } => (Kind::ActivationFailed, None, reason.clone()),
         Entry::BindingRemoved { .. } => closing()?,
-        Entry::ExternallyModified { .. } => (ACTIVATION_EXTERNALLY_MODIFIED, None, String::new()),
+        Entry::ExternallyModified { .. } => (Kind::ActivationExternallyModified, None, String::new()),
         // A self-approved extension is granted at once: its event is the extension's.
         Entry::ExtensionRequested { actor, .. } if record.approvals_needed > 0 => {
-            (EXTENSION_REQUESTED, Some(actor), String::new())
+            (Kind::ExtensionRequested, Some(actor), String::new())
         }
-        Entry::Extended { .. } => (ACTIVATION_EXTENDED, None, String::new()),
-        Entry::ExtensionFailed { reason, .. } => (EXTENSION_FAILED, None, reason.clone()),
+        Entry::Extended { .. } => (Kind::ActivationExtended, None, String::new()),
+        Entry::ExtensionFailed { reason, .. } => (Kind::ExtensionFailed, None, reason.clone()),
+        Entry::Ratified { actor, reason, .. } => (Kind::RatificationRecorded, Some(actor), reason.clone()),
+        // A rejection that revokes is announced once the binding is gone, as a revocation is.
+        Entry::Rejected { .. } if record.state(at) == crate::lifecycle::State::Revoking => return None,
+        Entry::Rejected { actor, reason, .. } => (Kind::BreakGlassRejected, Some(actor), reason.clone()),
+        Entry::Escalated { .. } => (Kind::BreakGlassUnreviewed, None, String::new()),
         Entry::Requested { .. }
         | Entry::ExtensionRequested { .. }
         | Entry::Revoked { .. }
@@ -126,7 +210,13 @@ pub fn lifecycle_event(record: &Record, entry: &Entry, base_url: &str) -> Option
     let roles: Vec<&str> = record.entitlements.iter().filter_map(|id| id.split(':').nth(1)).collect();
     let time = |seconds: i64| crate::timestamp::Timestamp::from_unix_seconds(seconds).map(|t| t.to_string());
     let extension = matches!(entry, Entry::ExtensionApproved { .. });
-    let approvers = if extension { record.extension_approvers() } else { record.approvers() };
+    let approvers = if extension {
+        record.extension_approvers()
+    } else if record.break_glass.is_some() {
+        record.ratifiers()
+    } else {
+        record.approvers()
+    };
     let extension_end = match entry {
         Entry::ExtensionApproved { .. } | Entry::ExtensionRequested { .. } => record.pending_extension(),
         _ => None,
@@ -156,8 +246,13 @@ pub fn lifecycle_event(record: &Record, entry: &Entry, base_url: &str) -> Option
             "base_url": base_url,
         }),
     );
-    if let Some(state) = crate::timestamp::Timestamp::from_unix_seconds(entry.at()).map(|t| record.state(t).name()) {
-        event.data["attributes"]["state"] = json!(state);
+    event.data["attributes"]["state"] = json!(record.state(at).name());
+    if let (Some(terms), Some(review)) = (record.break_glass, record.review(at)) {
+        event.data["attributes"]["break_glass"] = json!({
+            "review": review.name(),
+            "review_deadline": time(terms.review_deadline),
+            "ratifications": record.ratifiers().len(),
+        });
     }
     Some(event)
 }
@@ -185,6 +280,7 @@ mod tests {
             expires: start.plus_seconds(3600),
             approvals_needed: 1,
             approver_reason_required: false,
+            review_deadline: None,
         }
     }
 
@@ -218,6 +314,7 @@ mod tests {
             request_expiry: 1_700_003_600,
             approvals_needed: 1,
             approver_reason_required: false,
+            break_glass: None,
             token: None,
             timeline: vec![Entry::Requested { at: 1_700_000_000, actor: alice }],
         };
@@ -227,7 +324,7 @@ mod tests {
         let activated = Entry::Activated { at: 1_700_000_002 };
         record.timeline.push(activated.clone());
         let event = lifecycle_event(&record, &activated, "https://jit.example.com").expect("announced");
-        assert_eq!(event.kind(), ACTIVATION_APPROVED);
+        assert_eq!(event.kind(), "ActivationApproved");
         assert_eq!(event.data["attributes"]["approver"], "bob@example.com");
         assert_eq!(event.data["attributes"]["end_time"], "2023-11-14T22:23:20Z", "the narrowed end");
         let revoked = Entry::Revoked { at: 1_700_000_100, actor: bob, reason: "over".into() };
@@ -236,7 +333,7 @@ mod tests {
         let removed = Entry::BindingRemoved { at: 1_700_000_101 };
         record.timeline.push(removed.clone());
         let event = lifecycle_event(&record, &removed, "").expect("announced");
-        assert_eq!((event.kind(), event.data["attributes"]["reason"].as_str()), (ACTIVATION_REVOKED, Some("over")));
+        assert_eq!((event.kind(), event.data["attributes"]["reason"].as_str()), ("ActivationRevoked", Some("over")));
         assert_eq!(event.data["attributes"]["state"], "REVOKED");
     }
 }

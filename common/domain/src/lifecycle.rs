@@ -108,6 +108,24 @@ pub enum Entry {
         at: i64,
         reason: String,
     },
+    /// A reviewer ratified an emergency grant after the fact.
+    Ratified {
+        at: i64,
+        actor: Email,
+        #[serde(default)]
+        reason: String,
+    },
+    /// A reviewer or an administrator rejected an emergency grant: a live one is revoked
+    /// (`REVOKING` until `BINDING_REMOVED`).
+    Rejected {
+        at: i64,
+        actor: Email,
+        reason: String,
+    },
+    /// An emergency grant's review deadline passed without its quorum: administrators told.
+    Escalated {
+        at: i64,
+    },
 }
 
 impl Entry {
@@ -127,7 +145,10 @@ impl Entry {
             | Entry::ExtensionRequested { at, .. }
             | Entry::ExtensionApproved { at, .. }
             | Entry::Extended { at, .. }
-            | Entry::ExtensionFailed { at, .. } => *at,
+            | Entry::ExtensionFailed { at, .. }
+            | Entry::Ratified { at, .. }
+            | Entry::Rejected { at, .. }
+            | Entry::Escalated { at } => *at,
         }
     }
 
@@ -167,6 +188,36 @@ enum Closing {
     Failed,
     Revoked,
     Ended,
+}
+
+/// What makes a request an emergency grant, signed in its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakGlass {
+    /// Unix seconds: ratifications count until then.
+    pub review_deadline: i64,
+}
+
+/// Where the after-the-fact review of an emergency grant stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Review {
+    Pending,
+    Ratified,
+    Rejected,
+    /// The deadline passed without the quorum.
+    Unreviewed,
+}
+
+impl Review {
+    pub fn name(self) -> &'static str {
+        match self {
+            Review::Pending => "PENDING",
+            Review::Ratified => "RATIFIED",
+            Review::Rejected => "REJECTED",
+            Review::Unreviewed => "UNREVIEWED",
+        }
+    }
 }
 
 /// Where a request stands.
@@ -251,6 +302,10 @@ pub struct Record {
     /// Approvers must give a reason.
     #[serde(default)]
     pub approver_reason_required: bool,
+    /// An emergency grant: written at once, ratified after the fact by `approvals_needed` of
+    /// the reviewers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<BreakGlass>,
     /// The signed activation token: the request's content for peer approval, so a document
     /// written by anyone else cannot invent a request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -276,8 +331,9 @@ impl Record {
             .collect()
     }
 
-    /// Where the grant was written: the first `ACTIVATED` that follows its quorum. One
-    /// without it (a document writer's) counts for nothing.
+    /// Where the grant was written: the first `ACTIVATED` that follows its quorum (an
+    /// emergency grant needs none before). One without it (a document writer's) counts for
+    /// nothing.
     fn first_activation(&self) -> Option<usize> {
         let mut approvers = BTreeSet::new();
         for (index, entry) in self.timeline.iter().enumerate() {
@@ -285,11 +341,83 @@ impl Record {
                 Entry::Approved { actor, .. } if self.counts(actor) => {
                     approvers.insert(actor);
                 }
+                Entry::Activated { .. } if self.break_glass.is_some() => return Some(index),
                 Entry::Activated { .. } if approvers.len() as u32 >= self.approvals_needed => return Some(index),
                 _ => {}
             }
         }
         None
+    }
+
+    /// Whether the grant may be written: its quorum approved, or it is an emergency grant.
+    fn may_be_granted(&self) -> bool {
+        self.break_glass.is_some() || self.approvers().len() as u32 >= self.approvals_needed
+    }
+
+    /// The distinct listed reviewers who ratified an emergency grant in time, before anyone
+    /// rejected it.
+    pub fn ratifiers(&self) -> BTreeSet<&Email> {
+        let Some(terms) = self.break_glass else {
+            return BTreeSet::new();
+        };
+        let mut ratifiers = BTreeSet::new();
+        for entry in &self.timeline {
+            match entry {
+                Entry::Ratified { at, actor, .. } if self.counts(actor) && *at < terms.review_deadline => {
+                    ratifiers.insert(actor);
+                }
+                Entry::Rejected { .. } => break,
+                _ => {}
+            }
+        }
+        ratifiers
+    }
+
+    /// Where an emergency grant's review stands at `now` (`None`: not an emergency grant).
+    /// The first decision wins: the quorum's ratification, or a rejection before it.
+    pub fn review(&self, now: Timestamp) -> Option<Review> {
+        let terms = self.break_glass?;
+        let mut ratifiers = BTreeSet::new();
+        for entry in &self.timeline {
+            match entry {
+                Entry::Ratified { at, actor, .. } if self.counts(actor) && *at < terms.review_deadline => {
+                    ratifiers.insert(actor);
+                    if ratifiers.len() as u32 >= self.approvals_needed {
+                        return Some(Review::Ratified);
+                    }
+                }
+                Entry::Rejected { at, .. } if *at < terms.review_deadline => return Some(Review::Rejected),
+                _ => {}
+            }
+        }
+        Some(if now.unix_seconds() >= terms.review_deadline { Review::Unreviewed } else { Review::Pending })
+    }
+
+    /// Whether an unreviewed emergency grant was escalated already.
+    pub fn escalated(&self) -> bool {
+        self.timeline.iter().any(|entry| matches!(entry, Entry::Escalated { .. }))
+    }
+
+    /// Whether anything is still to happen to the request: its state is not final, or an
+    /// emergency grant still awaits its review or its escalation. The sweeper visits these.
+    pub fn is_open(&self, now: Timestamp) -> bool {
+        let reviewing = match self.review(now) {
+            Some(Review::Pending) => true,
+            Some(Review::Unreviewed) => !self.escalated(),
+            _ => false,
+        };
+        !self.state(now).is_terminal() || reviewing
+    }
+
+    /// The first entry that closes the request, and how. A rejection closes a grant it found
+    /// live, as a revocation does; one after the grant ended changes only the review.
+    fn closing(&self) -> Option<(usize, Closing)> {
+        self.timeline.iter().enumerate().find_map(|(index, entry)| match entry {
+            Entry::Rejected { at, .. } if self.break_glass.is_some() && *at < self.effective_end() => {
+                Some((index, Closing::Revoked))
+            }
+            entry => entry.closing().map(|closing| (index, closing)),
+        })
     }
 
     pub fn is_activated(&self) -> bool {
@@ -399,8 +527,7 @@ impl Record {
     /// The state the timeline puts the request in at `now`.
     pub fn state(&self, now: Timestamp) -> State {
         let now = now.unix_seconds();
-        if let Some((index, closing)) = self.timeline.iter().enumerate().find_map(|(i, e)| e.closing().map(|c| (i, c)))
-        {
+        if let Some((index, closing)) = self.closing() {
             let removed = || self.timeline[index..].iter().any(|e| matches!(e, Entry::BindingRemoved { .. }));
             return match closing {
                 Closing::Denied => State::Denied,
@@ -426,7 +553,7 @@ impl Record {
                 State::Active
             };
         }
-        if self.approvers().len() as u32 >= self.approvals_needed {
+        if self.may_be_granted() {
             return if now >= self.effective_end() { State::Expired } else { State::Activating };
         }
         // A request is approvable until its deadline, and never once its window has ended.
@@ -441,7 +568,8 @@ impl Record {
     /// Until when the ledger must keep the record: the latest end it may still reach.
     pub fn latest_end(&self) -> i64 {
         let pending = self.pending_extension().unwrap_or(0);
-        self.end.max(self.effective_end()).max(pending).max(self.request_expiry)
+        let review = self.break_glass.map_or(0, |terms| terms.review_deadline);
+        self.end.max(self.effective_end()).max(pending).max(self.request_expiry).max(review)
     }
 }
 

@@ -11,17 +11,19 @@
 //! - What may be done to a request, by whom (who may approve, deny, withdraw, revoke, extend):
 //!   [`decide`], fed with everything it needs in [`Standing`].
 //! - Whether a grant may be written or lengthened now: [`may_grant`].
+//! - Emergency access (break glass): [`break_glass`] (which roles, how often, who reviews);
+//!   ratifying and rejecting it after the fact in [`decide`].
 
 use std::collections::BTreeSet;
 
 use crate::activation::ActivationWindow;
-use crate::approval_policy::Requirement;
+use crate::approval_policy::{BreakGlassRule, Requirement};
 use crate::condition::ActivationType;
-use crate::config::ActivationSettings;
+use crate::config::{ActivationSettings, BreakGlassLimit};
 use crate::email::Email;
 use crate::entitlement::{Entitlement, EntitlementError, EntitlementId, ResourceId};
 use crate::justification::JustificationError;
-use crate::lifecycle::{Entry, Record, State};
+use crate::lifecycle::{Entry, Record, Review, State};
 use crate::timestamp::Timestamp;
 
 /// Why a request or an approval is refused. Each has its own stable code in the API.
@@ -95,6 +97,22 @@ pub enum Refusal {
     ExtensionEnd,
     #[error("the request is {}: {}", .0.name(), explain(*.0))]
     WrongState(State),
+    #[error("{0} has no emergency access: no approval policy rule opens break glass for it")]
+    NoBreakGlass(String),
+    #[error("you used emergency access {count} times in the last {period}; the next is allowed at {next}")]
+    BreakGlassLimit { count: usize, period: String, next: Timestamp },
+    #[error("nobody else may approve {0}, so nobody could review emergency access to it")]
+    NobodyToReview(String),
+    #[error("this is emergency access, granted already: ratify or reject it")]
+    BreakGlassReviewOnly,
+    #[error("only emergency access is ratified or rejected; approve or deny this request")]
+    NotBreakGlass,
+    #[error("you cannot ratify or reject your own emergency access")]
+    SelfReviewOfBreakGlass,
+    #[error("the review of this emergency access is closed: {}", .0.name())]
+    ReviewClosed(Review),
+    #[error("only a reviewer of this emergency access or an administrator can reject it")]
+    MayNotReject,
 }
 
 /// What a person asks to do to a request.
@@ -123,6 +141,14 @@ pub enum Action {
     ApproveExtension {
         reason: String,
         end: i64,
+    },
+    /// A reviewer ratifies an emergency grant after the fact.
+    Ratify {
+        reason: String,
+    },
+    /// A reviewer or an administrator rejects an emergency grant: revoked if still live.
+    Reject {
+        reason: String,
     },
 }
 
@@ -185,6 +211,15 @@ pub fn decide(
     let at = now.unix_seconds();
     let state = record.state(now);
     let record_entry = |entry: Entry| Ok(Decision::Record(entry));
+    let emergency = record.break_glass.is_some();
+    if emergency
+        && matches!(
+            action,
+            Action::Approve { .. } | Action::Deny { .. } | Action::Extend { .. } | Action::ApproveExtension { .. }
+        )
+    {
+        return Err(Refusal::BreakGlassReviewOnly);
+    }
     match action {
         Action::Approve { reason, end } => {
             if actor != &record.beneficiary && at >= record.end && state == State::Expired {
@@ -235,7 +270,9 @@ pub fn decide(
             }
         }
         Action::Revoke { reason } => {
-            if !record.approvers().contains(actor) && !standing.administrator {
+            // An emergency grant's reviewers may revoke it early, as an approver may any grant.
+            let reviewer = emergency && actor != &record.beneficiary && record.reviewers.contains(actor);
+            if !record.approvers().contains(actor) && !standing.administrator && !reviewer {
                 return Err(Refusal::MayNotRevoke);
             }
             match state {
@@ -282,7 +319,45 @@ pub fn decide(
             let reason = reason_text(reason, record.approver_reason_required)?;
             record_entry(Entry::ExtensionApproved { at, actor: actor.clone(), reason, end: *end })
         }
+        Action::Ratify { reason } => {
+            open_review(record, actor, now)?;
+            if !record.reviewers.contains(actor) {
+                return Err(Refusal::NotAReviewer);
+            }
+            if !standing.may_review {
+                return Err(Refusal::ApproverNotEligible);
+            }
+            if record.ratifiers().contains(actor) {
+                return Err(Refusal::AlreadyApprovedByYou);
+            }
+            let reason = reason_text(reason, record.approver_reason_required)?;
+            record_entry(Entry::Ratified { at, actor: actor.clone(), reason })
+        }
+        Action::Reject { reason } => {
+            open_review(record, actor, now)?;
+            let reviewer = record.reviewers.contains(actor) && standing.may_review;
+            if !reviewer && !standing.administrator {
+                return Err(Refusal::MayNotReject);
+            }
+            let reason = reason_text(reason, true)?;
+            record_entry(Entry::Rejected { at, actor: actor.clone(), reason })
+        }
     }
+}
+
+/// Ratifying or rejecting needs: an emergency grant, someone other than its beneficiary, and
+/// its review still open.
+fn open_review(record: &Record, actor: &Email, now: Timestamp) -> Result<(), Refusal> {
+    let Some(review) = record.review(now) else {
+        return Err(Refusal::NotBreakGlass);
+    };
+    if actor == &record.beneficiary {
+        return Err(Refusal::SelfReviewOfBreakGlass);
+    }
+    if review != Review::Pending {
+        return Err(Refusal::ReviewClosed(review));
+    }
+    Ok(())
 }
 
 /// A reviewer's decision needs: someone other than the beneficiary, the request in `expected`,
@@ -322,6 +397,8 @@ pub fn available_actions(record: &Record, viewer: &Email, standing: Standing, no
         ("revoke", Action::Revoke { reason: "-".into() }),
         ("extend", Action::Extend { end: record.effective_end() + 60 }),
         ("approve-extension", Action::ApproveExtension { reason: "-".into(), end: extension_end }),
+        ("ratify", Action::Ratify { reason: "-".into() }),
+        ("reject", Action::Reject { reason: "-".into() }),
     ];
     candidates
         .into_iter()
@@ -372,8 +449,9 @@ pub fn may_grant(
                 if !holds {
                     return Err(Refusal::BeneficiaryNotEligible(record.beneficiary.clone()));
                 }
+                // An emergency grant is approved after the fact.
                 let eligible = approvers.iter().filter(|a| holdings.get(**a).is_some_and(|h| h.may_review())).count();
-                if (eligible as u32) < record.approvals_needed {
+                if record.break_glass.is_none() && (eligible as u32) < record.approvals_needed {
                     return Err(Refusal::TooFewEligibleApprovers { eligible, needed: record.approvals_needed });
                 }
             }
@@ -382,14 +460,35 @@ pub fn may_grant(
     Ok(())
 }
 
-/// How long a grant may last, in minutes: `ACTIVATION_TIMEOUT`, or the approval policy's
-/// `maxDuration` for the role when shorter (peer approval only: self-approval has no policy).
-/// The one answer to "how long": every window, extension and check below asks it.
-pub fn longest(settings: &ActivationSettings, requirement: &Requirement, kind: ActivationType) -> u64 {
-    match (kind, requirement.max_duration_minutes) {
-        (ActivationType::Mpa, Some(max)) => max.min(settings.max_activation_minutes),
-        _ => settings.max_activation_minutes,
+/// How a grant comes about, for [`longest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    SelfApproval,
+    PeerApproval,
+    BreakGlass,
+}
+
+impl Path {
+    pub fn of(record: &Record) -> Path {
+        match (record.break_glass, record.activation_type) {
+            (Some(_), _) => Path::BreakGlass,
+            (None, ActivationType::Mpa) => Path::PeerApproval,
+            (None, ActivationType::Jit) => Path::SelfApproval,
+        }
     }
+}
+
+/// How long a grant may last, in minutes: `ACTIVATION_TIMEOUT`, or the approval policy's
+/// `maxDuration` for the role when shorter (peer approval only: self-approval has no policy),
+/// or for emergency access its rule's `breakGlass.maxDuration` (0 where the role has none).
+/// The one answer to "how long": every window, extension and check below asks it.
+pub fn longest(settings: &ActivationSettings, requirement: &Requirement, path: Path) -> u64 {
+    let limit = match path {
+        Path::SelfApproval => None,
+        Path::PeerApproval => requirement.max_duration_minutes,
+        Path::BreakGlass => Some(requirement.break_glass.map_or(0, |rule| rule.max_duration_minutes)),
+    };
+    limit.map_or(settings.max_activation_minutes, |max| max.min(settings.max_activation_minutes))
 }
 
 /// The window a person asks for: `minutes` long (1 to `longest`), starting at `start`
@@ -494,6 +593,53 @@ pub fn require_entitlement(held: &[Entitlement], id: &EntitlementId, expected: A
     Ok(())
 }
 
+/// Emergency access for `id`: the rule that opens it, or the refusal. `uses`: when the person
+/// broke glass before (Unix seconds); at most `limit.count` in any `limit.period_seconds`.
+pub fn break_glass(
+    requirement: &Requirement,
+    id: &EntitlementId,
+    uses: &[i64],
+    limit: BreakGlassLimit,
+    now: Timestamp,
+) -> Result<BreakGlassRule, Refusal> {
+    let rule = requirement.break_glass.ok_or_else(|| Refusal::NoBreakGlass(id.to_string()))?;
+    let since = now.unix_seconds() - limit.period_seconds;
+    let mut recent: Vec<i64> = uses.iter().copied().filter(|at| *at > since).collect();
+    if recent.len() >= limit.count as usize {
+        recent.sort_unstable();
+        // The oldest use that keeps the count at the limit leaves the window first.
+        let freeing = recent[recent.len() - limit.count as usize];
+        let next = Timestamp::from_unix_seconds(freeing + limit.period_seconds).unwrap_or(now);
+        return Err(Refusal::BreakGlassLimit { count: recent.len(), period: period_text(limit.period_seconds), next });
+    }
+    Ok(rule)
+}
+
+fn period_text(seconds: i64) -> String {
+    match seconds {
+        s if s % 86_400 == 0 => format!("{} days", s / 86_400),
+        s if s % 3600 == 0 => format!("{} hours", s / 3600),
+        s => format!("{} minutes", s / 60),
+    }
+}
+
+/// At most this many reviewers of an emergency grant, each told and each able to ratify.
+pub const MAX_BREAK_GLASS_REVIEWERS: usize = 20;
+
+/// Who reviews an emergency grant: everyone who may approve the role (`qualified`: its peers
+/// and designated approvers) but the beneficiary, up to [`MAX_BREAK_GLASS_REVIEWERS`].
+pub fn break_glass_reviewers(
+    beneficiary: &Email,
+    qualified: &[Email],
+    id: &EntitlementId,
+) -> Result<Vec<Email>, Refusal> {
+    let reviewers: BTreeSet<&Email> = qualified.iter().filter(|person| *person != beneficiary).collect();
+    if reviewers.is_empty() {
+        return Err(Refusal::NobodyToReview(id.to_string()));
+    }
+    Ok(reviewers.into_iter().take(MAX_BREAK_GLASS_REVIEWERS).cloned().collect())
+}
+
 /// Checks the chosen reviewers: count within limits and at least the approvals the role needs
 /// (`needed`), not the requester, each able to review (`qualified`: holders of the same
 /// peer-approved entitlement, and its designated approvers). Returns them deduplicated.
@@ -558,11 +704,16 @@ mod tests {
         let window = scheduled_window(at(0), None, 5, &settings).expect("valid");
         assert_eq!(window.duration_seconds(), 300);
         // The approval policy's maxDuration bounds peer approval, never self-approval.
-        let policy = Requirement { approvals: 2, approver_reason_required: false, max_duration_minutes: Some(30) };
-        assert_eq!(longest(&settings, &policy, ActivationType::Mpa), 30);
-        assert_eq!(longest(&settings, &policy, ActivationType::Jit), 60);
+        let policy = Requirement {
+            approvals: 2,
+            approver_reason_required: false,
+            max_duration_minutes: Some(30),
+            break_glass: None,
+        };
+        assert_eq!(longest(&settings, &policy, Path::PeerApproval), 30);
+        assert_eq!(longest(&settings, &policy, Path::SelfApproval), 60);
         let roomy = Requirement { max_duration_minutes: Some(600), ..policy };
-        assert_eq!(longest(&settings, &roomy, ActivationType::Mpa), 60, "never past the setting");
+        assert_eq!(longest(&settings, &roomy, Path::PeerApproval), 60, "never past the setting");
         assert_eq!(asked_window(at(0), None, 45, 30, &settings), Err(Refusal::Duration { minutes: 45, max: 30 }));
     }
 
@@ -657,6 +808,7 @@ mod tests {
             request_expiry: 4_600,
             approvals_needed: 2,
             approver_reason_required: false,
+            break_glass: None,
             token: None,
             timeline: vec![Entry::Requested { at: 1_000, actor: alice }, approved(&bob), approved(&dave)],
         }

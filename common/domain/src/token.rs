@@ -53,6 +53,9 @@ pub struct ActivationClaims {
     /// Approvers must give a reason.
     #[serde(default, rename = "approverReason")]
     pub approver_reason_required: bool,
+    /// An emergency grant: its reviewers ratify it until then (Unix seconds).
+    #[serde(default, rename = "reviewDeadline", skip_serializing_if = "Option::is_none")]
+    pub review_deadline: Option<i64>,
 }
 
 fn one_approval() -> u32 {
@@ -82,9 +85,12 @@ pub struct ActivationRequest {
     pub window: ActivationWindow,
     /// When the request itself stops being approvable (the token's `exp`).
     pub expires: Timestamp,
-    /// Distinct approvals needed (`APPROVAL_POLICY`), 1 to 10.
+    /// Distinct approvals needed (`APPROVAL_POLICY`), 1 to 10; for an emergency grant, the
+    /// ratifications.
     pub approvals_needed: u32,
     pub approver_reason_required: bool,
+    /// Emergency access (break glass): granted at once, ratified until then.
+    pub review_deadline: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -141,6 +147,7 @@ impl ActivationRequest {
             end: self.window.end().unix_seconds(),
             approvals: self.approvals_needed,
             approver_reason_required: self.approver_reason_required,
+            review_deadline: self.review_deadline.map(Timestamp::unix_seconds),
         }
     }
 
@@ -179,6 +186,7 @@ impl ActivationRequest {
             expires: time(claims.exp)?,
             approvals_needed: claims.approvals,
             approver_reason_required: claims.approver_reason_required,
+            review_deadline: claims.review_deadline.map(time).transpose()?,
         })
     }
 }
@@ -311,6 +319,7 @@ mod tests {
             expires: at(NOW + 3_600),
             approvals_needed: 1,
             approver_reason_required: false,
+            review_deadline: None,
         }
     }
 

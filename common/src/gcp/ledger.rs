@@ -17,12 +17,24 @@ use crate::lifecycle::{Entry, Record};
 use crate::timestamp::Timestamp;
 
 pub const COLLECTION: &str = "requests";
+/// One document per person who broke glass: when they did, for `BREAK_GLASS_LIMIT`.
+pub const BREAK_GLASS_COLLECTION: &str = "breakGlassUses";
 const SCOPE: &str = "https://www.googleapis.com/auth/datastore";
 
 /// How many times a write that lost a race is tried again: with the jittered backoff below,
 /// sixteen writers appending to one request at once all land (a test holds it to that on
 /// Google's Firestore emulator).
 const ATTEMPTS: u32 = 12;
+
+/// When one person broke glass lately (Unix seconds), and the version read: the next
+/// emergency grant is created in the same commit as the updated list, so two at once cannot
+/// both pass the limit.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BreakGlassUses {
+    pub times: Vec<i64>,
+    /// `None`: no document yet.
+    pub update_time: Option<String>,
+}
 
 /// A record and the version it was read at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +97,62 @@ impl Ledger {
         }]});
         let answer = match self.rest.post("ledger commit", &format!("{}:commit", self.documents()), &body).await {
             // Firestore answers a stale `updateTime` with FAILED_PRECONDITION: another writer won.
+            Err(GcpError::FailedPrecondition(detail)) => return Err(GcpError::Conflict(detail)),
+            other => other?,
+        };
+        let update_time = answer["writeResults"][0]["updateTime"]
+            .as_str()
+            .ok_or_else(|| GcpError::Other("ledger commit: no updateTime in the answer".into()))?;
+        Ok(Stored { record: record.clone(), update_time: update_time.to_string() })
+    }
+
+    /// When `person` broke glass lately.
+    pub async fn break_glass_uses(&self, person: &Email) -> Result<BreakGlassUses, GcpError> {
+        let path = format!(
+            "{}/{BREAK_GLASS_COLLECTION}/{}",
+            self.documents(),
+            crate::gcp::rest::path_segment(person.as_str())
+        );
+        match self.rest.get("ledger get", &path, &[]).await {
+            Ok(document) => {
+                let times = decode(&document["fields"]["times"]);
+                let times = times.as_array().into_iter().flatten().filter_map(Value::as_i64).collect();
+                let update_time = document["updateTime"].as_str().map(str::to_string);
+                Ok(BreakGlassUses { times, update_time })
+            }
+            Err(GcpError::NotFound(_)) => Ok(BreakGlassUses::default()),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Creates an emergency grant's record and adds its start to its beneficiary's uses
+    /// (`kept`: the uses still within the limit's period), in one commit: `Conflict` if the
+    /// uses changed since they were read.
+    pub async fn create_break_glass(
+        &self,
+        record: &Record,
+        uses: &BreakGlassUses,
+        kept: &[i64],
+        period_seconds: i64,
+    ) -> Result<Stored, GcpError> {
+        let fields = self.fields(record)?;
+        let mut times: Vec<i64> = kept.to_vec();
+        times.push(record.start);
+        let expire_at = Timestamp::from_unix_seconds(record.start + period_seconds).map(|t| t.to_string());
+        let uses_fields = json!({
+            "times": encode(&json!(times)),
+            "expireAt": {"timestampValue": expire_at.unwrap_or_default()},
+        });
+        let uses_precondition = match &uses.update_time {
+            Some(time) => json!({"updateTime": time}),
+            None => json!({"exists": false}),
+        };
+        let uses_name = format!("{}/documents/{BREAK_GLASS_COLLECTION}/{}", self.database, record.beneficiary.as_str());
+        let body = json!({"writes": [
+            {"update": {"name": self.name(&record.id), "fields": fields}, "currentDocument": {"exists": false}},
+            {"update": {"name": uses_name, "fields": uses_fields}, "currentDocument": uses_precondition},
+        ]});
+        let answer = match self.rest.post("ledger commit", &format!("{}:commit", self.documents()), &body).await {
             Err(GcpError::FailedPrecondition(detail)) => return Err(GcpError::Conflict(detail)),
             other => other?,
         };
@@ -211,7 +279,7 @@ impl Ledger {
         let keep_until = record.latest_end() + i64::from(self.retention_days) * 86_400;
         let object = json.as_object_mut().ok_or_else(|| GcpError::Other("ledger encode: not an object".into()))?;
         object.insert("state".into(), json!(state.name()));
-        object.insert("open".into(), json!(!state.is_terminal()));
+        object.insert("open".into(), json!(record.is_open(now)));
         object.insert("requestedAt".into(), json!(requested_at));
         let mut fields: Map<String, Value> = object.iter().map(|(k, v)| (k.clone(), encode(v))).collect();
         let expire_at = Timestamp::from_unix_seconds(keep_until).map(|t| t.to_string()).unwrap_or_default();

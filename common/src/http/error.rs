@@ -228,6 +228,19 @@ impl From<Refusal> for ApiError {
             Refusal::NoExtensionPending => ApiError::conflict("no_extension_pending", message),
             Refusal::ExtensionEnd => ApiError::bad_request("extension_end_invalid", message),
             Refusal::WrongState(_) => ApiError::conflict("wrong_state", message),
+            Refusal::NoBreakGlass(_) => ApiError::forbidden("no_break_glass", message),
+            Refusal::BreakGlassLimit { next, .. } => {
+                let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "break_glass_limit", message);
+                let wait = next.unix_seconds() - crate::timestamp::Timestamp::now().unix_seconds();
+                error.retry_after = Some(wait.max(1) as u64);
+                error
+            }
+            Refusal::NobodyToReview(_) => ApiError::forbidden("nobody_to_review", message),
+            Refusal::BreakGlassReviewOnly => ApiError::conflict("break_glass_review_only", message),
+            Refusal::NotBreakGlass => ApiError::conflict("not_break_glass", message),
+            Refusal::SelfReviewOfBreakGlass => ApiError::forbidden("self_approval", message),
+            Refusal::ReviewClosed(_) => ApiError::conflict("review_closed", message),
+            Refusal::MayNotReject => ApiError::forbidden("may_not_reject", message),
         }
     }
 }

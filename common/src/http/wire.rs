@@ -37,6 +37,9 @@ pub struct ActivationResponse {
     /// A note for the person, e.g. that the request had already been approved.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Emergency access: where its review stands.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<BreakGlassJson>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -89,6 +92,7 @@ impl ActivationResponse {
                 .collect(),
             request_expiry_time: None,
             message: None,
+            break_glass: None,
         }
     }
 
@@ -115,6 +119,7 @@ impl ActivationResponse {
             )],
             request_expiry_time: Some(request.expires.unix_seconds()),
             message: None,
+            break_glass: None,
         }
     }
 }
@@ -153,6 +158,9 @@ pub struct RequestJson {
     /// The self-activation that replaced this grant.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub superseded_by: Option<String>,
+    /// Emergency access: where its after-the-fact review stands.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<BreakGlassJson>,
     /// A note for the viewer about what they just did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -165,6 +173,19 @@ pub struct EntitlementRefJson {
     pub project_id: String,
     pub name: String,
     pub resource_condition: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakGlassJson {
+    /// `PENDING`, `RATIFIED`, `REJECTED` or `UNREVIEWED`.
+    pub review: &'static str,
+    pub review_deadline: i64,
+    pub ratifications: Vec<ApprovalJson>,
+    /// Ratifications the quorum needs.
+    pub ratifications_needed: u32,
+    /// The deadline passed unreviewed and administrators were told.
+    pub escalated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -183,6 +204,29 @@ pub struct TimelineJson {
     pub actor: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+pub fn break_glass_json(record: &Record, now: Timestamp) -> Option<BreakGlassJson> {
+    let terms = record.break_glass?;
+    let counted = record.ratifiers();
+    let mut seen = std::collections::BTreeSet::new();
+    let ratifications = record
+        .timeline
+        .iter()
+        .filter_map(|entry| match entry {
+            Entry::Ratified { at, actor, reason } if counted.contains(actor) && seen.insert(actor) => {
+                Some(ApprovalJson { email: actor.to_string(), time: *at, reason: reason.clone() })
+            }
+            _ => None,
+        })
+        .collect();
+    Some(BreakGlassJson {
+        review: record.review(now)?.name(),
+        review_deadline: terms.review_deadline,
+        ratifications,
+        ratifications_needed: record.approvals_needed,
+        escalated: record.escalated(),
+    })
 }
 
 impl RequestJson {
@@ -268,8 +312,17 @@ impl RequestJson {
             actions,
             externally_modified: record.externally_modified(),
             superseded_by: record.superseded_by().map(str::to_string),
+            break_glass: break_glass_json(record, now),
             message: None,
         }
+    }
+
+    /// Emergency access awaiting the review of `viewer`: listed, not yet ratified by them.
+    pub fn awaits_review_by(record: &Record, viewer: &Email, now: Timestamp) -> bool {
+        record.review(now) == Some(crate::lifecycle::Review::Pending)
+            && record.reviewers.contains(viewer)
+            && &record.beneficiary != viewer
+            && !record.ratifiers().contains(viewer)
     }
 
     pub fn with_message(mut self, message: Option<String>) -> RequestJson {

@@ -10,6 +10,10 @@
 //!   end, named explicitly, at most what was asked) and `/revoke` (reason required; an
 //!   approver of the grant or an administrator; a revocation is taken at any time while the
 //!   grant is live, long after the request's own deadline).
+//! - Emergency access (break glass), after the fact: `POST /api/requests/{id}/ratify`
+//!   (`{"reason"}`, where the approval policy asks approvers for one) and `/reject` (reason
+//!   required; revokes a live grant at once), by its reviewers (and, to reject, an
+//!   administrator), until its review deadline.
 //! - The reference app's `GET`/`POST /api/activation-request?activation=TOKEN` keep working:
 //!   the token names the request, and approves only the original request, before it expires.
 
@@ -69,6 +73,8 @@ pub fn routes() -> Routes<AppState> {
         ("POST", "/api/requests/{id}/deny", post(deny)),
         ("POST", "/api/requests/{id}/approve-extension", post(approve_extension)),
         ("POST", "/api/requests/{id}/revoke", post(revoke)),
+        ("POST", "/api/requests/{id}/ratify", post(ratify)),
+        ("POST", "/api/requests/{id}/reject", post(reject)),
     ]
 }
 
@@ -222,6 +228,24 @@ async fn revoke(
     ApiJson(body): ApiJson<ReasonBody>,
 ) -> Result<Json<RequestJson>, ApiError> {
     decided(&state, &caller, &id, Action::Revoke { reason: body.reason }, "api.revokeRole").await
+}
+
+async fn ratify(
+    State(state): State<AppState>,
+    caller: IapUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ReasonBody>,
+) -> Result<Json<RequestJson>, ApiError> {
+    decided(&state, &caller, &id, Action::Ratify { reason: body.reason }, "api.ratifyRole").await
+}
+
+async fn reject(
+    State(state): State<AppState>,
+    caller: IapUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ReasonBody>,
+) -> Result<Json<RequestJson>, ApiError> {
+    decided(&state, &caller, &id, Action::Reject { reason: body.reason }, "api.rejectRole").await
 }
 
 /// A route's decision on request `id`, audited as `event`.

@@ -31,14 +31,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use common::chat::{
-    ADD_ON_HINT, APPROVE, CHAT_ACCOUNT, ChatEvent, DENY, Dialog, card, close_dialog, is_add_on_event, message_id,
-    parse_event, request_id, update_message,
+    ADD_ON_HINT, APPROVE, CHAT_ACCOUNT, ChatEvent, DENY, Dialog, RATIFY, REJECT, card, close_dialog, is_add_on_event,
+    message_id, parse_event, request_id, update_message,
 };
 use common::condition::ActivationType;
 use common::config::{ConfigError, Env};
 use common::door::Door;
 use common::email::Email;
-use common::event;
+use common::event::{Event, Kind};
 use common::gcp::GcpError;
 use common::gcp::chat::{ChatClient, ChatUser, ChatUsers, Posted};
 use common::gcp::jwks::{CLOCK_LEEWAY_SECONDS, JwksCache};
@@ -249,14 +249,20 @@ async fn chat_event(State(state): State<AppState>, headers: HeaderMap, body: Byt
 /// reason), Deny's dialog, or the dialog's submission.
 async fn clicked(state: &AppState, caller: &Email, function: &str, id: &str, dialog: Dialog, reason: String) -> Value {
     let action = match (function, dialog) {
-        (APPROVE | DENY, Dialog::Requested) => return common::chat::reason_dialog(function, id),
+        (APPROVE | DENY | RATIFY | REJECT, Dialog::Requested) => return common::chat::reason_dialog(function, id),
         (_, Dialog::Cancelled) => return close_dialog("OK", "Nothing was decided."),
         (APPROVE, _) => Action::Approve { reason, end: None },
         (DENY, _) => Action::Deny { reason },
+        (RATIFY, _) => Action::Ratify { reason },
+        (REJECT, _) => Action::Reject { reason },
         (other, _) => return json!({"text": format!("Unknown action '{}'.", other.escape_debug())}),
     };
-    let approving = matches!(action, Action::Approve { .. });
-    let event = if approving { "chat.approveRole" } else { "chat.denyRole" };
+    let (event, done) = match action {
+        Action::Approve { .. } => ("chat.approveRole", "Approved."),
+        Action::Ratify { .. } => ("chat.ratifyRole", "Ratified."),
+        Action::Reject { .. } => ("chat.rejectRole", "Rejected."),
+        _ => ("chat.denyRole", "Denied."),
+    };
     // The decision runs in a task of its own: past the click's timeout the click answers,
     // and the decision still runs to its end (recorded, audited, its event updating every
     // card) instead of being cut off between the ledger and setIamPolicy.
@@ -276,7 +282,7 @@ async fn clicked(state: &AppState, caller: &Email, function: &str, id: &str, dia
     let now = Timestamp::now();
     let base_url = state.door.base_url();
     match (result, dialog) {
-        (Ok(_), Dialog::Submitted) => close_dialog("OK", if approving { "Approved." } else { "Denied." }),
+        (Ok(_), Dialog::Submitted) => close_dialog("OK", done),
         (Err(error), Dialog::Submitted) => close_dialog("INVALID_ARGUMENT", error.message()),
         (Ok(decided), _) => update_message(card(decided.record(), now, base_url, decided.message.as_deref())),
         (Err(error), _) => match state.door.reader().get(id).await {
@@ -326,22 +332,28 @@ async fn push(State(state): State<AppState>, headers: HeaderMap, body: Bytes) ->
     let Ok(event) = serde_json::from_slice::<Value>(&delivery.data) else {
         return dropped(&delivery.message_id, "data is not JSON");
     };
-    let kind = event["type"].as_str().unwrap_or_default();
+    let Some(kind) = Event::kind_of(&event) else {
+        return StatusCode::NO_CONTENT.into_response();
+    };
     let id = event["attributes"]["activation_id"].as_str().unwrap_or_default();
+    // A card is posted for what asks a decision; every later change updates it.
     let posting = match kind {
-        event::REQUEST_ACTIVATION => true,
-        event::APPROVAL_RECORDED
-        | event::ACTIVATION_APPROVED
-        | event::REQUEST_DENIED
-        | event::REQUEST_WITHDRAWN
-        | event::ACTIVATION_REVOKED
-        | event::ACTIVATION_ENDED
-        | event::ACTIVATION_FAILED
-        | event::ACTIVATION_EXTERNALLY_MODIFIED
-        | event::EXTENSION_REQUESTED
-        | event::ACTIVATION_EXTENDED
-        | event::EXTENSION_FAILED => false,
-        _ => return StatusCode::NO_CONTENT.into_response(),
+        Kind::RequestActivation | Kind::BreakGlassActivated => true,
+        Kind::ActivationSelfApproved => return StatusCode::NO_CONTENT.into_response(),
+        Kind::ApprovalRecorded
+        | Kind::ActivationApproved
+        | Kind::RequestDenied
+        | Kind::RequestWithdrawn
+        | Kind::ActivationRevoked
+        | Kind::ActivationEnded
+        | Kind::ActivationFailed
+        | Kind::ActivationExternallyModified
+        | Kind::ExtensionRequested
+        | Kind::ActivationExtended
+        | Kind::ExtensionFailed
+        | Kind::RatificationRecorded
+        | Kind::BreakGlassRejected
+        | Kind::BreakGlassUnreviewed => false,
     };
     let record = match state.door.reader().get(id).await {
         Ok(Some(verified)) if verified.record().activation_type == ActivationType::Mpa => verified.record().clone(),
@@ -363,7 +375,7 @@ async fn push(State(state): State<AppState>, headers: HeaderMap, body: Bytes) ->
         let failed = delivered.failures.len();
         return retry(&delivery.message_id, &format!("{failed} reviewer(s) not reached yet"));
     }
-    tracing::info!(message_id = %delivery.message_id, activation_id = %record.id, event_type = kind, cards = delivered.cards, failed = delivered.failures.len(), "Chat cards {}", if posting { "posted" } else { "updated" });
+    tracing::info!(message_id = %delivery.message_id, activation_id = %record.id, event_type = kind.name(), cards = delivered.cards, failed = delivered.failures.len(), "Chat cards {}", if posting { "posted" } else { "updated" });
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -395,16 +407,34 @@ impl Delivered {
 /// one reviewer's failure is recorded and the next one's card still goes out.
 async fn post_or_update(state: &AppState, record: &Record, posting: bool) -> Delivered {
     let cards = card(record, Timestamp::now(), state.door.base_url(), None);
-    let text = format!("{} asks for your approval", record.beneficiary);
+    let text = match record.break_glass {
+        Some(_) => format!("EMERGENCY ACCESS: {} broke glass; review it", record.beneficiary),
+        None => format!("{} asks for your approval", record.beneficiary),
+    };
     let mut delivered = Delivered::default();
     if let Some(space) = &state.space {
         delivered.add(space, deliver(state, record, space, posting, &text, &cards).await);
         return delivered;
     }
-    for reviewer in &record.reviewers {
+    for reviewer in &readers(state, record) {
         delivered.add(reviewer.as_str(), to_reviewer(state, record, reviewer, posting, &text, &cards).await);
     }
     delivered
+}
+
+/// Who gets the request's card: its reviewers; for emergency access also every administrator
+/// named as a user (a group has no direct message; it is mailed).
+fn readers(state: &AppState, record: &Record) -> Vec<Email> {
+    let mut readers = record.reviewers.clone();
+    if record.break_glass.is_some() {
+        let administrators = state.door.administrators().iter().filter_map(|member| member.strip_prefix("user:"));
+        for admin in administrators.filter_map(|a| Email::parse(a).ok()) {
+            if !readers.contains(&admin) && admin != record.beneficiary {
+                readers.push(admin);
+            }
+        }
+    }
+    readers
 }
 
 /// One reviewer's card, in the direct message recorded when they added the app; looked up

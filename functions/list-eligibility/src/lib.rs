@@ -247,6 +247,18 @@ struct EntitlementJson {
     /// Peer approval: approvers must give a reason.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     approver_reason_required: bool,
+    /// Peer approval: the emergency path, where the approval policy opens one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    break_glass: Option<BreakGlassOffer>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BreakGlassOffer {
+    /// Minutes an emergency grant may last.
+    max_duration: u64,
+    /// Minutes its reviewers have to ratify it.
+    review_within: u64,
 }
 
 async fn roles<const KIND: u8>(
@@ -285,6 +297,10 @@ async fn roles<const KIND: u8>(
                 activation_id,
                 approvals_needed: peer_approval.then_some(requirement.approvals),
                 approver_reason_required: peer_approval && requirement.approver_reason_required,
+                break_glass: requirement.break_glass.filter(|_| peer_approval).map(|rule| BreakGlassOffer {
+                    max_duration: rules::longest(&state.config.activation, &requirement, rules::Path::BreakGlass),
+                    review_within: rule.review_within_minutes,
+                }),
             }
         })
         .collect();
@@ -326,9 +342,12 @@ async fn peers<const KIND: u8>(
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RequestsQuery {
     view: String,
+    /// `true`: emergency access (break glass) only.
+    #[serde(default)]
+    break_glass: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -355,14 +374,19 @@ async fn requests(
             return Err(ApiError::bad_request("query_invalid", format!("view must be mine or review, not '{other}'")));
         }
     };
+    // A decision, an extension's approval, or an emergency grant's ratification.
     let awaits_review = |record: &Record| {
         let state = record.state(now);
-        state == RequestState::ApprovalAwaited || (state.is_live() && record.pending_extension().is_some())
+        match record.break_glass {
+            Some(_) => RequestJson::awaits_review_by(record, me, now),
+            None => state == RequestState::ApprovalAwaited || (state.is_live() && record.pending_extension().is_some()),
+        }
     };
     let requests = found
         .iter()
         .map(|verified| verified.record())
         .filter(|record| query.view == "mine" || awaits_review(record))
+        .filter(|record| !query.break_glass || record.break_glass.is_some())
         .map(|record| {
             // Buttons only; every action is checked afresh when taken.
             let standing = Standing {

@@ -7,7 +7,7 @@
 const $ = (id) => document.getElementById(id);
 let policy = null;
 let roles = [];
-let mode = null; // { kind: "JIT" | "MPA", entitlements: [...] }
+let mode = null; // { kind: "JIT" | "MPA" | "BREAK_GLASS", entitlements: [...] }
 // Set when the page opens and after this person changed something: the next roles listing asks
 // for the policies as they are now (Cache-Control: no-cache), not as the listing function last
 // stored them (a few seconds old), so an activation just made or approved shows. Other listings
@@ -124,6 +124,7 @@ async function loadRoles() {
     const type = el("td");
     const needs = role.approvalsNeeded > 1 ? `peer approval, needs ${role.approvalsNeeded} approvals` : "peer approval";
     type.append(role.activationType === "MPA" ? el("span", needs, "badge mpa") : el("span", "self-approval", "badge"));
+    if (role.breakGlass) type.append(" ", el("span", "emergency access", "badge break-glass"));
     const status = el("td");
     status.append(role.status === "ACTIVE" ? el("span", `active until ${time(role.validUntil)}`, "badge active") : el("span", "available"));
     if (role.status === "ACTIVE" && role.activationId) {
@@ -150,11 +151,15 @@ const STATES = {
   ACTIVATION_FAILED: "failed",
 };
 
+const REVIEWS = { PENDING: "awaiting review", RATIFIED: "ratified", REJECTED: "rejected", UNREVIEWED: "unreviewed" };
+
 function stateBadge(state) { return el("span", STATES[state] || state, `badge state-${state}`); }
 
-// The requests waiting for my review, and my own, with their true state.
+// The requests waiting for my review (emergency access to ratify among them), and my own, with
+// their true state.
 async function loadLists() {
-  const [review, mine] = await Promise.all([api("GET", "/api/requests?view=review"), api("GET", "/api/requests?view=mine")]);
+  const only = $("break-glass-only").checked ? "&breakGlass=true" : "";
+  const [review, mine] = await Promise.all([api("GET", `/api/requests?view=review${only}`), api("GET", `/api/requests?view=mine${only}`)]);
   const fill = (table, requests, columns) => {
     const body = $(table).querySelector("tbody");
     body.replaceChildren();
@@ -167,7 +172,9 @@ async function loadLists() {
       body.append(row);
     }
   };
-  const approvals = (r) => r.activationType === "MPA" ? `${r.approvals.length} of ${r.approvalsNeeded}` : "–";
+  const approvals = (r) => r.breakGlass
+    ? `emergency: ${r.breakGlass.ratifications.length} of ${r.breakGlass.ratificationsNeeded} ratified (${REVIEWS[r.breakGlass.review]})`
+    : r.activationType === "MPA" ? `${r.approvals.length} of ${r.approvalsNeeded}` : "–";
   const role = (r) => r.entitlements.map((e) => e.name).join(", ");
   const project = (r) => (r.entitlements[0] || {}).projectId || "";
   fill("review-list", review.requests, (r) => [r.beneficiary.email, role(r), project(r), approvals(r), stateBadge(r.state)]);
@@ -189,7 +196,10 @@ async function openLedgerRequest(id) {
 function showLedgerRequest(request) {
   const me = policy.signedInUser.email;
   const mine = request.beneficiary.email === me;
-  $("result-title").textContent = mine ? "Your request" : `${request.beneficiary.email} asks for access`;
+  const review = request.breakGlass;
+  $("result-title").textContent = review
+    ? (mine ? "Your emergency access" : `Emergency access by ${request.beneficiary.email}`)
+    : (mine ? "Your request" : `${request.beneficiary.email} asks for access`);
   const body = $("result-details");
   body.replaceChildren();
   const row = (name, value) => {
@@ -200,7 +210,14 @@ function showLedgerRequest(request) {
   row("State", stateBadge(request.state));
   row("Requested by", request.beneficiary.email);
   if (request.reviewers.length) row("Reviewers", request.reviewers.map((r) => r.email).join(", "));
-  if (request.activationType === "MPA") row("Approvals", `${request.approvals.length} of ${request.approvalsNeeded} needed`);
+  if (review) {
+    const ratified = review.ratifications.map((r) => r.email).join(", ");
+    row("Emergency access", `${REVIEWS[review.review]}: ${review.ratifications.length} of ${review.ratificationsNeeded} ratifications${ratified ? ` (${ratified})` : ""}`);
+    row("Review due", time(review.reviewDeadline));
+    if (review.escalated) row("Note", "Not ratified by its deadline: the administrators were told.");
+  } else if (request.activationType === "MPA") {
+    row("Approvals", `${request.approvals.length} of ${request.approvalsNeeded} needed`);
+  }
   row("Justification", request.justification);
   for (const entitlement of request.entitlements) {
     row("Project", entitlement.projectId);
@@ -209,7 +226,7 @@ function showLedgerRequest(request) {
   }
   row("From", time(request.startTime));
   row("Until", time(request.endTime));
-  if (request.state === "APPROVAL_AWAITED") row("Request expires", time(request.requestExpiryTime));
+  if (request.state === "APPROVAL_AWAITED" && !review) row("Request expires", time(request.requestExpiryTime));
   if (request.endTime < request.requestedEndTime) row("Shortened", `by an approver, from ${time(request.requestedEndTime)}`);
   if (request.pendingExtensionEndTime) {
     const approved = (request.extensionApprovals || []).length;
@@ -225,7 +242,7 @@ function showLedgerRequest(request) {
   for (const entry of request.timeline) {
     const who = entry.actor ? ` by ${entry.actor}` : "";
     const why = entry.reason ? `: ${entry.reason}` : "";
-    timeline.append(el("li", `${time(entry.time)}: ${entry.type.toLowerCase().replace("_", " ")}${who}${why}`));
+    timeline.append(el("li", `${time(entry.time)}: ${entry.type.toLowerCase().replaceAll("_", " ")}${who}${why}`));
   }
   show("timeline-title", true);
   show("timeline", true);
@@ -241,14 +258,14 @@ function showLedgerRequest(request) {
   const reason = $("reason");
   reason.value = "";
   show("reason-field", request.actions.length > 0);
-  reason.placeholder = request.approverReasonRequired ? "Required" : "Required to deny or revoke";
+  reason.placeholder = request.approverReasonRequired ? "Required" : review ? "Required to reject or revoke" : "Required to deny or revoke";
   show("roles-view", false);
   show("lists-view", false);
   show("request-view", false);
   show("result-view", true);
 }
 
-const ACTIONS = ["approve", "approve-extension", "deny", "withdraw", "revoke", "extend"];
+const ACTIONS = ["approve", "approve-extension", "ratify", "reject", "deny", "withdraw", "revoke", "extend"];
 
 async function act(request, action) {
   clearMessages();
@@ -269,6 +286,7 @@ async function act(request, action) {
     notice(updated.message || (inProgress ? "Recorded; IAM is being changed and this completes within a minute." : {
       approve: "Your approval is recorded.", "approve-extension": "Your approval of the extension is recorded.",
       deny: "The request is denied.", withdraw: "Done.", revoke: "The access is revoked.",
+      ratify: "Your ratification is recorded.", reject: "The emergency access is rejected.",
       extend: updated.pendingExtensionEndTime ? "The extension waits for approval; your access runs on meanwhile." : "Your access is extended." }[action]));
   } catch (error) {
     showError(error);
@@ -288,14 +306,21 @@ function updateActivateButton() {
   button.disabled = selected.length === 0 || (peer.length > 0 && selected.length > 1);
   button.title = button.disabled && peer.length > 0 ? "Peer approval is requested for one role at a time" : "";
   button.textContent = peer.length > 0 ? "Request approval…" : "Activate…";
+  // Emergency access: one peer-approved role whose approval policy allows it.
+  const glass = $("break-glass");
+  glass.disabled = !(selected.length === 1 && selected[0].breakGlass);
 }
 
-async function openRequest() {
+async function openRequest(breakGlass) {
   clearMessages();
   const selected = selectedRoles();
-  mode = { kind: selected[0].activationType, entitlements: selected };
-  $("request-title").textContent = mode.kind === "MPA" ? "Request approval" : "Activate";
-  $("submit").textContent = mode.kind === "MPA" ? "Send request" : "Activate";
+  mode = { kind: breakGlass ? "BREAK_GLASS" : selected[0].activationType, entitlements: selected };
+  $("request-title").textContent = { MPA: "Request approval", BREAK_GLASS: "Emergency access", JIT: "Activate" }[mode.kind];
+  $("submit").textContent = { MPA: "Send request", BREAK_GLASS: "Grant emergency access now", JIT: "Activate" }[mode.kind];
+  $("submit").className = breakGlass ? "danger" : "";
+  show("break-glass-warning", breakGlass);
+  $("break-glass-confirm").checked = false;
+  $("break-glass-confirm").required = breakGlass;
   $("request-roles").textContent = selected.map((r) => r.name).join(", ");
   const justification = $("justification");
   justification.value = "";
@@ -303,12 +328,13 @@ async function openRequest() {
   $("justification-hint").textContent = policy.justificationHint;
   const duration = $("duration");
   duration.replaceChildren();
-  for (const minutes of [5, 15, 30, 60, 120, 240, 480, 1440].filter((m) => m <= policy.maxActivationTimeout)) {
+  const longest = breakGlass ? selected[0].breakGlass.maxDuration : policy.maxActivationTimeout;
+  for (const minutes of [5, 15, 30, 60, 120, 240, 480, 1440].filter((m) => m <= longest)) {
     const option = el("option", minutes < 60 ? `${minutes} minutes` : `${minutes / 60} hour${minutes > 60 ? "s" : ""}`);
     option.value = minutes;
     duration.append(option);
   }
-  duration.value = policy.defaultActivationTimeout;
+  duration.value = breakGlass ? Math.min(longest, 60) : policy.defaultActivationTimeout;
   if (duration.value === "") duration.selectedIndex = duration.options.length - 1;
   $("peers").replaceChildren();
   show("peers-field", mode.kind === "MPA");
@@ -340,7 +366,14 @@ async function submitRequest(event) {
   $("submit").disabled = true;
   try {
     let result;
-    if (mode.kind === "MPA") {
+    if (mode.kind === "BREAK_GLASS") {
+      result = await api("POST", `${resourcePath(project)}/roles/break-glass`,
+        { entitlementId: mode.entitlements[0].id, justification, activationTimeout: minutes });
+      changed = true;
+      showResult("Emergency access granted", result);
+      const due = result.breakGlass ? ` by ${time(result.breakGlass.reviewDeadline)}` : "";
+      notice(`${result.message || "Emergency access granted."} Reviewers: ${result.reviewers.map((r) => r.email).join(", ")}; they must ratify it${due}.`);
+    } else if (mode.kind === "MPA") {
       const peers = [...document.querySelectorAll("#peers input:checked")].map((box) => box.value);
       result = await api("POST", `${resourcePath(project)}/roles/request`,
         { entitlementId: mode.entitlements[0].id, justification, peers, activationTimeout: minutes });
@@ -385,6 +418,7 @@ function showResult(title, result) {
     row("Request expires", time(result.requestExpiryTime));
   }
   show("roles-view", false);
+  show("lists-view", false);
   show("request-view", false);
   show("result-view", true);
 }
@@ -425,7 +459,9 @@ async function showRequest(token) {
 
 document.addEventListener("DOMContentLoaded", () => {
   $("project").addEventListener("change", () => { clearMessages(); loadRoles().catch(showError); });
-  $("activate").addEventListener("click", () => openRequest().catch(showError));
+  $("activate").addEventListener("click", () => openRequest(false).catch(showError));
+  $("break-glass").addEventListener("click", () => openRequest(true).catch(showError));
+  $("break-glass-only").addEventListener("change", () => loadLists().catch(showError));
   $("request-form").addEventListener("submit", submitRequest);
   $("cancel").addEventListener("click", () => { clearMessages(); show("request-view", false); show("roles-view", true); });
   $("back").addEventListener("click", () => {

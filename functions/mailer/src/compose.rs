@@ -6,6 +6,7 @@
 //! injection through a name or a justification).
 
 use common::email::Email;
+use common::event::{Event, Kind};
 use serde_json::Value;
 
 /// One mail, before it becomes SendGrid's JSON.
@@ -32,6 +33,8 @@ pub struct Style {
     /// events are never mailed as they are, so that whoever may publish to the topic cannot
     /// send phishing from our sender.
     pub base_url: String,
+    /// `ADMINISTRATORS` (users and groups, as addresses): told of every emergency access.
+    pub administrators: Vec<Email>,
 }
 
 /// Why an event yields no mail. Both are final: the message is acknowledged.
@@ -44,39 +47,131 @@ pub enum Skip {
 }
 
 pub fn compose(event: &Value, style: &Style) -> Result<Mail, Skip> {
-    let kind = event["type"].as_str().unwrap_or_default();
+    let Some(kind) = Event::kind_of(event) else {
+        return Err(Skip::Poison(format!(
+            "unknown event type '{}'",
+            clean(event["type"].as_str().unwrap_or_default())
+        )));
+    };
     let attributes = &event["attributes"];
     let fields = Fields { attributes, style };
     match kind {
-        common::event::REQUEST_ACTIVATION => request_activation(&fields),
-        common::event::ACTIVATION_APPROVED => activation_approved(&fields),
-        common::event::ACTIVATION_SELF_APPROVED if style.self_approved => self_approved(&fields),
-        common::event::ACTIVATION_SELF_APPROVED => Err(Skip::NotMailed("self-approval mail is turned off".into())),
-        common::event::APPROVAL_RECORDED
-        | common::event::REQUEST_DENIED
-        | common::event::REQUEST_WITHDRAWN
-        | common::event::ACTIVATION_ENDED
-        | common::event::ACTIVATION_REVOKED
-        | common::event::ACTIVATION_FAILED
-        | common::event::ACTIVATION_EXTERNALLY_MODIFIED
-        | common::event::EXTENSION_REQUESTED
-        | common::event::ACTIVATION_EXTENDED
-        | common::event::EXTENSION_FAILED => lifecycle(&fields, kind),
-        other => Err(Skip::Poison(format!("unknown event type '{}'", clean(other)))),
+        Kind::RequestActivation => request_activation(&fields),
+        Kind::ActivationApproved => activation_approved(&fields),
+        Kind::ActivationSelfApproved if style.self_approved => self_approved(&fields),
+        Kind::ActivationSelfApproved => Err(Skip::NotMailed("self-approval mail is turned off".into())),
+        Kind::BreakGlassActivated => break_glass(&fields),
+        Kind::ApprovalRecorded
+        | Kind::RequestDenied
+        | Kind::RequestWithdrawn
+        | Kind::ActivationEnded
+        | Kind::ActivationRevoked
+        | Kind::ActivationFailed
+        | Kind::ActivationExternallyModified
+        | Kind::ExtensionRequested
+        | Kind::ActivationExtended
+        | Kind::ExtensionFailed
+        | Kind::RatificationRecorded
+        | Kind::BreakGlassRejected
+        | Kind::BreakGlassUnreviewed => lifecycle(&fields, kind),
     }
+}
+
+/// Who is told what of a change, and whether it is addressed to the reviewers (they have
+/// something to do, or nothing any more) rather than to the requester.
+struct Change {
+    what: String,
+    to: Audience,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Audience {
+    Requester,
+    Reviewers,
+    /// Emergency access: the administrators, everyone else in copy.
+    Administrators,
 }
 
 /// Every other change to a request: who did what, with their reason, told to everyone
 /// concerned (the requester, the reviewers and the approvers), in the request's thread.
-fn lifecycle(fields: &Fields<'_>, kind: &str) -> Result<Mail, Skip> {
+fn lifecycle(fields: &Fields<'_>, kind: Kind) -> Result<Mail, Skip> {
     let beneficiary = fields.email("beneficiary")?;
     let reviewers = fields.emails("reviewers")?;
     let approvers = fields.emails("approvers")?;
-    let actor = fields.text("actor");
     let project = fields.text("project_id");
     let reason = fields.text("reason");
+    let Change { what, to } = change(fields, kind, &beneficiary)?;
+    let intro = if reason.is_empty() { what } else { format!("{what} Reason: {reason}") };
+    let mut others: Vec<Email> = reviewers.into_iter().chain(approvers).filter(|e| e != &beneficiary).collect();
+    let emergency = fields.attributes["break_glass"].is_object();
+    let administrators: Vec<Email> = if emergency { fields.style.administrators.clone() } else { Vec::new() };
+    if to != Audience::Administrators {
+        others.extend(administrators.iter().cloned());
+    }
+    others.sort();
+    others.dedup();
+    let (to, cc) = match to {
+        Audience::Reviewers if !others.is_empty() => (others, vec![beneficiary.clone()]),
+        Audience::Administrators if !administrators.is_empty() => {
+            let mut cc: Vec<Email> = others.into_iter().filter(|e| !administrators.contains(e)).collect();
+            cc.push(beneficiary.clone());
+            (administrators, cc)
+        }
+        _ => (vec![beneficiary.clone()], others),
+    };
+    let thread = fields.thread_id();
+    let base_url = fields.style.base_url.clone();
+    let details = details(fields, &beneficiary);
+    let subject = if emergency {
+        format!("Re: EMERGENCY ACCESS: {beneficiary} broke glass on {project}")
+    } else {
+        format!("Re: {beneficiary} requests access to project {project}")
+    };
+    Ok(Mail {
+        to,
+        cc,
+        subject,
+        text: format!("{intro}\n\n{}\nOpen JIT access: {base_url}\n", text_table(&details)),
+        html: page(&intro, &details, link(&base_url).map(|url| ("Open JIT access", url)), "", ""),
+        headers: vec![("In-Reply-To".into(), thread.clone()), ("References".into(), thread)],
+    })
+}
+
+/// What a change says, and to whom it goes first.
+fn change(fields: &Fields<'_>, kind: Kind, beneficiary: &Email) -> Result<Change, Skip> {
+    let actor = fields.text("actor");
+    let to = |what: String, to: Audience| Ok(Change { what, to });
     let (what, to_reviewers) = match kind {
-        common::event::APPROVAL_RECORDED if !fields.text("extension_end_time").is_empty() => (
+        Kind::RequestActivation
+        | Kind::ActivationApproved
+        | Kind::ActivationSelfApproved
+        | Kind::BreakGlassActivated => {
+            return Err(Skip::Poison(format!("{kind} has a mail of its own")));
+        }
+        Kind::RatificationRecorded => {
+            let complete = fields.attributes["break_glass"]["review"] == "RATIFIED";
+            let count =
+                format!("{} of {} ratifications", fields.number("approvals"), fields.number("approvals_needed"));
+            let what = if complete {
+                format!("{actor} ratified the emergency access of {beneficiary} ({count}): the review is complete.")
+            } else {
+                format!("{actor} ratified the emergency access of {beneficiary} ({count}).")
+            };
+            return to(what, Audience::Requester);
+        }
+        Kind::BreakGlassRejected => {
+            let what =
+                format!("{actor} rejected the emergency access of {beneficiary}; it is revoked if it was still live.");
+            return to(what, Audience::Reviewers);
+        }
+        Kind::BreakGlassUnreviewed => {
+            let what = format!(
+                "The emergency access of {beneficiary} was not ratified by its deadline, {}: review what was done with it now.",
+                fields.time_in(&fields.attributes["break_glass"]["review_deadline"])
+            );
+            return to(what, Audience::Administrators);
+        }
+        Kind::ApprovalRecorded if !fields.text("extension_end_time").is_empty() => (
             format!(
                 "{actor} approved extending the access of {beneficiary} until {} ({} of {} approvals needed).",
                 fields.time("extension_end_time"),
@@ -85,7 +180,7 @@ fn lifecycle(fields: &Fields<'_>, kind: &str) -> Result<Mail, Skip> {
             ),
             false,
         ),
-        common::event::APPROVAL_RECORDED => (
+        Kind::ApprovalRecorded => (
             format!(
                 "{actor} approved the request of {beneficiary} ({} of {} approvals needed).",
                 fields.number("approvals"),
@@ -93,59 +188,68 @@ fn lifecycle(fields: &Fields<'_>, kind: &str) -> Result<Mail, Skip> {
             ),
             false,
         ),
-        common::event::REQUEST_DENIED => (format!("{actor} denied the request of {beneficiary}."), false),
-        common::event::REQUEST_WITHDRAWN => {
-            (format!("{beneficiary} withdrew the request; nothing is needed from you."), true)
-        }
-        common::event::ACTIVATION_ENDED if !fields.text("superseded_by").is_empty() => (
+        Kind::RequestDenied => (format!("{actor} denied the request of {beneficiary}."), false),
+        Kind::RequestWithdrawn => (format!("{beneficiary} withdrew the request; nothing is needed from you."), true),
+        Kind::ActivationEnded if !fields.text("superseded_by").is_empty() => (
             format!(
                 "{beneficiary} activated the role again ({}); the earlier access is replaced by it.",
                 fields.text("superseded_by")
             ),
             true,
         ),
-        common::event::ACTIVATION_ENDED => (format!("{beneficiary} ended the access early; it is removed."), true),
-        common::event::ACTIVATION_REVOKED => {
-            (format!("{actor} revoked the access of {beneficiary}; it is removed."), false)
-        }
-        common::event::ACTIVATION_FAILED => {
-            (format!("Granting the access of {beneficiary} failed; nothing was granted."), false)
-        }
-        common::event::EXTENSION_REQUESTED => (
+        Kind::ActivationEnded => (format!("{beneficiary} ended the access early; it is removed."), true),
+        Kind::ActivationRevoked => (format!("{actor} revoked the access of {beneficiary}; it is removed."), false),
+        Kind::ActivationFailed => (format!("Granting the access of {beneficiary} failed; nothing was granted."), false),
+        Kind::ExtensionRequested => (
             format!(
                 "{beneficiary} asks for the access to last until {}; it needs your approval again.",
                 fields.time("extension_end_time")
             ),
             true,
         ),
-        common::event::EXTENSION_FAILED => (
+        Kind::ExtensionFailed => (
             format!("Extending the access of {beneficiary} failed; it still ends at {}.", fields.time("end_time")),
             false,
         ),
-        common::event::ACTIVATION_EXTENDED => {
+        Kind::ActivationExtended => {
             (format!("The access of {beneficiary} now lasts until {}.", fields.time("end_time")), false)
         }
-        _ => (format!("The access of {beneficiary} was changed or removed outside JIT access."), false),
+        Kind::ActivationExternallyModified => {
+            (format!("The access of {beneficiary} was changed or removed outside JIT access."), false)
+        }
     };
-    let intro = if reason.is_empty() { what } else { format!("{what} Reason: {reason}") };
-    let mut others: Vec<Email> = reviewers.into_iter().chain(approvers).filter(|e| e != &beneficiary).collect();
-    others.sort();
-    others.dedup();
-    let (to, cc) = if to_reviewers && !others.is_empty() {
-        (others, vec![beneficiary.clone()])
-    } else {
-        (vec![beneficiary.clone()], others)
-    };
-    let thread = fields.thread_id();
-    let base_url = fields.style.base_url.clone();
-    let details = details(fields, &beneficiary);
+    to(what, if to_reviewers { Audience::Reviewers } else { Audience::Requester })
+}
+
+/// Emergency access, granted at once: everyone who may ratify it and the administrators are
+/// told, with a link to the request where they ratify or reject it.
+fn break_glass(fields: &Fields<'_>) -> Result<Mail, Skip> {
+    let beneficiary = fields.email("beneficiary")?;
+    let mut to = fields.emails("reviewers")?;
+    to.extend(fields.style.administrators.iter().cloned());
+    to.retain(|e| e != &beneficiary);
+    to.sort();
+    to.dedup();
+    let project = fields.text("project_id");
+    let role = fields.text("role");
+    let id: String =
+        fields.text("activation_id").chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();
+    let review_url = format!("{}/?request={id}", fields.style.base_url);
+    let mut details = details(fields, &beneficiary);
+    let deadline = fields.time_in(&fields.attributes["break_glass"]["review_deadline"]);
+    details.push(("Review due", deadline.clone()));
+    let needed = fields.number("approvals_needed");
+    let intro = format!(
+        "{beneficiary} used emergency access (break glass): {role} on {project} was granted at once, without approval. It needs {needed} ratifications by {deadline}; ratify it if it was warranted, reject it (a live grant is revoked at once) if not."
+    );
+    let footer = "You receive this because you may approve this role, or are an administrator of JIT access. Unratified emergency access is escalated to the administrators.";
     Ok(Mail {
         to,
-        cc,
-        subject: format!("Re: {beneficiary} requests access to project {project}"),
-        text: format!("{intro}\n\n{}\nOpen JIT access: {base_url}\n", text_table(&details)),
-        html: page(&intro, &details, link(&base_url).map(|url| ("Open JIT access", url)), "", ""),
-        headers: vec![("In-Reply-To".into(), thread.clone()), ("References".into(), thread)],
+        cc: vec![beneficiary.clone()],
+        subject: format!("EMERGENCY ACCESS: {beneficiary} broke glass on {project}"),
+        text: format!("{intro}\n\n{}\nReview it: {review_url}\n\n{footer}", text_table(&details)),
+        html: page(&intro, &details, Some(("Review the emergency access", &review_url)), "", footer),
+        headers: vec![("Message-ID".into(), fields.thread_id())],
     })
 }
 
@@ -181,7 +285,11 @@ impl Fields<'_> {
 
     /// An RFC 3339 time, shown in the configured zone: `Tue, 24 Nov 2026 16:00 CET`.
     fn time(&self, name: &str) -> String {
-        let raw = self.attributes[name].as_str().unwrap_or_default();
+        self.time_in(&self.attributes[name])
+    }
+
+    fn time_in(&self, value: &Value) -> String {
+        let raw = value.as_str().unwrap_or_default();
         match raw.parse::<jiff::Timestamp>() {
             Ok(timestamp) => {
                 timestamp.to_zoned_datetime(self.style.time_zone.clone()).strftime("%a, %d %b %Y %H:%M %Z").to_string()
@@ -369,6 +477,7 @@ mod tests {
             thread_domain: "example.com".into(),
             self_approved: true,
             base_url: "https://jit.example.com".into(),
+            administrators: vec![Email::parse("admin@example.com").expect("email")],
         }
     }
 
@@ -436,16 +545,16 @@ mod tests {
         event["attributes"]["approvals"] = json!(1);
         event["attributes"]["approvals_needed"] = json!(2);
         for (kind, to) in [
-            (common::event::APPROVAL_RECORDED, "alice@example.com"),
-            (common::event::REQUEST_DENIED, "alice@example.com"),
-            (common::event::REQUEST_WITHDRAWN, "bob@example.com"),
-            (common::event::ACTIVATION_ENDED, "bob@example.com"),
-            (common::event::ACTIVATION_REVOKED, "alice@example.com"),
-            (common::event::ACTIVATION_FAILED, "alice@example.com"),
-            (common::event::ACTIVATION_EXTERNALLY_MODIFIED, "alice@example.com"),
-            (common::event::EXTENSION_FAILED, "alice@example.com"),
-            (common::event::EXTENSION_REQUESTED, "bob@example.com"),
-            (common::event::ACTIVATION_EXTENDED, "alice@example.com"),
+            (Kind::ApprovalRecorded.name(), "alice@example.com"),
+            (Kind::RequestDenied.name(), "alice@example.com"),
+            (Kind::RequestWithdrawn.name(), "bob@example.com"),
+            (Kind::ActivationEnded.name(), "bob@example.com"),
+            (Kind::ActivationRevoked.name(), "alice@example.com"),
+            (Kind::ActivationFailed.name(), "alice@example.com"),
+            (Kind::ActivationExternallyModified.name(), "alice@example.com"),
+            (Kind::ExtensionFailed.name(), "alice@example.com"),
+            (Kind::ExtensionRequested.name(), "bob@example.com"),
+            (Kind::ActivationExtended.name(), "alice@example.com"),
         ] {
             event["type"] = json!(kind);
             let mail = compose(&event, &style()).unwrap_or_else(|e| panic!("{kind}: {e:?}"));
@@ -454,8 +563,58 @@ mod tests {
             assert!(!mail.html.contains("<b>"), "{kind}: escaped");
             assert!(mail.headers.iter().any(|(name, _)| name == "In-Reply-To"), "{kind}: in the thread");
         }
-        event["type"] = json!(common::event::APPROVAL_RECORDED);
+        event["type"] = json!(Kind::ApprovalRecorded.name());
         assert!(compose(&event, &style()).expect("mail").text.contains("(1 of 2 approvals needed)"));
+    }
+
+    #[test]
+    fn emergency_access_is_mailed_to_its_reviewers_and_the_administrators_with_a_link_to_review_it() {
+        let mut event = request_event("INC-1");
+        event["type"] = json!("BreakGlassActivated");
+        event["attributes"]["reviewers"] = json!(["bob@example.com", "erin@example.com"]);
+        event["attributes"]["approvals_needed"] = json!(2);
+        event["attributes"]["approvers"] = json!([]);
+        event["attributes"]["break_glass"] =
+            json!({"review": "PENDING", "review_deadline": "2026-11-24T19:00:00Z", "ratifications": 0});
+        let mail = compose(&event, &style()).expect("mailed");
+        let to: Vec<&str> = mail.to.iter().map(Email::as_str).collect();
+        assert_eq!(to, ["admin@example.com", "bob@example.com", "erin@example.com"]);
+        assert_eq!(mail.cc, vec![Email::parse("alice@example.com").expect("email")]);
+        assert!(mail.subject.starts_with("EMERGENCY ACCESS: alice@example.com"), "{}", mail.subject);
+        assert!(mail.text.contains("https://jit.example.com/?request=mpa-abc"), "{}", mail.text);
+        assert!(mail.text.contains("2 ratifications by Tue, 24 Nov 2026 20:00 CET"), "{}", mail.text);
+
+        event["type"] = json!("BreakGlassUnreviewed");
+        event["attributes"]["break_glass"]["review"] = json!("UNREVIEWED");
+        let mail = compose(&event, &style()).expect("mailed");
+        assert_eq!(mail.to, vec![Email::parse("admin@example.com").expect("email")], "escalated to the administrators");
+        assert!(
+            mail.cc.iter().any(|e| e.as_str() == "bob@example.com")
+                && mail.cc.iter().any(|e| e.as_str() == "alice@example.com")
+        );
+        assert!(mail.subject.starts_with("Re: EMERGENCY ACCESS"), "in the thread: {}", mail.subject);
+
+        event["type"] = json!("BreakGlassRejected");
+        event["attributes"]["actor"] = json!("erin@example.com");
+        let mail = compose(&event, &style()).expect("mailed");
+        assert!(
+            mail.to.iter().any(|e| e.as_str() == "admin@example.com")
+                && mail.to.iter().any(|e| e.as_str() == "bob@example.com")
+        );
+        assert!(mail.text.contains("erin@example.com rejected the emergency access"), "{}", mail.text);
+    }
+
+    #[test]
+    fn every_kind_of_event_is_mailed_or_deliberately_not() {
+        for kind in Kind::ALL {
+            let mut event = request_event("BUG-1");
+            event["type"] = json!(kind.name());
+            event["attributes"]["approvers"] = json!([]);
+            event["attributes"]["approver"] = json!("bob@example.com");
+            event["attributes"]["break_glass"] =
+                json!({"review": "PENDING", "review_deadline": "2026-11-24T19:00:00Z"});
+            assert!(compose(&event, &style()).is_ok(), "{kind}");
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod tests {
                     thread_domain: "example.com".into(),
                     self_approved: true,
                     base_url: "https://jit.example.com".into(),
+                    administrators: Vec::new(),
                 };
                 let _ = crate::compose::compose(&event, &style);
             }
@@ -34,7 +35,7 @@ mod tests {
                 "end_time": "2026-11-24T16:00:00Z", "request_expiry_time": "2026-11-24T16:00:00Z", "justification": "j",
                 "base_url": "https://jit.example.com", "action_url": "https://jit.example.com/?activation=a.b.c"}});
             event["attributes"][field] = serde_json::json!(format!("<b>{value}"));
-            let style = crate::compose::Style { time_zone: jiff::tz::TimeZone::UTC, thread_domain: "example.com".into(), self_approved: true, base_url: "https://jit.example.com".into() };
+            let style = crate::compose::Style { time_zone: jiff::tz::TimeZone::UTC, thread_domain: "example.com".into(), self_approved: true, base_url: "https://jit.example.com".into(), administrators: Vec::new() };
             let mail = crate::compose::compose(&event, &style).expect("a valid event");
             proptest::prop_assert!(!mail.html.contains("<b>"));
             proptest::prop_assert!(!mail.subject.contains('\n') && !mail.subject.contains('\r'));

@@ -43,6 +43,8 @@ pub struct Config {
     /// `BASE_URL`: links in mail are built from it, never taken from an event.
     pub base_url: String,
     pub secret_manager_endpoint: String,
+    /// `ADMINISTRATORS`, as addresses: mailed of every emergency access.
+    pub administrators: Vec<common::email::Email>,
     pub backend: BackendSettings,
 }
 
@@ -102,6 +104,12 @@ impl Config {
             push_auth,
             base_url: base_url.trim_end_matches('/').to_string(),
             secret_manager_endpoint: env.text("SECRET_MANAGER_ENDPOINT", "https://secretmanager.googleapis.com"),
+            // Told of every emergency access, users and groups alike (a group's address is mailed).
+            administrators: common::config::administrators(env)
+                .iter()
+                .filter_map(|member| member.split_once(':'))
+                .filter_map(|(_, address)| common::email::Email::parse(address).ok())
+                .collect(),
             backend: BackendSettings::read(env),
         }
     }
@@ -147,6 +155,7 @@ impl AppState {
             thread_domain: config.sender_address.rsplit('@').next().unwrap_or("jit-access").to_string(),
             self_approved: config.self_approved_mail,
             base_url: config.base_url.clone(),
+            administrators: config.administrators.clone(),
         };
         let push_auth = config.push_auth.map(|auth| {
             let keys = JwksCache::new(JwksCache::http_client(&config.backend), &auth.jwks_url);

@@ -5,6 +5,10 @@
 //! - `POST /api/projects/{project}/roles/request`: a peer-approval (MPA) request, signed as an
 //!   activation token and sent to the chosen reviewers; event `RequestActivation`. It needs as
 //!   many reviewers as `APPROVAL_POLICY` asks approvals of.
+//! - `POST /api/projects/{project}/roles/break-glass`: emergency access to a peer-approved
+//!   role whose approval policy rule opens break glass: granted at once, ratified after the
+//!   fact by the role's quorum (`BREAK_GLASS_LIMIT` caps how often); event
+//!   `BreakGlassActivated`. Answers as a self-activation does.
 //! - `POST /api/requests/{id}/withdraw`: the requester withdraws a pending request, or ends an
 //!   active grant early (its binding is removed).
 //! - `POST /api/requests/{id}/extend`: the requester asks for a longer grant.
@@ -20,7 +24,7 @@ use axum::Router;
 use axum::extract::{FromRef, Path, State};
 use axum::routing::post;
 use common::config::ConfigError;
-use common::door::{Door, PeerRequest, SelfActivation};
+use common::door::{BreakGlassAsk, Door, PeerRequest, SelfActivation};
 use common::email::Email;
 use common::entitlement::{EntitlementId, FOLDERS, ORGANIZATIONS, PROJECTS, ResourceId, resource_of};
 use common::gcp::GcpError;
@@ -73,6 +77,9 @@ pub fn routes() -> Routes<AppState> {
         ("POST", "/api/folders/{folder}/roles/request", post(request::<FOLDERS>)),
         ("POST", "/api/organizations/{organization}/roles/self-activate", post(self_activate::<ORGANIZATIONS>)),
         ("POST", "/api/organizations/{organization}/roles/request", post(request::<ORGANIZATIONS>)),
+        ("POST", "/api/projects/{project}/roles/break-glass", post(break_glass::<PROJECTS>)),
+        ("POST", "/api/folders/{folder}/roles/break-glass", post(break_glass::<FOLDERS>)),
+        ("POST", "/api/organizations/{organization}/roles/break-glass", post(break_glass::<ORGANIZATIONS>)),
         ("POST", "/api/requests/{id}/withdraw", post(withdraw)),
         ("POST", "/api/requests/{id}/extend", post(extend)),
     ]
@@ -221,6 +228,76 @@ async fn request_checked(
     };
     let (request, _) = state.door.request(caller, resource, asked).await?;
     Ok(ActivationResponse::request(&request, caller, "ACTIVATION_PENDING", Timestamp::now()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct BreakGlassBody {
+    entitlement_id: String,
+    justification: String,
+    /// Minutes; the rule's `breakGlass.maxDuration` when absent.
+    #[serde(default)]
+    activation_timeout: Option<u64>,
+}
+
+async fn break_glass<const KIND: u8>(
+    State(state): State<AppState>,
+    caller: IapUser,
+    Path(project): Path<String>,
+    ApiJson(body): ApiJson<BreakGlassBody>,
+) -> Result<Json<ActivationResponse>, ApiError> {
+    let activation_id = new_id("mpa");
+    let result = match resource_of(KIND, &project) {
+        Ok(resource) => break_glass_checked(&state, caller.email(), &resource, &body, &activation_id).await,
+        Err(error) => Err(error.into()),
+    };
+    let decision = Decision {
+        event: "api.breakGlass",
+        user: caller.email().as_str(),
+        project: &project,
+        roles: body.entitlement_id.clone(),
+        justification: &body.justification,
+        activation_id: &activation_id,
+        ..Decision::default()
+    };
+    audit::record(&decision, &result, "granted at once, awaiting review");
+    result.map(Json)
+}
+
+async fn break_glass_checked(
+    state: &AppState,
+    caller: &Email,
+    resource: &ResourceId,
+    body: &BreakGlassBody,
+    activation_id: &str,
+) -> Result<ActivationResponse, ApiError> {
+    let settings = &state.config.activation;
+    let id = EntitlementId::parse(&body.entitlement_id)?;
+    if id.resource() != resource {
+        return Err(rules::Refusal::ProjectMismatch(body.entitlement_id.clone()).into());
+    }
+    let justification = settings.justification.check(&body.justification)?;
+    let requirement = state.config.approval.policy.requirement(id.role().as_str(), &resource.resource_name());
+    let longest = rules::longest(settings, &requirement, rules::Path::BreakGlass);
+    let asked = BreakGlassAsk {
+        id: activation_id.to_string(),
+        entitlement: id,
+        justification: justification.to_string(),
+        minutes: body.activation_timeout.unwrap_or(longest),
+    };
+    let outcome = state.door.break_glass(caller, resource, asked).await?;
+    let record = outcome.record();
+    let activations = common::door::activations(record, record.start, record.effective_end())?;
+    let mut response = ActivationResponse::self_approved(activation_id, &activations);
+    response.reviewers = record.reviewers.iter().map(common::http::wire::UserJson::from).collect();
+    response.break_glass = common::http::wire::break_glass_json(record, Timestamp::now());
+    response.message = Some(
+        outcome
+            .message
+            .clone()
+            .unwrap_or_else(|| "Emergency access granted; its reviewers and the administrators are told.".into()),
+    );
+    Ok(response)
 }
 
 /// `jit-…` or `mpa-…` and 16 random URL-safe characters.

@@ -80,13 +80,15 @@ pub struct Summary {
     pub requests_closed: usize,
     /// Live bindings no live request owned, removed.
     pub unowned_removed: usize,
+    /// Emergency grants not ratified by their deadline: escalated to the administrators.
+    pub break_glass_escalated: usize,
 }
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "sweep: projects seen {}, folders and organizations seen {}, bindings removed {}, conflicts retried {}, errors {}, open requests {}, completed {}, flagged {}, rewritten {}, closed {}, unowned bindings removed {}",
+            "sweep: projects seen {}, folders and organizations seen {}, bindings removed {}, conflicts retried {}, errors {}, open requests {}, completed {}, flagged {}, rewritten {}, closed {}, unowned bindings removed {}, break glass escalated {}",
             self.projects_seen,
             self.containers_seen,
             self.bindings_removed,
@@ -98,6 +100,7 @@ impl std::fmt::Display for Summary {
             self.bindings_rewritten,
             self.requests_closed,
             self.unowned_removed,
+            self.break_glass_escalated,
         )
     }
 }
@@ -207,6 +210,7 @@ fn count(summary: &mut Summary, outcome: Reconciled) {
         Reconciled::Rewritten => summary.bindings_rewritten += 1,
         Reconciled::Flagged => summary.requests_flagged += 1,
         Reconciled::Closed => summary.requests_closed += 1,
+        Reconciled::Escalated => summary.break_glass_escalated += 1,
     }
 }
 

@@ -65,6 +65,18 @@ resource "google_firestore_field" "expire_at" {
   index_config {}
 }
 
+# A person's list of emergency grants (BREAK_GLASS_LIMIT) goes once its last one leaves the
+# limit's period.
+resource "google_firestore_field" "break_glass_expire_at" {
+  project    = var.project_id
+  database   = local.ledger_database
+  collection = "breakGlassUses"
+  field      = "expireAt"
+
+  ttl_config {}
+  index_config {}
+}
+
 resource "google_project_iam_member" "ledger_users" {
   for_each = toset(["request_approval", "approve", "sweeper", "chat"])
   project  = var.project_id

@@ -62,6 +62,7 @@ locals {
     ACTIVATION_MAX_SCHEDULE          = tostring(var.activation_max_schedule)
     APPROVAL_POLICY                  = var.approval_policy
     ADMINISTRATORS                   = join(",", var.administrators)
+    BREAK_GLASS_LIMIT                = var.break_glass_limit
   }
   ledger_env = {
     FIRESTORE_DATABASE    = "projects/${var.project_id}/databases/${local.ledger_database}"
@@ -115,6 +116,8 @@ locals {
     # mailer checks the claims (docs/security.md, "The push endpoint").
     PUSH_AUTH = "cloud-run"
     BASE_URL  = local.base_url
+    # Mailed of every emergency access and its escalation.
+    ADMINISTRATORS = join(",", var.administrators)
   })
   chat_env = merge(local.activation_env, local.backend_env, local.scope_env, local.ledger_env, {
     SIGNING_SERVICE_ACCOUNT = google_service_account.signer.email

@@ -103,6 +103,14 @@ resource "google_compute_url_map" "frontend" {
       }
       service = google_compute_backend_service.function["approve"].id
     }
+    route_rules {
+      priority = 3
+      match_rules {
+        # emergency access, on projects, folders and organizations alike
+        path_template_match = "/api/{kind}/{id}/roles/break-glass"
+      }
+      service = google_compute_backend_service.function["request_approval"].id
+    }
   }
 }
 

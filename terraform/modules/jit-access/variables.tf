@@ -234,13 +234,23 @@ variable "ledger_retention_days" {
 }
 
 variable "approval_policy" {
-  description = "APPROVAL_POLICY: JSON rules, the first matching wins, e.g. [{\"roles\": [\"roles/owner\"], \"resources\": [\"projects/prod-*\"], \"approvals\": 2, \"approverReason\": \"required\", \"maxDuration\": 60}]. Empty: one approval."
+  description = "APPROVAL_POLICY: JSON rules, the first matching wins, e.g. [{\"roles\": [\"roles/owner\"], \"resources\": [\"projects/prod-*\"], \"approvals\": 2, \"approverReason\": \"required\", \"maxDuration\": 60, \"breakGlass\": {\"maxDuration\": 30, \"reviewWithin\": 240}}]; breakGlass opens the emergency path. Empty: one approval."
   type        = string
   default     = ""
 }
 
+variable "break_glass_limit" {
+  description = "BREAK_GLASS_LIMIT: emergency grants one person may take per period, COUNT/PERIOD with the period in days (d), hours (h) or minutes (m)."
+  type        = string
+  default     = "3/7d"
+  validation {
+    condition     = can(regex("^[0-9]{1,3}/[0-9]+[dhm]$", var.break_glass_limit))
+    error_message = "break_glass_limit is COUNT/PERIOD, e.g. 3/7d or 1/12h."
+  }
+}
+
 variable "administrators" {
-  description = "ADMINISTRATORS: user:EMAIL and group:EMAIL who may revoke any grant and see any request."
+  description = "ADMINISTRATORS: user:EMAIL and group:EMAIL who may revoke any grant, see any request and reject emergency access; mailed of every emergency access."
   type        = list(string)
   default     = []
 }

@@ -27,6 +27,7 @@ fn record() -> Record {
         request_expiry: 1500,
         approvals_needed: 2,
         approver_reason_required: false,
+        break_glass: None,
         token: None,
         timeline: vec![Entry::Requested { at: 1000, actor: email("alice") }],
     }
@@ -39,6 +40,17 @@ fn jit() -> Record {
         reviewers: Vec::new(),
         approvals_needed: 0,
         request_expiry: 1000,
+        ..record()
+    }
+}
+
+/// Alice broke glass: granted at once for 1000–2000, two of Bob, Carol and Dave ratify it
+/// until 1600.
+fn break_glass() -> Record {
+    Record {
+        id: "mpa-glass".into(),
+        request_expiry: 2000,
+        break_glass: Some(BreakGlass { review_deadline: 1600 }),
         ..record()
     }
 }
@@ -445,6 +457,93 @@ proptest::proptest! {
     }
 }
 
+#[test]
+fn emergency_access_is_granted_at_once_and_ratified_by_the_quorum_after_the_fact() {
+    let mut glass = break_glass();
+    assert_eq!(glass.state(at(1000)), State::Activating, "no approval before the grant");
+    settle(&mut glass, 1000);
+    assert_eq!(glass.state(at(1001)), State::Active);
+    assert_eq!(glass.review(at(1001)), Some(Review::Pending));
+    assert!(glass.is_open(at(1001)));
+    // Peer approval's actions are not the way: ratify or reject.
+    let approve = Action::Approve { reason: String::new(), end: None };
+    assert_eq!(apply(&mut glass.clone(), "bob", approve, 1002), Err(Refusal::BreakGlassReviewOnly));
+    let ratify = || Action::Ratify { reason: "warranted".into() };
+    assert_eq!(apply(&mut glass.clone(), "alice", ratify(), 1002), Err(Refusal::SelfReviewOfBreakGlass));
+    assert_eq!(apply(&mut glass.clone(), "eve", ratify(), 1002), Err(Refusal::NotAReviewer));
+    apply(&mut glass, "bob", ratify(), 1010).expect("ratified");
+    assert_eq!(apply(&mut glass.clone(), "bob", ratify(), 1011), Err(Refusal::AlreadyApprovedByYou));
+    assert_eq!(glass.review(at(1011)), Some(Review::Pending), "one of two");
+    apply(&mut glass, "carol", ratify(), 1020).expect("ratified");
+    assert_eq!(glass.review(at(1021)), Some(Review::Ratified));
+    assert_eq!(glass.state(at(1021)), State::Active, "the grant's own end is unaffected");
+    let reject = Action::Reject { reason: "no".into() };
+    assert_eq!(apply(&mut glass.clone(), "dave", reject, 1030), Err(Refusal::ReviewClosed(Review::Ratified)));
+    // Once its grant has ended and it is ratified, nothing is left open.
+    assert!(!glass.is_open(at(2001)));
+}
+
+#[test]
+fn a_rejection_revokes_a_live_emergency_grant_and_only_marks_an_ended_one() {
+    let mut live = break_glass();
+    settle(&mut live, 1000);
+    let reject = || Action::Reject { reason: "not an emergency".into() };
+    assert_eq!(
+        apply(&mut live.clone(), "bob", Action::Reject { reason: " ".into() }, 1100),
+        Err(Refusal::ReasonRequired)
+    );
+    let Decision::Record(entry) = decide(&live, &email("bob"), &reject(), FRESH, at(1100)).expect("rejected") else {
+        panic!("a rejection records an entry");
+    };
+    live.timeline.push(entry);
+    assert_eq!(live.state(at(1100)), State::Revoking, "revoked at once");
+    assert_eq!(next_step(&live, at(1100), None, false), Step::Write(Want::Nothing));
+    settle(&mut live, 1101);
+    assert_eq!((live.state(at(1102)), live.review(at(1102))), (State::Revoked, Some(Review::Rejected)));
+    // Ratifications after the rejection count for nothing.
+    live.timeline.push(Entry::Ratified { at: 1103, actor: email("carol"), reason: String::new() });
+    live.timeline.push(Entry::Ratified { at: 1104, actor: email("dave"), reason: String::new() });
+    assert_eq!(live.review(at(1105)), Some(Review::Rejected));
+
+    // An administrator may reject; an ended grant stays ended (no removal is needed).
+    let mut ended = break_glass();
+    ended.end = 1200;
+    settle(&mut ended, 1000);
+    let root = Standing { may_review: false, administrator: true, beneficiary_eligible: true };
+    let Decision::Record(entry) = decide(&ended, &email("root"), &reject(), root, at(1300)).expect("rejected") else {
+        panic!("a rejection records an entry");
+    };
+    ended.timeline.push(entry);
+    assert_eq!((ended.state(at(1301)), ended.review(at(1301))), (State::Expired, Some(Review::Rejected)));
+    let stranger = Standing { administrator: false, ..root };
+    assert_eq!(decide(&break_glass(), &email("eve"), &reject(), stranger, at(1100)), Err(Refusal::MayNotReject));
+}
+
+#[test]
+fn unratified_emergency_access_is_unreviewed_at_its_deadline_and_stays_open_until_escalated() {
+    let mut glass = break_glass();
+    glass.end = 1300;
+    settle(&mut glass, 1000);
+    apply(&mut glass, "bob", Action::Ratify { reason: String::new() }, 1100).expect("one ratification");
+    assert_eq!(glass.review(at(1599)), Some(Review::Pending));
+    assert!(glass.is_open(at(1400)), "expired, but its review is still pending");
+    assert_eq!(glass.review(at(1600)), Some(Review::Unreviewed));
+    assert!(glass.is_open(at(1600)), "not yet escalated");
+    let late = Action::Ratify { reason: String::new() };
+    assert_eq!(apply(&mut glass.clone(), "carol", late, 1601), Err(Refusal::ReviewClosed(Review::Unreviewed)));
+    // A forged ratification after the deadline counts for nothing.
+    glass.timeline.push(Entry::Ratified { at: 1650, actor: email("carol"), reason: String::new() });
+    assert_eq!(glass.review(at(1700)), Some(Review::Unreviewed));
+    glass.timeline.push(Entry::Escalated { at: 1700 });
+    assert!(!glass.is_open(at(1700)));
+    assert!(glass.latest_end() >= 1600, "kept at least until its review deadline");
+    // A reviewer may revoke an emergency grant early, as an approver may any grant.
+    let mut early = break_glass();
+    settle(&mut early, 1000);
+    assert_eq!(apply(&mut early, "dave", Action::Revoke { reason: "done".into() }, 1050), Ok(State::Revoked));
+    assert_eq!(early.review(at(1051)), Some(Review::Pending), "the review goes on");
+}
+
 /// A pure model of the door at work: the ledger (with `updateTime` preconditions), IAM (one
 /// binding window per request), and workers that carry out [`next_step`] one step at a time,
 /// interleaved with people's decisions, the clock, eligibility changes, sweeps and crashes.
@@ -508,7 +607,11 @@ mod model {
         pub fn new(random: &mut Random) -> World {
             let mut records = Vec::new();
             for i in 0..(1 + random.below(3)) {
-                let mut record = if random.below(2) == 0 { super::record() } else { super::jit() };
+                let mut record = match random.below(3) {
+                    0 => super::record(),
+                    1 => super::jit(),
+                    _ => super::break_glass(),
+                };
                 record.id = format!("{}-{i}", &record.id[..3]);
                 record.approvals_needed = if record.approvals_needed == 0 { 0 } else { 1 + random.below(2) as u32 };
                 records.push(Stored { record, version: 0 });
@@ -556,7 +659,9 @@ mod model {
                 State::Extending => record.extension_approvers().into_iter().filter(eligible).count(),
                 _ => record.approvers().into_iter().filter(eligible).count(),
             };
-            self.beneficiary_eligible && approvers as u32 >= record.approvals_needed
+            // Emergency access is ratified after the fact: no approver is counted before it.
+            let approved = record.break_glass.is_some() || approvers as u32 >= record.approvals_needed;
+            self.beneficiary_eligible && approved
         }
 
         fn commit(&mut self, index: usize, version: u64, entry: Entry) -> bool {
@@ -623,7 +728,9 @@ mod model {
             let actor = *random.pick(&PEOPLE);
             let record = &self.records[index].record;
             let end = record.effective_end() + 1 + random.below(800) as i64;
-            let action = match random.below(6) {
+            let action = match random.below(8) {
+                6 => Action::Ratify { reason: String::new() },
+                7 => Action::Reject { reason: "r".into() },
                 0 => Action::Approve { reason: "r".into(), end: (random.below(3) == 0).then_some(end.min(record.end)) },
                 1 => Action::Deny { reason: "r".into() },
                 2 => Action::Withdraw { reason: String::new() },
@@ -738,6 +845,10 @@ mod model {
                     "{}",
                     context()
                 );
+                // A rejection before the grant's end leaves it without a binding.
+                if record.review(at(self.now)) == Some(Review::Rejected) {
+                    assert!(!state.is_live(), "a rejected emergency grant is live: {}", context());
+                }
             }
         }
     }
