@@ -34,7 +34,7 @@ use crate::gcp::ledger::{Ledger, Stored};
 use crate::http::ApiError;
 use crate::http::wire::RequestJson;
 use crate::justification::JustificationPolicy;
-use crate::lifecycle::{self, BreakGlass, Entry, Record, Review, State, Step, Want};
+use crate::lifecycle::{self, Entry, Record, Review, State, Step, Want};
 use crate::policy::{GrantKey, Policy};
 use crate::rules::{self, Action, Decision, Fresh, Standing, available_actions, decide};
 use crate::timestamp::Timestamp;
@@ -202,39 +202,11 @@ impl LedgerReader {
     }
 }
 
-/// Whether a record says exactly what its verified token says.
+/// Whether a record says exactly what its verified token says: the record the token makes,
+/// but for the timeline.
 fn matches_token(record: &Record, request: &ActivationRequest) -> bool {
-    record.beneficiary == request.beneficiary
-        && record.reviewers == request.reviewers
-        && record.entitlements == [request.entitlement.to_string()]
-        && record.start == request.window.start().unix_seconds()
-        && record.end == request.window.end().unix_seconds()
-        && record.request_expiry == request.expires.unix_seconds()
-        && record.approvals_needed == request.approvals_needed
-        && record.approver_reason_required == request.approver_reason_required
-        && record.justification == request.justification
-        && record.break_glass.map(|b| b.review_deadline) == request.review_deadline.map(Timestamp::unix_seconds)
-        && record.approvals_needed >= 1
-}
-
-/// A ledger record for a verified token: the token is the whole request.
-fn record_from_token(request: &ActivationRequest, token: &str, now: Timestamp) -> Record {
-    Record {
-        id: request.id.clone(),
-        activation_type: ActivationType::Mpa,
-        beneficiary: request.beneficiary.clone(),
-        reviewers: request.reviewers.clone(),
-        entitlements: vec![request.entitlement.to_string()],
-        justification: request.justification.clone(),
-        start: request.window.start().unix_seconds(),
-        end: request.window.end().unix_seconds(),
-        request_expiry: request.expires.unix_seconds(),
-        approvals_needed: request.approvals_needed,
-        approver_reason_required: request.approver_reason_required,
-        break_glass: request.review_deadline.map(|deadline| BreakGlass { review_deadline: deadline.unix_seconds() }),
-        token: Some(token.to_string()),
-        timeline: vec![Entry::Requested { at: now.unix_seconds(), actor: request.beneficiary.clone() }],
-    }
+    let token = record.token.as_deref().unwrap_or_default();
+    same_request(record, &Record::from_request(request, token, Timestamp::UNIX_EPOCH)) && record.approvals_needed >= 1
 }
 
 /// What an action reads afresh before it is decided.
@@ -385,7 +357,7 @@ impl Door {
         // with the ledger, once the caller is known to be one of its reviewers.
         let plain = from_url_form(token.trim());
         let content = match self.reader.verify_token(&plain).await? {
-            Ok(request) => Some(record_from_token(&request, &plain, Timestamp::now())),
+            Ok(request) => Some(Record::from_request(&request, &plain, Timestamp::now())),
             Err(_) => None,
         };
         let anything = Standing { may_review: true, administrator: true, beneficiary_eligible: true };
@@ -416,7 +388,7 @@ impl Door {
         if Timestamp::now() >= request.expires {
             return Err(TokenError::Jwt(crate::jwt::JwtError::Expired).into());
         }
-        let record = record_from_token(&request, &token, Timestamp::now());
+        let record = Record::from_request(&request, &token, Timestamp::now());
         let stored = match self.reader.ledger.create(&record).await {
             Ok(stored) => stored,
             Err(GcpError::Conflict(_)) => return Ok((request.clone(), self.reader.load(&request.id).await?)),
@@ -976,7 +948,7 @@ impl Door {
             review_deadline: Some(now.plus_seconds(rule.review_within_minutes as i64 * 60)),
         };
         let token = signer.sign(&request.claims(signer.issuer(), now)).await?;
-        let record = record_from_token(&request, &token, now);
+        let record = Record::from_request(&request, &token, now);
         self.open_requests(caller, &record, open).await?;
         let mut attempt = 0;
         let stored = loop {
@@ -1121,7 +1093,7 @@ impl Door {
             chosen.iter().filter(|p| holdings.get(*p).is_some_and(|h| h.may_review())).cloned().collect();
         rules::reviewers(caller, &chosen, &qualified, settings, requirement.approvals)?;
         let token = token?;
-        let record = record_from_token(&request, &token, now);
+        let record = Record::from_request(&request, &token, now);
         self.open_requests(caller, &record, open).await?;
         let stored = self.reader.ledger.create(&record).await?;
         let verified = Verified { stored, request: Some(request.clone()), untold: false };

@@ -314,6 +314,27 @@ pub struct Record {
 }
 
 impl Record {
+    /// The record of a signed peer-approval (or emergency) request, as it is created: the one
+    /// mapping from a request to its record, also what a stored record is checked against.
+    pub fn from_request(request: &crate::token::ActivationRequest, token: &str, now: Timestamp) -> Record {
+        Record {
+            id: request.id.clone(),
+            activation_type: ActivationType::Mpa,
+            beneficiary: request.beneficiary.clone(),
+            reviewers: request.reviewers.clone(),
+            entitlements: vec![request.entitlement.to_string()],
+            justification: request.justification.clone(),
+            start: request.window.start().unix_seconds(),
+            end: request.window.end().unix_seconds(),
+            request_expiry: request.expires.unix_seconds(),
+            approvals_needed: request.approvals_needed,
+            approver_reason_required: request.approver_reason_required,
+            break_glass: request.review_deadline.map(|deadline| BreakGlass { review_deadline: deadline.unix_seconds() }),
+            token: Some(token.to_string()),
+            timeline: vec![Entry::Requested { at: now.unix_seconds(), actor: request.beneficiary.clone() }],
+        }
+    }
+
     /// Whether `who` approves this request: listed as a reviewer and not the beneficiary. An
     /// approval in the timeline by anyone else counts for nothing.
     fn counts(&self, who: &Email) -> bool {
