@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::config::Env;
 use crate::trace::TraceContext;
 
 pub use crate::http::MAX_BODY_BYTES;
@@ -23,17 +24,28 @@ pub use crate::http::MAX_BODY_BYTES;
 /// Cloud Run's default request timeout is 300 s; ours answers well before the platform cuts.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// One function, as the runner starts it: its name, the settings it reads, and how its
+/// router is wired from them. Its `main.rs` is `runner::main::<F>()`; tests and the local run
+/// read the same settings ([`Function::read`]) and build the same router ([`Function::build`]).
+pub trait Function {
+    /// The service's name, in its log lines and start-up errors.
+    const NAME: &'static str;
+    /// The settings it reads.
+    type Config: Send + 'static;
+
+    /// Reads its settings from `env`, which collects every problem.
+    fn read(env: &mut Env<'_>) -> Self::Config;
+
+    /// Builds its clients (its state) from `config`, and its router on them.
+    fn build(config: Self::Config) -> impl Future<Output = Result<Router, String>> + Send + 'static;
+}
+
 /// A function's whole `main`: read its configuration (exit 2 with every problem), open
 /// `$PORT`, then build its router (its SDK clients) while already answering: liveness at once,
 /// readiness and every other request once the router exists (exit 1 if it cannot be built).
-pub async fn main<C, E, B, F, G>(service: &'static str, config: Result<C, E>, build: B) -> std::process::ExitCode
-where
-    E: std::fmt::Display,
-    B: FnOnce(C) -> F,
-    F: std::future::Future<Output = Result<Router, G>> + Send + 'static,
-    G: std::fmt::Display,
-{
-    let config = match config {
+pub async fn main<F: Function>() -> std::process::ExitCode {
+    let service = F::NAME;
+    let config = match crate::config::from_process_env(F::read) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("{service}: {error}");
@@ -56,7 +68,7 @@ where
     };
     let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
     tracing::info!(service, port, version = env!("CARGO_PKG_VERSION"), "listening");
-    let built = spawn_build(service, build(config));
+    let built = spawn_build(service, F::build(config));
     match serve(listener, app_when_built(built)).await {
         Ok(()) => {
             tracing::info!(service, "stopped");

@@ -19,25 +19,21 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{FromRef, Path, State};
 use axum::routing::{get, post};
-use common::config::ConfigError;
+use common::config::Env;
 use common::door::{Door, Outcome};
 use common::email::Email;
 use common::gcp::GcpError;
-use common::gcp::jwks::JwksCache;
 use common::http::audit;
 use common::http::wire::{ActivationResponse, RequestJson};
 use common::http::{ApiError, ApiJson, ApiQuery, IapUser, IapVerifier, Routes, api_router};
 use common::rules::Action;
+use common::runner::Function;
 use common::timestamp::Timestamp;
 use common::token::ActivationRequest;
 use serde::Deserialize;
 
 /// The settings this function reads: every section of the shared configuration.
 pub use common::config::Config;
-
-pub fn config_from_env() -> Result<Config, ConfigError> {
-    Config::from_process_env()
-}
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -53,10 +49,22 @@ impl FromRef<AppState> for IapVerifier {
 
 impl AppState {
     pub async fn new(config: Config) -> Result<AppState, GcpError> {
-        let http = JwksCache::http_client(&config.backend);
-        let iap = IapVerifier::from_settings(http, &config.backend, &config.iap);
+        let iap = IapVerifier::from_settings(&config.backend, &config.iap);
         let door = Door::new(Arc::new(config), None).await?;
         Ok(AppState { iap, door })
+    }
+}
+
+impl Function for AppState {
+    const NAME: &'static str = "approve";
+    type Config = Config;
+
+    fn read(env: &mut Env<'_>) -> Config {
+        Config::read(env)
+    }
+
+    async fn build(config: Config) -> Result<Router, String> {
+        AppState::new(config).await.map(router).map_err(|e| e.to_string())
     }
 }
 

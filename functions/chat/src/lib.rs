@@ -35,7 +35,7 @@ use common::chat::{
     parse_event, request_id, update_message,
 };
 use common::condition::ActivationType;
-use common::config::{ConfigError, Env};
+use common::config::Env;
 use common::door::Door;
 use common::email::Email;
 use common::event;
@@ -47,6 +47,7 @@ use common::http::push::{PushAuth, authenticate, bearer, google_keys_url, parse_
 use common::jwt::{Expectations, JwtError};
 use common::lifecycle::Record;
 use common::rules::Action;
+use common::runner::Function;
 use common::timestamp::Timestamp;
 use serde_json::{Value, json};
 
@@ -113,12 +114,6 @@ impl Config {
     }
 }
 
-pub fn config_from_env() -> Result<Config, ConfigError> {
-    let mut env = Env::from_process();
-    let config = Config::read(&mut env);
-    env.finish().map(|_| config)
-}
-
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// The one door to a request: the same decisions as the approve function's.
@@ -154,6 +149,19 @@ impl AppState {
             push: config.push_auth,
             click_timeout: config.click_timeout,
         })
+    }
+}
+
+impl Function for AppState {
+    const NAME: &'static str = "chat";
+    type Config = Config;
+
+    fn read(env: &mut Env<'_>) -> Config {
+        Config::read(env)
+    }
+
+    async fn build(config: Config) -> Result<Router, String> {
+        AppState::new(config).await.map(router).map_err(|e| e.to_string())
     }
 }
 
@@ -484,6 +492,7 @@ fn dropped(message_id: &str, reason: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use common::config::ConfigError;
 
     fn read(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let mut all = vec![

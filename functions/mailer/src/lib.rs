@@ -21,11 +21,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use common::config::{BackendSettings, ConfigError, Env};
+use common::config::{BackendSettings, Env};
 use common::gcp::jwks::JwksCache;
 use common::http::ApiError;
 use common::http::push::authenticate;
 pub use common::http::push::{PushAuth, SignatureCheck};
+use common::runner::Function;
 
 use crate::compose::{Skip, Style, compose};
 use crate::sendgrid::{SendGrid, Sent};
@@ -107,12 +108,6 @@ impl Config {
     }
 }
 
-pub fn config_from_env() -> Result<Config, ConfigError> {
-    let mut env = Env::from_process();
-    let config = Config::read(&mut env);
-    env.finish().map(|_| config)
-}
-
 #[derive(Debug, Clone)]
 pub struct AppState {
     sendgrid: SendGrid,
@@ -164,6 +159,19 @@ async fn read_secret(config: &Config, path: &str) -> Result<String, String> {
     common::gcp::secrets::read_secret(&config.secret_manager_endpoint, path)
         .await
         .map_err(|e| format!("reading the SendGrid key: {e}"))
+}
+
+impl Function for AppState {
+    const NAME: &'static str = "mailer";
+    type Config = Config;
+
+    fn read(env: &mut Env<'_>) -> Config {
+        Config::read(env)
+    }
+
+    async fn build(config: Config) -> Result<Router, String> {
+        AppState::new(config).await.map(router)
+    }
 }
 
 pub fn routes() -> common::http::Routes<AppState> {
