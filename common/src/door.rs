@@ -26,7 +26,7 @@ use crate::email::Email;
 use crate::entitlement::{EntitlementId, ResourceId};
 use crate::event;
 use crate::gcp::GcpError;
-use crate::gcp::catalog::{AnyCatalog, Catalog as _};
+use crate::gcp::catalog::AnyCatalog;
 use crate::gcp::events::{EventPublisher, publish_or_log, publisher_for};
 use crate::gcp::iam::IamWriter;
 use crate::gcp::jwks::JwksCache;

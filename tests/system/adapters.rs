@@ -4,7 +4,7 @@ use common::activation::{Activation, ActivationWindow, Approval};
 use common::condition::ActivationType;
 use common::entitlement::{Entitlement, EntitlementId};
 use common::gcp::GcpError;
-use common::gcp::catalog::{AssetInventoryCatalog, Catalog as _, PolicyAnalyzerCatalog};
+use common::gcp::catalog::{AssetInventoryCatalog, PolicyAnalyzerCatalog};
 use common::gcp::events::{Event, EventPublisher, PubSubPublisher};
 use common::gcp::iam::IamWriter;
 use common::gcp::jwks::JwksCache;

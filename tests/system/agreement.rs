@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use common::activation::{ActivationBinding, read_activation_binding};
 use common::condition::{Evaluation, evaluate_at};
 use common::entitlement::{Entitlement, ProjectId, eligible_entitlement, eligible_entitlements};
-use common::gcp::catalog::{AnyCatalog, Catalog as _};
+use common::gcp::catalog::AnyCatalog;
 use common::policy::{Binding, Expr};
 use common::timestamp::Timestamp;
 use emulator::world::{GroupFile, NodeFile, Settings};

@@ -33,7 +33,7 @@ use common::config::{
 use common::door::LedgerReader;
 use common::entitlement::{Entitlement, EntitlementId, FOLDERS, ORGANIZATIONS, PROJECTS, resource_of};
 use common::gcp::GcpError;
-use common::gcp::catalog::{AnyCatalog, Catalog as _, Freshness, ReadBudgets};
+use common::gcp::catalog::{AnyCatalog, Freshness, ReadBudgets};
 use common::http::wire::{RequestJson, UserJson};
 use common::http::{ApiError, ApiQuery, IapUser, IapVerifier, Routes, api_router};
 use common::lifecycle::{Record, State as RequestState};
