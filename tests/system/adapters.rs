@@ -94,15 +94,24 @@ async fn catalog_sees_activations_with_their_window() {
 async fn catalog_lists_peers_through_nested_groups() {
     let backend = backend().await;
     let catalog = PolicyAnalyzerCatalog::new(&backend.settings, &backend.scope).await.expect("client");
-    let admins =
-        catalog.holders(&entitlement("project-1:roles/compute.admin", ActivationType::Mpa)).await.expect("analysis");
+    let admins = catalog
+        .reviewers(&entitlement("project-1:roles/compute.admin", ActivationType::Mpa))
+        .await
+        .expect("analysis")
+        .peers;
     assert_eq!(admins, vec![email(ALICE), email(BOB)]);
-    let on_call =
-        catalog.holders(&entitlement("project-1:roles/logging.admin", ActivationType::Mpa)).await.expect("analysis");
+    let on_call = catalog
+        .reviewers(&entitlement("project-1:roles/logging.admin", ActivationType::Mpa))
+        .await
+        .expect("analysis")
+        .peers;
     assert_eq!(on_call, vec![email("dave@example.com"), email("erin@example.com")]);
     // Holding the role some other way does not make one a peer.
-    let jit =
-        catalog.holders(&entitlement("project-1:roles/compute.admin", ActivationType::Jit)).await.expect("analysis");
+    let jit = catalog
+        .reviewers(&entitlement("project-1:roles/compute.admin", ActivationType::Jit))
+        .await
+        .expect("analysis")
+        .peers;
     assert!(jit.is_empty(), "{jit:?}");
 }
 

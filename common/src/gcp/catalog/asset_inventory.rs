@@ -323,10 +323,6 @@ impl AssetInventoryCatalog {
         Ok(UserEntitlements { entitlements, activations, warnings: Vec::new() })
     }
 
-    pub async fn holders(&self, entitlement: &Entitlement) -> Result<Vec<Email>, GcpError> {
-        Ok(self.reviewers(entitlement).await?.peers)
-    }
-
     pub async fn reviewers(&self, entitlement: &Entitlement) -> Result<Reviewers, GcpError> {
         let bindings = self.effective_policies(entitlement.id.resource()).await?;
         let now = Timestamp::now();

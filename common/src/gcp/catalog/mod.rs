@@ -56,10 +56,6 @@ pub struct Reviewers {
 }
 
 impl Reviewers {
-    pub fn may_review(&self, who: &Email) -> bool {
-        self.peers.contains(who) || self.designated.contains(who)
-    }
-
     /// Everyone who may review, once each, sorted.
     pub fn all(&self) -> Vec<Email> {
         self.peers.iter().chain(&self.designated).cloned().collect::<BTreeSet<_>>().into_iter().collect()
@@ -127,11 +123,6 @@ impl AnyCatalog {
     /// nested groups.
     pub async fn user_entitlements(&self, user: &Email, project: &ResourceId) -> Result<UserEntitlements, GcpError> {
         either!(self, catalog => catalog.user_entitlements(user, project).await)
-    }
-
-    /// The users who hold `entitlement` with the same activation type: the qualified peers.
-    pub async fn holders(&self, entitlement: &Entitlement) -> Result<Vec<Email>, GcpError> {
-        either!(self, catalog => catalog.holders(entitlement).await)
     }
 
     /// The peers and the designated approvers of `entitlement`, from one read.

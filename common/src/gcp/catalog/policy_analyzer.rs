@@ -91,11 +91,6 @@ impl PolicyAnalyzerCatalog {
         Ok(read_user_entitlements(&response, user, project))
     }
 
-    /// The users who hold `entitlement` with the same activation type: the qualified peers.
-    pub async fn holders(&self, entitlement: &Entitlement) -> Result<Vec<Email>, GcpError> {
-        Ok(self.reviewers(entitlement).await?.peers)
-    }
-
     /// The peers and the designated approvers, from one analysis of the role on the project.
     pub async fn reviewers(&self, entitlement: &Entitlement) -> Result<Reviewers, GcpError> {
         let id = &entitlement.id;
