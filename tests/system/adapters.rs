@@ -7,7 +7,7 @@ use common::gcp::GcpError;
 use common::gcp::catalog::{AssetInventoryCatalog, PolicyAnalyzerCatalog};
 use common::gcp::events::{Event, EventPublisher, PubSubPublisher};
 use common::gcp::iam::IamWriter;
-use common::gcp::jwks::JwksCache;
+use common::gcp::jwks::{JwksCache, Unverified};
 use common::gcp::signer::IamCredentialsSigner;
 use common::http::ApiError;
 use common::iap::VerifiedAssertions;
@@ -243,7 +243,7 @@ async fn sign_jwt_tokens_verify_through_the_jwks_path() {
     let claims = request.claims(signer.issuer(), Timestamp::now());
     let token = signer.sign(&claims).await.expect("signed");
     let keys = JwksCache::service_account(reqwest::Client::new(), &backend.settings, &account);
-    let verified = keys.verify_token(&token, &account, Timestamp::now()).await.expect("keys fetched").expect("valid");
+    let verified = keys.verify_token(&token, &account, Timestamp::now()).await.expect("keys fetched, valid");
     assert_eq!(verified, request);
 }
 
@@ -276,8 +276,11 @@ async fn an_unknown_kid_triggers_exactly_one_refresh() {
     let claims = serde_json::to_value(request().claims(&account, Timestamp::now())).expect("json");
     let forged = stranger.sign_json(&claims).expect("signed");
     for _ in 0..5 {
-        let result = keys.verify_token(&forged, &account, Timestamp::now()).await.expect("keys available");
-        assert!(matches!(result, Err(TokenError::Jwt(common::jwt::JwtError::UnknownKeyId(_)))), "{result:?}");
+        let result = keys.verify_token(&forged, &account, Timestamp::now()).await;
+        assert!(
+            matches!(result, Err(Unverified::Refused(TokenError::Jwt(common::jwt::JwtError::UnknownKeyId(_))))),
+            "keys available, the token refused: {result:?}"
+        );
     }
     assert_eq!(backend.calls("jwks.serviceAccount").await, 2, "one refresh, no storm");
 }
@@ -292,13 +295,10 @@ async fn iap_assertions_minted_by_the_emulator_verify() {
     let keys = JwksCache::iap(reqwest::Client::new(), &backend.settings);
     let assertion = minted["assertion"].as_str().expect("assertion");
     let seen = VerifiedAssertions::new(16);
-    let identity = keys.verify_iap(&seen, assertion, audience, Timestamp::now()).await.expect("keys").expect("valid");
+    let identity = keys.verify_iap(&seen, assertion, audience, Timestamp::now()).await.expect("keys, valid");
     assert_eq!(identity.email, email(BOB));
-    let wrong = keys
-        .verify_iap(&seen, assertion, "/projects/1/global/backendServices/2", Timestamp::now())
-        .await
-        .expect("keys");
-    assert!(wrong.is_err());
+    let wrong = keys.verify_iap(&seen, assertion, "/projects/1/global/backendServices/2", Timestamp::now()).await;
+    assert!(matches!(wrong, Err(Unverified::Refused(_))), "keys available, the audience refused: {wrong:?}");
 }
 
 #[tokio::test]

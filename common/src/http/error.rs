@@ -10,6 +10,7 @@
 //! caller can wait out carries `Retry-After` (seconds).
 
 use crate::gcp::GcpError;
+use crate::gcp::jwks::Unverified;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -270,6 +271,19 @@ impl From<TokenError> for ApiError {
 impl From<crate::token::SignError> for ApiError {
     fn from(error: crate::token::SignError) -> ApiError {
         if error.retryable { ApiError::unavailable(error.to_string()) } else { ApiError::backend(error.to_string()) }
+    }
+}
+
+/// A key fetch that failed as a backend failure; a refusal as its own reason says.
+impl<E> From<Unverified<E>> for ApiError
+where
+    ApiError: From<E>,
+{
+    fn from(error: Unverified<E>) -> ApiError {
+        match error {
+            Unverified::Keys(error) => error.into(),
+            Unverified::Refused(reason) => reason.into(),
+        }
     }
 }
 

@@ -81,9 +81,8 @@ where
                 "the request carries more than one IAP assertion",
             ));
         }
-        let verified =
+        let identity =
             verifier.keys.verify_iap(&verifier.seen, assertion, &verifier.audience, Timestamp::now()).await?;
-        let identity = verified.map_err(ApiError::from)?;
         tracing::Span::current().record("user", identity.email.as_str());
         Ok(IapUser(identity))
     }

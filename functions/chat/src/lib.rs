@@ -192,13 +192,13 @@ async fn verify_chat(state: &AppState, headers: &HeaderMap) -> Result<(), ApiErr
             state
                 .chat_keys
                 .verify(|keys| common::jwt::verify(token, keys, &expect), |e| matches!(e, JwtError::UnknownKeyId(_)))
-                .await?
+                .await
                 .map(|_| ())
-                .map_err(|e| refuse(e.to_string()))
+                .map_err(|error| error.map_refused(|e| refuse(e.to_string())).into())
         }
-        ChatAudience::EndpointUrl(url) => {
-            verify_google_id_token(&state.google_keys, token, url, CHAT_ACCOUNT).await?.map_err(refuse)
-        }
+        ChatAudience::EndpointUrl(url) => verify_google_id_token(&state.google_keys, token, url, CHAT_ACCOUNT)
+            .await
+            .map_err(|error| error.map_refused(refuse).into()),
     }
 }
 
