@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::StatusCode;
+use axum::middleware;
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -131,6 +132,8 @@ fn app_when_built(built: watch::Receiver<Option<Router>>) -> Router {
         .route("/health/alive", get(healthy))
         .route("/health/ready", get(move || readiness(ready.clone())))
         .fallback(move |request: Request| forward(built.clone(), request))
+        // What the built app answers is logged inside it; this logs `not_started`.
+        .layer(middleware::map_response(crate::http::log_errors))
 }
 
 async fn readiness(built: watch::Receiver<Option<Router>>) -> axum::response::Response {
@@ -154,11 +157,13 @@ async fn forward(mut built: watch::Receiver<Option<Router>>, request: Request) -
     }
 }
 
-/// The function's router with the platform's routes and layers around it.
+/// The function's router with the platform's routes and layers around it: every API error
+/// it answers is logged once, in the request's span ([`crate::http::log_errors`]).
 pub fn app(router: Router) -> Router {
     router
         .route("/health/alive", get(healthy))
         .route("/health/ready", get(healthy))
+        .layer(middleware::map_response(crate::http::log_errors))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
@@ -416,6 +421,27 @@ mod tests {
             assert_eq!(line["logging.googleapis.com/trace_sampled"], true);
         }
         assert!(lines[2].get("logging.googleapis.com/trace").is_none());
+    }
+
+    #[tokio::test]
+    async fn an_api_error_is_logged_once_inside_its_requests_span() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let layer = tracing_subscriber::fmt::layer().with_ansi(false).with_writer(move || sink.clone());
+        let _default = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+        let router = Router::new().route("/fails", get(|| async { crate::http::ApiError::backend("the cause") }));
+        // Logged inside the app; a second layer outside it finds nothing left to log.
+        let app = app(router).layer(middleware::map_response(crate::http::log_errors));
+        let (status, body) = status_and_body(&app, "/fails").await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        assert!(!body.contains("the cause"), "{body}");
+        let text = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
+        let lines: Vec<&str> = text.lines().filter(|line| line.contains("request failed")).collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        for part in ["request{", "method=GET", "/fails", "code=\"backend_failed\"", "the cause"] {
+            assert!(lines[0].contains(part), "{part} in {}", lines[0]);
+        }
     }
 
     #[tokio::test]

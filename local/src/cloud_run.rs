@@ -48,7 +48,7 @@ impl CloudRunFront {
     }
 
     pub fn router(self) -> Router {
-        Router::new().fallback(invoke).with_state(self)
+        Router::new().fallback(invoke).layer(axum::middleware::map_response(common::http::log_errors)).with_state(self)
     }
 
     /// Cloud Run's invoker check: 401 without a valid Google ID token for this service, 403
@@ -155,7 +155,10 @@ impl PubSubSigner {
     }
 
     pub fn router(self) -> Router {
-        Router::new().fallback(sign_push).with_state(self)
+        Router::new()
+            .fallback(sign_push)
+            .layer(axum::middleware::map_response(common::http::log_errors))
+            .with_state(self)
     }
 }
 
