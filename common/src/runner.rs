@@ -41,6 +41,27 @@ pub trait Function {
     fn build(config: Self::Config) -> impl Future<Output = Result<Router, String>> + Send + 'static;
 }
 
+/// A function crate's [`Function`], from the names every one of them keeps in its `lib.rs`:
+/// `Config` (with `Config::read`), `AppState` (with `async AppState::new(Config) -> Result<…>`)
+/// and `router(AppState) -> Router`. `common::function!("approve");` is the whole of it.
+#[macro_export]
+macro_rules! function {
+    ($name:literal) => {
+        impl $crate::runner::Function for AppState {
+            const NAME: &'static str = $name;
+            type Config = Config;
+
+            fn read(env: &mut $crate::config::Env<'_>) -> Config {
+                Config::read(env)
+            }
+
+            async fn build(config: Config) -> Result<::axum::Router, String> {
+                AppState::new(config).await.map(router).map_err(|e| e.to_string())
+            }
+        }
+    };
+}
+
 /// A function's whole `main`: read its configuration (exit 2 with every problem), open
 /// `$PORT`, then build its router (its SDK clients) while already answering: liveness at once,
 /// readiness and every other request once the router exists (exit 1 if it cannot be built).

@@ -19,7 +19,6 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{FromRef, Path, State};
 use axum::routing::{get, post};
-use common::config::Env;
 use common::door::{Door, Outcome};
 use common::email::Email;
 use common::gcp::GcpError;
@@ -27,7 +26,6 @@ use common::http::audit;
 use common::http::wire::{ActivationResponse, RequestJson};
 use common::http::{ApiError, ApiJson, ApiQuery, IapUser, IapVerifier, Routes, api_router};
 use common::rules::Action;
-use common::runner::Function;
 use common::timestamp::Timestamp;
 use common::token::ActivationRequest;
 use serde::Deserialize;
@@ -55,18 +53,7 @@ impl AppState {
     }
 }
 
-impl Function for AppState {
-    const NAME: &'static str = "approve";
-    type Config = Config;
-
-    fn read(env: &mut Env<'_>) -> Config {
-        Config::read(env)
-    }
-
-    async fn build(config: Config) -> Result<Router, String> {
-        AppState::new(config).await.map(router).map_err(|e| e.to_string())
-    }
-}
+common::function!("approve");
 
 pub fn routes() -> Routes<AppState> {
     vec![

@@ -47,7 +47,6 @@ use common::http::push::{PushAuth, authenticate, bearer, google_keys_url, parse_
 use common::jwt::{Expectations, JwtError};
 use common::lifecycle::Record;
 use common::rules::Action;
-use common::runner::Function;
 use common::timestamp::Timestamp;
 use serde_json::{Value, json};
 
@@ -152,18 +151,7 @@ impl AppState {
     }
 }
 
-impl Function for AppState {
-    const NAME: &'static str = "chat";
-    type Config = Config;
-
-    fn read(env: &mut Env<'_>) -> Config {
-        Config::read(env)
-    }
-
-    async fn build(config: Config) -> Result<Router, String> {
-        AppState::new(config).await.map(router).map_err(|e| e.to_string())
-    }
-}
+common::function!("chat");
 
 pub fn routes() -> common::http::Routes<AppState> {
     vec![("POST", "/", post(chat_event)), ("POST", "/events", post(push))]

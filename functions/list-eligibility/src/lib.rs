@@ -39,7 +39,6 @@ use common::http::{ApiError, ApiQuery, IapUser, IapVerifier, Routes, api_router}
 use common::lifecycle::{Record, State as RequestState};
 use common::rules;
 use common::rules::{Standing, available_actions};
-use common::runner::Function;
 use common::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -136,18 +135,7 @@ pub fn router(state: AppState) -> Router {
     api_router("list-eligibility", routes()).merge(page::router()).with_state(state)
 }
 
-impl Function for AppState {
-    const NAME: &'static str = "list-eligibility";
-    type Config = Config;
-
-    fn read(env: &mut Env<'_>) -> Config {
-        Config::read(env)
-    }
-
-    async fn build(config: Config) -> Result<Router, String> {
-        AppState::new(config).await.map(router).map_err(|e| e.to_string())
-    }
-}
+common::function!("list-eligibility");
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]

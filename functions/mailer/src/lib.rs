@@ -26,7 +26,6 @@ use common::gcp::jwks::JwksCache;
 use common::http::ApiError;
 use common::http::push::authenticate;
 pub use common::http::push::{PushAuth, SignatureCheck};
-use common::runner::Function;
 
 use crate::compose::{Skip, Style, compose};
 use crate::sendgrid::{SendGrid, Sent};
@@ -161,18 +160,7 @@ async fn read_secret(config: &Config, path: &str) -> Result<String, String> {
         .map_err(|e| format!("reading the SendGrid key: {e}"))
 }
 
-impl Function for AppState {
-    const NAME: &'static str = "mailer";
-    type Config = Config;
-
-    fn read(env: &mut Env<'_>) -> Config {
-        Config::read(env)
-    }
-
-    async fn build(config: Config) -> Result<Router, String> {
-        AppState::new(config).await.map(router)
-    }
-}
+common::function!("mailer");
 
 pub fn routes() -> common::http::Routes<AppState> {
     vec![("POST", "/", post(push))]

@@ -19,7 +19,6 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{FromRef, Path, State};
 use axum::routing::post;
-use common::config::Env;
 use common::door::{Door, PeerRequest, SelfActivation};
 use common::email::Email;
 use common::entitlement::{EntitlementId, FOLDERS, ORGANIZATIONS, PROJECTS, ResourceId, resource_of};
@@ -30,7 +29,6 @@ use common::http::wire::{ActivationResponse, RequestJson};
 use common::http::{ApiError, ApiJson, IapUser, IapVerifier, Routes, api_router};
 use common::rules;
 use common::rules::Action;
-use common::runner::Function;
 use common::timestamp::Timestamp;
 use serde::Deserialize;
 
@@ -60,18 +58,7 @@ impl AppState {
     }
 }
 
-impl Function for AppState {
-    const NAME: &'static str = "request-approval";
-    type Config = Config;
-
-    fn read(env: &mut Env<'_>) -> Config {
-        Config::read(env)
-    }
-
-    async fn build(config: Config) -> Result<Router, String> {
-        AppState::new(config).await.map(router).map_err(|e| e.to_string())
-    }
-}
+common::function!("request-approval");
 
 pub fn routes() -> Routes<AppState> {
     vec![
