@@ -26,10 +26,10 @@ use crate::email::Email;
 use crate::entitlement::{EntitlementId, ResourceId};
 use crate::event;
 use crate::gcp::GcpError;
-use crate::gcp::catalog::{AnyCatalog, Catalog as _};
+use crate::gcp::catalog::AnyCatalog;
 use crate::gcp::events::{EventPublisher, publish_or_log, publisher_for};
 use crate::gcp::iam::IamWriter;
-use crate::gcp::jwks::JwksCache;
+use crate::gcp::jwks::{JwksCache, Unverified};
 use crate::gcp::ledger::{Ledger, Stored};
 use crate::http::ApiError;
 use crate::http::wire::RequestJson;
@@ -129,7 +129,8 @@ impl LedgerReader {
         let record = &stored.record;
         match (record.activation_type, &record.token) {
             (ActivationType::Mpa, Some(token)) if record.id.starts_with("mpa-") => {
-                let request = self.verify_token(token).await?.map_err(|_| forged(&record.id))?;
+                let request =
+                    self.verify_token(token).await.map_err(|error| error.map_refused(|_| forged(&record.id)))?;
                 if request.id != record.id || !matches_token(record, &request) {
                     return Err(forged(&record.id));
                 }
@@ -145,15 +146,14 @@ impl LedgerReader {
     }
 
     /// A token's signature and request, at any time (its expiry is the caller's to weigh).
-    async fn verify_token(&self, token: &str) -> Result<Result<ActivationRequest, TokenError>, ApiError> {
+    async fn verify_token(&self, token: &str) -> Result<ActivationRequest, Unverified<TokenError>> {
         let account = &self.service_account;
-        Ok(self
-            .keys
+        self.keys
             .verify(
                 |keys| verify_stored_token(token, keys, account),
                 |error| matches!(error, TokenError::Jwt(crate::jwt::JwtError::UnknownKeyId(_))),
             )
-            .await?)
+            .await
     }
 
     /// Verified records of a query; one that fails verification is left out (and logged).
@@ -356,9 +356,10 @@ impl Door {
         // The token is the request's content: what the approval needs is read side by side
         // with the ledger, once the caller is known to be one of its reviewers.
         let plain = from_url_form(token.trim());
-        let content = match self.reader.verify_token(&plain).await? {
+        let content = match self.reader.verify_token(&plain).await {
             Ok(request) => Some(Record::from_request(&request, &plain, Timestamp::now())),
-            Err(_) => None,
+            Err(Unverified::Refused(_)) => None,
+            Err(Unverified::Keys(error)) => return Err(error.into()),
         };
         let anything = Standing { may_review: true, administrator: true, beneficiary_eligible: true };
         let listed = content.as_ref().filter(|c| decide(c, caller, &action, anything, Timestamp::now()).is_ok());
@@ -377,7 +378,7 @@ impl Door {
     /// A link's token, verified (`unexpired`: as a link to approve must be), and its record.
     async fn of_token(&self, token: &str, unexpired: bool) -> Result<(ActivationRequest, Verified), ApiError> {
         let token = from_url_form(token.trim());
-        let request = self.reader.verify_token(&token).await??;
+        let request = self.reader.verify_token(&token).await?;
         if unexpired && Timestamp::now() >= request.expires.plus_seconds(crate::gcp::jwks::CLOCK_LEEWAY_SECONDS as i64)
         {
             return Err(TokenError::Jwt(crate::jwt::JwtError::Expired).into());

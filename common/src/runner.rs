@@ -10,12 +10,14 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::StatusCode;
+use axum::middleware;
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::config::Env;
 use crate::trace::TraceContext;
 
 pub use crate::http::MAX_BODY_BYTES;
@@ -23,17 +25,49 @@ pub use crate::http::MAX_BODY_BYTES;
 /// Cloud Run's default request timeout is 300 s; ours answers well before the platform cuts.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// One function, as the runner starts it: its name, the settings it reads, and how its
+/// router is wired from them. Its `main.rs` is `runner::main::<F>()`; tests and the local run
+/// read the same settings ([`Function::read`]) and build the same router ([`Function::build`]).
+pub trait Function {
+    /// The service's name, in its log lines and start-up errors.
+    const NAME: &'static str;
+    /// The settings it reads.
+    type Config: Send + 'static;
+
+    /// Reads its settings from `env`, which collects every problem.
+    fn read(env: &mut Env<'_>) -> Self::Config;
+
+    /// Builds its clients (its state) from `config`, and its router on them.
+    fn build(config: Self::Config) -> impl Future<Output = Result<Router, String>> + Send + 'static;
+}
+
+/// A function crate's [`Function`], from the names every one of them keeps in its `lib.rs`:
+/// `Config` (with `Config::read`), `AppState` (with `async AppState::new(Config) -> Result<…>`)
+/// and `router(AppState) -> Router`. `common::function!("approve");` is the whole of it.
+#[macro_export]
+macro_rules! function {
+    ($name:literal) => {
+        impl $crate::runner::Function for AppState {
+            const NAME: &'static str = $name;
+            type Config = Config;
+
+            fn read(env: &mut $crate::config::Env<'_>) -> Config {
+                Config::read(env)
+            }
+
+            async fn build(config: Config) -> Result<::axum::Router, String> {
+                AppState::new(config).await.map(router).map_err(|e| e.to_string())
+            }
+        }
+    };
+}
+
 /// A function's whole `main`: read its configuration (exit 2 with every problem), open
 /// `$PORT`, then build its router (its SDK clients) while already answering: liveness at once,
 /// readiness and every other request once the router exists (exit 1 if it cannot be built).
-pub async fn main<C, E, B, F, G>(service: &'static str, config: Result<C, E>, build: B) -> std::process::ExitCode
-where
-    E: std::fmt::Display,
-    B: FnOnce(C) -> F,
-    F: std::future::Future<Output = Result<Router, G>> + Send + 'static,
-    G: std::fmt::Display,
-{
-    let config = match config {
+pub async fn main<F: Function>() -> std::process::ExitCode {
+    let service = F::NAME;
+    let config = match crate::config::from_process_env(F::read) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("{service}: {error}");
@@ -56,7 +90,7 @@ where
     };
     let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
     tracing::info!(service, port, version = env!("CARGO_PKG_VERSION"), "listening");
-    let built = spawn_build(service, build(config));
+    let built = spawn_build(service, F::build(config));
     match serve(listener, app_when_built(built)).await {
         Ok(()) => {
             tracing::info!(service, "stopped");
@@ -119,6 +153,8 @@ fn app_when_built(built: watch::Receiver<Option<Router>>) -> Router {
         .route("/health/alive", get(healthy))
         .route("/health/ready", get(move || readiness(ready.clone())))
         .fallback(move |request: Request| forward(built.clone(), request))
+        // What the built app answers is logged inside it; this logs `not_started`.
+        .layer(middleware::map_response(crate::http::log_errors))
 }
 
 async fn readiness(built: watch::Receiver<Option<Router>>) -> axum::response::Response {
@@ -142,11 +178,13 @@ async fn forward(mut built: watch::Receiver<Option<Router>>, request: Request) -
     }
 }
 
-/// The function's router with the platform's routes and layers around it.
+/// The function's router with the platform's routes and layers around it: every API error
+/// it answers is logged once, in the request's span ([`crate::http::log_errors`]).
 pub fn app(router: Router) -> Router {
     router
         .route("/health/alive", get(healthy))
         .route("/health/ready", get(healthy))
+        .layer(middleware::map_response(crate::http::log_errors))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
@@ -404,6 +442,27 @@ mod tests {
             assert_eq!(line["logging.googleapis.com/trace_sampled"], true);
         }
         assert!(lines[2].get("logging.googleapis.com/trace").is_none());
+    }
+
+    #[tokio::test]
+    async fn an_api_error_is_logged_once_inside_its_requests_span() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let layer = tracing_subscriber::fmt::layer().with_ansi(false).with_writer(move || sink.clone());
+        let _default = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+        let router = Router::new().route("/fails", get(|| async { crate::http::ApiError::backend("the cause") }));
+        // Logged inside the app; a second layer outside it finds nothing left to log.
+        let app = app(router).layer(middleware::map_response(crate::http::log_errors));
+        let (status, body) = status_and_body(&app, "/fails").await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        assert!(!body.contains("the cause"), "{body}");
+        let text = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
+        let lines: Vec<&str> = text.lines().filter(|line| line.contains("request failed")).collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        for part in ["request{", "method=GET", "/fails", "code=\"backend_failed\"", "the cause"] {
+            assert!(lines[0].contains(part), "{part} in {}", lines[0]);
+        }
     }
 
     #[tokio::test]

@@ -1,8 +1,9 @@
-//! The HTTP surface: Google's REST paths (with their `:verb` suffixes, matched by hand in one
-//! fallback rather than fought over with the router), IAP and SendGrid, and the test controls
-//! under `/_emulator/`.
+//! The HTTP surface: Google's REST paths (with their `:verb` suffixes, matched by hand rather
+//! than fought over with the router: one routing table per emulated service, [`SERVICES`],
+//! asked in turn by one fallback), IAP and SendGrid, and the test controls under `/_emulator/`.
 
 use std::collections::BTreeMap;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::Json;
@@ -57,184 +58,360 @@ async fn google_api(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match dispatch(&state, &method, &uri, &headers, &body).await {
+    let call = Call {
+        state: &state,
+        method: &method,
+        path: uri.path(),
+        query: uri.query().unwrap_or(""),
+        headers: &headers,
+        body: &body,
+    };
+    match dispatch(&call).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
 }
 
-async fn dispatch(state: &Arc<State>, method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Reply {
-    let path = uri.path();
-    let query = uri.query().unwrap_or("");
-    let json_body = || -> Result<Value, GoogleError> {
-        if body.is_empty() {
+/// One call to a Google API, as the services' tables read it.
+struct Call<'a> {
+    state: &'a Arc<State>,
+    method: &'a Method,
+    path: &'a str,
+    query: &'a str,
+    headers: &'a HeaderMap,
+    body: &'a Bytes,
+}
+
+impl<'a> Call<'a> {
+    /// The JSON body; `{}` when there is none.
+    fn json(&self) -> Result<Value, GoogleError> {
+        if self.body.is_empty() {
             return Ok(json!({}));
         }
-        serde_json::from_slice(body).map_err(|e| GoogleError::new(400, &format!("Invalid JSON payload: {e}")))
-    };
+        serde_json::from_slice(self.body).map_err(|e| GoogleError::new(400, &format!("Invalid JSON payload: {e}")))
+    }
 
-    // Firestore: /v1/projects/P/databases/D/documents…
-    if let Some((database, rest)) = path.strip_prefix("/v1/").and_then(|p| p.split_once("/documents"))
-        && database.starts_with("projects/")
-        && database.contains("/databases/")
-    {
-        return firestore(state, method, database, rest, json_body).await;
+    fn parameters(&self) -> Vec<(String, String)> {
+        paging::parameters(self.query)
     }
-    // Google Chat: find a direct message, create and update the app's messages.
-    if method == Method::GET && path == "/v1/spaces:findDirectMessage" {
-        state.enter("chat", "findDirectMessage").await?;
-        let parameters = paging::parameters(query);
-        let answer = lock(&state.chat).find_direct_message(paging::parameter(&parameters, "name"))?;
+
+    /// The path after `prefix`, when the call is a `method` one.
+    fn after(&self, method: Method, prefix: &str) -> Option<&'a str> {
+        if *self.method == method { self.path.strip_prefix(prefix) } else { None }
+    }
+
+    /// Whether the call is `method path`.
+    fn is(&self, method: Method, path: &str) -> bool {
+        *self.method == method && self.path == path
+    }
+}
+
+/// What a service answers a call with.
+type Answer<'a> = Pin<Box<dyn Future<Output = Reply> + Send + 'a>>;
+
+/// An emulated service's routing table: the answer to a call it serves, `None` for any other.
+type Service = for<'a> fn(&'a Call<'a>) -> Option<Answer<'a>>;
+
+/// Every emulated service, asked in this order; the first whose table holds the call answers
+/// it. No call is held by two tables (their paths differ by prefix, suffix or method), but
+/// Firestore's, which claims every path under a database's `/documents`, comes first.
+const SERVICES: &[Service] = &[
+    firestore,
+    google_chat,
+    cloud_asset,
+    cloud_identity,
+    resource_manager,
+    iam_credentials,
+    sendgrid,
+    pubsub,
+    secret_manager,
+    public_keys,
+];
+
+async fn dispatch(call: &Call<'_>) -> Reply {
+    for service in SERVICES {
+        if let Some(answer) = service(call) {
+            return answer.await;
+        }
+    }
+    Err(GoogleError::new(404, &format!("The emulator does not serve {} {}", call.method, call.path)))
+}
+
+fn answer<'a>(reply: impl Future<Output = Reply> + Send + 'a) -> Option<Answer<'a>> {
+    Some(Box::pin(reply))
+}
+
+/// A JSON answer, or the error.
+fn json_reply(value: Result<Value, GoogleError>) -> Reply {
+    Ok(Json(value?).into_response())
+}
+
+/// Firestore: `/v1/projects/P/databases/D/documents…`: a document's `GET`, `:commit` and
+/// `:runQuery`.
+fn firestore<'a>(call: &'a Call<'a>) -> Option<Answer<'a>> {
+    let (database, rest) = call.path.strip_prefix("/v1/")?.split_once("/documents")?;
+    if !(database.starts_with("projects/") && database.contains("/databases/")) {
+        return None;
+    }
+    let state = call.state;
+    match (call.method, rest) {
+        (&Method::POST, ":commit") => answer(async move {
+            state.enter("firestore", "commit").await?;
+            json_reply(lock(&state.firestore).commit(database, &call.json()?))
+        }),
+        (&Method::POST, ":runQuery") => answer(run_query(call, database)),
+        (&Method::GET, document) if document.starts_with('/') => answer(async move {
+            state.enter("firestore", "get").await?;
+            let name = format!("{database}/documents{}", crate::firestore::decode_path(document)?);
+            json_reply(lock(&state.firestore).get(&name))
+        }),
+        (method, _) => {
+            let error = GoogleError::new(404, &format!("The emulator does not serve {method} …/documents{rest}"));
+            answer(async move { Err(error) })
+        }
+    }
+}
+
+/// A stream: over REST a JSON array of responses, and an error is an element of it, with the
+/// HTTP status when nothing was sent yet, after the documents when it comes part-way (HTTP 200
+/// then).
+async fn run_query(call: &Call<'_>, database: &str) -> Reply {
+    let state = call.state;
+    state.enter("firestore", "runQuery").await.map_err(stream_error)?;
+    let answer = lock(&state.firestore).run_query(database, &call.json()?).map_err(stream_error)?;
+    let Some(error) = state.stream_fault("firestore", "runQuery") else {
         return Ok(Json(answer).into_response());
+    };
+    let mut items: Vec<Value> =
+        answer.as_array().into_iter().flatten().filter(|item| item.get("document").is_some()).cloned().collect();
+    items.push(error.body());
+    Ok(Json(items).into_response())
+}
+
+/// Google Chat: find a direct message, create and update the app's messages.
+fn google_chat<'a>(call: &'a Call<'a>) -> Option<Answer<'a>> {
+    let state = call.state;
+    if call.is(Method::GET, "/v1/spaces:findDirectMessage") {
+        return answer(async move {
+            state.enter("chat", "findDirectMessage").await?;
+            let parameters = call.parameters();
+            json_reply(lock(&state.chat).find_direct_message(paging::parameter(&parameters, "name")))
+        });
     }
-    if let Some(rest) = path.strip_prefix("/v1/spaces/") {
-        let parameters = paging::parameters(query);
-        if method == Method::POST
-            && let Some(space) = rest.strip_suffix("/messages")
-        {
-            state.enter("chat", "createMessage").await?;
-            let body = json_body()?;
-            let now = state.now().unix_seconds();
-            let answer = lock(&state.chat).create_message(&format!("spaces/{space}"), &parameters, &body, now)?;
-            return Ok(Json(answer).into_response());
-        }
-        if method == Method::PATCH && rest.contains("/messages/") {
-            state.enter("chat", "updateMessage").await?;
-            let body = json_body()?;
-            let answer = lock(&state.chat).patch_message(&format!("spaces/{rest}"), &parameters, &body)?;
-            return Ok(Json(answer).into_response());
-        }
-    }
-    // Cloud Asset: GET /v1/{scope}:analyzeIamPolicy, …/effectiveIamPolicies:batchGet,
-    // :searchAllIamPolicies, :searchAllResources
-    if method == Method::GET
-        && let Some(rest) = path.strip_prefix("/v1/")
+    let rest = call.path.strip_prefix("/v1/spaces/")?;
+    if *call.method == Method::POST
+        && let Some(space) = rest.strip_suffix("/messages")
     {
-        if let Some(scope) = rest.strip_suffix(":analyzeIamPolicy") {
-            let query = Query::from_query_string(scope, query)?;
-            state.record_analysis(query.recorded());
-            // An injected latency is how long the analysis takes; `executionTimeout` stops it
-            // early with what it found, as Google does when that is shorter than the call's
-            // deadline (otherwise the caller's deadline ends it: DEADLINE_EXCEEDED).
-            let cut_short = state.enter_within("asset", "analyzeIamPolicy", query.execution_timeout).await?;
-            state.spend_analysis_query()?;
-            let mut response = analyze(&state.world(), &query, Timestamp::now())?;
-            if cut_short {
-                crate::analysis::cut_short(&mut response);
-            }
-            return Ok(Json(response).into_response());
-        }
-        let parameters = paging::parameters(query);
-        if let Some(scope) = rest.strip_suffix("/effectiveIamPolicies:batchGet") {
-            state.enter("asset", "batchGetEffectiveIamPolicies").await?;
-            let response = assets::batch_get_effective_iam_policies(&state.world(), scope, &parameters)?;
-            return Ok(Json(response).into_response());
-        }
-        if let Some(scope) = rest.strip_suffix(":searchAllIamPolicies") {
-            state.enter("asset", "searchAllIamPolicies").await?;
-            return Ok(Json(assets::search_all_iam_policies(&state.world(), scope, &parameters)?).into_response());
-        }
-        if let Some(scope) = rest.strip_suffix(":searchAllResources") {
-            state.enter("asset", "searchAllResources").await?;
-            return Ok(Json(assets::search_all_resources(&state.world(), scope, &parameters)?).into_response());
-        }
-        // Cloud Identity groups
-        if rest == "groups:lookup" {
-            state.enter("cloudidentity", "lookup").await?;
-            return Ok(Json(identity::lookup(&state.world(), &parameters)?).into_response());
-        }
-        if let Some(parent) = rest.strip_suffix("/memberships:searchDirectGroups") {
-            state.enter("cloudidentity", "searchDirectGroups").await?;
-            return Ok(Json(identity::search_direct_groups(&state.world(), parent, &parameters)?).into_response());
-        }
-        if let Some(parent) = rest.strip_suffix("/memberships:searchTransitiveGroups") {
-            state.enter("cloudidentity", "searchTransitiveGroups").await?;
-            let response = identity::search_transitive_groups(&state.world(), parent, &parameters)?;
-            return Ok(Json(response).into_response());
-        }
-        if let Some(parent) = rest.strip_suffix("/memberships:searchTransitiveMemberships") {
-            state.enter("cloudidentity", "searchTransitiveMemberships").await?;
-            let response = identity::search_transitive_memberships(&state.world(), parent, &parameters)?;
-            return Ok(Json(response).into_response());
-        }
-        if let Some(parent) = rest.strip_suffix("/memberships").filter(|p| p.starts_with("groups/")) {
-            state.enter("cloudidentity", "listMemberships").await?;
-            return Ok(Json(identity::list_memberships(&state.world(), parent, &parameters)?).into_response());
-        }
+        return answer(async move {
+            state.enter("chat", "createMessage").await?;
+            let body = call.json()?;
+            let now = state.now().unix_seconds();
+            json_reply(lock(&state.chat).create_message(&format!("spaces/{space}"), &call.parameters(), &body, now))
+        });
     }
-    // Resource Manager v3 (and v1, which gcloud calls): get/setIamPolicy on any node.
-    if method == Method::POST {
-        let versioned = path.strip_prefix("/v3/").or_else(|| path.strip_prefix("/v1/"));
+    if *call.method == Method::PATCH && rest.contains("/messages/") {
+        return answer(async move {
+            state.enter("chat", "updateMessage").await?;
+            let body = call.json()?;
+            json_reply(lock(&state.chat).patch_message(&format!("spaces/{rest}"), &call.parameters(), &body))
+        });
+    }
+    None
+}
+
+/// Cloud Asset: `GET /v1/{scope}:analyzeIamPolicy`, `…/effectiveIamPolicies:batchGet`,
+/// `:searchAllIamPolicies`, `:searchAllResources`.
+fn cloud_asset<'a>(call: &'a Call<'a>) -> Option<Answer<'a>> {
+    let rest = call.after(Method::GET, "/v1/")?;
+    let state = call.state;
+    if let Some(scope) = rest.strip_suffix(":analyzeIamPolicy") {
+        return answer(analyze_iam_policy(call, scope));
+    }
+    if let Some(scope) = rest.strip_suffix("/effectiveIamPolicies:batchGet") {
+        return answer(async move {
+            state.enter("asset", "batchGetEffectiveIamPolicies").await?;
+            json_reply(assets::batch_get_effective_iam_policies(&state.world(), scope, &call.parameters()))
+        });
+    }
+    if let Some(scope) = rest.strip_suffix(":searchAllIamPolicies") {
+        return answer(async move {
+            state.enter("asset", "searchAllIamPolicies").await?;
+            json_reply(assets::search_all_iam_policies(&state.world(), scope, &call.parameters()))
+        });
+    }
+    if let Some(scope) = rest.strip_suffix(":searchAllResources") {
+        return answer(async move {
+            state.enter("asset", "searchAllResources").await?;
+            json_reply(assets::search_all_resources(&state.world(), scope, &call.parameters()))
+        });
+    }
+    None
+}
+
+async fn analyze_iam_policy(call: &Call<'_>, scope: &str) -> Reply {
+    let state = call.state;
+    let query = Query::from_query_string(scope, call.query)?;
+    state.record_analysis(query.recorded());
+    // An injected latency is how long the analysis takes; `executionTimeout` stops it early
+    // with what it found, as Google does when that is shorter than the call's deadline
+    // (otherwise the caller's deadline ends it: DEADLINE_EXCEEDED).
+    let cut_short = state.enter_within("asset", "analyzeIamPolicy", query.execution_timeout).await?;
+    state.spend_analysis_query()?;
+    let mut response = analyze(&state.world(), &query, Timestamp::now())?;
+    if cut_short {
+        crate::analysis::cut_short(&mut response);
+    }
+    Ok(Json(response).into_response())
+}
+
+/// Cloud Identity: `GET /v1/groups:lookup`, a group's `memberships`, and the searches of a
+/// member's groups, direct and transitive.
+fn cloud_identity<'a>(call: &'a Call<'a>) -> Option<Answer<'a>> {
+    let rest = call.after(Method::GET, "/v1/")?;
+    let state = call.state;
+    if rest == "groups:lookup" {
+        return answer(async move {
+            state.enter("cloudidentity", "lookup").await?;
+            json_reply(identity::lookup(&state.world(), &call.parameters()))
+        });
+    }
+    if let Some(parent) = rest.strip_suffix("/memberships:searchDirectGroups") {
+        return answer(async move {
+            state.enter("cloudidentity", "searchDirectGroups").await?;
+            json_reply(identity::search_direct_groups(&state.world(), parent, &call.parameters()))
+        });
+    }
+    if let Some(parent) = rest.strip_suffix("/memberships:searchTransitiveGroups") {
+        return answer(async move {
+            state.enter("cloudidentity", "searchTransitiveGroups").await?;
+            json_reply(identity::search_transitive_groups(&state.world(), parent, &call.parameters()))
+        });
+    }
+    if let Some(parent) = rest.strip_suffix("/memberships:searchTransitiveMemberships") {
+        return answer(async move {
+            state.enter("cloudidentity", "searchTransitiveMemberships").await?;
+            json_reply(identity::search_transitive_memberships(&state.world(), parent, &call.parameters()))
+        });
+    }
+    if let Some(parent) = rest.strip_suffix("/memberships").filter(|p| p.starts_with("groups/")) {
+        return answer(async move {
+            state.enter("cloudidentity", "listMemberships").await?;
+            json_reply(identity::list_memberships(&state.world(), parent, &call.parameters()))
+        });
+    }
+    None
+}
+
+/// Resource Manager v3 (and v1, which gcloud calls): `POST {resource}:getIamPolicy` and
+/// `:setIamPolicy` on any node; `GET /v3/folders:search` (the sweeper walks folder policies)
+/// and `/v3/projects:search`.
+fn resource_manager<'a>(call: &'a Call<'a>) -> Option<Answer<'a>> {
+    let state = call.state;
+    if *call.method == Method::POST {
+        let versioned = call.path.strip_prefix("/v3/").or_else(|| call.path.strip_prefix("/v1/"));
         if let Some(resource) = versioned.and_then(|p| p.strip_suffix(":getIamPolicy")) {
-            state.enter("resourcemanager", iam_method(resource, "getIamPolicy")).await?;
-            let requested = &json_body()?["options"]["requestedPolicyVersion"];
-            // proto3 JSON takes an int32 as a number or a string.
-            let version = match requested {
-                Value::Null => None,
-                other => Some(
-                    other
-                        .as_i64()
-                        .or_else(|| other.as_str().and_then(|text| text.parse().ok()))
-                        .ok_or_else(|| GoogleError::new(400, &format!("Invalid requestedPolicyVersion {other}")))?,
-                ),
-            };
-            let policy = state.world().get_policy_as(resource, version)?;
-            return Ok(Json(policy).into_response());
+            return answer(get_iam_policy(call, resource));
         }
         if let Some(resource) = versioned.and_then(|p| p.strip_suffix(":setIamPolicy")) {
-            state.enter("resourcemanager", iam_method(resource, "setIamPolicy")).await?;
-            let body = json_body()?;
-            let policy: common::policy::Policy = serde_json::from_value(body["policy"].clone())
-                .map_err(|e| GoogleError::new(400, &format!("Invalid policy: {e}")))?;
-            let reason = headers.get("x-goog-request-reason").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-            let stored = state.world().set_policy(resource, policy)?;
-            state.record_audit(
-                json!({"method": "setIamPolicy", "resource": resource, "reason": reason, "etag": stored.etag}),
-            );
-            return Ok(Json(stored).into_response());
-        }
-        // IAM Credentials: POST /v1/projects/-/serviceAccounts/EMAIL:signJwt
-        if let Some(account) =
-            path.strip_prefix("/v1/projects/-/serviceAccounts/").and_then(|p| p.strip_suffix(":signJwt"))
-        {
-            state.enter("iamcredentials", "signJwt").await?;
-            return sign_jwt(state, account, &json_body()?);
-        }
-        // SendGrid v3
-        if path == "/v3/mail/send" {
-            state.enter("sendgrid", "send").await?;
-            return send_mail(state, headers, json_body()?);
-        }
-        // Pub/Sub REST publish
-        if let Some(topic) = path.strip_prefix("/v1/").and_then(|p| p.strip_suffix(":publish")) {
-            let reply = publish_rest(state, topic, &json_body()?).await?;
-            return Ok(Json(reply).into_response());
+            return answer(set_iam_policy(call, resource));
         }
     }
-    // Resource Manager v3 folders.search (the sweeper walks folder policies)
-    if method == Method::GET && path == "/v3/folders:search" {
-        state.enter("resourcemanager", "searchFolders").await?;
-        return search_folders(state, &paging::parameters(query));
+    if call.is(Method::GET, "/v3/folders:search") {
+        return answer(async move {
+            state.enter("resourcemanager", "searchFolders").await?;
+            search_folders(state, &call.parameters())
+        });
     }
-    // Resource Manager v3 projects.search
-    if method == Method::GET && path == "/v3/projects:search" {
-        state.enter("resourcemanager", "searchProjects").await?;
-        return search_projects(state, query);
+    if call.is(Method::GET, "/v3/projects:search") {
+        return answer(async move {
+            state.enter("resourcemanager", "searchProjects").await?;
+            search_projects(state, call.query)
+        });
     }
-    // Pub/Sub admin: PUT /v1/projects/P/topics/T, PUT /v1/projects/P/subscriptions/S
-    if let (&Method::PUT, Some(name)) = (method, path.strip_prefix("/v1/")) {
-        if name.contains("/topics/") {
-            let topic = lock(&state.pubsub).create_topic(name)?;
-            return Ok(Json(topic).into_response());
-        }
-        if name.contains("/subscriptions/") {
-            let subscription = lock(&state.pubsub).create_subscription(name, &json_body()?)?;
-            return Ok(Json(subscription).into_response());
-        }
+    None
+}
+
+async fn get_iam_policy(call: &Call<'_>, resource: &str) -> Reply {
+    let state = call.state;
+    state.enter("resourcemanager", iam_method(resource, "getIamPolicy")).await?;
+    let requested = &call.json()?["options"]["requestedPolicyVersion"];
+    // proto3 JSON takes an int32 as a number or a string.
+    let version = match requested {
+        Value::Null => None,
+        other => Some(
+            other
+                .as_i64()
+                .or_else(|| other.as_str().and_then(|text| text.parse().ok()))
+                .ok_or_else(|| GoogleError::new(400, &format!("Invalid requestedPolicyVersion {other}")))?,
+        ),
+    };
+    let policy = state.world().get_policy_as(resource, version)?;
+    Ok(Json(policy).into_response())
+}
+
+async fn set_iam_policy(call: &Call<'_>, resource: &str) -> Reply {
+    let state = call.state;
+    state.enter("resourcemanager", iam_method(resource, "setIamPolicy")).await?;
+    let body = call.json()?;
+    let policy: common::policy::Policy = serde_json::from_value(body["policy"].clone())
+        .map_err(|e| GoogleError::new(400, &format!("Invalid policy: {e}")))?;
+    let reason = call.headers.get("x-goog-request-reason").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let stored = state.world().set_policy(resource, policy)?;
+    state.record_audit(json!({"method": "setIamPolicy", "resource": resource, "reason": reason, "etag": stored.etag}));
+    Ok(Json(stored).into_response())
+}
+
+/// IAM Credentials: `POST /v1/projects/-/serviceAccounts/EMAIL:signJwt`.
+fn iam_credentials<'a>(call: &'a Call<'a>) -> Option<Answer<'a>> {
+    let account = call.after(Method::POST, "/v1/projects/-/serviceAccounts/")?.strip_suffix(":signJwt")?;
+    answer(async move {
+        call.state.enter("iamcredentials", "signJwt").await?;
+        sign_jwt(call.state, account, &call.json()?)
+    })
+}
+
+/// SendGrid v3: `POST /v3/mail/send`, captured.
+fn sendgrid<'a>(call: &'a Call<'a>) -> Option<Answer<'a>> {
+    if !call.is(Method::POST, "/v3/mail/send") {
+        return None;
     }
-    // Public keys: the service account's, and IAP's.
-    if method == Method::GET {
-        if let Some(account) = path.strip_prefix("/service_accounts/v1/metadata/jwk/") {
+    answer(async move {
+        call.state.enter("sendgrid", "send").await?;
+        send_mail(call.state, call.headers, call.json()?)
+    })
+}
+
+/// Pub/Sub over REST: `POST /v1/{topic}:publish`; `PUT /v1/projects/P/topics/T` and
+/// `/v1/projects/P/subscriptions/S` create them. Its gRPC `Publish` has a route of its own.
+fn pubsub<'a>(call: &'a Call<'a>) -> Option<Answer<'a>> {
+    let state = call.state;
+    if let Some(topic) = call.after(Method::POST, "/v1/").and_then(|p| p.strip_suffix(":publish")) {
+        return answer(async move { json_reply(publish_rest(state, topic, &call.json()?).await) });
+    }
+    let name = call.after(Method::PUT, "/v1/")?;
+    if name.contains("/topics/") {
+        return answer(async move { json_reply(lock(&state.pubsub).create_topic(name)) });
+    }
+    if name.contains("/subscriptions/") {
+        return answer(async move { json_reply(lock(&state.pubsub).create_subscription(name, &call.json()?)) });
+    }
+    None
+}
+
+/// Secret Manager: `GET /v1/projects/P/secrets/S/versions/V:access`.
+fn secret_manager<'a>(call: &'a Call<'a>) -> Option<Answer<'a>> {
+    let version = call.after(Method::GET, "/v1/")?.strip_suffix(":access")?;
+    answer(async move {
+        call.state.enter("secretmanager", "accessSecretVersion").await?;
+        access_secret(call.state, version)
+    })
+}
+
+/// Public keys: a service account's (ours, and Google Chat's), Google's OIDC keys and IAP's.
+fn public_keys<'a>(call: &'a Call<'a>) -> Option<Answer<'a>> {
+    let state = call.state;
+    if let Some(account) = call.after(Method::GET, "/service_accounts/v1/metadata/jwk/") {
+        return answer(async move {
             state.enter("jwks", "serviceAccount").await?;
             if account.eq_ignore_ascii_case(common::chat::CHAT_ACCOUNT) {
                 return Ok(jwks_response(state.chat_key.jwks()));
@@ -242,63 +419,22 @@ async fn dispatch(state: &Arc<State>, method: &Method, uri: &Uri, headers: &Head
             if !account.eq_ignore_ascii_case(&state.world().service_account) {
                 return Err(GoogleError::new(404, "Not found"));
             }
-            return Ok(jwks_response(state.service_account_key.jwks()));
-        }
-        if path == "/oauth2/v3/certs" {
+            Ok(jwks_response(state.service_account_key.jwks()))
+        });
+    }
+    if call.is(Method::GET, "/oauth2/v3/certs") {
+        return answer(async move {
             state.enter("jwks", "google").await?;
-            return Ok(jwks_response(state.google_oidc_key.jwks()));
-        }
-        if let Some(version) = path.strip_prefix("/v1/").and_then(|p| p.strip_suffix(":access")) {
-            state.enter("secretmanager", "accessSecretVersion").await?;
-            return access_secret(state, version);
-        }
-        if path == "/iap/verify/public_key-jwk" {
+            Ok(jwks_response(state.google_oidc_key.jwks()))
+        });
+    }
+    if call.is(Method::GET, "/iap/verify/public_key-jwk") {
+        return answer(async move {
             state.enter("jwks", "iap").await?;
-            return Ok(jwks_response(state.iap_key.jwks()));
-        }
+            Ok(jwks_response(state.iap_key.jwks()))
+        });
     }
-    Err(GoogleError::new(404, &format!("The emulator does not serve {method} {path}")))
-}
-
-async fn firestore(
-    state: &Arc<State>,
-    method: &Method,
-    database: &str,
-    rest: &str,
-    json_body: impl Fn() -> Result<Value, GoogleError>,
-) -> Reply {
-    match (method, rest) {
-        (&Method::POST, ":commit") => {
-            state.enter("firestore", "commit").await?;
-            let answer = lock(&state.firestore).commit(database, &json_body()?)?;
-            Ok(Json(answer).into_response())
-        }
-        (&Method::POST, ":runQuery") => {
-            // A stream: over REST a JSON array of responses, and an error is an element of it,
-            // with the HTTP status when nothing was sent yet, after the documents when it
-            // comes part-way (HTTP 200 then).
-            state.enter("firestore", "runQuery").await.map_err(stream_error)?;
-            let answer = lock(&state.firestore).run_query(database, &json_body()?).map_err(stream_error)?;
-            let Some(error) = state.stream_fault("firestore", "runQuery") else {
-                return Ok(Json(answer).into_response());
-            };
-            let mut items: Vec<Value> = answer
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|item| item.get("document").is_some())
-                .cloned()
-                .collect();
-            items.push(error.body());
-            Ok(Json(items).into_response())
-        }
-        (&Method::GET, document) if document.starts_with('/') => {
-            state.enter("firestore", "get").await?;
-            let name = format!("{database}/documents{}", crate::firestore::decode_path(document)?);
-            Ok(Json(lock(&state.firestore).get(&name)?).into_response())
-        }
-        _ => Err(GoogleError::new(404, &format!("The emulator does not serve {method} …/documents{rest}"))),
-    }
+    None
 }
 
 /// An error of a streaming method over REST: the body is the stream, `[{"error": …}]`.

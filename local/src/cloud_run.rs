@@ -17,7 +17,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use common::gcp::jwks::{CLOCK_LEEWAY_SECONDS, JwksCache};
+use common::gcp::jwks::{CLOCK_LEEWAY_SECONDS, JwksCache, Unverified};
 use common::http::ApiError;
 use common::jwt::{Expectations, JwtError, SIGNATURE_REMOVED};
 use common::timestamp::Timestamp;
@@ -48,7 +48,7 @@ impl CloudRunFront {
     }
 
     pub fn router(self) -> Router {
-        Router::new().fallback(invoke).with_state(self)
+        Router::new().fallback(invoke).layer(axum::middleware::map_response(common::http::log_errors)).with_state(self)
     }
 
     /// Cloud Run's invoker check: 401 without a valid Google ID token for this service, 403
@@ -80,7 +80,7 @@ impl CloudRunFront {
             let verified = self
                 .keys
                 .verify(|keys| common::jwt::verify(&token, keys, &expect), |e| matches!(e, JwtError::UnknownKeyId(_)))
-                .await?;
+                .await;
             match verified {
                 Ok(claims) => {
                     let email = claims.get("email").and_then(|e| e.as_str()).unwrap_or_default().to_lowercase();
@@ -97,7 +97,8 @@ impl CloudRunFront {
                     }
                     return Ok((name, token));
                 }
-                Err(error) => last = error,
+                Err(Unverified::Refused(error)) => last = error,
+                Err(Unverified::Keys(error)) => return Err(error.into()),
             }
         }
         Err(refuse(last.to_string()))
@@ -154,7 +155,10 @@ impl PubSubSigner {
     }
 
     pub fn router(self) -> Router {
-        Router::new().fallback(sign_push).with_state(self)
+        Router::new()
+            .fallback(sign_push)
+            .layer(axum::middleware::map_response(common::http::log_errors))
+            .with_state(self)
     }
 }
 

@@ -55,6 +55,7 @@ impl FrontDoor {
             .route("/_local/signout", get(sign_out))
             .fallback(forward)
             .layer(axum::middleware::from_fn(only_local_hosts))
+            .layer(axum::middleware::map_response(common::http::log_errors))
             .with_state(self)
     }
 

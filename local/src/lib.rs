@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use common::config::Env;
+use common::runner::Function as _;
 use emulator::{Emulator, World, WorldFile};
 
 /// The IAP audience of the local front door.
@@ -162,17 +163,19 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
     let chat_config = chat::Config::read(&mut chat_env);
     chat_env.finish()?;
 
-    let serve = |router| async move { common::runner::spawn_local(common::runner::app(router)).await };
-    let list = serve(list_eligibility::router(list_eligibility::AppState::new(list_config).await?)).await?;
-    let request = serve(request_approval::router(request_approval::AppState::new(request_config).await?)).await?;
-    let approve = serve(approve::router(approve::AppState::new(approve_config).await?)).await?;
-    let mailer_state = mailer::AppState::new(mailer_config).await.map_err(anyhow::Error::msg)?;
-    let mailer = serve(mailer::router(mailer_state)).await?;
+    let serve = |built: Result<axum::Router, String>| async move {
+        let router = built.map_err(anyhow::Error::msg)?;
+        anyhow::Ok(common::runner::spawn_local(common::runner::app(router)).await?)
+    };
+    let list = serve(list_eligibility::AppState::build(list_config).await).await?;
+    let request = serve(request_approval::AppState::build(request_config).await).await?;
+    let approve = serve(approve::AppState::build(approve_config).await).await?;
+    let mailer = serve(mailer::AppState::build(mailer_config).await).await?;
     let push = Push { account: PUSH_ACCOUNT, audience: PUSH_AUDIENCE };
     let mailer = front_mailer(&emulator, mailer, push, real_pubsub.is_some()).await?;
     subscribe(&http, &emulator, real_pubsub.as_deref(), &topic, format!("http://{mailer}/"), "jit-mailer-local", push)
         .await?;
-    let chat = serve(chat::router(chat::AppState::new(chat_config).await?)).await?;
+    let chat = serve(chat::AppState::build(chat_config).await).await?;
     start_chat(&http, &emulator, real_pubsub.as_deref(), &topic, chat).await?;
 
     if let Some(every) = options.sweep_every {

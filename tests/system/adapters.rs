@@ -4,10 +4,10 @@ use common::activation::{Activation, ActivationWindow, Approval};
 use common::condition::ActivationType;
 use common::entitlement::{Entitlement, EntitlementId};
 use common::gcp::GcpError;
-use common::gcp::catalog::{AssetInventoryCatalog, Catalog as _, PolicyAnalyzerCatalog};
+use common::gcp::catalog::{AssetInventoryCatalog, PolicyAnalyzerCatalog};
 use common::gcp::events::{Event, EventPublisher, PubSubPublisher};
 use common::gcp::iam::IamWriter;
-use common::gcp::jwks::JwksCache;
+use common::gcp::jwks::{JwksCache, Unverified};
 use common::gcp::signer::IamCredentialsSigner;
 use common::http::ApiError;
 use common::iap::VerifiedAssertions;
@@ -94,15 +94,24 @@ async fn catalog_sees_activations_with_their_window() {
 async fn catalog_lists_peers_through_nested_groups() {
     let backend = backend().await;
     let catalog = PolicyAnalyzerCatalog::new(&backend.settings, &backend.scope).await.expect("client");
-    let admins =
-        catalog.holders(&entitlement("project-1:roles/compute.admin", ActivationType::Mpa)).await.expect("analysis");
+    let admins = catalog
+        .reviewers(&entitlement("project-1:roles/compute.admin", ActivationType::Mpa))
+        .await
+        .expect("analysis")
+        .peers;
     assert_eq!(admins, vec![email(ALICE), email(BOB)]);
-    let on_call =
-        catalog.holders(&entitlement("project-1:roles/logging.admin", ActivationType::Mpa)).await.expect("analysis");
+    let on_call = catalog
+        .reviewers(&entitlement("project-1:roles/logging.admin", ActivationType::Mpa))
+        .await
+        .expect("analysis")
+        .peers;
     assert_eq!(on_call, vec![email("dave@example.com"), email("erin@example.com")]);
     // Holding the role some other way does not make one a peer.
-    let jit =
-        catalog.holders(&entitlement("project-1:roles/compute.admin", ActivationType::Jit)).await.expect("analysis");
+    let jit = catalog
+        .reviewers(&entitlement("project-1:roles/compute.admin", ActivationType::Jit))
+        .await
+        .expect("analysis")
+        .peers;
     assert!(jit.is_empty(), "{jit:?}");
 }
 
@@ -235,7 +244,7 @@ async fn sign_jwt_tokens_verify_through_the_jwks_path() {
     let claims = request.claims(signer.issuer(), Timestamp::now());
     let token = signer.sign(&claims).await.expect("signed");
     let keys = JwksCache::service_account(reqwest::Client::new(), &backend.settings, &account);
-    let verified = keys.verify_token(&token, &account, Timestamp::now()).await.expect("keys fetched").expect("valid");
+    let verified = keys.verify_token(&token, &account, Timestamp::now()).await.expect("keys fetched, valid");
     assert_eq!(verified, request);
 }
 
@@ -268,8 +277,11 @@ async fn an_unknown_kid_triggers_exactly_one_refresh() {
     let claims = serde_json::to_value(request().claims(&account, Timestamp::now())).expect("json");
     let forged = stranger.sign_json(&claims).expect("signed");
     for _ in 0..5 {
-        let result = keys.verify_token(&forged, &account, Timestamp::now()).await.expect("keys available");
-        assert!(matches!(result, Err(TokenError::Jwt(common::jwt::JwtError::UnknownKeyId(_)))), "{result:?}");
+        let result = keys.verify_token(&forged, &account, Timestamp::now()).await;
+        assert!(
+            matches!(result, Err(Unverified::Refused(TokenError::Jwt(common::jwt::JwtError::UnknownKeyId(_))))),
+            "keys available, the token refused: {result:?}"
+        );
     }
     assert_eq!(backend.calls("jwks.serviceAccount").await, 2, "one refresh, no storm");
 }
@@ -284,13 +296,10 @@ async fn iap_assertions_minted_by_the_emulator_verify() {
     let keys = JwksCache::iap(reqwest::Client::new(), &backend.settings);
     let assertion = minted["assertion"].as_str().expect("assertion");
     let seen = VerifiedAssertions::new(16);
-    let identity = keys.verify_iap(&seen, assertion, audience, Timestamp::now()).await.expect("keys").expect("valid");
+    let identity = keys.verify_iap(&seen, assertion, audience, Timestamp::now()).await.expect("keys, valid");
     assert_eq!(identity.email, email(BOB));
-    let wrong = keys
-        .verify_iap(&seen, assertion, "/projects/1/global/backendServices/2", Timestamp::now())
-        .await
-        .expect("keys");
-    assert!(wrong.is_err());
+    let wrong = keys.verify_iap(&seen, assertion, "/projects/1/global/backendServices/2", Timestamp::now()).await;
+    assert!(matches!(wrong, Err(Unverified::Refused(_))), "keys available, the audience refused: {wrong:?}");
 }
 
 #[tokio::test]

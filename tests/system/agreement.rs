@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use common::activation::{ActivationBinding, read_activation_binding};
 use common::condition::{Evaluation, evaluate_at};
 use common::entitlement::{Entitlement, ProjectId, eligible_entitlement, eligible_entitlements};
-use common::gcp::catalog::{AnyCatalog, Catalog as _};
+use common::gcp::catalog::AnyCatalog;
 use common::policy::{Binding, Expr};
 use common::timestamp::Timestamp;
 use emulator::world::{GroupFile, NodeFile, Settings};
@@ -321,7 +321,7 @@ async fn both_catalogs_agree_with_the_core_on_a_generated_organization() {
                 let seen: BTreeSet<String> = actual.activations.iter().map(describe).collect();
                 assert_eq!(seen, wanted_activations, "{name}: activations of {user} on {project_id}");
                 for (entitlement, holders) in &wanted_holders {
-                    let actual = catalog.holders(entitlement).await.expect("catalog");
+                    let actual = catalog.reviewers(entitlement).await.expect("catalog").peers;
                     let actual: Vec<String> = actual.iter().map(|e| e.to_string()).collect();
                     assert_eq!(&actual, holders, "{name}: holders of {}", entitlement.id);
                 }

@@ -605,13 +605,14 @@ impl Config {
             notification: NotificationSettings::read(env),
         }
     }
+}
 
-    /// Reads the process environment; on any problem, returns them all.
-    pub fn from_process_env() -> Result<Config, ConfigError> {
-        let mut env = Env::from_process();
-        let config = Config::read(&mut env);
-        env.finish().map(|_| config)
-    }
+/// Reads a function's settings from the process environment with `read` (its `Config::read`):
+/// the settings, or every problem found. The one way every function and job starts.
+pub fn from_process_env<C>(read: impl FnOnce(&mut Env<'_>) -> C) -> Result<C, ConfigError> {
+    let mut env = Env::from_process();
+    let config = read(&mut env);
+    env.finish().map(|_| config)
 }
 
 #[cfg(test)]

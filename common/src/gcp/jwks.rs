@@ -23,6 +23,26 @@ const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3600);
 /// Leeway for clock differences with Google, in seconds.
 pub const CLOCK_LEEWAY_SECONDS: u64 = 30;
 
+/// Why a token was not verified: its keys could not be had (`Keys`, a failure that passes:
+/// 503, never the token's fault), or it was checked and `Refused`, for the reason `E`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unverified<E> {
+    #[error(transparent)]
+    Keys(#[from] GcpError),
+    #[error("{0}")]
+    Refused(E),
+}
+
+impl<E> Unverified<E> {
+    /// The same failure, with the refusal's reason turned into another.
+    pub fn map_refused<F>(self, f: impl FnOnce(E) -> F) -> Unverified<F> {
+        match self {
+            Unverified::Keys(error) => Unverified::Keys(error),
+            Unverified::Refused(reason) => Unverified::Refused(f(reason)),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct JwksCache {
     http: reqwest::Client,
@@ -93,14 +113,13 @@ impl JwksCache {
         &self,
         check: impl Fn(&JwkSet) -> Result<T, E>,
         is_unknown_kid: impl Fn(&E) -> bool,
-    ) -> Result<Result<T, E>, GcpError> {
-        let first = check(&*self.keys().await?);
-        match &first {
-            Err(error) if is_unknown_kid(error) => Ok(match self.refresh_for_unknown_kid().await? {
-                Some(keys) => check(&keys),
-                None => first,
-            }),
-            _ => Ok(first),
+    ) -> Result<T, Unverified<E>> {
+        match check(&*self.keys().await?) {
+            Err(error) if is_unknown_kid(&error) => match self.refresh_for_unknown_kid().await? {
+                Some(keys) => check(&keys).map_err(Unverified::Refused),
+                None => Err(Unverified::Refused(error)),
+            },
+            first => first.map_err(Unverified::Refused),
         }
     }
 
@@ -112,10 +131,10 @@ impl JwksCache {
         assertion: &str,
         audience: &str,
         now: Timestamp,
-    ) -> Result<Result<IapIdentity, IapError>, GcpError> {
+    ) -> Result<IapIdentity, Unverified<IapError>> {
         // A repeat needs no keys: answered before they are looked up (or fetched).
         if let Some(checked) = seen.remembered(assertion, audience, now, CLOCK_LEEWAY_SECONDS) {
-            return Ok(checked);
+            return checked.map_err(Unverified::Refused);
         }
         self.verify(
             |keys| seen.verify_and_remember(assertion, keys, audience, now, CLOCK_LEEWAY_SECONDS),
@@ -130,7 +149,7 @@ impl JwksCache {
         token: &str,
         service_account: &str,
         now: Timestamp,
-    ) -> Result<Result<ActivationRequest, TokenError>, GcpError> {
+    ) -> Result<ActivationRequest, Unverified<TokenError>> {
         self.verify(
             |keys| verify_activation_token(token, keys, service_account, now, CLOCK_LEEWAY_SECONDS),
             |error| matches!(error, TokenError::Jwt(JwtError::UnknownKeyId(_))),

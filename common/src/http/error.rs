@@ -6,10 +6,11 @@
 //!
 //! `code` names the refusal, so clients and security tests can tell refusals apart; the
 //! top-level `message` keeps the reference app's `{"message"}` shape for existing scripts.
-//! A 5xx says only that a backend failed; its cause is logged once, never sent. A 429 the
-//! caller can wait out carries `Retry-After` (seconds).
+//! A 5xx says only that a backend failed; its cause is logged once (by the [`log_errors`]
+//! middleware), never sent. A 429 the caller can wait out carries `Retry-After` (seconds).
 
 use crate::gcp::GcpError;
+use crate::gcp::jwks::Unverified;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -158,8 +159,10 @@ impl std::fmt::Display for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The one log line of an error answer: a refusal at `info`, a failure (5xx, or a Google
+    /// quota) at `error` with its cause, a throttle at `debug`. Written by [`log_errors`].
+    fn log(&self) {
         if let Some(seconds) = self.retry_after {
             // One person's doing, not an outage, and possibly thousands a second: whoever
             // throttles says so once (the listing budget logs when a person's runs out).
@@ -179,6 +182,16 @@ impl IntoResponse for ApiError {
         } else {
             tracing::info!(code = self.code, status = self.status.as_u16(), message = %self.message, "request refused");
         }
+    }
+}
+
+/// The error an answer was made from, in the response's extensions until [`log_errors`]
+/// writes its log line.
+#[derive(Debug, Clone)]
+struct Unlogged(ApiError);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
         let body = serde_json::json!({
             "error": {"code": self.code, "message": self.message, "status": self.status.as_u16()},
             "message": self.message,
@@ -187,8 +200,20 @@ impl IntoResponse for ApiError {
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
         }
+        response.extensions_mut().insert(Unlogged(self));
         response
     }
+}
+
+/// The middleware that logs API errors, once each: the error an answer was made from, inside
+/// the request's span (its method, route, trace and user). [`crate::runner::app`] puts it
+/// around every function's router; a router served another way adds it with
+/// `.layer(axum::middleware::map_response(log_errors))`.
+pub async fn log_errors(mut response: Response) -> Response {
+    if let Some(Unlogged(error)) = response.extensions_mut().remove::<Unlogged>() {
+        error.log();
+    }
+    response
 }
 
 impl From<Refusal> for ApiError {
@@ -283,6 +308,19 @@ impl From<TokenError> for ApiError {
 impl From<crate::token::SignError> for ApiError {
     fn from(error: crate::token::SignError) -> ApiError {
         if error.retryable { ApiError::unavailable(error.to_string()) } else { ApiError::backend(error.to_string()) }
+    }
+}
+
+/// A key fetch that failed as a backend failure; a refusal as its own reason says.
+impl<E> From<Unverified<E>> for ApiError
+where
+    ApiError: From<E>,
+{
+    fn from(error: Unverified<E>) -> ApiError {
+        match error {
+            Unverified::Keys(error) => error.into(),
+            Unverified::Refused(reason) => reason.into(),
+        }
     }
 }
 

@@ -37,14 +37,10 @@ impl IapVerifier {
         }
     }
 
-    /// IAP's keys from `IAP_JWKS_URL`, for the configured audience, fetched with `http` (one
-    /// client per process: each one loads the system's TLS roots when built).
-    pub fn from_settings(
-        http: reqwest::Client,
-        backend: &crate::config::BackendSettings,
-        iap: &crate::config::IapSettings,
-    ) -> IapVerifier {
-        IapVerifier::new(Arc::new(JwksCache::iap(http, backend)), &iap.audience)
+    /// IAP's keys from `IAP_JWKS_URL`, for the configured audience, fetched with a client of
+    /// the backend's timeouts: what every function behind IAP starts with.
+    pub fn from_settings(backend: &crate::config::BackendSettings, iap: &crate::config::IapSettings) -> IapVerifier {
+        IapVerifier::new(Arc::new(JwksCache::iap(JwksCache::http_client(backend), backend)), &iap.audience)
     }
 }
 
@@ -85,9 +81,8 @@ where
                 "the request carries more than one IAP assertion",
             ));
         }
-        let verified =
+        let identity =
             verifier.keys.verify_iap(&verifier.seen, assertion, &verifier.audience, Timestamp::now()).await?;
-        let identity = verified.map_err(ApiError::from)?;
         tracing::Span::current().record("user", identity.email.as_str());
         Ok(IapUser(identity))
     }

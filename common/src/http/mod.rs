@@ -7,7 +7,7 @@ pub mod extract;
 pub mod push;
 pub mod wire;
 
-pub use error::ApiError;
+pub use error::{ApiError, log_errors};
 
 /// Request bodies are small JSON documents; anything larger is refused with 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use crate::config::Env;
-use crate::gcp::jwks::{CLOCK_LEEWAY_SECONDS, JwksCache};
+use crate::gcp::jwks::{CLOCK_LEEWAY_SECONDS, JwksCache, Unverified};
 use crate::http::ApiError;
 use crate::jwt::{Expectations, JwtError};
 use crate::timestamp::Timestamp;
@@ -142,27 +142,28 @@ pub async fn authenticate(auth: &PushAuth, keys: &JwksCache, headers: &HeaderMap
         )),
         // A signature still in place means nobody checked it yet: we do, fully.
         (_, false) => verify_google_id_token(keys, token, &auth.audience, &auth.service_account)
-            .await?
-            .map_err(refuse),
+            .await
+            .map_err(|error| error.map_refused(refuse).into()),
     }
 }
 
 /// Verifies a Google-signed ID token fully: signature, issuer, audience, times, that it was
-/// issued to `account` and that the address is verified. The outer error is a key fetch that
-/// failed (503); the inner one says why the token is refused.
+/// issued to `account` and that the address is verified: refused with the reason why, or
+/// unverified because the keys could not be fetched (503).
 pub async fn verify_google_id_token(
     keys: &JwksCache,
     token: &str,
     audience: &str,
     account: &str,
-) -> Result<Result<(), String>, ApiError> {
+) -> Result<(), Unverified<String>> {
     let claims = keys
         .verify(
             |keys| with_google_issuer(audience, |expect| crate::jwt::verify(token, keys, expect)),
             |e| matches!(e, JwtError::UnknownKeyId(_)),
         )
-        .await?;
-    Ok(claims.map_err(|e| e.to_string()).and_then(|claims| check_account(&claims, account)))
+        .await
+        .map_err(|error| error.map_refused(|e| e.to_string()))?;
+    check_account(&claims, account).map_err(Unverified::Refused)
 }
 
 /// Runs `check` with the expectations of each of [`GOOGLE_ISSUERS`] in turn: the token is

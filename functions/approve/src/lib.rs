@@ -23,11 +23,9 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{FromRef, Path, State};
 use axum::routing::{get, post};
-use common::config::ConfigError;
 use common::door::{Door, Outcome};
 use common::email::Email;
 use common::gcp::GcpError;
-use common::gcp::jwks::JwksCache;
 use common::http::audit;
 use common::http::wire::{ActivationResponse, RequestJson};
 use common::http::{ApiError, ApiJson, ApiQuery, IapUser, IapVerifier, Routes, api_router};
@@ -38,10 +36,6 @@ use serde::Deserialize;
 
 /// The settings this function reads: every section of the shared configuration.
 pub use common::config::Config;
-
-pub fn config_from_env() -> Result<Config, ConfigError> {
-    Config::from_process_env()
-}
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -57,12 +51,13 @@ impl FromRef<AppState> for IapVerifier {
 
 impl AppState {
     pub async fn new(config: Config) -> Result<AppState, GcpError> {
-        let http = JwksCache::http_client(&config.backend);
-        let iap = IapVerifier::from_settings(http, &config.backend, &config.iap);
+        let iap = IapVerifier::from_settings(&config.backend, &config.iap);
         let door = Door::new(Arc::new(config), None).await?;
         Ok(AppState { iap, door })
     }
 }
+
+common::function!("approve");
 
 pub fn routes() -> Routes<AppState> {
     vec![

@@ -2,8 +2,5 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    common::runner::main("approve", approve::config_from_env(), |config| async {
-        approve::AppState::new(config).await.map(approve::router)
-    })
-    .await
+    common::runner::main::<approve::AppState>().await
 }

@@ -35,7 +35,7 @@ use common::chat::{
     message_id, parse_event, request_id, update_message,
 };
 use common::condition::ActivationType;
-use common::config::{ConfigError, Env};
+use common::config::Env;
 use common::door::Door;
 use common::email::Email;
 use common::event::{Event, Kind};
@@ -113,12 +113,6 @@ impl Config {
     }
 }
 
-pub fn config_from_env() -> Result<Config, ConfigError> {
-    let mut env = Env::from_process();
-    let config = Config::read(&mut env);
-    env.finish().map(|_| config)
-}
-
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// The one door to a request: the same decisions as the approve function's.
@@ -157,6 +151,8 @@ impl AppState {
     }
 }
 
+common::function!("chat");
+
 pub fn routes() -> common::http::Routes<AppState> {
     vec![("POST", "/", post(chat_event)), ("POST", "/events", post(push))]
 }
@@ -184,13 +180,13 @@ async fn verify_chat(state: &AppState, headers: &HeaderMap) -> Result<(), ApiErr
             state
                 .chat_keys
                 .verify(|keys| common::jwt::verify(token, keys, &expect), |e| matches!(e, JwtError::UnknownKeyId(_)))
-                .await?
+                .await
                 .map(|_| ())
-                .map_err(|e| refuse(e.to_string()))
+                .map_err(|error| error.map_refused(|e| refuse(e.to_string())).into())
         }
-        ChatAudience::EndpointUrl(url) => {
-            verify_google_id_token(&state.google_keys, token, url, CHAT_ACCOUNT).await?.map_err(refuse)
-        }
+        ChatAudience::EndpointUrl(url) => verify_google_id_token(&state.google_keys, token, url, CHAT_ACCOUNT)
+            .await
+            .map_err(|error| error.map_refused(refuse).into()),
     }
 }
 
@@ -514,6 +510,7 @@ fn dropped(message_id: &str, reason: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use common::config::ConfigError;
 
     fn read(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let mut all = vec![

@@ -2,8 +2,5 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    common::runner::main("chat", chat::config_from_env(), |config| async {
-        chat::AppState::new(config).await.map(chat::router)
-    })
-    .await
+    common::runner::main::<chat::AppState>().await
 }

@@ -27,14 +27,13 @@ use axum::routing::get;
 use common::activation::WindowStatus;
 use common::condition::ActivationType;
 use common::config::{
-    ActivationSettings, ApprovalSettings, BackendSettings, ConfigError, Env, IapSettings, LedgerSettings,
-    ListingBudgetSettings, ScopeSettings, TokenSettings,
+    ActivationSettings, ApprovalSettings, BackendSettings, Env, IapSettings, LedgerSettings, ListingBudgetSettings,
+    ScopeSettings, TokenSettings,
 };
 use common::door::LedgerReader;
 use common::entitlement::{Entitlement, EntitlementId, FOLDERS, ORGANIZATIONS, PROJECTS, resource_of};
 use common::gcp::GcpError;
-use common::gcp::catalog::{AnyCatalog, Catalog as _, Freshness, ReadBudgets};
-use common::gcp::jwks::JwksCache;
+use common::gcp::catalog::{AnyCatalog, Freshness, ReadBudgets};
 use common::http::wire::{RequestJson, UserJson};
 use common::http::{ApiError, ApiQuery, IapUser, IapVerifier, Routes, api_router};
 use common::lifecycle::{Record, State as RequestState};
@@ -92,8 +91,7 @@ impl FromRef<AppState> for IapVerifier {
 
 impl AppState {
     pub async fn new(config: Config) -> Result<AppState, GcpError> {
-        let http = JwksCache::http_client(&config.backend);
-        let iap = IapVerifier::from_settings(http.clone(), &config.backend, &config.iap);
+        let iap = IapVerifier::from_settings(&config.backend, &config.iap);
         let catalog = AnyCatalog::new(&config.backend, &config.scope).await?;
         let ledger = LedgerReader::new(&config.backend, &config.ledger, &config.token)?;
         let budgets = Arc::new(ReadBudgets::new(&config.budget));
@@ -137,12 +135,7 @@ pub fn router(state: AppState) -> Router {
     api_router("list-eligibility", routes()).merge(page::router()).with_state(state)
 }
 
-/// Reads the configuration, or every problem with it.
-pub fn config_from_env() -> Result<Config, ConfigError> {
-    let mut env = Env::from_process();
-    let config = Config::read(&mut env);
-    env.finish().map(|_| config)
-}
+common::function!("list-eligibility");
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -2,8 +2,5 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    common::runner::main("list-eligibility", list_eligibility::config_from_env(), |config| async {
-        list_eligibility::AppState::new(config).await.map(list_eligibility::router)
-    })
-    .await
+    common::runner::main::<list_eligibility::AppState>().await
 }

@@ -21,7 +21,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use common::config::{BackendSettings, ConfigError, Env};
+use common::config::{BackendSettings, Env};
 use common::gcp::jwks::JwksCache;
 use common::http::ApiError;
 use common::http::push::authenticate;
@@ -115,12 +115,6 @@ impl Config {
     }
 }
 
-pub fn config_from_env() -> Result<Config, ConfigError> {
-    let mut env = Env::from_process();
-    let config = Config::read(&mut env);
-    env.finish().map(|_| config)
-}
-
 #[derive(Debug, Clone)]
 pub struct AppState {
     sendgrid: SendGrid,
@@ -174,6 +168,8 @@ async fn read_secret(config: &Config, path: &str) -> Result<String, String> {
         .await
         .map_err(|e| format!("reading the SendGrid key: {e}"))
 }
+
+common::function!("mailer");
 
 pub fn routes() -> common::http::Routes<AppState> {
     vec![("POST", "/", post(push))]

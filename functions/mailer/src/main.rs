@@ -2,8 +2,5 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    common::runner::main("mailer", mailer::config_from_env(), |config| async {
-        mailer::AppState::new(config).await.map(mailer::router)
-    })
-    .await
+    common::runner::main::<mailer::AppState>().await
 }

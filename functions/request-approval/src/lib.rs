@@ -23,12 +23,10 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{FromRef, Path, State};
 use axum::routing::post;
-use common::config::ConfigError;
 use common::door::{BreakGlassAsk, Door, PeerRequest, SelfActivation};
 use common::email::Email;
 use common::entitlement::{EntitlementId, FOLDERS, ORGANIZATIONS, PROJECTS, ResourceId, resource_of};
 use common::gcp::GcpError;
-use common::gcp::jwks::JwksCache;
 use common::gcp::signer::IamCredentialsSigner;
 use common::http::audit::{self, Decision};
 use common::http::wire::{ActivationResponse, RequestJson};
@@ -40,10 +38,6 @@ use serde::Deserialize;
 
 /// The settings this function reads: every section of the shared configuration.
 pub use common::config::Config;
-
-pub fn config_from_env() -> Result<Config, ConfigError> {
-    Config::from_process_env()
-}
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -60,14 +54,15 @@ impl FromRef<AppState> for IapVerifier {
 
 impl AppState {
     pub async fn new(config: Config) -> Result<AppState, GcpError> {
-        let http = JwksCache::http_client(&config.backend);
-        let iap = IapVerifier::from_settings(http, &config.backend, &config.iap);
+        let iap = IapVerifier::from_settings(&config.backend, &config.iap);
         let signer = Arc::new(IamCredentialsSigner::new(&config.backend, &config.token.service_account).await?);
         let config = Arc::new(config);
         let door = Door::new(config.clone(), Some(signer)).await?;
         Ok(AppState { config, iap, door })
     }
 }
+
+common::function!("request-approval");
 
 pub fn routes() -> Routes<AppState> {
     vec![

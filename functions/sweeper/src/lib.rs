@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use common::activation::ActivationBinding;
-use common::config::{ConfigError, Env};
+use common::config::Env;
 use common::door::{Door, Reconciled, grants_by_request};
 use common::entitlement::{ProjectId, ResourceId};
 use common::gcp::catalog::search_projects;
@@ -51,12 +51,6 @@ impl Config {
             page_size: PAGE,
         }
     }
-}
-
-pub fn config_from_env() -> Result<Config, ConfigError> {
-    let mut env = Env::from_process();
-    let config = Config::read(&mut env);
-    env.finish().map(|_| config)
 }
 
 /// What one run did.

@@ -10,7 +10,7 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     common::runner::init_logging();
-    let mut config = match sweeper::config_from_env() {
+    let mut config = match common::config::from_process_env(sweeper::Config::read) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("sweeper: {error}");

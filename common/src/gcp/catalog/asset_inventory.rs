@@ -161,7 +161,8 @@ impl AssetInventoryCatalog {
         Ok(bindings)
     }
 
-    async fn groups_of(&self, user: &Email) -> Result<BTreeSet<String>, GcpError> {
+    /// The groups the user is in, nested ones included.
+    pub async fn groups_of(&self, user: &Email) -> Result<BTreeSet<String>, GcpError> {
         let lookup = || async {
             self.spend()?;
             self.groups.groups_of(user).await
@@ -312,8 +313,9 @@ fn attached(resource: &str) -> Attached {
     }
 }
 
-impl super::Catalog for AssetInventoryCatalog {
-    async fn user_entitlements(&self, user: &Email, project: &ResourceId) -> Result<UserEntitlements, GcpError> {
+// The questions `AnyCatalog` asks, answered from effective policies and groups.
+impl AssetInventoryCatalog {
+    pub async fn user_entitlements(&self, user: &Email, project: &ResourceId) -> Result<UserEntitlements, GcpError> {
         let (bindings, groups) = tokio::try_join!(self.effective_policies(project), self.groups_of(user))?;
         let principals = eligibility::principals(user, &groups);
         let (entitlements, activations) =
@@ -321,11 +323,7 @@ impl super::Catalog for AssetInventoryCatalog {
         Ok(UserEntitlements { entitlements, activations, warnings: Vec::new() })
     }
 
-    async fn holders(&self, entitlement: &Entitlement) -> Result<Vec<Email>, GcpError> {
-        Ok(self.reviewers(entitlement).await?.peers)
-    }
-
-    async fn reviewers(&self, entitlement: &Entitlement) -> Result<Reviewers, GcpError> {
+    pub async fn reviewers(&self, entitlement: &Entitlement) -> Result<Reviewers, GcpError> {
         let bindings = self.effective_policies(entitlement.id.resource()).await?;
         let now = Timestamp::now();
         let mut sides = [
@@ -341,7 +339,7 @@ impl super::Catalog for AssetInventoryCatalog {
         Ok(Reviewers { peers: peers.into_iter().collect(), designated: designated.into_iter().collect() })
     }
 
-    async fn standing(
+    pub async fn standing(
         &self,
         id: &EntitlementId,
         _kind: ActivationType,
@@ -360,11 +358,7 @@ impl super::Catalog for AssetInventoryCatalog {
             .collect())
     }
 
-    async fn groups_of(&self, user: &Email) -> Result<BTreeSet<String>, GcpError> {
-        AssetInventoryCatalog::groups_of(self, user).await
-    }
-
-    async fn projects(&self, user: &Email) -> Result<Vec<ProjectId>, GcpError> {
+    pub async fn projects(&self, user: &Email) -> Result<Vec<ProjectId>, GcpError> {
         if let (Some(filter), Some(projects)) = (&self.scope.available_projects_query, &self.projects) {
             self.spend()?;
             return search_projects(projects, filter).await;
@@ -372,7 +366,7 @@ impl super::Catalog for AssetInventoryCatalog {
         Ok(self.places(user).await?.0)
     }
 
-    async fn resources(&self, user: &Email) -> Result<Vec<ResourceId>, GcpError> {
+    pub async fn resources(&self, user: &Email) -> Result<Vec<ResourceId>, GcpError> {
         let (projects, containers) =
             if let (Some(filter), Some(projects)) = (&self.scope.available_projects_query, &self.projects) {
                 self.spend()?;

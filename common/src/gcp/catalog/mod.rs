@@ -1,5 +1,5 @@
-//! Where eligibility comes from: one [`Catalog`] trait, two implementations, chosen by
-//! `RESOURCE_CATALOG`. Handlers hold an [`AnyCatalog`] and never know which one answers.
+//! Where eligibility comes from: [`AnyCatalog`], one of two implementations, chosen by
+//! `RESOURCE_CATALOG`. Handlers hold it and never know which one answers.
 //!
 //! - [`AssetInventoryCatalog`] (the default): effective policies from Cloud Asset
 //!   (`batchGetEffectiveIamPolicies`, `searchAllIamPolicies`), nested groups from Cloud
@@ -56,10 +56,6 @@ pub struct Reviewers {
 }
 
 impl Reviewers {
-    pub fn may_review(&self, who: &Email) -> bool {
-        self.peers.contains(who) || self.designated.contains(who)
-    }
-
     /// Everyone who may review, once each, sorted.
     pub fn all(&self) -> Vec<Email> {
         self.peers.iter().chain(&self.designated).cloned().collect::<BTreeSet<_>>().into_iter().collect()
@@ -74,44 +70,6 @@ pub enum Freshness {
     /// Read afresh (the caller has just changed something, `Cache-Control: no-cache`); the
     /// answer is stored for the others.
     Reload,
-}
-
-/// The questions every handler asks about eligibility.
-pub trait Catalog {
-    /// The user's entitlements and activations on `project`, through inherited bindings and
-    /// nested groups.
-    fn user_entitlements(
-        &self,
-        user: &Email,
-        project: &ResourceId,
-    ) -> impl Future<Output = Result<UserEntitlements, GcpError>> + Send;
-
-    /// The users who hold `entitlement` with the same activation type: the qualified peers.
-    fn holders(&self, entitlement: &Entitlement) -> impl Future<Output = Result<Vec<Email>, GcpError>> + Send;
-
-    /// The peers and the designated approvers of `entitlement`, from one read.
-    fn reviewers(&self, entitlement: &Entitlement) -> impl Future<Output = Result<Reviewers, GcpError>> + Send;
-
-    /// How each of `people` stands towards `id` now, for a decision about a request of kind
-    /// `kind`: from one read of the resource's policies and each person's groups, all at once
-    /// (no group's members are listed).
-    fn standing(
-        &self,
-        id: &EntitlementId,
-        kind: ActivationType,
-        people: &[Email],
-    ) -> impl Future<Output = Result<BTreeMap<Email, Holding>, GcpError>> + Send;
-
-    /// Projects the user can activate something on, or every project matching
-    /// `AVAILABLE_PROJECTS_QUERY` when that is set.
-    fn projects(&self, user: &Email) -> impl Future<Output = Result<Vec<ProjectId>, GcpError>> + Send;
-
-    /// Projects, folders and the organization the user can activate something on.
-    fn resources(&self, user: &Email) -> impl Future<Output = Result<Vec<ResourceId>, GcpError>> + Send;
-
-    /// The groups the user is in, nested ones included (for `ADMINISTRATORS`); the Policy
-    /// Analyzer catalog reads no groups and answers none.
-    fn groups_of(&self, user: &Email) -> impl Future<Output = Result<BTreeSet<String>, GcpError>> + Send;
 }
 
 /// The configured catalog.
@@ -149,57 +107,57 @@ impl AnyCatalog {
     }
 }
 
-impl Catalog for AnyCatalog {
-    async fn user_entitlements(&self, user: &Email, project: &ResourceId) -> Result<UserEntitlements, GcpError> {
-        match self {
-            AnyCatalog::AssetInventory(catalog) => catalog.user_entitlements(user, project).await,
-            AnyCatalog::PolicyAnalyzer(catalog) => catalog.user_entitlements(user, project).await,
+/// Asks whichever catalog is configured the same question.
+macro_rules! either {
+    ($catalog:expr, $inner:ident => $question:expr) => {
+        match $catalog {
+            AnyCatalog::AssetInventory($inner) => $question,
+            AnyCatalog::PolicyAnalyzer($inner) => $question,
         }
+    };
+}
+
+/// The questions every handler asks about eligibility, answered by the configured catalog.
+impl AnyCatalog {
+    /// The user's entitlements and activations on `project`, through inherited bindings and
+    /// nested groups.
+    pub async fn user_entitlements(&self, user: &Email, project: &ResourceId) -> Result<UserEntitlements, GcpError> {
+        either!(self, catalog => catalog.user_entitlements(user, project).await)
     }
 
-    async fn holders(&self, entitlement: &Entitlement) -> Result<Vec<Email>, GcpError> {
-        match self {
-            AnyCatalog::AssetInventory(catalog) => catalog.holders(entitlement).await,
-            AnyCatalog::PolicyAnalyzer(catalog) => catalog.holders(entitlement).await,
-        }
+    /// The peers and the designated approvers of `entitlement`, from one read.
+    pub async fn reviewers(&self, entitlement: &Entitlement) -> Result<Reviewers, GcpError> {
+        either!(self, catalog => catalog.reviewers(entitlement).await)
     }
 
-    async fn reviewers(&self, entitlement: &Entitlement) -> Result<Reviewers, GcpError> {
-        match self {
-            AnyCatalog::AssetInventory(catalog) => catalog.reviewers(entitlement).await,
-            AnyCatalog::PolicyAnalyzer(catalog) => catalog.reviewers(entitlement).await,
-        }
-    }
-
-    async fn standing(
+    /// How each of `people` stands towards `id` now, for a decision about a request of kind
+    /// `kind`: from one read of the resource's policies and each person's groups, all at once
+    /// (no group's members are listed).
+    pub async fn standing(
         &self,
         id: &EntitlementId,
         kind: ActivationType,
         people: &[Email],
     ) -> Result<BTreeMap<Email, Holding>, GcpError> {
-        match self {
-            AnyCatalog::AssetInventory(catalog) => catalog.standing(id, kind, people).await,
-            AnyCatalog::PolicyAnalyzer(catalog) => catalog.standing(id, kind, people).await,
-        }
+        either!(self, catalog => catalog.standing(id, kind, people).await)
     }
 
-    async fn projects(&self, user: &Email) -> Result<Vec<ProjectId>, GcpError> {
-        match self {
-            AnyCatalog::AssetInventory(catalog) => catalog.projects(user).await,
-            AnyCatalog::PolicyAnalyzer(catalog) => catalog.projects(user).await,
-        }
+    /// Projects the user can activate something on, or every project matching
+    /// `AVAILABLE_PROJECTS_QUERY` when that is set.
+    pub async fn projects(&self, user: &Email) -> Result<Vec<ProjectId>, GcpError> {
+        either!(self, catalog => catalog.projects(user).await)
     }
 
-    async fn resources(&self, user: &Email) -> Result<Vec<ResourceId>, GcpError> {
-        match self {
-            AnyCatalog::AssetInventory(catalog) => catalog.resources(user).await,
-            AnyCatalog::PolicyAnalyzer(catalog) => catalog.resources(user).await,
-        }
+    /// Projects, folders and the organization the user can activate something on.
+    pub async fn resources(&self, user: &Email) -> Result<Vec<ResourceId>, GcpError> {
+        either!(self, catalog => catalog.resources(user).await)
     }
 
-    async fn groups_of(&self, user: &Email) -> Result<BTreeSet<String>, GcpError> {
+    /// The groups the user is in, nested ones included (for `ADMINISTRATORS`); the Policy
+    /// Analyzer catalog reads no groups and answers none.
+    pub async fn groups_of(&self, user: &Email) -> Result<BTreeSet<String>, GcpError> {
         match self {
-            AnyCatalog::AssetInventory(catalog) => Catalog::groups_of(catalog, user).await,
+            AnyCatalog::AssetInventory(catalog) => catalog.groups_of(user).await,
             AnyCatalog::PolicyAnalyzer(_) => Ok(BTreeSet::new()),
         }
     }

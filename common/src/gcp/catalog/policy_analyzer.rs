@@ -91,11 +91,6 @@ impl PolicyAnalyzerCatalog {
         Ok(read_user_entitlements(&response, user, project))
     }
 
-    /// The users who hold `entitlement` with the same activation type: the qualified peers.
-    pub async fn holders(&self, entitlement: &Entitlement) -> Result<Vec<Email>, GcpError> {
-        Ok(self.reviewers(entitlement).await?.peers)
-    }
-
     /// The peers and the designated approvers, from one analysis of the role on the project.
     pub async fn reviewers(&self, entitlement: &Entitlement) -> Result<Reviewers, GcpError> {
         let id = &entitlement.id;
@@ -158,22 +153,10 @@ impl PolicyAnalyzerCatalog {
                 other => other,
             })
     }
-}
 
-impl super::Catalog for PolicyAnalyzerCatalog {
-    async fn user_entitlements(&self, user: &Email, project: &ResourceId) -> Result<UserEntitlements, GcpError> {
-        PolicyAnalyzerCatalog::user_entitlements(self, user, project).await
-    }
-
-    async fn holders(&self, entitlement: &Entitlement) -> Result<Vec<Email>, GcpError> {
-        PolicyAnalyzerCatalog::holders(self, entitlement).await
-    }
-
-    async fn reviewers(&self, entitlement: &Entitlement) -> Result<Reviewers, GcpError> {
-        PolicyAnalyzerCatalog::reviewers(self, entitlement).await
-    }
-
-    async fn standing(
+    /// How each of `people` stands towards `id`: one analysis of the role on the resource
+    /// answers for everyone.
+    pub async fn standing(
         &self,
         id: &EntitlementId,
         kind: ActivationType,
@@ -195,15 +178,8 @@ impl super::Catalog for PolicyAnalyzerCatalog {
             .collect())
     }
 
-    async fn groups_of(&self, _user: &Email) -> Result<BTreeSet<String>, GcpError> {
-        Ok(BTreeSet::new())
-    }
-
-    async fn projects(&self, user: &Email) -> Result<Vec<ProjectId>, GcpError> {
-        PolicyAnalyzerCatalog::projects(self, user).await
-    }
-
-    async fn resources(&self, user: &Email) -> Result<Vec<ResourceId>, GcpError> {
+    /// Projects, folders and the organization the user can activate something on.
+    pub async fn resources(&self, user: &Email) -> Result<Vec<ResourceId>, GcpError> {
         if let (Some(filter), Some(projects)) = (&self.scope.available_projects_query, &self.projects) {
             return Ok(search_projects(projects, filter).await?.into_iter().map(ResourceId::Project).collect());
         }
