@@ -329,7 +329,9 @@ impl Record {
             request_expiry: request.expires.unix_seconds(),
             approvals_needed: request.approvals_needed,
             approver_reason_required: request.approver_reason_required,
-            break_glass: request.review_deadline.map(|deadline| BreakGlass { review_deadline: deadline.unix_seconds() }),
+            break_glass: request
+                .review_deadline
+                .map(|deadline| BreakGlass { review_deadline: deadline.unix_seconds() }),
             token: Some(token.to_string()),
             timeline: vec![Entry::Requested { at: now.unix_seconds(), actor: request.beneficiary.clone() }],
         }
