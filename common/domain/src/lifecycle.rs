@@ -377,28 +377,24 @@ impl Record {
         self.break_glass.is_some() || self.approvers().len() as u32 >= self.approvals_needed
     }
 
-    /// The distinct listed reviewers who ratified an emergency grant in time, before anyone
-    /// rejected it.
+    /// The distinct listed reviewers who ratified an emergency grant in time, up to its
+    /// review's decision.
     pub fn ratifiers(&self) -> BTreeSet<&Email> {
-        let Some(terms) = self.break_glass else {
-            return BTreeSet::new();
-        };
-        let mut ratifiers = BTreeSet::new();
-        for entry in &self.timeline {
-            match entry {
-                Entry::Ratified { at, actor, .. } if self.counts(actor) && *at < terms.review_deadline => {
-                    ratifiers.insert(actor);
-                }
-                Entry::Rejected { .. } => break,
-                _ => {}
-            }
-        }
-        ratifiers
+        self.review_walk().map(|(ratifiers, _)| ratifiers).unwrap_or_default()
     }
 
     /// Where an emergency grant's review stands at `now` (`None`: not an emergency grant).
-    /// The first decision wins: the quorum's ratification, or a rejection before it.
     pub fn review(&self, now: Timestamp) -> Option<Review> {
+        let terms = self.break_glass?;
+        let (_, decided) = self.review_walk()?;
+        let waiting = if now.unix_seconds() >= terms.review_deadline { Review::Unreviewed } else { Review::Pending };
+        Some(decided.unwrap_or(waiting))
+    }
+
+    /// The review's one reading of the timeline: the ratifications that count (a listed
+    /// reviewer's, other than the beneficiary's, before the deadline) and the first decision
+    /// made in time, if any: the quorum's ratification, or a rejection before it.
+    fn review_walk(&self) -> Option<(BTreeSet<&Email>, Option<Review>)> {
         let terms = self.break_glass?;
         let mut ratifiers = BTreeSet::new();
         for entry in &self.timeline {
@@ -406,14 +402,16 @@ impl Record {
                 Entry::Ratified { at, actor, .. } if self.counts(actor) && *at < terms.review_deadline => {
                     ratifiers.insert(actor);
                     if ratifiers.len() as u32 >= self.approvals_needed {
-                        return Some(Review::Ratified);
+                        return Some((ratifiers, Some(Review::Ratified)));
                     }
                 }
-                Entry::Rejected { at, .. } if *at < terms.review_deadline => return Some(Review::Rejected),
+                Entry::Rejected { at, .. } if *at < terms.review_deadline => {
+                    return Some((ratifiers, Some(Review::Rejected)));
+                }
                 _ => {}
             }
         }
-        Some(if now.unix_seconds() >= terms.review_deadline { Review::Unreviewed } else { Review::Pending })
+        Some((ratifiers, None))
     }
 
     /// Whether an unreviewed emergency grant was escalated already.

@@ -321,12 +321,7 @@ pub fn decide(
         }
         Action::Ratify { reason } => {
             open_review(record, actor, now)?;
-            if !record.reviewers.contains(actor) {
-                return Err(Refusal::NotAReviewer);
-            }
-            if !standing.may_review {
-                return Err(Refusal::ApproverNotEligible);
-            }
+            listed_and_eligible(record, actor, standing)?;
             if record.ratifiers().contains(actor) {
                 return Err(Refusal::AlreadyApprovedByYou);
             }
@@ -335,7 +330,7 @@ pub fn decide(
         }
         Action::Reject { reason } => {
             open_review(record, actor, now)?;
-            let reviewer = record.reviewers.contains(actor) && standing.may_review;
+            let reviewer = listed_and_eligible(record, actor, standing).is_ok();
             if !reviewer && !standing.administrator {
                 return Err(Refusal::MayNotReject);
             }
@@ -375,14 +370,21 @@ fn reviewer_may_act(
     if state != expected {
         return Err(Refusal::WrongState(state));
     }
+    listed_and_eligible(record, actor, standing)?;
+    if !standing.beneficiary_eligible {
+        return Err(Refusal::BeneficiaryNotEligible(record.beneficiary.clone()));
+    }
+    Ok(())
+}
+
+/// Only a reviewer the request lists, and who may still review it (a fresh catalog read),
+/// approves, denies, ratifies or rejects as a reviewer.
+fn listed_and_eligible(record: &Record, actor: &Email, standing: Standing) -> Result<(), Refusal> {
     if !record.reviewers.contains(actor) {
         return Err(Refusal::NotAReviewer);
     }
     if !standing.may_review {
         return Err(Refusal::ApproverNotEligible);
-    }
-    if !standing.beneficiary_eligible {
-        return Err(Refusal::BeneficiaryNotEligible(record.beneficiary.clone()));
     }
     Ok(())
 }
@@ -553,6 +555,16 @@ pub fn may_see_peers(held: &[Entitlement], id: &EntitlementId) -> Result<(), Ref
     require_entitlement(held, id, ActivationType::Mpa)
 }
 
+/// The entitlement `text` names, which must be on the route's resource `project`: an ID of
+/// another resource is refused, never read as this one.
+pub fn entitlement_id(project: &ResourceId, text: &str) -> Result<EntitlementId, Refusal> {
+    let id = EntitlementId::parse(text)?;
+    if id.resource() != project {
+        return Err(Refusal::ProjectMismatch(text.to_string()));
+    }
+    Ok(id)
+}
+
 /// Parses the IDs of a self-activation: at least one, all on `project`, duplicates folded,
 /// at most `ACTIVATION_REQUEST_MAX_ROLES`.
 pub fn entitlement_ids(
@@ -562,11 +574,7 @@ pub fn entitlement_ids(
 ) -> Result<Vec<EntitlementId>, Refusal> {
     let mut parsed = BTreeSet::new();
     for text in ids {
-        let id = EntitlementId::parse(text)?;
-        if id.resource() != project {
-            return Err(Refusal::ProjectMismatch(text.clone()));
-        }
-        parsed.insert(id);
+        parsed.insert(entitlement_id(project, text)?);
     }
     if parsed.is_empty() {
         return Err(Refusal::NoEntitlements);

@@ -31,7 +31,7 @@ use common::config::{
     ScopeSettings, TokenSettings,
 };
 use common::door::LedgerReader;
-use common::entitlement::{Entitlement, EntitlementId, FOLDERS, ORGANIZATIONS, PROJECTS, resource_of};
+use common::entitlement::{Entitlement, FOLDERS, ORGANIZATIONS, PROJECTS, resource_of};
 use common::gcp::GcpError;
 use common::gcp::catalog::{AnyCatalog, Freshness, ReadBudgets};
 use common::http::wire::{RequestJson, UserJson};
@@ -318,10 +318,7 @@ async fn peers<const KIND: u8>(
     ApiQuery(query): ApiQuery<PeersQuery>,
 ) -> Result<Json<PeersResponse>, ApiError> {
     let project = resource_of(KIND, &project)?;
-    let id = EntitlementId::parse(&query.id)?;
-    if id.resource() != &project {
-        return Err(ApiError::bad_request("project_mismatch", "the entitlement belongs to another project"));
-    }
+    let id = rules::entitlement_id(&project, &query.id)?;
     let entitlement = Entitlement { id, activation_type: ActivationType::Mpa };
     let catalog = state.catalog_for(&caller, &headers);
     // Only a peer may see the peers: anyone else learns nothing about who holds what, and

@@ -25,7 +25,7 @@ use axum::extract::{FromRef, Path, State};
 use axum::routing::post;
 use common::door::{BreakGlassAsk, Door, PeerRequest, SelfActivation};
 use common::email::Email;
-use common::entitlement::{EntitlementId, FOLDERS, ORGANIZATIONS, PROJECTS, ResourceId, resource_of};
+use common::entitlement::{FOLDERS, ORGANIZATIONS, PROJECTS, ResourceId, resource_of};
 use common::gcp::GcpError;
 use common::gcp::signer::IamCredentialsSigner;
 use common::http::audit::{self, Decision};
@@ -205,10 +205,7 @@ async fn request_checked(
     activation_id: &str,
 ) -> Result<ActivationResponse, ApiError> {
     let settings = &state.config.activation;
-    let id = EntitlementId::parse(&body.entitlement_id)?;
-    if id.resource() != resource {
-        return Err(rules::Refusal::ProjectMismatch(body.entitlement_id.clone()).into());
-    }
+    let id = rules::entitlement_id(resource, &body.entitlement_id)?;
     settings.justification.check(&body.justification)?;
     let minutes = body.activation_timeout.unwrap_or(settings.default_activation_minutes);
     let start = body.start_time.as_deref().map(parse_time).transpose()?;
@@ -267,10 +264,7 @@ async fn break_glass_checked(
     activation_id: &str,
 ) -> Result<ActivationResponse, ApiError> {
     let settings = &state.config.activation;
-    let id = EntitlementId::parse(&body.entitlement_id)?;
-    if id.resource() != resource {
-        return Err(rules::Refusal::ProjectMismatch(body.entitlement_id.clone()).into());
-    }
+    let id = rules::entitlement_id(resource, &body.entitlement_id)?;
     let justification = settings.justification.check(&body.justification)?;
     let requirement = state.config.approval.policy.requirement(id.role().as_str(), &resource.resource_name());
     let longest = rules::longest(settings, &requirement, rules::Path::BreakGlass);
