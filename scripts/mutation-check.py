@@ -154,6 +154,9 @@ MUTATIONS = [
     ("common/domain/src/rules.rs", "if minutes > max_minutes {", "if false {", COMMON),
     ("common/src/door.rs", "self.config.activation.justification.check(&record.justification).map_err(rules::Refusal::from)?;", "", system("a_changed_justification_policy_applies_at_approval")),
     ("common/src/door.rs", "if !verified.record().is_party(caller) && !admin {", "if false {", system("the_request_is_visible_to_its_parties_only")),
+    ("common/src/gcp/catalog/budget.rs", "self.take(caller, &AtomicU8::new(NOT_STARTED), Instant::now()).map_err(refused)", "Ok::<(), GcpError>(())", system("a_person_refused_again_and_again")),
+    ("common/src/door.rs", "if let Err(closing) = self.reader.ledger.append(&stored, failed).await {", "if let Err(closing) = Ok::<(), GcpError>(()).map(|_| drop(failed)) {", across_time("a_refused_self_activation")),
+    ("common/src/door.rs", "self.write(verified.record(), want, &[], None).await?;\n                            held = Some(want);", "held = Some(want);", across_time("a_grant_failed_on_its_check")),
     # Break glass (issue 23): only where a rule opens it, only the role's peers, capped, reviewed after the fact.
     ("common/domain/src/rules.rs", "let rule = requirement.break_glass.ok_or_else(|| Refusal::NoBreakGlass(id.to_string()))?;", "let rule = requirement.break_glass.unwrap_or(crate::approval_policy::BreakGlassRule { max_duration_minutes: 60, review_within_minutes: 1440 });", system("break_glass_is_refused")),
     ("common/domain/src/rules.rs", "if recent.len() >= limit.count as usize {", "if false {", system("break_glass::")),

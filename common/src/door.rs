@@ -669,6 +669,13 @@ impl Door {
                         Err(refusal) => {
                             tracing::warn!(activation_id = %record.id, reason = %refusal, "the grant may no longer be written");
                             verified = self.record_failure(verified, refusal.to_string()).await?;
+                            // An earlier attempt, stopped before it recorded its outcome, may
+                            // have written the binding: IAM is set to what the failed request
+                            // wants (nothing, or the window before the extension) before the
+                            // failure is reported.
+                            let want = lifecycle::want(verified.record(), Timestamp::now());
+                            self.write(verified.record(), want, &[], None).await?;
+                            held = Some(want);
                         }
                     }
                 }
@@ -843,9 +850,15 @@ impl Door {
         let open = match refusal {
             Ok(open) => open,
             Err(error) => {
-                // Nothing was granted: the record goes again (or the sweeper fails it).
+                // Nothing was granted: the record goes again. If it cannot go, it is closed
+                // as failed, never left ACTIVATING for the sweeper to grant after a refusal
+                // that was not about eligibility (too many open, a catalog that failed).
                 if let Err(cleanup) = self.reader.ledger.delete(&stored).await {
-                    tracing::warn!(activation_id = %record.id, error = %cleanup, "a refused self-activation's record stays; the sweeper closes it");
+                    let failed =
+                        Entry::ActivationFailed { at: now.unix_seconds(), reason: error.message().to_string() };
+                    if let Err(closing) = self.reader.ledger.append(&stored, failed).await {
+                        tracing::error!(activation_id = %record.id, error = %cleanup, closing = %closing, "a refused self-activation's record could be neither deleted nor closed");
+                    }
                 }
                 return Err(error);
             }

@@ -97,6 +97,10 @@ impl Deployment {
             ("ACTIVATION_TIMEOUT", "240".to_string()),
             ("ACTIVATION_REQUEST_TIMEOUT", "60".to_string()),
             ("POLICY_CACHE_TIMEOUT", "0".to_string()),
+            // The histories' few people ask dozens of times a minute: no budget of asks here
+            // (tests/system/quota.rs tries that one).
+            ("LISTING_BUDGET_BURST", "1000".to_string()),
+            ("LISTING_BUDGET_PER_MINUTE", "6000".to_string()),
         ]);
         pairs.extend(extra.iter().map(|(name, value)| (*name, value.to_string())));
         let lookup = |name: &str| pairs.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| v.clone());

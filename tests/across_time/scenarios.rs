@@ -396,3 +396,50 @@ async fn unratified_emergency_access_is_escalated_at_its_deadline() {
     assert!(system.granting("projects/project-1", common::timestamp::Timestamp::now()).await.is_empty(), "{summary}");
     assert!(!system.record(&id).await.expect("record").is_open(common::timestamp::Timestamp::now()));
 }
+
+/// A self-activation refused for a reason other than eligibility (here Cloud Asset failing)
+/// whose record cannot be deleted afterwards (Firestore failing once) is closed as failed:
+/// the sweeper, which finds the person eligible again, never grants what was refused.
+#[tokio::test]
+async fn a_refused_self_activation_whose_record_stays_is_never_granted_later() {
+    let _turn = exclusive().await;
+    let system = Deployment::start(&[]).await;
+    system.inject(json!({"api": "asset", "status": 503, "latencyMs": 2000, "count": 20})).await;
+    let refuse_the_delete = async {
+        // The record is created at once, side by side with the slow catalog read.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        system.inject(json!({"api": "firestore", "method": "commit", "status": 503, "count": 1})).await;
+    };
+    let (reply, ()) = tokio::join!(system.self_activate(CAROL, STORAGE, 5, None), refuse_the_delete);
+    assert_eq!(reply.status, 503, "{reply:?}");
+    system.clear_faults().await;
+    system.sweep().await;
+    let granting = system.granting("projects/project-1", common::timestamp::Timestamp::now()).await;
+    assert!(granting.iter().all(|b| b.member.as_str() != CAROL), "nothing granted: {granting:?}");
+}
+
+/// A self-activation stopped after its binding was written and before `ACTIVATED` was
+/// recorded; the person then loses eligibility. The sweeper's check refuses the grant and
+/// records `ACTIVATION_FAILED`, and in the same run removes the binding the stopped attempt
+/// wrote: the ledger never says "not granted" while IAM grants.
+#[tokio::test]
+async fn a_grant_failed_on_its_check_removes_what_a_stopped_attempt_wrote() {
+    let _turn = exclusive().await;
+    let system = Deployment::start(&[]).await;
+    // The record's creation and its ACTIVATED outcome each take 3 s; the handler is stopped
+    // after 4.5 s, once the binding is written, while the outcome is being recorded.
+    system.inject(json!({"api": "firestore", "method": "commit", "latencyMs": 3000, "count": 2})).await;
+    let body = json!({"entitlementIds": [STORAGE], "justification": "BUG-1", "activationTimeout": 30});
+    let path = "/api/projects/project-1/roles/self-activate";
+    let stopped = system.call_within(CAROL, "POST", path, Some(body), Duration::from_millis(4500)).await;
+    assert!(stopped.is_none(), "stopped part-way: {stopped:?}");
+    system.clear_faults().await;
+    let carols = || async {
+        let now = common::timestamp::Timestamp::now();
+        system.granting("projects/project-1", now).await.into_iter().filter(|b| b.member.as_str() == CAROL).count()
+    };
+    assert_eq!(carols().await, 1, "the stopped attempt wrote the binding");
+    system.remove_eligibility("roles/storage.admin", CAROL).await;
+    system.sweep().await;
+    assert_eq!(carols().await, 0, "the failed grant holds nothing after one sweep");
+}

@@ -267,3 +267,48 @@ async fn join_all<F: Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
     .await;
     outputs.into_iter().map(|output| output.expect("ready")).collect()
 }
+
+/// Asks are decided on fresh reads, so they are charged too: Erin, eligible for nothing,
+/// asking again and again (self-activation, request, break glass) is refused with 429 once
+/// her budget is spent, before any Google read; Alice's ask is not touched by Erin's.
+#[tokio::test]
+async fn a_person_refused_again_and_again_spends_only_their_own_budget_of_asks() {
+    let system = System::start().await;
+    reset_calls(&system).await;
+    let asks = [
+        (
+            "/api/projects/project-1/roles/self-activate",
+            json!({"entitlementIds": ["project-1:roles/compute.admin"], "justification": "BUG-1", "activationTimeout": 5}),
+        ),
+        (
+            "/api/projects/project-1/roles/request",
+            json!({"entitlementId": "project-1:roles/compute.admin", "justification": "BUG-1", "peers": [BOB], "activationTimeout": 5}),
+        ),
+        (
+            "/api/projects/project-1/roles/break-glass",
+            json!({"entitlementId": "project-1:roles/compute.admin", "justification": "BUG-1", "activationTimeout": 5}),
+        ),
+    ];
+    let mut refused = None;
+    for attempt in 0..30 {
+        let (path, body) = &asks[attempt % asks.len()];
+        let reply = system.post(ERIN, system.request, path, body.clone()).await;
+        if reply.status == 429 {
+            refused = Some((attempt, reply));
+            break;
+        }
+        assert_eq!(reply.status / 100, 4, "refused, not granted: {reply:?}");
+    }
+    let (attempt, reply) = refused.expect("refused once her budget is spent");
+    assert_eq!(attempt, 10, "the burst, then 429: {reply:?}");
+    assert_eq!(reply.code(), "listing_budget_exhausted", "{reply:?}");
+    let spent = count(&calls(&system).await, BATCH_GET);
+    assert!(spent <= 10, "at most one Cloud Asset call an ask: {spent}");
+    for (path, body) in &asks {
+        assert_eq!(system.post(ERIN, system.request, path, body.clone()).await.status, 429);
+    }
+    assert_eq!(count(&calls(&system).await, BATCH_GET), spent, "refused asks call nobody");
+    let ask = json!({"entitlementId": "project-1:roles/compute.admin", "justification": "BUG-1", "peers": [BOB], "activationTimeout": 30});
+    let reply = system.post(ALICE, system.request, "/api/projects/project-1/roles/request", ask).await;
+    assert_eq!(reply.status, 200, "another person's ask goes on: {reply:?}");
+}

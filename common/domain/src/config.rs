@@ -575,6 +575,8 @@ pub struct Config {
     pub backend: BackendSettings,
     pub ledger: LedgerSettings,
     pub notification: NotificationSettings,
+    /// Each person's uncached Google reads: request-approval charges every ask to it.
+    pub budget: ListingBudgetSettings,
 }
 
 impl Config {
@@ -588,6 +590,7 @@ impl Config {
             backend: BackendSettings::read(env),
             ledger: LedgerSettings::read(env),
             notification: NotificationSettings::read(env),
+            budget: ListingBudgetSettings::read(env),
         }
     }
 
@@ -603,6 +606,7 @@ impl Config {
             backend: BackendSettings::read(env),
             ledger: LedgerSettings::read(env),
             notification: NotificationSettings::read(env),
+            budget: ListingBudgetSettings::read(env),
         }
     }
 }

@@ -27,6 +27,7 @@ use common::door::{BreakGlassAsk, Door, PeerRequest, SelfActivation};
 use common::email::Email;
 use common::entitlement::{FOLDERS, ORGANIZATIONS, PROJECTS, ResourceId, resource_of};
 use common::gcp::GcpError;
+use common::gcp::catalog::ReadBudgets;
 use common::gcp::signer::IamCredentialsSigner;
 use common::http::audit::{self, Decision};
 use common::http::wire::{ActivationResponse, RequestJson};
@@ -44,6 +45,8 @@ pub struct AppState {
     config: Arc<Config>,
     iap: IapVerifier,
     door: Door,
+    /// Every caller's budget of uncached Google reads, for this instance: each ask costs one.
+    budgets: Arc<ReadBudgets>,
 }
 
 impl FromRef<AppState> for IapVerifier {
@@ -58,7 +61,8 @@ impl AppState {
         let signer = Arc::new(IamCredentialsSigner::new(&config.backend, &config.token.service_account).await?);
         let config = Arc::new(config);
         let door = Door::new(config.clone(), Some(signer)).await?;
-        Ok(AppState { config, iap, door })
+        let budgets = Arc::new(ReadBudgets::new(&config.budget));
+        Ok(AppState { config, iap, door, budgets })
     }
 }
 
@@ -151,6 +155,7 @@ async fn self_activate_checked(
         window,
         starts_now: start.is_none(),
     };
+    state.budgets.charge_ask(caller)?;
     let outcome = state.door.self_activate(caller, resource, asked).await?;
     let record = outcome.record();
     let activations = common::door::activations(record, record.start, record.effective_end())?;
@@ -218,6 +223,7 @@ async fn request_checked(
         minutes,
         start,
     };
+    state.budgets.charge_ask(caller)?;
     let (request, _) = state.door.request(caller, resource, asked).await?;
     Ok(ActivationResponse::request(&request, caller, "ACTIVATION_PENDING", Timestamp::now()))
 }
@@ -274,6 +280,7 @@ async fn break_glass_checked(
         justification: justification.to_string(),
         minutes: body.activation_timeout.unwrap_or(longest),
     };
+    state.budgets.charge_ask(caller)?;
     let outcome = state.door.break_glass(caller, resource, asked).await?;
     let record = outcome.record();
     let activations = common::door::activations(record, record.start, record.effective_end())?;

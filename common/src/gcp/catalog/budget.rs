@@ -1,4 +1,4 @@
-//! Each person's budget of uncached Google reads for listings: a token bucket per person
+//! Each person's budget of uncached Google reads, for listings and asks: a token bucket per person
 //! (`LISTING_BUDGET_BURST` reads at once, `LISTING_BUDGET_PER_MINUTE` regained), so that one
 //! person cannot spend the deployment's Cloud Asset quota, which requests, approvals and
 //! break-glass need too. Answers from the cache cost nothing.
@@ -74,6 +74,14 @@ impl ReadBudgets {
         ReadBudget { budgets: self.clone(), caller: caller.clone(), listing: Arc::new(AtomicU8::new(NOT_STARTED)) }
     }
 
+    /// Charges `caller` one read for an ask (a self-activation, a request, break glass)
+    /// before its uncached reads are made: asks are decided on fresh reads, so a person
+    /// refused again and again (eligible for nothing) would otherwise spend everyone's Cloud
+    /// Asset quota as listings once could.
+    pub fn charge_ask(&self, caller: &Email) -> Result<(), GcpError> {
+        self.take(caller, &AtomicU8::new(NOT_STARTED), Instant::now()).map_err(refused)
+    }
+
     /// Takes one read from `caller`'s bucket at `now` for a listing in state `listing`: its
     /// first read needs a whole read left, a refused listing gets none. Refused: the time until
     /// one is regained.
@@ -129,10 +137,13 @@ impl ReadBudget {
     /// left, and then every later one too; once started, its reads are always allowed and
     /// charged.
     pub fn spend(&self) -> Result<(), GcpError> {
-        self.budgets
-            .take(&self.caller, &self.listing, Instant::now())
-            .map_err(|wait| GcpError::ReadBudget(wait.as_secs_f64().ceil().max(1.0) as u64))
+        self.budgets.take(&self.caller, &self.listing, Instant::now()).map_err(refused)
     }
+}
+
+/// A refusal: whole seconds until a read is regained, at least 1.
+fn refused(wait: Duration) -> GcpError {
+    GcpError::ReadBudget(wait.as_secs_f64().ceil().max(1.0) as u64)
 }
 
 #[cfg(test)]
