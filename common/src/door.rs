@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::activation::{Activation, ActivationBinding, ActivationWindow, Approval};
+use crate::activation::{Activation, ActivationBinding, ActivationWindow, Approval, read_activation_binding};
 use crate::condition::ActivationType;
 use crate::config::{BackendSettings, Config, LedgerSettings, TokenSettings};
 use crate::email::Email;
@@ -1186,17 +1186,22 @@ impl Door {
             return Ok(Reconciled::Unchanged);
         }
         let key = grant_key(record)?;
-        let present: Vec<ActivationBinding> =
-            self.writer.activations(&resource).await?.into_iter().filter(|b| key.owns(b)).collect();
-        if present.is_empty() {
+        let policy = self.writer.read(&resource).await?;
+        let present = policy.bindings.iter().filter_map(read_activation_binding).filter(|b| key.owns(b)).count();
+        if present == 0 {
             return self.flag(verified).await;
         }
         let Want::Bindings { start, end } = lifecycle::want(record, now) else {
             return Ok(Reconciled::Unchanged);
         };
         tracing::warn!(activation_id = %record.id, "a live grant's binding did not match the ledger; rewritten to the ledger's window");
-        self.write(record, Want::Bindings { start, end }, &[], None).await?;
-        Ok(Reconciled::Rewritten)
+        // Written over the policy just read, etag and all: a revocation that removed the
+        // binding since then makes this write conflict, never brings the binding back.
+        match self.write(record, Want::Bindings { start, end }, &[], Some(policy)).await {
+            Ok(()) => Ok(Reconciled::Rewritten),
+            Err(GcpError::Conflict(_)) => Ok(Reconciled::Unchanged),
+            Err(other) => Err(other.into()),
+        }
     }
 
     /// Records that emergency access went unreviewed past its deadline, once, and tells
