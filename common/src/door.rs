@@ -984,7 +984,17 @@ impl Door {
         let holding = crate::eligibility::Holding { jit: false, mpa: true, designated: false };
         let fresh = Fresh::Mpa(BTreeMap::from([(caller.clone(), holding)]));
         let settled = self.settle(verified, Some(fresh), policy.ok(), &[]).await;
-        self.granted(caller, &record.id, settled)
+        let mut outcome = self.granted(caller, &record.id, settled)?;
+        if outcome.verified.untold() {
+            // Detection is what break glass keeps: if nobody could be told, the person who
+            // broke it must know, and say so themselves.
+            tracing::error!(activation_id = %record.id, beneficiary = %caller, "break glass: emergency access granted but its reviewers were not told");
+            outcome.message = Some(format!(
+                "Emergency access granted, but telling its reviewers and the administrators failed: tell them yourself now, naming request {}.",
+                record.id
+            ));
+        }
+        Ok(outcome)
     }
 
     /// The caller's open requests, verified, refused when there are too many for one of
@@ -1208,6 +1218,14 @@ impl Door {
     /// administrators (the event `BreakGlassUnreviewed`).
     async fn escalate(&self, verified: Verified) -> Result<(Verified, bool), ApiError> {
         let entry = Entry::Escalated { at: Timestamp::now().unix_seconds() };
+        // Unlike every other entry, the escalation is told before it is recorded: escalating
+        // is nothing but telling, so a failed publish must leave it to the next sweep (at
+        // worst the administrators hear twice), never closed with nobody told.
+        let mut told = verified.record().clone();
+        told.timeline.push(entry.clone());
+        if let Some(event) = event::lifecycle_event(&told, &entry, self.base_url()) {
+            publish_or_log(self.publisher.as_ref(), &event).await?;
+        }
         let mut escalated = false;
         let written = self
             .reader
@@ -1226,9 +1244,7 @@ impl Door {
         match written {
             Some(stored) if escalated => {
                 tracing::warn!(activation_id = %stored.record.id, beneficiary = %stored.record.beneficiary, "break glass: emergency access was not ratified by its deadline; escalated to the administrators");
-                let mut verified = verified.at(stored)?;
-                self.announce(&mut verified, &entry).await;
-                Ok((verified, true))
+                Ok((verified.at(stored)?, true))
             }
             Some(stored) => Ok((verified.at(stored)?, false)),
             None => Ok((verified, false)),

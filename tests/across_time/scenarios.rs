@@ -363,8 +363,14 @@ async fn unratified_emergency_access_is_escalated_at_its_deadline() {
     // Before the deadline the sweeper leaves it be, and keeps it open.
     advance_minutes(19);
     assert_eq!(system.sweep().await.break_glass_escalated, 0);
-    // Past it: escalated once, however often the sweeper comes.
+    // Past it, with Pub/Sub failing: not escalated, since nobody could be told; left open
+    // for the next sweep.
     advance_minutes(2);
+    system.inject(json!({"api": "pubsub", "status": 503, "count": 100})).await;
+    assert_eq!(system.sweep().await.break_glass_escalated, 0);
+    assert!(!system.record(&id).await.expect("record").escalated(), "never closed with nobody told");
+    system.clear_faults().await;
+    // Then escalated once, however often the sweeper comes.
     assert_eq!(system.sweep().await.break_glass_escalated, 1);
     assert_eq!(system.sweep().await.break_glass_escalated, 0, "once");
     let record = system.record(&id).await.expect("record");
@@ -442,4 +448,18 @@ async fn a_grant_failed_on_its_check_removes_what_a_stopped_attempt_wrote() {
     system.remove_eligibility("roles/storage.admin", CAROL).await;
     system.sweep().await;
     assert_eq!(carols().await, 0, "the failed grant holds nothing after one sweep");
+}
+
+/// Break glass while Pub/Sub fails: the grant stands (it is an emergency), and the person who
+/// broke the glass is told plainly that nobody was told, and to tell them.
+#[tokio::test]
+async fn break_glass_whose_reviewers_cannot_be_told_says_so_to_the_person() {
+    let _turn = exclusive().await;
+    let system = Deployment::start(&[]).await;
+    system.inject(json!({"api": "pubsub", "status": 503, "count": 100})).await;
+    let body = json!({"entitlementId": COMPUTE, "justification": "INC-7 outage", "activationTimeout": 10});
+    let reply = system.post(DAVE, "/api/projects/project-1/roles/break-glass", body).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let message = reply.body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("tell them yourself now"), "{reply:?}");
 }
