@@ -575,8 +575,6 @@ pub struct Config {
     pub backend: BackendSettings,
     pub ledger: LedgerSettings,
     pub notification: NotificationSettings,
-    /// Each person's uncached Google reads: request-approval charges every ask to it.
-    pub budget: ListingBudgetSettings,
 }
 
 impl Config {
@@ -590,7 +588,6 @@ impl Config {
             backend: BackendSettings::read(env),
             ledger: LedgerSettings::read(env),
             notification: NotificationSettings::read(env),
-            budget: ListingBudgetSettings::read(env),
         }
     }
 
@@ -606,7 +603,6 @@ impl Config {
             backend: BackendSettings::read(env),
             ledger: LedgerSettings::read(env),
             notification: NotificationSettings::read(env),
-            budget: ListingBudgetSettings::read(env),
         }
     }
 }

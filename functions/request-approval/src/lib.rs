@@ -23,6 +23,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{FromRef, Path, State};
 use axum::routing::post;
+use common::config::{Env, ListingBudgetSettings};
 use common::door::{BreakGlassAsk, Door, PeerRequest, SelfActivation};
 use common::email::Email;
 use common::entitlement::{FOLDERS, ORGANIZATIONS, PROJECTS, ResourceId, resource_of};
@@ -37,12 +38,23 @@ use common::rules::Action;
 use common::timestamp::Timestamp;
 use serde::Deserialize;
 
-/// The settings this function reads: every section of the shared configuration.
-pub use common::config::Config;
+/// The settings this function reads: every section of the shared configuration, and each
+/// person's budget of uncached reads, which every ask is charged to.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub decisions: common::config::Config,
+    pub budget: ListingBudgetSettings,
+}
+
+impl Config {
+    pub fn read(env: &mut Env<'_>) -> Config {
+        Config { decisions: common::config::Config::read(env), budget: ListingBudgetSettings::read(env) }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct AppState {
-    config: Arc<Config>,
+    config: Arc<common::config::Config>,
     iap: IapVerifier,
     door: Door,
     /// Every caller's budget of uncached Google reads, for this instance: each ask costs one.
@@ -57,11 +69,12 @@ impl FromRef<AppState> for IapVerifier {
 
 impl AppState {
     pub async fn new(config: Config) -> Result<AppState, GcpError> {
+        let budgets = Arc::new(ReadBudgets::new(&config.budget));
+        let config = config.decisions;
         let iap = IapVerifier::from_settings(&config.backend, &config.iap);
         let signer = Arc::new(IamCredentialsSigner::new(&config.backend, &config.token.service_account).await?);
         let config = Arc::new(config);
         let door = Door::new(config.clone(), Some(signer)).await?;
-        let budgets = Arc::new(ReadBudgets::new(&config.budget));
         Ok(AppState { config, iap, door, budgets })
     }
 }

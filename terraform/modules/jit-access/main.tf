@@ -97,6 +97,9 @@ locals {
     SIGNING_SERVICE_ACCOUNT = google_service_account.signer.email
     NOTIFICATION_TOPIC      = local.topic
     BASE_URL                = local.base_url
+    # Each ask (self-activation, request, break glass) costs its asker one read.
+    LISTING_BUDGET_BURST      = tostring(var.listing_budget.burst)
+    LISTING_BUDGET_PER_MINUTE = tostring(var.listing_budget.per_minute)
   })
   approve_env = merge(local.activation_env, local.backend_env, local.scope_env, local.ledger_env, {
     IAP_AUDIENCE            = local.iap_audience["approve"]

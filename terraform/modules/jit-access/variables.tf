@@ -76,7 +76,7 @@ variable "policy_cache_timeout" {
 }
 
 variable "listing_budget" {
-  description = "LISTING_BUDGET_BURST and LISTING_BUDGET_PER_MINUTE: uncached Google reads one person's listings may make at once, and regain per minute; past them, 429 with Retry-After."
+  description = "LISTING_BUDGET_BURST and LISTING_BUDGET_PER_MINUTE: uncached Google reads one person's listings (and, in request-approval, asks) may make at once, and regain per minute; past them, 429 with Retry-After."
   type = object({
     burst      = optional(number, 10)
     per_minute = optional(number, 6)
