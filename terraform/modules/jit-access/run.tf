@@ -112,8 +112,11 @@ resource "google_cloud_run_v2_service" "chat" {
     containers {
       image = var.images.chat
       resources {
-        limits   = { cpu = "1", memory = "256Mi" }
-        cpu_idle = true
+        limits = { cpu = "1", memory = "256Mi" }
+        # A click past CHAT_CLICK_TIMEOUT is answered while its decision runs on in the
+        # background: CPU stays allocated, so that decision is not throttled between its fresh
+        # reads and its IAM write (and is not decided minutes later on stale reads).
+        cpu_idle = false
       }
       dynamic "env" {
         for_each = local.chat_env
