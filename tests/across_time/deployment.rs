@@ -81,12 +81,8 @@ impl Deployment {
     }
 
     pub async fn start_on(backend: Backend, extra: &[(&'static str, &str)]) -> Deployment {
-        let mut pairs: Vec<(&'static str, String)> = backend.emulator.environment();
+        let mut pairs = local::function_settings(&backend.emulator, SCOPE, AUDIENCE, "https://jit.example.com", TOPIC);
         pairs.extend([
-            ("RESOURCE_SCOPE", SCOPE.to_string()),
-            ("IAP_AUDIENCE", AUDIENCE.to_string()),
-            ("BASE_URL", "https://jit.example.com".to_string()),
-            ("NOTIFICATION_TOPIC", TOPIC.to_string()),
             (
                 "APPROVAL_POLICY",
                 r#"[{"roles": ["roles/compute.admin"], "approvals": 2, "breakGlass": {"maxDuration": 30, "reviewWithin": 20}}]"#
@@ -99,8 +95,7 @@ impl Deployment {
             ("POLICY_CACHE_TIMEOUT", "0".to_string()),
         ]);
         pairs.extend(extra.iter().map(|(name, value)| (*name, value.to_string())));
-        let lookup = |name: &str| pairs.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
-        let mut env = Env::new(lookup);
+        let mut env = Env::from_pairs(&pairs);
         let list = list_eligibility::Config::read(&mut env);
         let request = request_approval::Config::read(&mut env);
         let approve = approve::Config::read(&mut env);

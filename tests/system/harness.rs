@@ -47,23 +47,13 @@ impl System {
     /// Starts the functions with extra settings (e.g. a stricter justification pattern).
     pub async fn start_with(extra: &[(&'static str, &str)]) -> System {
         let backend = backend().await;
-        let mut pairs: Vec<(&'static str, String)> = backend.emulator.environment();
-        pairs.extend([
-            ("RESOURCE_SCOPE", SCOPE.to_string()),
-            ("IAP_AUDIENCE", AUDIENCE.to_string()),
-            ("BASE_URL", BASE_URL.to_string()),
-            ("NOTIFICATION_TOPIC", TOPIC.to_string()),
-            ("SENDGRID_API_KEY_SECRET", "projects/jit-project/secrets/sendgrid-api-key".to_string()),
-            ("SMTP_SENDER_ADDRESS", "jit-access@example.com".to_string()),
-            ("PUSH_AUDIENCE", PUSH_AUDIENCE.to_string()),
-            ("PUSH_SERVICE_ACCOUNT", PUSH_ACCOUNT.to_string()),
-            // As deployed: on Cloud Run, behind its invoker check.
-            ("K_SERVICE", "jit-mailer".to_string()),
-        ]);
+        let push = local::Push { account: PUSH_ACCOUNT, audience: PUSH_AUDIENCE };
+        let mut pairs = local::function_settings(&backend.emulator, SCOPE, AUDIENCE, BASE_URL, TOPIC);
+        pairs.extend(push.mailer_settings());
+        pairs.push(("SENDGRID_API_KEY_SECRET", "projects/jit-project/secrets/sendgrid-api-key".to_string()));
         pairs.extend(extra.iter().map(|(name, value)| (*name, value.to_string())));
-        let lookup = |name: &str| pairs.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
 
-        let mut env = Env::new(lookup);
+        let mut env = Env::from_pairs(&pairs);
         let list_config = list_eligibility::Config::read(&mut env);
         let request_config = request_approval::Config::read(&mut env);
         let approve_config = approve::Config::read(&mut env);
@@ -79,7 +69,6 @@ impl System {
                 .await;
         let approve = serve(approve::router(approve::AppState::new(approve_config).await.expect("state"))).await;
         let mailer_container = serve(mailer::router(mailer::AppState::new(mailer_config).await.expect("state"))).await;
-        let push = local::Push { account: PUSH_ACCOUNT, audience: PUSH_AUDIENCE };
         let mailer = local::front_mailer(&backend.emulator, mailer_container, push, false).await.expect("front");
         // The emulator pushes the topic to the mailer with an OIDC token, as Pub/Sub does.
         let subscription = serde_json::json!({"topic": TOPIC, "pushConfig": {

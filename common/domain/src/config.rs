@@ -53,6 +53,12 @@ impl<'a> Env<'a> {
         Env { lookup: Box::new(lookup), problems: Vec::new(), read: BTreeSet::new() }
     }
 
+    /// Settings given as name and value, as the local run and the tests give them: where a
+    /// name is given twice, the later value wins.
+    pub fn from_pairs(pairs: &'a [(&'static str, String)]) -> Env<'a> {
+        Env::new(|name| pairs.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| v.clone()))
+    }
+
     /// Trimmed; an empty value counts as unset, as in the reference app.
     pub fn optional(&mut self, name: &'static str) -> Option<String> {
         self.read.insert(name);
