@@ -11,6 +11,7 @@ use common::lifecycle::Record;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
+pub use crate::support::Reply;
 use crate::support::{Backend, SCOPE, backend};
 
 pub const AUDIENCE: &str = "/projects/300000000009/global/backendServices/4242";
@@ -44,17 +45,7 @@ pub fn rfc3339(seconds: i64) -> String {
     common::timestamp::Timestamp::from_unix_seconds(seconds).expect("in range").to_string()
 }
 
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub status: u16,
-    pub body: Value,
-}
-
 impl Reply {
-    pub fn code(&self) -> &str {
-        self.body["error"]["code"].as_str().unwrap_or("")
-    }
-
     pub fn state(&self) -> &str {
         self.body["state"].as_str().unwrap_or("")
     }

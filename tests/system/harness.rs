@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use common::config::Env;
 use serde_json::Value;
 
-use crate::support::{Backend, SCOPE, backend};
+pub use crate::support::Reply;
+use crate::support::{Backend, SCOPE, backend, json_answer};
 
 pub const AUDIENCE: &str = "/projects/300000000009/global/backendServices/4242";
 pub const TOPIC: &str = "projects/jit-project/topics/jit-events";
@@ -23,20 +24,6 @@ pub struct System {
     pub mailer: SocketAddr,
     /// The mailer's container itself, behind that front.
     pub mailer_container: SocketAddr,
-}
-
-/// The answer to one call.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub body: Value,
-}
-
-impl Reply {
-    /// The refusal code, for `{"error": {"code"}}` bodies.
-    pub fn code(&self) -> &str {
-        self.body["error"]["code"].as_str().unwrap_or("")
-    }
 }
 
 impl System {
@@ -182,17 +169,8 @@ impl System {
         }
         let account = self.backend.emulator.state.world().service_account.clone();
         let url = self.backend.url(&format!("/v1/projects/-/serviceAccounts/{account}:signJwt"));
-        let signed: Value = self
-            .backend
-            .http
-            .post(url)
-            .json(&serde_json::json!({"payload": claims.to_string()}))
-            .send()
-            .await
-            .expect("answers")
-            .json()
-            .await
-            .expect("json");
+        let signed: Value =
+            json_answer(self.backend.http.post(url).json(&serde_json::json!({"payload": claims.to_string()}))).await;
         signed["signedJwt"].as_str().expect("signed").to_string()
     }
 
