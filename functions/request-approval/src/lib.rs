@@ -262,8 +262,8 @@ async fn break_glass_checked(
     Ok(response)
 }
 
-/// A new activation on the resource of kind `KIND` that `project` names: `checked` on it,
-/// audited with `decision` (`success` when it succeeds), whatever the outcome.
+/// A new activation on the resource that `kind` (a route's `KIND`) and `project` name:
+/// `checked` on it, audited with `decision` (`success` when it succeeds), whatever the outcome.
 async fn on_resource<T>(
     kind: u8,
     project: &str,
