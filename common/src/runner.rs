@@ -43,9 +43,20 @@ pub trait Function {
 
 /// A function crate's [`Function`], from the names every one of them keeps in its `lib.rs`:
 /// `Config` (with `Config::read`), `AppState` (with `async AppState::new(Config) -> Result<…>`)
-/// and `router(AppState) -> Router`. `common::function!("approve");` is the whole of it.
+/// and `router(AppState) -> Router`. `common::function!("approve");` is the whole of it;
+/// `common::function!("approve", iap = iap);` also lets [`crate::http::IapUser`] find the
+/// verifier in `AppState`'s field `iap`.
 #[macro_export]
 macro_rules! function {
+    ($name:literal, iap = $field:ident) => {
+        $crate::function!($name);
+
+        impl ::axum::extract::FromRef<AppState> for $crate::http::IapVerifier {
+            fn from_ref(state: &AppState) -> $crate::http::IapVerifier {
+                state.$field.clone()
+            }
+        }
+    };
     ($name:literal) => {
         impl $crate::runner::Function for AppState {
             const NAME: &'static str = $name;

@@ -21,6 +21,7 @@ use crate::analysis::{Query, analyze};
 use crate::google::GoogleError;
 use crate::publisher::{GrpcPublisher, publish_rest};
 use crate::state::{Fault, State, lock};
+use crate::world::World;
 use crate::{assets, identity, paging};
 
 pub fn router(state: Arc<State>) -> Router {
@@ -223,29 +224,37 @@ fn google_chat<'a>(call: &'a Call<'a>) -> Option<Answer<'a>> {
 /// `:searchAllIamPolicies`, `:searchAllResources`.
 fn cloud_asset<'a>(call: &'a Call<'a>) -> Option<Answer<'a>> {
     let rest = call.after(Method::GET, "/v1/")?;
-    let state = call.state;
     if let Some(scope) = rest.strip_suffix(":analyzeIamPolicy") {
         return answer(analyze_iam_policy(call, scope));
     }
-    if let Some(scope) = rest.strip_suffix("/effectiveIamPolicies:batchGet") {
-        return answer(async move {
-            state.enter("asset", "batchGetEffectiveIamPolicies").await?;
-            json_reply(assets::batch_get_effective_iam_policies(&state.world(), scope, &call.parameters()))
-        });
-    }
-    if let Some(scope) = rest.strip_suffix(":searchAllIamPolicies") {
-        return answer(async move {
-            state.enter("asset", "searchAllIamPolicies").await?;
-            json_reply(assets::search_all_iam_policies(&state.world(), scope, &call.parameters()))
-        });
-    }
-    if let Some(scope) = rest.strip_suffix(":searchAllResources") {
-        return answer(async move {
-            state.enter("asset", "searchAllResources").await?;
-            json_reply(assets::search_all_resources(&state.world(), scope, &call.parameters()))
-        });
-    }
-    None
+    let reads: [(&str, &'static str, Read); 3] = [
+        ("/effectiveIamPolicies:batchGet", "batchGetEffectiveIamPolicies", assets::batch_get_effective_iam_policies),
+        (":searchAllIamPolicies", "searchAllIamPolicies", assets::search_all_iam_policies),
+        (":searchAllResources", "searchAllResources", assets::search_all_resources),
+    ];
+    read_by_suffix(call, rest, "asset", &reads)
+}
+
+/// A read of the world about a name in the path (a scope, a group): the call's query
+/// parameters in, JSON out.
+type Read = fn(&World, &str, &[(String, String)]) -> Result<Value, GoogleError>;
+
+/// The first of `reads` (suffix, method, read) whose suffix ends `rest`: counted as the call
+/// `api.method`, then the read of what precedes the suffix.
+fn read_by_suffix<'a>(
+    call: &'a Call<'a>,
+    rest: &'a str,
+    api: &'static str,
+    reads: &[(&str, &'static str, Read)],
+) -> Option<Answer<'a>> {
+    let state = call.state;
+    reads.iter().find_map(|&(suffix, method, read)| {
+        let name = rest.strip_suffix(suffix)?;
+        answer(async move {
+            state.enter(api, method).await?;
+            json_reply(read(&state.world(), name, &call.parameters()))
+        })
+    })
 }
 
 async fn analyze_iam_policy(call: &Call<'_>, scope: &str) -> Reply {
@@ -275,29 +284,25 @@ fn cloud_identity<'a>(call: &'a Call<'a>) -> Option<Answer<'a>> {
             json_reply(identity::lookup(&state.world(), &call.parameters()))
         });
     }
-    if let Some(parent) = rest.strip_suffix("/memberships:searchDirectGroups") {
-        return answer(async move {
-            state.enter("cloudidentity", "searchDirectGroups").await?;
-            json_reply(identity::search_direct_groups(&state.world(), parent, &call.parameters()))
-        });
+    let searches: [(&str, &'static str, Read); 3] = [
+        ("/memberships:searchDirectGroups", "searchDirectGroups", identity::search_direct_groups),
+        ("/memberships:searchTransitiveGroups", "searchTransitiveGroups", identity::search_transitive_groups),
+        (
+            "/memberships:searchTransitiveMemberships",
+            "searchTransitiveMemberships",
+            identity::search_transitive_memberships,
+        ),
+    ];
+    if let Some(search) = read_by_suffix(call, rest, "cloudidentity", &searches) {
+        return Some(search);
     }
-    if let Some(parent) = rest.strip_suffix("/memberships:searchTransitiveGroups") {
-        return answer(async move {
-            state.enter("cloudidentity", "searchTransitiveGroups").await?;
-            json_reply(identity::search_transitive_groups(&state.world(), parent, &call.parameters()))
-        });
-    }
-    if let Some(parent) = rest.strip_suffix("/memberships:searchTransitiveMemberships") {
-        return answer(async move {
-            state.enter("cloudidentity", "searchTransitiveMemberships").await?;
-            json_reply(identity::search_transitive_memberships(&state.world(), parent, &call.parameters()))
-        });
-    }
-    if let Some(parent) = rest.strip_suffix("/memberships").filter(|p| p.starts_with("groups/")) {
-        return answer(async move {
-            state.enter("cloudidentity", "listMemberships").await?;
-            json_reply(identity::list_memberships(&state.world(), parent, &call.parameters()))
-        });
+    if rest.strip_suffix("/memberships").is_some_and(|p| p.starts_with("groups/")) {
+        return read_by_suffix(
+            call,
+            rest,
+            "cloudidentity",
+            &[("/memberships", "listMemberships", identity::list_memberships)],
+        );
     }
     None
 }

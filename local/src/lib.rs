@@ -114,19 +114,13 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
 
     // Pub/Sub: the real emulator when PUBSUB_EMULATOR_HOST is set, else ours.
     let real_pubsub = std::env::var("PUBSUB_EMULATOR_HOST").ok().filter(|h| !h.is_empty());
-    let mut pairs: Vec<(&'static str, String)> = emulator.environment();
+    let push = Push { account: PUSH_ACCOUNT, audience: PUSH_AUDIENCE };
+    let mut pairs = function_settings(&emulator, &scope, LOCAL_AUDIENCE, &url, &topic);
+    pairs.extend(push.mailer_settings());
     pairs.extend([
-        ("RESOURCE_SCOPE", scope),
-        ("IAP_AUDIENCE", LOCAL_AUDIENCE.to_string()),
-        ("BASE_URL", url.clone()),
-        ("NOTIFICATION_TOPIC", topic.clone()),
         ("SENDGRID_API_KEY", "SG.local".to_string()),
-        ("SMTP_SENDER_ADDRESS", "jit-access@example.com".to_string()),
-        ("PUSH_AUDIENCE", PUSH_AUDIENCE.to_string()),
-        ("PUSH_SERVICE_ACCOUNT", PUSH_ACCOUNT.to_string()),
-        // The mailer runs behind the Cloud Run stand-in, as deployed: Cloud Run's invoker
-        // check verifies the push token's signature, the mailer its claims.
-        ("K_SERVICE", "jit-mailer".to_string()),
+        // The Cloud Run stand-in's invoker check verifies the push token's signature, the
+        // mailer its claims.
         ("PUSH_AUTH", "cloud-run".to_string()),
         // The example organization's emergency path: the on-call group may break glass on
         // roles/logging.admin; admin@example.com is told and may reject it.
@@ -146,8 +140,7 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
         }
     }
     pairs.extend(options.settings.iter().cloned());
-    let lookup = |name: &str| pairs.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
-    let mut env = Env::new(lookup);
+    let mut env = Env::from_pairs(&pairs);
     let list_config = list_eligibility::Config::read(&mut env);
     let request_config = request_approval::Config::read(&mut env);
     let approve_config = approve::Config::read(&mut env);
@@ -157,9 +150,8 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
     // The Chat app checks Pub/Sub's and Google Chat's tokens itself, as deployed: Chat's
     // token (audience: the project number) cannot pass Cloud Run's invoker check.
     let chat_pairs = [("PUSH_AUTH", "verify"), ("PUSH_AUDIENCE", CHAT_PUSH_AUDIENCE), ("CHAT_AUDIENCE", CHAT_AUDIENCE)];
-    let mut chat_env = Env::new(|name| {
-        chat_pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string()).or_else(|| lookup(name))
-    });
+    let chat_pairs = [pairs.clone(), chat_pairs.map(|(name, value)| (name, value.to_string())).to_vec()].concat();
+    let mut chat_env = Env::from_pairs(&chat_pairs);
     let chat_config = chat::Config::read(&mut chat_env);
     chat_env.finish()?;
 
@@ -171,7 +163,6 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
     let request = serve(request_approval::AppState::build(request_config).await).await?;
     let approve = serve(approve::AppState::build(approve_config).await).await?;
     let mailer = serve(mailer::AppState::build(mailer_config).await).await?;
-    let push = Push { account: PUSH_ACCOUNT, audience: PUSH_AUDIENCE };
     let mailer = front_mailer(&emulator, mailer, push, real_pubsub.is_some()).await?;
     subscribe(&http, &emulator, real_pubsub.as_deref(), &topic, format!("http://{mailer}/"), "jit-mailer-local", push)
         .await?;
@@ -247,6 +238,38 @@ pub async fn front_mailer(
 pub struct Push<'a> {
     pub account: &'a str,
     pub audience: &'a str,
+}
+
+impl Push<'_> {
+    /// The mailer's settings for pushes from this identity, as deployed: on Cloud Run
+    /// (`K_SERVICE`), behind its invoker check.
+    pub fn mailer_settings(self) -> [(&'static str, String); 4] {
+        [
+            ("SMTP_SENDER_ADDRESS", "jit-access@example.com".to_string()),
+            ("PUSH_AUDIENCE", self.audience.to_string()),
+            ("PUSH_SERVICE_ACCOUNT", self.account.to_string()),
+            ("K_SERVICE", "jit-mailer".to_string()),
+        ]
+    }
+}
+
+/// The settings that point the functions at `emulator`, for the local run and the tests: its
+/// endpoints, then the resource scope, the IAP audience, the base URL and the event topic.
+pub fn function_settings(
+    emulator: &Emulator,
+    scope: &str,
+    audience: &str,
+    base_url: &str,
+    topic: &str,
+) -> Vec<(&'static str, String)> {
+    let mut pairs = emulator.environment();
+    pairs.extend([
+        ("RESOURCE_SCOPE", scope.to_string()),
+        ("IAP_AUDIENCE", audience.to_string()),
+        ("BASE_URL", base_url.to_string()),
+        ("NOTIFICATION_TOPIC", topic.to_string()),
+    ]);
+    pairs
 }
 
 /// Push subscription from the topic to `endpoint`, on whichever Pub/Sub is in use.

@@ -11,6 +11,7 @@ use common::lifecycle::Record;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
+pub use crate::support::Reply;
 use crate::support::{Backend, SCOPE, backend};
 
 pub const AUDIENCE: &str = "/projects/300000000009/global/backendServices/4242";
@@ -44,17 +45,7 @@ pub fn rfc3339(seconds: i64) -> String {
     common::timestamp::Timestamp::from_unix_seconds(seconds).expect("in range").to_string()
 }
 
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub status: u16,
-    pub body: Value,
-}
-
 impl Reply {
-    pub fn code(&self) -> &str {
-        self.body["error"]["code"].as_str().unwrap_or("")
-    }
-
     pub fn state(&self) -> &str {
         self.body["state"].as_str().unwrap_or("")
     }
@@ -81,12 +72,8 @@ impl Deployment {
     }
 
     pub async fn start_on(backend: Backend, extra: &[(&'static str, &str)]) -> Deployment {
-        let mut pairs: Vec<(&'static str, String)> = backend.emulator.environment();
+        let mut pairs = local::function_settings(&backend.emulator, SCOPE, AUDIENCE, "https://jit.example.com", TOPIC);
         pairs.extend([
-            ("RESOURCE_SCOPE", SCOPE.to_string()),
-            ("IAP_AUDIENCE", AUDIENCE.to_string()),
-            ("BASE_URL", "https://jit.example.com".to_string()),
-            ("NOTIFICATION_TOPIC", TOPIC.to_string()),
             (
                 "APPROVAL_POLICY",
                 r#"[{"roles": ["roles/compute.admin"], "approvals": 2, "breakGlass": {"maxDuration": 30, "reviewWithin": 20}}]"#
@@ -103,8 +90,7 @@ impl Deployment {
             ("LISTING_BUDGET_PER_MINUTE", "6000".to_string()),
         ]);
         pairs.extend(extra.iter().map(|(name, value)| (*name, value.to_string())));
-        let lookup = |name: &str| pairs.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
-        let mut env = Env::new(lookup);
+        let mut env = Env::from_pairs(&pairs);
         let list = list_eligibility::Config::read(&mut env);
         let request = request_approval::Config::read(&mut env);
         let approve = approve::Config::read(&mut env);

@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use crate::support::json_answer;
 use crate::webdriver::Driver;
 
 fn screenshot_dir() -> std::path::PathBuf {
@@ -111,16 +112,13 @@ async fn the_local_run_keeps_policies_between_runs_with_a_state_directory() {
     assert_eq!(response.status(), 200);
     first.save(&dir).expect("saved");
     let second = local::start(options).await.expect("starts again");
-    let roles: Value = client
-        .get(format!("{}/api/projects/project-1/roles", second.url))
-        .header("X-Local-User", "carol@example.com")
-        .header("X-JITACCESS", "1")
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
+    let roles: Value = json_answer(
+        client
+            .get(format!("{}/api/projects/project-1/roles", second.url))
+            .header("X-Local-User", "carol@example.com")
+            .header("X-JITACCESS", "1"),
+    )
+    .await;
     assert_eq!(roles["entitlements"][0]["status"], "ACTIVE", "{roles}");
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -134,17 +132,14 @@ async fn the_front_door_signs_people_in_and_strips_forged_identity() {
     let api = client.get(format!("{}/api/policy", local.url)).header("X-JITACCESS", "1").send().await.expect("answers");
     assert_eq!(api.status(), 401);
     // A forged assertion is dropped and replaced by the front door's own, for the signed-in user.
-    let policy: Value = client
-        .get(format!("{}/api/policy", local.url))
-        .header("X-JITACCESS", "1")
-        .header("X-Local-User", "bob@example.com")
-        .header("x-goog-iap-jwt-assertion", "forged")
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
+    let policy: Value = json_answer(
+        client
+            .get(format!("{}/api/policy", local.url))
+            .header("X-JITACCESS", "1")
+            .header("X-Local-User", "bob@example.com")
+            .header("x-goog-iap-jwt-assertion", "forged"),
+    )
+    .await;
     assert_eq!(policy["signedInUser"]["email"], "bob@example.com");
     let stranger = client
         .get(format!("{}/api/policy", local.url))

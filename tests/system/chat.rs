@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{ALICE, BOB, CAROL};
+use crate::support::{ALICE, BOB, CAROL, json_answer};
 
 pub(crate) struct Local {
     pub(crate) running: local::Running,
@@ -95,8 +95,7 @@ impl Local {
     /// The events published so far, oldest first.
     pub(crate) async fn events(&self) -> Vec<Value> {
         use base64::Engine as _;
-        let messages: Vec<Value> =
-            self.http.get(self.emulator("/_emulator/pubsub")).send().await.expect("a").json().await.expect("json");
+        let messages: Vec<Value> = json_answer(self.http.get(self.emulator("/_emulator/pubsub"))).await;
         messages
             .iter()
             .filter_map(|m| base64::engine::general_purpose::STANDARD.decode(m["data"].as_str()?).ok())
@@ -106,23 +105,20 @@ impl Local {
 
     /// Bindings of ours for `member` on `role` in project-1.
     pub(crate) async fn bindings_of(&self, member: &str, role: &str) -> usize {
+        self.activations_of(member, Some(role)).await
+    }
+
+    /// Bindings of ours for `member` in project-1, on `role` or (`None`) any role.
+    async fn activations_of(&self, member: &str, role: Option<&str>) -> usize {
         let url = self.emulator("/v3/projects/project-1:getIamPolicy");
-        let policy: Value = self
-            .http
-            .post(&url)
-            .json(&json!({"options": {"requestedPolicyVersion": 3}}))
-            .send()
-            .await
-            .expect("a")
-            .json()
-            .await
-            .expect("j");
+        let policy: Value =
+            json_answer(self.http.post(&url).json(&json!({"options": {"requestedPolicyVersion": 3}}))).await;
         policy["bindings"]
             .as_array()
             .into_iter()
             .flatten()
             .filter(|b| {
-                b["role"] == role
+                role.is_none_or(|role| b["role"] == role)
                     && b["members"] == json!([format!("user:{member}")])
                     && b["condition"]["title"] == "JIT access activation"
             })
@@ -137,7 +133,7 @@ impl Local {
     }
 
     pub(crate) async fn cards(&self) -> Vec<Value> {
-        self.http.get(self.emulator("/_emulator/chat")).send().await.expect("a").json().await.expect("json")
+        json_answer(self.http.get(self.emulator("/_emulator/chat"))).await
     }
 
     /// Waits (pushes are asynchronous) until every reviewer's card passes `test`.
@@ -167,25 +163,7 @@ impl Local {
     }
 
     pub(crate) async fn activation_bindings(&self) -> usize {
-        let url = self.emulator("/v3/projects/project-1:getIamPolicy");
-        let policy: Value = self
-            .http
-            .post(&url)
-            .json(&json!({"options": {"requestedPolicyVersion": 3}}))
-            .send()
-            .await
-            .expect("a")
-            .json()
-            .await
-            .expect("j");
-        policy["bindings"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|b| {
-                b["members"] == json!([format!("user:{ALICE}")]) && b["condition"]["title"] == "JIT access activation"
-            })
-            .count()
+        self.activations_of(ALICE, None).await
     }
 
     pub(crate) fn chat_url(&self) -> String {
@@ -220,7 +198,7 @@ impl Local {
     /// `person`'s direct message with the app, as Chat finds it.
     pub(crate) async fn direct_message(&self, person: &str) -> String {
         let url = format!("{}?name={}", self.emulator("/v1/spaces:findDirectMessage"), emulator::chat::user_of(person));
-        let space: Value = self.http.get(url).send().await.expect("answers").json().await.expect("json");
+        let space: Value = json_answer(self.http.get(url)).await;
         space["name"].as_str().expect("a direct message").to_string()
     }
 
@@ -589,8 +567,7 @@ async fn a_reviewer_who_removed_the_app_gets_mail_only_until_they_add_it_again()
     let removed = local.in_chat(json!({"type": "REMOVED_FROM_SPACE", "email": BOB})).await;
     assert_eq!(removed["status"], 200, "{removed}");
     let calls = || async {
-        let calls: Value =
-            local.http.get(local.emulator("/_emulator/calls")).send().await.expect("a").json().await.expect("json");
+        let calls: Value = json_answer(local.http.get(local.emulator("/_emulator/calls"))).await;
         calls["chat.findDirectMessage"].as_u64().unwrap_or(0)
     };
     local.ask(&[BOB]).await;
@@ -604,8 +581,7 @@ async fn a_reviewer_who_removed_the_app_gets_mail_only_until_they_add_it_again()
     assert_eq!(calls().await, 1, "one lookup, as his direct message is gone");
     assert!(local.cards().await.is_empty(), "no card for someone who removed the app");
     let mailed = || async {
-        let mail: Vec<Value> =
-            local.http.get(local.emulator("/_emulator/mail")).send().await.expect("a").json().await.expect("json");
+        let mail: Vec<Value> = json_answer(local.http.get(local.emulator("/_emulator/mail"))).await;
         mail.iter().any(|m| m.to_string().contains(BOB))
     };
     let mut waited = 0;

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::backend;
+use crate::support::{backend, json_answer};
 
 async fn post(backend: &crate::support::Backend, path: &str, body: Value) -> (u16, Value) {
     let response = backend.http.post(backend.url(path)).json(&body).send().await.expect("answers");
@@ -60,26 +60,12 @@ async fn unknown_paths_and_projects_get_googles_error_shape() {
 #[tokio::test]
 async fn project_search_pages() {
     let backend = backend().await;
-    let first: Value = backend
-        .http
-        .get(backend.url("/v3/projects:search?query=state%3AACTIVE&pageSize=1"))
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
+    let first: Value =
+        json_answer(backend.http.get(backend.url("/v3/projects:search?query=state%3AACTIVE&pageSize=1"))).await;
     assert_eq!(first["projects"][0]["projectId"], "project-1");
     let token = first["nextPageToken"].as_str().expect("more pages");
-    let second: Value = backend
-        .http
-        .get(backend.url(&format!("/v3/projects:search?pageSize=1&pageToken={token}")))
-        .send()
-        .await
-        .expect("answers")
-        .json()
-        .await
-        .expect("json");
+    let second: Value =
+        json_answer(backend.http.get(backend.url(&format!("/v3/projects:search?pageSize=1&pageToken={token}")))).await;
     assert_eq!(second["projects"][0]["projectId"], "project-2");
     assert!(second.get("nextPageToken").is_none());
 }

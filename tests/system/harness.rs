@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use common::config::Env;
 use serde_json::Value;
 
-use crate::support::{Backend, SCOPE, backend};
+pub use crate::support::Reply;
+use crate::support::{Backend, SCOPE, backend, json_answer};
 
 pub const AUDIENCE: &str = "/projects/300000000009/global/backendServices/4242";
 pub const TOPIC: &str = "projects/jit-project/topics/jit-events";
@@ -25,20 +26,6 @@ pub struct System {
     pub mailer_container: SocketAddr,
 }
 
-/// The answer to one call.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub body: Value,
-}
-
-impl Reply {
-    /// The refusal code, for `{"error": {"code"}}` bodies.
-    pub fn code(&self) -> &str {
-        self.body["error"]["code"].as_str().unwrap_or("")
-    }
-}
-
 impl System {
     pub async fn start() -> System {
         System::start_with(&[]).await
@@ -47,23 +34,13 @@ impl System {
     /// Starts the functions with extra settings (e.g. a stricter justification pattern).
     pub async fn start_with(extra: &[(&'static str, &str)]) -> System {
         let backend = backend().await;
-        let mut pairs: Vec<(&'static str, String)> = backend.emulator.environment();
-        pairs.extend([
-            ("RESOURCE_SCOPE", SCOPE.to_string()),
-            ("IAP_AUDIENCE", AUDIENCE.to_string()),
-            ("BASE_URL", BASE_URL.to_string()),
-            ("NOTIFICATION_TOPIC", TOPIC.to_string()),
-            ("SENDGRID_API_KEY_SECRET", "projects/jit-project/secrets/sendgrid-api-key".to_string()),
-            ("SMTP_SENDER_ADDRESS", "jit-access@example.com".to_string()),
-            ("PUSH_AUDIENCE", PUSH_AUDIENCE.to_string()),
-            ("PUSH_SERVICE_ACCOUNT", PUSH_ACCOUNT.to_string()),
-            // As deployed: on Cloud Run, behind its invoker check.
-            ("K_SERVICE", "jit-mailer".to_string()),
-        ]);
+        let push = local::Push { account: PUSH_ACCOUNT, audience: PUSH_AUDIENCE };
+        let mut pairs = local::function_settings(&backend.emulator, SCOPE, AUDIENCE, BASE_URL, TOPIC);
+        pairs.extend(push.mailer_settings());
+        pairs.push(("SENDGRID_API_KEY_SECRET", "projects/jit-project/secrets/sendgrid-api-key".to_string()));
         pairs.extend(extra.iter().map(|(name, value)| (*name, value.to_string())));
-        let lookup = |name: &str| pairs.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
 
-        let mut env = Env::new(lookup);
+        let mut env = Env::from_pairs(&pairs);
         let list_config = list_eligibility::Config::read(&mut env);
         let request_config = request_approval::Config::read(&mut env);
         let approve_config = approve::Config::read(&mut env);
@@ -79,7 +56,6 @@ impl System {
                 .await;
         let approve = serve(approve::router(approve::AppState::new(approve_config).await.expect("state"))).await;
         let mailer_container = serve(mailer::router(mailer::AppState::new(mailer_config).await.expect("state"))).await;
-        let push = local::Push { account: PUSH_ACCOUNT, audience: PUSH_AUDIENCE };
         let mailer = local::front_mailer(&backend.emulator, mailer_container, push, false).await.expect("front");
         // The emulator pushes the topic to the mailer with an OIDC token, as Pub/Sub does.
         let subscription = serde_json::json!({"topic": TOPIC, "pushConfig": {
@@ -193,17 +169,8 @@ impl System {
         }
         let account = self.backend.emulator.state.world().service_account.clone();
         let url = self.backend.url(&format!("/v1/projects/-/serviceAccounts/{account}:signJwt"));
-        let signed: Value = self
-            .backend
-            .http
-            .post(url)
-            .json(&serde_json::json!({"payload": claims.to_string()}))
-            .send()
-            .await
-            .expect("answers")
-            .json()
-            .await
-            .expect("json");
+        let signed: Value =
+            json_answer(self.backend.http.post(url).json(&serde_json::json!({"payload": claims.to_string()}))).await;
         signed["signedJwt"].as_str().expect("signed").to_string()
     }
 

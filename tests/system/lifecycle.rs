@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{ALICE, BOB, CAROL};
+use crate::support::{ALICE, BOB, CAROL, json_answer};
 
 const DAVE: &str = "dave@example.com";
 const ADMIN: &str = "admin@example.com";
@@ -95,15 +95,8 @@ impl Local {
     }
 
     async fn event_types(&self) -> Vec<String> {
-        let messages: Vec<Value> = self
-            .http
-            .get(format!("{}/_emulator/pubsub", self.running.emulator.url()))
-            .send()
-            .await
-            .expect("answers")
-            .json()
-            .await
-            .expect("json");
+        let messages: Vec<Value> =
+            json_answer(self.http.get(format!("{}/_emulator/pubsub", self.running.emulator.url()))).await;
         messages.iter().filter_map(|m| m["attributes"]["type"].as_str().map(str::to_string)).collect()
     }
 }

@@ -8,6 +8,25 @@ pub const BOB: &str = "bob@example.com";
 pub const CAROL: &str = "carol@example.com";
 pub const SCOPE: &str = "organizations/100000000001";
 
+/// The answer to one call.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: serde_json::Value,
+}
+
+impl Reply {
+    /// The refusal code, for `{"error": {"code"}}` bodies.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+/// The JSON answer to `request`.
+pub async fn json_answer<T: serde::de::DeserializeOwned>(request: reqwest::RequestBuilder) -> T {
+    request.send().await.expect("answers").json().await.expect("json")
+}
+
 pub struct Backend {
     pub emulator: Emulator,
     pub settings: BackendSettings,

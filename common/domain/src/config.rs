@@ -53,6 +53,12 @@ impl<'a> Env<'a> {
         Env { lookup: Box::new(lookup), problems: Vec::new(), read: BTreeSet::new() }
     }
 
+    /// Settings given as name and value, as the local run and the tests give them: where a
+    /// name is given twice, the later value wins.
+    pub fn from_pairs(pairs: &'a [(&'static str, String)]) -> Env<'a> {
+        Env::new(|name| pairs.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| v.clone()))
+    }
+
     /// Trimmed; an empty value counts as unset, as in the reference app.
     pub fn optional(&mut self, name: &'static str) -> Option<String> {
         self.read.insert(name);
@@ -579,26 +585,22 @@ pub struct Config {
 
 impl Config {
     pub fn read(env: &mut Env<'_>) -> Config {
-        Config {
-            activation: ActivationSettings::read(env),
-            approval: ApprovalSettings::read(env),
-            scope: ScopeSettings::read(env),
-            iap: IapSettings::read(env),
-            token: TokenSettings::read(env),
-            backend: BackendSettings::read(env),
-            ledger: LedgerSettings::read(env),
-            notification: NotificationSettings::read(env),
-        }
+        Config::read_with(env, IapSettings::read)
     }
 
     /// Every section but IAP's: for what no person reaches through IAP (the Chat app, the
     /// sweeper), which still decide on requests as the HTTP functions do.
     pub fn read_without_iap(env: &mut Env<'_>) -> Config {
+        Config::read_with(env, |_| IapSettings { audience: String::new() })
+    }
+
+    /// Every section, in this order, IAP's from `iap`.
+    fn read_with(env: &mut Env<'_>, iap: impl FnOnce(&mut Env<'_>) -> IapSettings) -> Config {
         Config {
             activation: ActivationSettings::read(env),
             approval: ApprovalSettings::read(env),
             scope: ScopeSettings::read(env),
-            iap: IapSettings { audience: String::new() },
+            iap: iap(env),
             token: TokenSettings::read(env),
             backend: BackendSettings::read(env),
             ledger: LedgerSettings::read(env),

@@ -1,4 +1,5 @@
-//! Tidy checks, as ordinary tests: every source file of the core says what it holds.
+//! Tidy checks, as ordinary tests: every source file of the crate says what it holds. `common`
+//! runs the same file over its own sources.
 
 #[test]
 fn every_source_file_says_what_it_holds() {

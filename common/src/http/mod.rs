@@ -37,3 +37,46 @@ pub fn service_router<S: Clone + Send + Sync + 'static>(function: &'static str, 
         .fallback(move || async move { ApiError::not_found("route_not_found", format!("no such route in {function}")) })
 }
 pub use extract::{ApiJson, ApiQuery, IapUser, IapVerifier};
+
+/// An RFC 3339 time from a request body, to whole seconds (a fraction is dropped).
+pub fn parse_time(text: &str) -> Result<crate::timestamp::Timestamp, ApiError> {
+    crate::timestamp::Timestamp::parse_rfc3339(&crate::condition::without_fraction(text.trim())).ok_or_else(|| {
+        ApiError::bad_request(
+            "time_invalid",
+            format!("'{text}' is not an RFC 3339 UTC time such as 2026-11-24T16:00:00Z"),
+        )
+    })
+}
+
+/// A route's three forms, one per kind of resource (`/api/projects/{project}…`,
+/// `/api/folders/{folder}…`, `/api/organizations/{organization}…`), each to `handler` with its
+/// kind ([`crate::entitlement::PROJECTS`], …): `common::resource_routes!(post "/roles/request"
+/// => request)`.
+#[macro_export]
+macro_rules! resource_routes {
+    (get $suffix:literal => $handler:ident) => {
+        $crate::resource_routes!(@ "GET", get, $suffix, $handler)
+    };
+    (post $suffix:literal => $handler:ident) => {
+        $crate::resource_routes!(@ "POST", post, $suffix, $handler)
+    };
+    (@ $method:literal, $routing:ident, $suffix:literal, $handler:ident) => {
+        [
+            (
+                $method,
+                concat!("/api/projects/{project}", $suffix),
+                ::axum::routing::$routing($handler::<{ $crate::entitlement::PROJECTS }>),
+            ),
+            (
+                $method,
+                concat!("/api/folders/{folder}", $suffix),
+                ::axum::routing::$routing($handler::<{ $crate::entitlement::FOLDERS }>),
+            ),
+            (
+                $method,
+                concat!("/api/organizations/{organization}", $suffix),
+                ::axum::routing::$routing($handler::<{ $crate::entitlement::ORGANIZATIONS }>),
+            ),
+        ]
+    };
+}

@@ -21,8 +21,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{FromRef, Path, State};
-use axum::routing::{get, post};
+use axum::extract::{Path, State};
+use axum::routing::{MethodRouter, get, post};
 use common::door::{Door, Outcome};
 use common::email::Email;
 use common::gcp::GcpError;
@@ -43,12 +43,6 @@ pub struct AppState {
     door: Door,
 }
 
-impl FromRef<AppState> for IapVerifier {
-    fn from_ref(state: &AppState) -> IapVerifier {
-        state.iap.clone()
-    }
-}
-
 impl AppState {
     pub async fn new(config: Config) -> Result<AppState, GcpError> {
         let iap = IapVerifier::from_settings(&config.backend, &config.iap);
@@ -57,7 +51,7 @@ impl AppState {
     }
 }
 
-common::function!("approve");
+common::function!("approve", iap = iap);
 
 pub fn routes() -> Routes<AppState> {
     vec![
@@ -65,11 +59,11 @@ pub fn routes() -> Routes<AppState> {
         ("POST", "/api/activation-request", post(approve_by_token)),
         ("GET", "/api/requests/{id}", get(view)),
         ("POST", "/api/requests/{id}/approve", post(approve)),
-        ("POST", "/api/requests/{id}/deny", post(deny)),
+        ("POST", "/api/requests/{id}/deny", reasoned(|reason| Action::Deny { reason }, "api.denyRole")),
         ("POST", "/api/requests/{id}/approve-extension", post(approve_extension)),
-        ("POST", "/api/requests/{id}/revoke", post(revoke)),
-        ("POST", "/api/requests/{id}/ratify", post(ratify)),
-        ("POST", "/api/requests/{id}/reject", post(reject)),
+        ("POST", "/api/requests/{id}/revoke", reasoned(|reason| Action::Revoke { reason }, "api.revokeRole")),
+        ("POST", "/api/requests/{id}/ratify", reasoned(|reason| Action::Ratify { reason }, "api.ratifyRole")),
+        ("POST", "/api/requests/{id}/reject", reasoned(|reason| Action::Reject { reason }, "api.rejectRole")),
     ]
 }
 
@@ -110,14 +104,7 @@ struct ApproveExtensionBody {
 
 /// An RFC 3339 time from a body, to whole seconds.
 pub fn parse_time(text: &str) -> Result<i64, ApiError> {
-    Timestamp::parse_rfc3339(&common::condition::without_fraction(text.trim())).map(|t| t.unix_seconds()).ok_or_else(
-        || {
-            ApiError::bad_request(
-                "time_invalid",
-                format!("'{text}' is not an RFC 3339 UTC time such as 2026-11-24T16:00:00Z"),
-            )
-        },
-    )
+    common::http::parse_time(text).map(|t| t.unix_seconds())
 }
 
 async fn view(
@@ -196,15 +183,6 @@ async fn approve(
     decided(&state, &caller, &id, Action::Approve { reason: body.reason, end }, "api.approveRole").await
 }
 
-async fn deny(
-    State(state): State<AppState>,
-    caller: IapUser,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<ReasonBody>,
-) -> Result<Json<RequestJson>, ApiError> {
-    decided(&state, &caller, &id, Action::Deny { reason: body.reason }, "api.denyRole").await
-}
-
 async fn approve_extension(
     State(state): State<AppState>,
     caller: IapUser,
@@ -216,31 +194,17 @@ async fn approve_extension(
     decided(&state, &caller, &id, action, "api.approveExtension").await
 }
 
-async fn revoke(
-    State(state): State<AppState>,
-    caller: IapUser,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<ReasonBody>,
-) -> Result<Json<RequestJson>, ApiError> {
-    decided(&state, &caller, &id, Action::Revoke { reason: body.reason }, "api.revokeRole").await
-}
-
-async fn ratify(
-    State(state): State<AppState>,
-    caller: IapUser,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<ReasonBody>,
-) -> Result<Json<RequestJson>, ApiError> {
-    decided(&state, &caller, &id, Action::Ratify { reason: body.reason }, "api.ratifyRole").await
-}
-
-async fn reject(
-    State(state): State<AppState>,
-    caller: IapUser,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<ReasonBody>,
-) -> Result<Json<RequestJson>, ApiError> {
-    decided(&state, &caller, &id, Action::Reject { reason: body.reason }, "api.rejectRole").await
+/// A route whose body is only a reason (`{"reason"}`): the decision `action` makes of it,
+/// audited as `event`.
+fn reasoned(action: fn(String) -> Action, event: &'static str) -> MethodRouter<AppState> {
+    post(
+        move |State(state): State<AppState>,
+              caller: IapUser,
+              Path(id): Path<String>,
+              ApiJson(body): ApiJson<ReasonBody>| async move {
+            decided(&state, &caller, &id, action(body.reason), event).await
+        },
+    )
 }
 
 /// A route's decision on request `id`, audited as `event`.

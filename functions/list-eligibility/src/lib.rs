@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{FromRef, Path, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::get;
 use common::activation::WindowStatus;
@@ -31,7 +31,7 @@ use common::config::{
     ScopeSettings, TokenSettings,
 };
 use common::door::LedgerReader;
-use common::entitlement::{Entitlement, FOLDERS, ORGANIZATIONS, PROJECTS, resource_of};
+use common::entitlement::{Entitlement, resource_of};
 use common::gcp::GcpError;
 use common::gcp::catalog::{AnyCatalog, Freshness, ReadBudgets};
 use common::http::wire::{RequestJson, UserJson};
@@ -83,12 +83,6 @@ pub struct AppState {
     budgets: Arc<ReadBudgets>,
 }
 
-impl FromRef<AppState> for IapVerifier {
-    fn from_ref(state: &AppState) -> IapVerifier {
-        state.iap.clone()
-    }
-}
-
 impl AppState {
     pub async fn new(config: Config) -> Result<AppState, GcpError> {
         let iap = IapVerifier::from_settings(&config.backend, &config.iap);
@@ -117,25 +111,23 @@ fn freshness(headers: &HeaderMap) -> Freshness {
 
 /// Every route: method, path, handler. The OpenAPI test reads this list.
 pub fn routes() -> Routes<AppState> {
-    vec![
-        ("GET", "/api/policy", get(policy)),
-        ("GET", "/api/projects", get(projects)),
-        ("GET", "/api/projects/{project}/roles", get(roles::<PROJECTS>)),
-        ("GET", "/api/projects/{project}/peers", get(peers::<PROJECTS>)),
-        ("GET", "/api/folders/{folder}/roles", get(roles::<FOLDERS>)),
-        ("GET", "/api/folders/{folder}/peers", get(peers::<FOLDERS>)),
-        ("GET", "/api/organizations/{organization}/roles", get(roles::<ORGANIZATIONS>)),
-        ("GET", "/api/organizations/{organization}/peers", get(peers::<ORGANIZATIONS>)),
-        ("GET", "/api/resources", get(resources)),
-        ("GET", "/api/requests", get(requests)),
-    ]
+    [common::resource_routes!(get "/roles" => roles), common::resource_routes!(get "/peers" => peers)]
+        .into_iter()
+        .flatten()
+        .chain([
+            ("GET", "/api/policy", get(policy)),
+            ("GET", "/api/projects", get(projects)),
+            ("GET", "/api/resources", get(resources)),
+            ("GET", "/api/requests", get(requests)),
+        ])
+        .collect()
 }
 
 pub fn router(state: AppState) -> Router {
     api_router("list-eligibility", routes()).merge(page::router()).with_state(state)
 }
 
-common::function!("list-eligibility");
+common::function!("list-eligibility", iap = iap);
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]

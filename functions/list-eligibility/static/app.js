@@ -45,6 +45,13 @@ function showError(error) { $("error").textContent = error.message || String(err
 function clearMessages() { show("error", false); show("notice", false); }
 function notice(text) { $("notice").textContent = text; show("notice", true); }
 function time(seconds) { return new Date(seconds * 1000).toLocaleString(); }
+
+// An entitlement's rows in a details table: its project, role and condition (if any).
+function entitlementRows(row, entitlement) {
+  row("Project", entitlement.projectId);
+  row("Role", entitlement.name);
+  if (entitlement.resourceCondition) row("Condition", entitlement.resourceCondition);
+}
 function el(tag, text, className) {
   const node = document.createElement(tag);
   if (text !== undefined) node.textContent = text;
@@ -219,11 +226,7 @@ function showLedgerRequest(request) {
     row("Approvals", `${request.approvals.length} of ${request.approvalsNeeded} needed`);
   }
   row("Justification", request.justification);
-  for (const entitlement of request.entitlements) {
-    row("Project", entitlement.projectId);
-    row("Role", entitlement.name);
-    if (entitlement.resourceCondition) row("Condition", entitlement.resourceCondition);
-  }
+  for (const entitlement of request.entitlements) entitlementRows(row, entitlement);
   row("From", time(request.startTime));
   row("Until", time(request.endTime));
   if (request.state === "APPROVAL_AWAITED" && !review) row("Request expires", time(request.requestExpiryTime));
@@ -407,9 +410,7 @@ function showResult(title, result) {
   if (result.reviewers.length) row("Reviewers", result.reviewers.map((r) => r.email).join(", "));
   row("Justification", result.justification);
   for (const entitlement of result.entitlements) {
-    row("Project", entitlement.projectId);
-    row("Role", entitlement.name);
-    if (entitlement.resourceCondition) row("Condition", entitlement.resourceCondition);
+    entitlementRows(row, entitlement);
     row("From", time(entitlement.startTime));
     row("Until", time(entitlement.endTime));
     row("Status", { ACTIVE: "active", ACTIVATION_PENDING: "waiting for approval", EXPIRED: "expired" }[entitlement.status] || entitlement.status);

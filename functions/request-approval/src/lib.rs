@@ -21,18 +21,18 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{FromRef, Path, State};
+use axum::extract::{Path, State};
 use axum::routing::post;
 use common::config::{Env, ListingBudgetSettings};
-use common::door::{BreakGlassAsk, Door, PeerRequest, SelfActivation};
+use common::door::{BreakGlassAsk, Door, Outcome, PeerRequest, SelfActivation};
 use common::email::Email;
-use common::entitlement::{FOLDERS, ORGANIZATIONS, PROJECTS, ResourceId, resource_of};
+use common::entitlement::{ResourceId, resource_of};
 use common::gcp::GcpError;
 use common::gcp::catalog::ReadBudgets;
 use common::gcp::signer::IamCredentialsSigner;
 use common::http::audit::{self, Decision};
 use common::http::wire::{ActivationResponse, RequestJson};
-use common::http::{ApiError, ApiJson, IapUser, IapVerifier, Routes, api_router};
+use common::http::{ApiError, ApiJson, IapUser, IapVerifier, Routes, api_router, parse_time};
 use common::rules;
 use common::rules::Action;
 use common::timestamp::Timestamp;
@@ -61,12 +61,6 @@ pub struct AppState {
     budgets: Arc<ReadBudgets>,
 }
 
-impl FromRef<AppState> for IapVerifier {
-    fn from_ref(state: &AppState) -> IapVerifier {
-        state.iap.clone()
-    }
-}
-
 impl AppState {
     pub async fn new(config: Config) -> Result<AppState, GcpError> {
         let budgets = Arc::new(ReadBudgets::new(&config.budget));
@@ -79,22 +73,21 @@ impl AppState {
     }
 }
 
-common::function!("request-approval");
+common::function!("request-approval", iap = iap);
 
 pub fn routes() -> Routes<AppState> {
-    vec![
-        ("POST", "/api/projects/{project}/roles/self-activate", post(self_activate::<PROJECTS>)),
-        ("POST", "/api/projects/{project}/roles/request", post(request::<PROJECTS>)),
-        ("POST", "/api/folders/{folder}/roles/self-activate", post(self_activate::<FOLDERS>)),
-        ("POST", "/api/folders/{folder}/roles/request", post(request::<FOLDERS>)),
-        ("POST", "/api/organizations/{organization}/roles/self-activate", post(self_activate::<ORGANIZATIONS>)),
-        ("POST", "/api/organizations/{organization}/roles/request", post(request::<ORGANIZATIONS>)),
-        ("POST", "/api/projects/{project}/roles/break-glass", post(break_glass::<PROJECTS>)),
-        ("POST", "/api/folders/{folder}/roles/break-glass", post(break_glass::<FOLDERS>)),
-        ("POST", "/api/organizations/{organization}/roles/break-glass", post(break_glass::<ORGANIZATIONS>)),
+    [
+        common::resource_routes!(post "/roles/self-activate" => self_activate),
+        common::resource_routes!(post "/roles/request" => request),
+        common::resource_routes!(post "/roles/break-glass" => break_glass),
+    ]
+    .into_iter()
+    .flatten()
+    .chain([
         ("POST", "/api/requests/{id}/withdraw", post(withdraw)),
         ("POST", "/api/requests/{id}/extend", post(extend)),
-    ]
+    ])
+    .collect()
 }
 
 pub fn router(state: AppState) -> Router {
@@ -114,16 +107,6 @@ struct SelfActivateBody {
     start_time: Option<String>,
 }
 
-/// An RFC 3339 time from a body.
-fn parse_time(text: &str) -> Result<Timestamp, ApiError> {
-    Timestamp::parse_rfc3339(&common::condition::without_fraction(text.trim())).ok_or_else(|| {
-        ApiError::bad_request(
-            "time_invalid",
-            format!("'{text}' is not an RFC 3339 UTC time such as 2026-11-24T16:00:00Z"),
-        )
-    })
-}
-
 async fn self_activate<const KIND: u8>(
     State(state): State<AppState>,
     caller: IapUser,
@@ -131,10 +114,6 @@ async fn self_activate<const KIND: u8>(
     ApiJson(body): ApiJson<SelfActivateBody>,
 ) -> Result<Json<ActivationResponse>, ApiError> {
     let activation_id = new_id("jit");
-    let result = match resource_of(KIND, &project) {
-        Ok(resource) => self_activate_checked(&state, caller.email(), &resource, &body, &activation_id).await,
-        Err(error) => Err(error.into()),
-    };
     let decision = Decision {
         event: "api.activateRole",
         user: caller.email().as_str(),
@@ -144,8 +123,10 @@ async fn self_activate<const KIND: u8>(
         activation_id: &activation_id,
         ..Decision::default()
     };
-    audit::record(&decision, &result, "granted");
-    result.map(Json)
+    let checked = async |resource: &ResourceId| {
+        self_activate_checked(&state, caller.email(), resource, &body, &activation_id).await
+    };
+    on_resource(KIND, &project, checked, &decision, "granted").await
 }
 
 async fn self_activate_checked(
@@ -170,9 +151,7 @@ async fn self_activate_checked(
     };
     state.budgets.charge_ask(caller)?;
     let outcome = state.door.self_activate(caller, resource, asked).await?;
-    let record = outcome.record();
-    let activations = common::door::activations(record, record.start, record.effective_end())?;
-    let mut response = ActivationResponse::self_approved(activation_id, &activations);
+    let mut response = granted(activation_id, &outcome)?;
     response.message = outcome.message.clone();
     Ok(response)
 }
@@ -197,10 +176,6 @@ async fn request<const KIND: u8>(
     ApiJson(body): ApiJson<RequestBody>,
 ) -> Result<Json<ActivationResponse>, ApiError> {
     let activation_id = new_id("mpa");
-    let result = match resource_of(KIND, &project) {
-        Ok(resource) => request_checked(&state, caller.email(), &resource, &body, &activation_id).await,
-        Err(error) => Err(error.into()),
-    };
     let decision = Decision {
         event: "api.requestRole",
         user: caller.email().as_str(),
@@ -211,8 +186,9 @@ async fn request<const KIND: u8>(
         activation_id: &activation_id,
         ..Decision::default()
     };
-    audit::record(&decision, &result, "requested");
-    result.map(Json)
+    let checked =
+        async |resource: &ResourceId| request_checked(&state, caller.email(), resource, &body, &activation_id).await;
+    on_resource(KIND, &project, checked, &decision, "requested").await
 }
 
 async fn request_checked(
@@ -258,10 +234,6 @@ async fn break_glass<const KIND: u8>(
     ApiJson(body): ApiJson<BreakGlassBody>,
 ) -> Result<Json<ActivationResponse>, ApiError> {
     let activation_id = new_id("mpa");
-    let result = match resource_of(KIND, &project) {
-        Ok(resource) => break_glass_checked(&state, caller.email(), &resource, &body, &activation_id).await,
-        Err(error) => Err(error.into()),
-    };
     let decision = Decision {
         event: "api.breakGlass",
         user: caller.email().as_str(),
@@ -271,8 +243,10 @@ async fn break_glass<const KIND: u8>(
         activation_id: &activation_id,
         ..Decision::default()
     };
-    audit::record(&decision, &result, "granted at once, awaiting review");
-    result.map(Json)
+    let checked = async |resource: &ResourceId| {
+        break_glass_checked(&state, caller.email(), resource, &body, &activation_id).await
+    };
+    on_resource(KIND, &project, checked, &decision, "granted at once, awaiting review").await
 }
 
 async fn break_glass_checked(
@@ -296,8 +270,7 @@ async fn break_glass_checked(
     state.budgets.charge_ask(caller)?;
     let outcome = state.door.break_glass(caller, resource, asked).await?;
     let record = outcome.record();
-    let activations = common::door::activations(record, record.start, record.effective_end())?;
-    let mut response = ActivationResponse::self_approved(activation_id, &activations);
+    let mut response = granted(activation_id, &outcome)?;
     response.reviewers = record.reviewers.iter().map(common::http::wire::UserJson::from).collect();
     response.break_glass = common::http::wire::break_glass_json(record, Timestamp::now());
     response.message = Some(
@@ -307,6 +280,31 @@ async fn break_glass_checked(
             .unwrap_or_else(|| "Emergency access granted; its reviewers and the administrators are told.".into()),
     );
     Ok(response)
+}
+
+/// A new activation on the resource that `kind` (a route's `KIND`) and `project` name:
+/// `checked` on it, audited with `decision` (`success` when it succeeds), whatever the outcome.
+async fn on_resource<T>(
+    kind: u8,
+    project: &str,
+    checked: impl AsyncFnOnce(&ResourceId) -> Result<T, ApiError>,
+    decision: &Decision<'_>,
+    success: &'static str,
+) -> Result<Json<T>, ApiError> {
+    let result = match resource_of(kind, project) {
+        Ok(resource) => checked(&resource).await,
+        Err(error) => Err(error.into()),
+    };
+    audit::record(decision, &result, success);
+    result.map(Json)
+}
+
+/// The answer to an activation granted at once (self-approved, or emergency access): the
+/// bindings of its window as they were written.
+fn granted(activation_id: &str, outcome: &Outcome) -> Result<ActivationResponse, ApiError> {
+    let record = outcome.record();
+    let activations = common::door::activations(record, record.start, record.effective_end())?;
+    Ok(ActivationResponse::self_approved(activation_id, &activations))
 }
 
 /// `jit-…` or `mpa-…` and 16 random URL-safe characters.
