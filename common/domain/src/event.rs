@@ -18,9 +18,8 @@ use crate::token::ActivationRequest;
 /// Bumped when a field changes meaning or disappears; new fields do not bump it.
 pub const EVENT_SCHEMA_VERSION: &str = "1";
 
-/// Every kind of event. Subscribers match it, or its [`Moment`], exhaustively, so that a new
-/// kind is a compile error until it is handled: in [`Kind::moment`], and in each subscriber
-/// that tells the kinds apart.
+/// Every kind of event. Subscribers match it exhaustively, so that a new kind is a compile
+/// error in each of them until it is handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     RequestActivation,
@@ -94,44 +93,6 @@ impl Kind {
     pub fn parse(name: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|kind| kind.name() == name)
     }
-
-    /// Where this kind stands in a request's life, as the subscribers (mail, Chat) tell it.
-    pub fn moment(self) -> Moment {
-        match self {
-            Kind::RequestActivation => Moment::Requested,
-            Kind::BreakGlassActivated => Moment::BrokeGlass,
-            Kind::ActivationSelfApproved => Moment::SelfApproved,
-            Kind::ActivationApproved => Moment::Approved,
-            Kind::ApprovalRecorded
-            | Kind::RequestDenied
-            | Kind::RequestWithdrawn
-            | Kind::ActivationEnded
-            | Kind::ActivationRevoked
-            | Kind::ActivationFailed
-            | Kind::ActivationExternallyModified
-            | Kind::ExtensionRequested
-            | Kind::ActivationExtended
-            | Kind::ExtensionFailed
-            | Kind::RatificationRecorded
-            | Kind::BreakGlassRejected
-            | Kind::BreakGlassUnreviewed => Moment::Changed,
-        }
-    }
-}
-
-/// Where an event stands in a request's life ([`Kind::moment`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Moment {
-    /// A peer-approval request: its reviewers are asked to decide.
-    Requested,
-    /// Emergency access, granted at once: its reviewers are asked to ratify it.
-    BrokeGlass,
-    /// A self-approved activation: no one else is asked anything.
-    SelfApproved,
-    /// A peer-approval request reached its quorum.
-    Approved,
-    /// Any later change to a request already announced.
-    Changed,
 }
 
 impl std::fmt::Display for Kind {

@@ -38,7 +38,7 @@ use common::condition::ActivationType;
 use common::config::Env;
 use common::door::Door;
 use common::email::Email;
-use common::event::{Event, Moment};
+use common::event::{Event, Kind};
 use common::gcp::GcpError;
 use common::gcp::chat::{ChatClient, ChatUser, ChatUsers, Posted};
 use common::gcp::jwks::{CLOCK_LEEWAY_SECONDS, JwksCache};
@@ -333,10 +333,23 @@ async fn push(State(state): State<AppState>, headers: HeaderMap, body: Bytes) ->
     };
     let id = event["attributes"]["activation_id"].as_str().unwrap_or_default();
     // A card is posted for what asks a decision; every later change updates it.
-    let posting = match kind.moment() {
-        Moment::Requested | Moment::BrokeGlass => true,
-        Moment::SelfApproved => return StatusCode::NO_CONTENT.into_response(),
-        Moment::Approved | Moment::Changed => false,
+    let posting = match kind {
+        Kind::RequestActivation | Kind::BreakGlassActivated => true,
+        Kind::ActivationSelfApproved => return StatusCode::NO_CONTENT.into_response(),
+        Kind::ApprovalRecorded
+        | Kind::ActivationApproved
+        | Kind::RequestDenied
+        | Kind::RequestWithdrawn
+        | Kind::ActivationRevoked
+        | Kind::ActivationEnded
+        | Kind::ActivationFailed
+        | Kind::ActivationExternallyModified
+        | Kind::ExtensionRequested
+        | Kind::ActivationExtended
+        | Kind::ExtensionFailed
+        | Kind::RatificationRecorded
+        | Kind::BreakGlassRejected
+        | Kind::BreakGlassUnreviewed => false,
     };
     let record = match state.door.reader().get(id).await {
         Ok(Some(verified)) if verified.record().activation_type == ActivationType::Mpa => verified.record().clone(),

@@ -6,7 +6,7 @@
 //! injection through a name or a justification).
 
 use common::email::Email;
-use common::event::{Event, Kind, Moment};
+use common::event::{Event, Kind};
 use serde_json::Value;
 
 /// One mail, before it becomes SendGrid's JSON.
@@ -55,13 +55,25 @@ pub fn compose(event: &Value, style: &Style) -> Result<Mail, Skip> {
     };
     let attributes = &event["attributes"];
     let fields = Fields { attributes, style };
-    match kind.moment() {
-        Moment::Requested => request_activation(&fields),
-        Moment::Approved => activation_approved(&fields),
-        Moment::SelfApproved if style.self_approved => self_approved(&fields),
-        Moment::SelfApproved => Err(Skip::NotMailed("self-approval mail is turned off".into())),
-        Moment::BrokeGlass => break_glass(&fields),
-        Moment::Changed => lifecycle(&fields, kind),
+    match kind {
+        Kind::RequestActivation => request_activation(&fields),
+        Kind::ActivationApproved => activation_approved(&fields),
+        Kind::ActivationSelfApproved if style.self_approved => self_approved(&fields),
+        Kind::ActivationSelfApproved => Err(Skip::NotMailed("self-approval mail is turned off".into())),
+        Kind::BreakGlassActivated => break_glass(&fields),
+        Kind::ApprovalRecorded
+        | Kind::RequestDenied
+        | Kind::RequestWithdrawn
+        | Kind::ActivationEnded
+        | Kind::ActivationRevoked
+        | Kind::ActivationFailed
+        | Kind::ActivationExternallyModified
+        | Kind::ExtensionRequested
+        | Kind::ActivationExtended
+        | Kind::ExtensionFailed
+        | Kind::RatificationRecorded
+        | Kind::BreakGlassRejected
+        | Kind::BreakGlassUnreviewed => lifecycle(&fields, kind),
     }
 }
 
