@@ -1035,22 +1035,17 @@ impl Door {
         let marked = futures::future::join_all(candidates.into_iter().map(|old| async move {
             let entry = Entry::Superseded { at: Timestamp::now().unix_seconds(), by: record.id.clone() };
             let written = self
-                .reader
-                .ledger
-                .modify_from::<ApiError>(old.stored.clone(), |current| {
+                .append_when(old.stored.clone(), &entry, |current| {
                     if !same_request(current, old.record()) {
                         return Err(forged(&current.id));
                     }
-                    if current.state(Timestamp::now()) != State::Active {
-                        return Ok(None);
-                    }
-                    let mut next = current.clone();
-                    next.timeline.push(entry.clone());
-                    Ok(Some(next))
+                    Ok(current.state(Timestamp::now()) == State::Active)
                 })
                 .await;
             match written {
-                Ok(Some(stored)) if stored.record.superseded_by() == Some(record.id.as_str()) => old.at(stored).ok(),
+                Ok((Some(stored), _)) if stored.record.superseded_by() == Some(record.id.as_str()) => {
+                    old.at(stored).ok()
+                }
                 _ => None,
             }
         }))
@@ -1226,19 +1221,9 @@ impl Door {
         if let Some(event) = event::lifecycle_event(&told, &entry, self.base_url()) {
             publish_or_log(self.publisher.as_ref(), &event).await?;
         }
-        let mut escalated = false;
-        let written = self
-            .reader
-            .ledger
-            .modify_from::<ApiError>(verified.stored.clone(), |current| {
-                let now = Timestamp::now();
-                escalated = current.review(now) == Some(Review::Unreviewed) && !current.escalated();
-                if !escalated {
-                    return Ok(None);
-                }
-                let mut next = current.clone();
-                next.timeline.push(entry.clone());
-                Ok(Some(next))
+        let (written, escalated) = self
+            .append_when(verified.stored.clone(), &entry, |current| {
+                Ok(current.review(Timestamp::now()) == Some(Review::Unreviewed) && !current.escalated())
             })
             .await?;
         match written {
@@ -1251,22 +1236,39 @@ impl Door {
         }
     }
 
-    /// Flags a live grant whose binding was removed behind the ledger's back.
-    async fn flag(&self, verified: Verified) -> Result<Reconciled, ApiError> {
-        let entry = Entry::ExternallyModified { at: Timestamp::now().unix_seconds() };
-        let mut flagged = false;
+    /// Appends `entry` to the request's current record if `when` holds of it, deciding again
+    /// on the record read afresh after a lost race: the version last read or written, and
+    /// whether the entry was appended.
+    async fn append_when(
+        &self,
+        stored: Stored,
+        entry: &Entry,
+        when: impl Fn(&Record) -> Result<bool, ApiError>,
+    ) -> Result<(Option<Stored>, bool), ApiError> {
+        let mut appended = false;
         let written = self
             .reader
             .ledger
-            .modify_from::<ApiError>(verified.stored.clone(), |current| {
-                let live = matches!(current.state(Timestamp::now()), State::Active | State::Scheduled);
-                flagged = !current.externally_modified() && live;
-                if !flagged {
+            .modify_from::<ApiError>(stored, |current| {
+                appended = when(current)?;
+                if !appended {
                     return Ok(None);
                 }
                 let mut next = current.clone();
                 next.timeline.push(entry.clone());
                 Ok(Some(next))
+            })
+            .await?;
+        Ok((written, appended))
+    }
+
+    /// Flags a live grant whose binding was removed behind the ledger's back.
+    async fn flag(&self, verified: Verified) -> Result<Reconciled, ApiError> {
+        let entry = Entry::ExternallyModified { at: Timestamp::now().unix_seconds() };
+        let (written, flagged) = self
+            .append_when(verified.stored.clone(), &entry, |current| {
+                let live = matches!(current.state(Timestamp::now()), State::Active | State::Scheduled);
+                Ok(!current.externally_modified() && live)
             })
             .await?;
         match written {

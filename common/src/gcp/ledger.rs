@@ -91,10 +91,14 @@ impl Ledger {
 
     async fn commit(&self, record: &Record, precondition: Value) -> Result<Stored, GcpError> {
         let fields = self.fields(record)?;
-        let body = json!({"writes": [{
-            "update": {"name": self.name(&record.id), "fields": fields},
-            "currentDocument": precondition,
-        }]});
+        let write =
+            json!({"update": {"name": self.name(&record.id), "fields": fields}, "currentDocument": precondition});
+        self.commit_writes(record, json!([write])).await
+    }
+
+    /// Commits `writes`, the first of which writes `record`: its stored version.
+    async fn commit_writes(&self, record: &Record, writes: Value) -> Result<Stored, GcpError> {
+        let body = json!({ "writes": writes });
         let answer = match self.rest.post("ledger commit", &format!("{}:commit", self.documents()), &body).await {
             // Firestore answers a stale `updateTime` with FAILED_PRECONDITION: another writer won.
             Err(GcpError::FailedPrecondition(detail)) => return Err(GcpError::Conflict(detail)),
@@ -148,18 +152,11 @@ impl Ledger {
             None => json!({"exists": false}),
         };
         let uses_name = format!("{}/documents/{BREAK_GLASS_COLLECTION}/{}", self.database, record.beneficiary.as_str());
-        let body = json!({"writes": [
+        let writes = json!([
             {"update": {"name": self.name(&record.id), "fields": fields}, "currentDocument": {"exists": false}},
             {"update": {"name": uses_name, "fields": uses_fields}, "currentDocument": uses_precondition},
-        ]});
-        let answer = match self.rest.post("ledger commit", &format!("{}:commit", self.documents()), &body).await {
-            Err(GcpError::FailedPrecondition(detail)) => return Err(GcpError::Conflict(detail)),
-            other => other?,
-        };
-        let update_time = answer["writeResults"][0]["updateTime"]
-            .as_str()
-            .ok_or_else(|| GcpError::Other("ledger commit: no updateTime in the answer".into()))?;
-        Ok(Stored { record: record.clone(), update_time: update_time.to_string() })
+        ]);
+        self.commit_writes(record, writes).await
     }
 
     /// Reads, changes and writes a record until the write wins or `change` declines. `change`
