@@ -158,6 +158,7 @@ MUTATIONS = [
     ("common/src/door.rs", "if let Err(closing) = self.reader.ledger.append(&stored, failed).await {", "if let Err(closing) = Ok::<(), GcpError>(()).map(|_| drop(failed)) {", across_time("a_refused_self_activation")),
     ("common/src/door.rs", "self.write(verified.record(), want, &[], None).await?;\n                            held = Some(want);", "held = Some(want);", across_time("a_grant_failed_on_its_check")),
     ("common/src/door.rs", "publish_or_log(self.publisher.as_ref(), &event).await?;\n        }\n        let (written, escalated)", "let _ = publish_or_log(self.publisher.as_ref(), &event).await;\n        }\n        let (written, escalated)", across_time("unratified_emergency_access_is_escalated")),
+    ("functions/request-approval/src/lib.rs", "state.budgets.charge_ask(caller)?;\n    Ok(state.door.extend(", "Ok(state.door.extend(", system("a_person_refused_again_and_again")),
     # Break glass (issue 23): only where a rule opens it, only the role's peers, capped, reviewed after the fact.
     ("common/domain/src/rules.rs", "let rule = requirement.break_glass.ok_or_else(|| Refusal::NoBreakGlass(id.to_string()))?;", "let rule = requirement.break_glass.unwrap_or(crate::approval_policy::BreakGlassRule { max_duration_minutes: 60, review_within_minutes: 1440 });", system("break_glass_is_refused")),
     ("common/domain/src/rules.rs", "if recent.len() >= limit.count as usize {", "if false {", system("break_glass::")),

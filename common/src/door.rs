@@ -669,13 +669,18 @@ impl Door {
                         Err(refusal) => {
                             tracing::warn!(activation_id = %record.id, reason = %refusal, "the grant may no longer be written");
                             verified = self.record_failure(verified, refusal.to_string()).await?;
-                            // An earlier attempt, stopped before it recorded its outcome, may
-                            // have written the binding: IAM is set to what the failed request
-                            // wants (nothing, or the window before the extension) before the
-                            // failure is reported.
-                            let want = lifecycle::want(verified.record(), Timestamp::now());
-                            self.write(verified.record(), want, &[], None).await?;
-                            held = Some(want);
+                            // Recorded: an earlier attempt, stopped before it recorded its
+                            // outcome, may have written the binding, so IAM is set to what the
+                            // failed request wants (nothing, or the window before the
+                            // extension) before the failure is reported. Not recorded (the
+                            // record changed meanwhile, and still asks for the grant): the next
+                            // turn checks again, and writes nothing the check has refused.
+                            let now = Timestamp::now();
+                            if !matches!(verified.record().state(now), State::Activating | State::Extending) {
+                                let want = lifecycle::want(verified.record(), now);
+                                self.write(verified.record(), want, &[], None).await?;
+                                held = Some(want);
+                            }
                         }
                     }
                 }
@@ -1132,7 +1137,15 @@ impl Door {
         // must hold for it is seen to all the same.
         let record = verified.record();
         if record.review(Timestamp::now()) == Some(Review::Unreviewed) && !record.escalated() {
-            let (verified, escalated) = self.escalate(verified).await?;
+            let (verified, escalated) = match self.escalate(verified.clone()).await {
+                Ok(escalated) => escalated,
+                // Not told (Pub/Sub failing): the next sweep tries again; IAM is held to the
+                // ledger all the same.
+                Err(error) => {
+                    self.reconcile_grant(verified, snapshot).await?;
+                    return Err(error);
+                }
+            };
             // Written just now, it is no longer listed as open: nothing to close.
             if escalated && verified.record().state(Timestamp::now()).is_terminal() {
                 return Ok(Reconciled::Escalated);
@@ -1215,16 +1228,20 @@ impl Door {
         let entry = Entry::Escalated { at: Timestamp::now().unix_seconds() };
         // Unlike every other entry, the escalation is told before it is recorded: escalating
         // is nothing but telling, so a failed publish must leave it to the next sweep (at
-        // worst the administrators hear twice), never closed with nobody told.
+        // worst the administrators hear twice), never closed with nobody told. The record
+        // listed at the sweep's start may be minutes old: read it again before telling.
+        let verified = self.reload(&verified).await?;
+        let unreviewed = |record: &Record| record.review(Timestamp::now()) == Some(Review::Unreviewed);
+        if !unreviewed(verified.record()) || verified.record().escalated() {
+            return Ok((verified, false));
+        }
         let mut told = verified.record().clone();
         told.timeline.push(entry.clone());
         if let Some(event) = event::lifecycle_event(&told, &entry, self.base_url()) {
             publish_or_log(self.publisher.as_ref(), &event).await?;
         }
         let (written, escalated) = self
-            .append_when(verified.stored.clone(), &entry, |current| {
-                Ok(current.review(Timestamp::now()) == Some(Review::Unreviewed) && !current.escalated())
-            })
+            .append_when(verified.stored.clone(), &entry, |current| Ok(unreviewed(current) && !current.escalated()))
             .await?;
         match written {
             Some(stored) if escalated => {

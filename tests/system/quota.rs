@@ -269,7 +269,7 @@ async fn join_all<F: Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
 }
 
 /// Asks are decided on fresh reads, so they are charged too: Erin, eligible for nothing,
-/// asking again and again (self-activation, request, break glass) is refused with 429 once
+/// asking again and again (self-activation, request, break glass, extension) is refused with 429 once
 /// her budget is spent, before any Google read; Alice's ask is not touched by Erin's.
 #[tokio::test]
 async fn a_person_refused_again_and_again_spends_only_their_own_budget_of_asks() {
@@ -288,6 +288,7 @@ async fn a_person_refused_again_and_again_spends_only_their_own_budget_of_asks()
             "/api/projects/project-1/roles/break-glass",
             json!({"entitlementId": "project-1:roles/compute.admin", "justification": "BUG-1", "activationTimeout": 5}),
         ),
+        ("/api/requests/jit-AAAAAAAAAAAAAAAA/extend", json!({"activationTimeout": 5})),
     ];
     let mut refused = None;
     for attempt in 0..30 {

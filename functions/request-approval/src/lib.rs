@@ -371,5 +371,7 @@ async fn extend(
 /// counted from the original start); peer approval once a new quorum approves it, naming its
 /// end. The grant runs on meanwhile.
 async fn extend_checked(state: &AppState, caller: &Email, id: &str, minutes: u64) -> Result<RequestJson, ApiError> {
+    // An extension reads eligibility afresh, as a new ask does, and is charged as one.
+    state.budgets.charge_ask(caller)?;
     Ok(state.door.extend(caller, id, minutes).await?.json())
 }

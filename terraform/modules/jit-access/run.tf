@@ -112,7 +112,9 @@ resource "google_cloud_run_v2_service" "chat" {
     containers {
       image = var.images.chat
       resources {
-        limits = { cpu = "1", memory = "256Mi" }
+        # 512Mi: Google's pages disagree on the least memory with CPU always allocated (128 or
+        # 512 MiB for 1 vCPU); the stricter one.
+        limits = { cpu = "1", memory = "512Mi" }
         # A click past CHAT_CLICK_TIMEOUT is answered while its decision runs on in the
         # background: CPU stays allocated, so that decision is not throttled between its fresh
         # reads and its IAM write (and is not decided minutes later on stale reads).
