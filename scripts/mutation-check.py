@@ -171,7 +171,7 @@ MUTATIONS = [
     ("common/domain/src/rules.rs", "open_review(record, actor, now)?;\n            listed_and_eligible(record, actor, standing)?;", "open_review(record, actor, now)?;", COMMON),
     ("common/domain/src/rules.rs", "if !reviewer && !standing.administrator {", "if false {", COMMON),
     ("common/domain/src/lifecycle.rs", "Entry::Ratified { at, actor, .. } if self.counts(actor) && *at < terms.review_deadline =>", "Entry::Ratified { at: _, actor, .. } if self.counts(actor) =>", COMMON),
-    ("common/domain/src/lifecycle.rs", "Some(Review::Unreviewed) => !self.escalated(),", "Some(Review::Unreviewed) => false,", across_time("unratified_emergency_access_is_escalated")),
+    ("common/domain/src/lifecycle.rs", "Some(Review::Unreviewed) => !self.escalated(),", "Some(Review::Unreviewed) => false,", COMMON),
 ]
 
 def find(text, original):
